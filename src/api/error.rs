@@ -1,0 +1,114 @@
+//! The one place where errors become HTTP: status, SPEC code, message, details.
+//! Internal causes are logged with the request id and never leave the process.
+
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+
+use crate::error::AppError;
+
+/// Status, code and public details of an error.
+pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
+    use AppError as E;
+    match e {
+        E::BadRequest { fields, .. } => (
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            Some(json!({ "fields": fields })),
+        ),
+        E::InvalidPlan(_) => (StatusCode::BAD_REQUEST, "INVALID_PLAN", None),
+        E::InvalidImage(_) => (StatusCode::BAD_REQUEST, "INVALID_IMAGE", None),
+        E::InvalidCoupon { reason } => (
+            StatusCode::BAD_REQUEST,
+            "INVALID_COUPON",
+            Some(json!({ "reason": reason })),
+        ),
+        E::InvalidDuration(_) => (StatusCode::BAD_REQUEST, "INVALID_DURATION", None),
+        E::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", None),
+        E::ApiKeyMissing => (StatusCode::UNAUTHORIZED, "API_KEY_MISSING", None),
+        E::ApiKeyInvalid => (StatusCode::UNAUTHORIZED, "API_KEY_INVALID", None),
+        E::ApiKeyNotConfigured => (StatusCode::UNAUTHORIZED, "API_KEY_NOT_CONFIGURED", None),
+        E::OrderAccessDenied => (StatusCode::FORBIDDEN, "ORDER_ACCESS_DENIED", None),
+        E::OrderNotFound => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND", None),
+        E::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", None),
+        E::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", None),
+        E::PaymentStatusConflict { current, requested } => (
+            StatusCode::CONFLICT,
+            "PAYMENT_STATUS_CONFLICT",
+            Some(json!({ "currentStatus": current.as_str(), "requestedStatus": requested })),
+        ),
+        E::OrderStatusConflict { current, requested } => (
+            StatusCode::CONFLICT,
+            "ORDER_STATUS_CONFLICT",
+            Some(json!({ "currentStatus": current.as_str(), "requestedStatus": requested })),
+        ),
+        E::IdempotencyKeyInUse => (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_IN_USE", None),
+        E::IdempotencyKeyReused => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "IDEMPOTENCY_KEY_REUSED",
+            None,
+        ),
+        E::PayloadTooLarge { limit } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            Some(json!({ "limit": limit })),
+        ),
+        E::UnsupportedMediaType => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            None,
+        ),
+        E::RateLimited { retry_after_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMIT_EXCEEDED",
+            Some(json!({ "retryAfter": retry_after_secs })),
+        ),
+        E::Internal(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_SERVER_ERROR",
+            None,
+        ),
+        E::CatalogUnavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "CATALOG_SERVICE_UNAVAILABLE",
+            None,
+        ),
+        E::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE", None),
+    }
+}
+
+/// The public message: for server-side failures a fixed text, so no internal
+/// error text (paths, library messages) can leak.
+fn public_message(e: &AppError) -> String {
+    match e {
+        AppError::Internal(_) => "an unexpected error occurred".into(),
+        AppError::CatalogUnavailable(_) => {
+            "the catalog service is unavailable; try again later".into()
+        }
+        AppError::StorageUnavailable(_) => {
+            "the data file cannot be written right now; nothing was changed".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `{"error":{"code","message","details"?}}` and its status.
+pub fn envelope(e: &AppError) -> (StatusCode, Vec<u8>) {
+    let (status, code, details) = classify(e);
+    let mut error = json!({ "code": code, "message": public_message(e) });
+    if let (Some(details), Some(obj)) = (details, error.as_object_mut()) {
+        obj.insert("details".into(), details);
+    }
+    let body = serde_json::to_vec(&json!({ "error": error })).unwrap_or_default();
+    (status, body)
+}
+
+/// What to log about an error: internal causes included, never secrets (no
+/// variant carries a token or key).
+pub fn log_detail(e: &AppError) -> Option<&str> {
+    match e {
+        AppError::Internal(why)
+        | AppError::CatalogUnavailable(why)
+        | AppError::StorageUnavailable(why) => Some(why.as_str()),
+        _ => None,
+    }
+}

@@ -1,0 +1,221 @@
+//! One function per route: authenticate, read input, call the service, render.
+//! The order of checks is the SPEC's precedence: auth 401, then body/query 400,
+//! then missing 404 / foreign 403, then state 409.
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use futures_util::Stream;
+use serde_json::json;
+use warp::http::{HeaderMap, Method, StatusCode};
+
+use super::request::{self, ListParams};
+use super::routes::Route;
+use super::{error, json, json_response, ApiState, HttpResponse};
+use crate::error::AppError;
+use crate::service::{Renderer, Reply};
+use crate::store::read::ListQuery;
+use crate::store::{OrderRecord, StoredResponse};
+
+pub async fn dispatch<S, B>(
+    state: &ApiState,
+    route: Route,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: S,
+) -> Result<HttpResponse, AppError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf + Send,
+{
+    if route.is_internal() {
+        state.api_key.check(headers)?;
+    }
+    match route {
+        Route::Health => Ok(health(state).await),
+        Route::OpenApi => Err(AppError::NotFound),
+        Route::Metrics => Err(AppError::NotFound),
+        Route::InternalBackups => Err(AppError::NotFound),
+        Route::Orders if method == Method::POST => {
+            let user = state.jwt.user(headers)?;
+            let body = read(state, headers, body).await?;
+            create_order(state, &user, path, headers, &body).await
+        }
+        Route::Orders => {
+            let user = state.jwt.user(headers)?;
+            let params = request::list_params(query, false)?;
+            list(state, Some(user), params).await
+        }
+        Route::Order(id) => {
+            let user = state.jwt.user(headers)?;
+            let id = request::order_id(&id)?;
+            let record = state.orders.get_for_user(&user, id).await?;
+            Ok(order_response(StatusCode::OK, &record))
+        }
+        Route::OrderCancel(id) => {
+            let user = state.jwt.user(headers)?;
+            let body = read(state, headers, body).await?;
+            let map = request::json_object(headers, &body, false)?;
+            let reason = request::cancel_reason(map.as_ref())?;
+            let id = request::order_id(&id)?;
+            let record = state.orders.cancel_by_user(&user, id, reason).await?;
+            Ok(order_response(StatusCode::OK, &record))
+        }
+        Route::InternalOrders => {
+            let params = request::list_params(query, true)?;
+            let user = params.user_id.clone();
+            list(state, user, params).await
+        }
+        Route::InternalOrder(id) => {
+            let admin_id = request::order_id(&id)?;
+            let (record, history) = state.orders.get_with_history(admin_id).await?;
+            let body = json::data(json::order(&record, Some(&history)));
+            Ok(json_response(StatusCode::OK, body))
+        }
+        Route::InternalPaymentStatus(id) => {
+            let admin = request::admin_id(headers)?;
+            let body = read(state, headers, body).await?;
+            let key = request::idempotency_key(headers, "internal".into(), "POST", path, &body)?;
+            let map = request::json_object(headers, &body, true)?;
+            let (paid, notes) =
+                request::payment_status(map.as_ref().unwrap_or(&Default::default()))?;
+            let id = request::order_id(&id)?;
+            let reply = state
+                .orders
+                .set_payment_status(id, paid, notes, admin, key, renderer(StatusCode::OK))
+                .await;
+            respond(reply, StatusCode::OK)
+        }
+        Route::InternalCancel(id) => {
+            let admin = request::admin_id(headers)?;
+            let body = read(state, headers, body).await?;
+            let map = request::json_object(headers, &body, false)?;
+            let reason = request::cancel_reason(map.as_ref())?;
+            let id = request::order_id(&id)?;
+            let record = state.orders.cancel_by_admin(id, reason, admin).await?;
+            Ok(order_response(StatusCode::OK, &record))
+        }
+        Route::InternalRetry(id) => {
+            let admin = request::admin_id(headers)?;
+            let body = read(state, headers, body).await?;
+            request::json_object(headers, &body, false)?;
+            let id = request::order_id(&id)?;
+            let record = state.orders.retry_provisioning(id, admin).await?;
+            Ok(order_response(StatusCode::ACCEPTED, &record))
+        }
+    }
+}
+
+async fn read<S, B>(state: &ApiState, headers: &HeaderMap, body: S) -> Result<Bytes, AppError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf + Send,
+{
+    request::read_body(headers, body, state.body_limit).await
+}
+
+async fn create_order(
+    state: &ApiState,
+    user: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<HttpResponse, AppError> {
+    let key = request::idempotency_key(headers, format!("user:{user}"), "POST", path, body)?;
+    let render = renderer(StatusCode::CREATED);
+    // Validation failures under a key are stored too, so they replay exactly.
+    let parsed = request::json_object(headers, body, true)
+        .and_then(|map| request::new_order(map.as_ref().unwrap_or(&Default::default())));
+    let reply = match parsed {
+        Ok(new_order) => {
+            state
+                .orders
+                .create_order(user, new_order, key, render)
+                .await
+        }
+        Err(e) => return Err(e),
+    };
+    respond(reply, StatusCode::CREATED)
+}
+
+async fn list(
+    state: &ApiState,
+    user: Option<String>,
+    params: ListParams,
+) -> Result<HttpResponse, AppError> {
+    let page = state
+        .orders
+        .list(ListQuery {
+            user,
+            status: params.status,
+            page: params.page,
+            limit: params.limit,
+        })
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json::order_page(&page, params.page, params.limit),
+    ))
+}
+
+async fn health(state: &ApiState) -> HttpResponse {
+    let store = state.orders.store().clone();
+    let readable = tokio::task::spawn_blocking(move || crate::store::probe(store.database()))
+        .await
+        .unwrap_or(false);
+    let (status, code) = if readable {
+        ("ok", StatusCode::OK)
+    } else {
+        ("degraded", StatusCode::SERVICE_UNAVAILABLE)
+    };
+    let body = json::data(json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "storage": if readable { "ok" } else { "unavailable" },
+        "cloud": state.cloud_name,
+        "catalog": state.orders.catalog().source_name(),
+    }));
+    json_response(code, body)
+}
+
+fn order_response(status: StatusCode, record: &OrderRecord) -> HttpResponse {
+    json_response(status, json::data(json::order(record, None)))
+}
+
+/// How a command's outcome is rendered, for the response and for the copy
+/// stored under an idempotency key.
+fn renderer(success: StatusCode) -> Renderer {
+    Arc::new(
+        move |outcome: &Result<OrderRecord, AppError>| match outcome {
+            Ok(record) => StoredResponse {
+                status: success.as_u16(),
+                body: json::data(json::order(record, None)),
+            },
+            Err(e) => {
+                let (status, body) = error::envelope(e);
+                StoredResponse {
+                    status: status.as_u16(),
+                    body,
+                }
+            }
+        },
+    )
+}
+
+fn respond(reply: Reply, success: StatusCode) -> Result<HttpResponse, AppError> {
+    match reply {
+        Reply::Fresh(Ok(record)) => Ok(order_response(success, &record)),
+        Reply::Fresh(Err(e)) => Err(e),
+        Reply::Replayed(stored) => {
+            let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+            let mut response = json_response(status, stored.body);
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                warp::http::HeaderValue::from_static("true"),
+            );
+            Ok(response)
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Domain values in the SPEC's JSON shapes (camelCase, RFC 3339 millisecond
+//! timestamps, ids as strings). Only this module knows the wire names.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::task::ProvisioningTask;
+use crate::domain::time::format_millis;
+use crate::domain::{HistoryEntry, OrderItem, Pricing};
+use crate::store::read::Page;
+use crate::store::OrderRecord;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderJson<'a> {
+    id: String,
+    user_id: &'a str,
+    status: &'static str,
+    plan_id: &'a str,
+    plan_name: &'a str,
+    image_id: &'a str,
+    image_name: &'a str,
+    duration: &'static str,
+    pricing: PricingJson<'a>,
+    final_price: u64,
+    currency: &'a str,
+    items: Vec<ItemJson<'a>>,
+    provisioning_task: Option<TaskJson<'a>>,
+    paid_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_history: Option<Vec<HistoryJson<'a>>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PricingJson<'a> {
+    base_price: u64,
+    promo_discount: u64,
+    coupon_code: Option<&'a str>,
+    coupon_discount: u64,
+    final_price: u64,
+    currency: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemJson<'a> {
+    id: String,
+    item_type: &'static str,
+    reference_id: &'a str,
+    description: &'a str,
+    unit_price: u64,
+    quantity: u32,
+    total_price: u64,
+    created_at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskJson<'a> {
+    id: String,
+    status: &'static str,
+    attempts: u32,
+    do_region: &'a str,
+    do_size: &'a str,
+    do_image: &'a str,
+    droplet_id: Option<String>,
+    droplet_name: Option<&'a str>,
+    droplet_status: Option<&'a str>,
+    droplet_tags: &'a [String],
+    droplet_created_at: Option<String>,
+    ipv4_public: Option<&'a str>,
+    ipv4_private: Option<&'a str>,
+    ipv6_public: Option<&'a str>,
+    error_code: Option<&'a str>,
+    error_message: Option<&'a str>,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryJson<'a> {
+    id: String,
+    previous_status: &'a str,
+    new_status: &'a str,
+    actor: &'a str,
+    reason: Option<&'a str>,
+    metadata: Option<Value>,
+    created_at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    page: u32,
+    limit: u32,
+    total: u64,
+    total_pages: u64,
+}
+
+#[derive(Serialize)]
+struct Data<T> {
+    data: T,
+}
+
+#[derive(Serialize)]
+struct ListBody<T> {
+    data: T,
+    meta: Meta,
+}
+
+pub fn order<'a>(record: &'a OrderRecord, history: Option<&'a [HistoryEntry]>) -> OrderJson<'a> {
+    let o = &record.order;
+    OrderJson {
+        id: o.id.to_string(),
+        user_id: &o.user_id,
+        status: o.status.as_str(),
+        plan_id: &o.plan_id,
+        plan_name: &o.plan_name,
+        image_id: &o.image_id,
+        image_name: &o.image_name,
+        duration: o.duration.as_str(),
+        pricing: pricing(&o.pricing),
+        final_price: o.pricing.final_price,
+        currency: &o.pricing.currency,
+        items: o.items.iter().map(item).collect(),
+        provisioning_task: record.task.as_ref().map(task),
+        paid_at: o.paid_at.map(format_millis),
+        created_at: format_millis(o.created_at),
+        updated_at: format_millis(o.updated_at),
+        status_history: history.map(|rows| rows.iter().map(history_row).collect()),
+    }
+}
+
+fn pricing(p: &Pricing) -> PricingJson<'_> {
+    PricingJson {
+        base_price: p.base_price,
+        promo_discount: p.promo_discount,
+        coupon_code: p.coupon_code.as_deref(),
+        coupon_discount: p.coupon_discount,
+        final_price: p.final_price,
+        currency: &p.currency,
+    }
+}
+
+fn item(i: &OrderItem) -> ItemJson<'_> {
+    ItemJson {
+        id: i.id.to_string(),
+        item_type: i.item_type.as_str(),
+        reference_id: &i.reference_id,
+        description: &i.description,
+        unit_price: i.unit_price,
+        quantity: i.quantity,
+        total_price: i.total_price,
+        created_at: format_millis(i.created_at),
+    }
+}
+
+fn task(t: &ProvisioningTask) -> TaskJson<'_> {
+    TaskJson {
+        id: t.id.to_string(),
+        status: t.status.as_str(),
+        attempts: t.attempts,
+        do_region: &t.do_region,
+        do_size: &t.do_size,
+        do_image: &t.do_image,
+        droplet_id: t.droplet_id.map(|id| id.to_string()),
+        droplet_name: t.droplet_name.as_deref(),
+        droplet_status: t.droplet_status.as_deref(),
+        droplet_tags: &t.droplet_tags,
+        droplet_created_at: t.droplet_created_at.map(format_millis),
+        ipv4_public: t.ipv4_public.as_deref(),
+        ipv4_private: t.ipv4_private.as_deref(),
+        ipv6_public: t.ipv6_public.as_deref(),
+        error_code: t.error_code.as_deref(),
+        error_message: t.error_message.as_deref(),
+        started_at: t.started_at.map(format_millis),
+        completed_at: t.completed_at.map(format_millis),
+        created_at: format_millis(t.created_at),
+        updated_at: format_millis(t.updated_at),
+    }
+}
+
+fn history_row(h: &HistoryEntry) -> HistoryJson<'_> {
+    HistoryJson {
+        id: h.id.to_string(),
+        previous_status: &h.previous_status,
+        new_status: &h.new_status,
+        actor: &h.actor,
+        reason: h.reason.as_deref(),
+        metadata: h
+            .metadata
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok()),
+        created_at: format_millis(h.created_at),
+    }
+}
+
+/// `{"data": value}`.
+pub fn data<T: Serialize>(value: T) -> Vec<u8> {
+    serde_json::to_vec(&Data { data: value }).unwrap_or_default()
+}
+
+/// `{"data":[...],"meta":{page,limit,total,totalPages}}`.
+pub fn order_page(page: &Page, page_no: u32, limit: u32) -> Vec<u8> {
+    let items: Vec<_> = page.items.iter().map(|r| order(r, None)).collect();
+    let meta = Meta {
+        page: page_no,
+        limit,
+        total: page.total,
+        total_pages: page.total.div_ceil(u64::from(limit.max(1))),
+    };
+    serde_json::to_vec(&ListBody { data: items, meta }).unwrap_or_default()
+}

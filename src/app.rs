@@ -1,0 +1,204 @@
+//! Wiring: build every part from the config, serve until the shutdown future
+//! resolves, then stop in order (stop accepting, drain requests, stop background
+//! work, close the data file). `main` and the tests both go through [`App`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::api::auth::{ApiKey, JwtVerifier};
+use crate::api::{self, ApiState};
+use crate::catalog::embedded::EmbeddedCatalog;
+use crate::catalog::http::HttpCatalog;
+use crate::catalog::Catalog;
+use crate::config::{CatalogSource, CloudProvider, Config, JwtAlgorithm};
+use crate::service::OrderService;
+use crate::store::Store;
+
+/// A start-up failure: one line for the operator, and a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// A built, bound, not yet serving daemon.
+pub struct App {
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    store: Store,
+    catalog: Arc<dyn Catalog>,
+    config: Config,
+    /// Wakes the provisioner when PAID commits.
+    provisioner_wake: Arc<Notify>,
+}
+
+impl App {
+    /// Binds `server.bind` and builds everything.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let listener = tokio::net::TcpListener::bind(&config.server.bind)
+            .await
+            .map_err(|e| {
+                StartError(format!(
+                    "server.bind: cannot listen on {}: {e}",
+                    config.server.bind
+                ))
+            })?;
+        App::build_with_listener(config, listener).await
+    }
+
+    /// Builds on a listener the caller bound (tests bind 127.0.0.1:0).
+    pub async fn build_with_listener(
+        config: Config,
+        listener: tokio::net::TcpListener,
+    ) -> Result<App, StartError> {
+        let jwt = JwtVerifier::from_config(&config.auth).map_err(StartError)?;
+        if config.auth.jwt_algorithm == JwtAlgorithm::HS256 {
+            tracing::warn!("JWT algorithm is HS256 (shared secret): for development only; use RS256 or ES256 in production");
+        }
+        if config
+            .auth
+            .internal_api_key
+            .as_deref()
+            .is_none_or(str::is_empty)
+        {
+            tracing::warn!("no internal API key configured: internal endpoints answer 401 API_KEY_NOT_CONFIGURED");
+        }
+        let catalog = build_catalog(&config)?;
+        let path = config.storage.path.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&path))
+            .await
+            .map_err(|e| StartError(format!("cannot open the data file: {e}")))?
+            .map_err(|e| StartError(e.0))?;
+        let cloud_name = match config.cloud.provider {
+            CloudProvider::Sandbox => {
+                tracing::warn!("cloud provider is sandbox: droplets are simulated in-process, nothing is created at DigitalOcean");
+                "sandbox"
+            }
+            CloudProvider::Digitalocean => "digitalocean",
+        };
+        let provisioner_wake = Arc::new(Notify::new());
+        let orders = OrderService::new(
+            store.clone(),
+            catalog.clone(),
+            config.catalog.currency.clone(),
+            config.allowed_regions(),
+            config.server.order_rate_limit_per_minute,
+            provisioner_wake.clone(),
+        );
+        let state = Arc::new(ApiState {
+            orders,
+            jwt,
+            api_key: ApiKey::new(config.auth.internal_api_key.as_deref()),
+            body_limit: config.server.body_limit,
+            cloud_name,
+            cors_origins: config.server.cors_origins.clone(),
+        });
+        Ok(App {
+            listener,
+            state,
+            store,
+            catalog,
+            config,
+            provisioner_wake,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests (bounded
+    /// by `server.shutdown_grace_ms`) and closes the data file.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let App {
+            listener,
+            state,
+            store,
+            catalog,
+            config,
+            provisioner_wake: _provisioner_wake,
+        } = self;
+        let reload = tokio::spawn(reload_on_sighup(catalog));
+        let addr = listener.local_addr().ok();
+        tracing::info!(addr = ?addr, version = env!("CARGO_PKG_VERSION"), "vpsd listening");
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = warp::serve(api::filter(state))
+            .incoming(listener)
+            .graceful(async move {
+                let _ = stop_rx.await;
+            })
+            .run();
+        let mut server = tokio::spawn(server);
+        tokio::select! {
+            _ = shutdown => {}
+            _ = &mut server => {}
+        }
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = stop_tx.send(());
+        let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+        if tokio::time::timeout(grace, &mut server).await.is_err() {
+            tracing::warn!(
+                grace_ms = config.server.shutdown_grace_ms,
+                "in-flight requests did not finish in time; closing anyway"
+            );
+            server.abort();
+        }
+        reload.abort();
+        let closing = store.clone();
+        let _ = tokio::task::spawn_blocking(move || closing.shutdown()).await;
+        tracing::info!("vpsd stopped");
+        Ok(())
+    }
+}
+
+fn build_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartError> {
+    let c = &config.catalog;
+    Ok(match c.source {
+        CatalogSource::Embedded => Arc::new(
+            EmbeddedCatalog::load(&c.file, &c.sizes)
+                .map_err(|e| StartError(format!("catalog.file: {e}")))?,
+        ),
+        CatalogSource::Http => {
+            let url = c.url.as_deref().unwrap_or_default();
+            Arc::new(HttpCatalog::new(
+                url,
+                Duration::from_millis(c.timeout_ms),
+                &c.sizes,
+            ))
+        }
+    })
+}
+
+/// SIGHUP re-reads the embedded catalog; a bad file keeps the old one.
+async fn reload_on_sighup(catalog: Arc<dyn Catalog>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let catalog = catalog.clone();
+            let result = tokio::task::spawn_blocking(move || catalog.reload()).await;
+            match result {
+                Ok(Ok(())) => tracing::info!("catalog reloaded"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "catalog reload failed; keeping the previous catalog")
+                }
+                Err(e) => tracing::error!(error = %e, "catalog reload failed"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(catalog);
+}

@@ -1,0 +1,636 @@
+//! DigitalOcean API v2 over ureq (blocking).
+//!
+//! One `ureq::Agent` with a global timeout, because ureq 3 has no timeouts by
+//! default and a hung call would stall a whole sweep. Status codes are read rather
+//! than turned into errors so that 4xx/5xx bodies and rate-limit headers are seen.
+//!
+//! The client keeps itself under DigitalOcean's limits: every answer's
+//! `RateLimit-Remaining` / `RateLimit-Reset` is remembered, and once the remaining
+//! budget drops to [`RATE_LIMIT_RESERVE`] calls are refused locally (without being
+//! sent) until the reset time. A 429 likewise blocks calls for its `Retry-After`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{ActionStatus, Cloud, CloudError, Droplet, DropletSpec};
+
+/// Calls kept in hand below DigitalOcean's hourly budget, so a burst from several
+/// sweeps cannot run the token into a hard 429 that also hits other users of it.
+pub const RATE_LIMIT_RESERVE: u64 = 5;
+/// DigitalOcean's maximum page size for lists.
+const PER_PAGE: usize = 200;
+/// Upper bound on how long a single rate-limit wait is reported as; the caller
+/// re-asks after it anyway, and an hour-long reset should not park a task for an hour.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// Used when a 429 carries neither `Retry-After` nor a usable `RateLimit-Reset`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// A tag listing of 200 full droplet objects is ~1 MB; anything far bigger is not
+/// a DigitalOcean answer.
+const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+/// Guards the pagination loop against a server that always says "next".
+const MAX_PAGES: u32 = 10_000;
+
+pub struct DigitalOcean {
+    agent: ureq::Agent,
+    /// Base including `/v2`, without a trailing slash.
+    base: String,
+    token: String,
+    gate: Mutex<Gate>,
+    calls_sent: AtomicU64,
+    rate_limited: AtomicU64,
+}
+
+/// What the last answers said about the rate-limit budget.
+#[derive(Debug, Default)]
+struct Gate {
+    remaining: Option<u64>,
+    /// `RateLimit-Reset`, as wall-clock time because DigitalOcean sends epoch seconds.
+    reset_at: Option<SystemTime>,
+    /// Set by a 429's `Retry-After`.
+    blocked_until: Option<Instant>,
+}
+
+impl fmt::Debug for DigitalOcean {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DigitalOcean")
+            .field("base", &self.base)
+            .field("token", &"[redacted]")
+            .field("calls_sent", &self.calls_sent())
+            .field("rate_limited", &self.rate_limited_count())
+            .finish()
+    }
+}
+
+impl DigitalOcean {
+    /// `api_url` is the host part (`https://api.digitalocean.com`), without `/v2`.
+    pub fn new(api_url: &str, token: &str, timeout: Duration) -> DigitalOcean {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .user_agent(concat!("vpsd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        DigitalOcean {
+            agent,
+            base: format!("{}/v2", api_url.trim_end_matches('/')),
+            token: token.to_string(),
+            gate: Mutex::new(Gate::default()),
+            calls_sent: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests actually sent (local refusals are not counted).
+    pub fn calls_sent(&self) -> u64 {
+        self.calls_sent.load(Ordering::Relaxed)
+    }
+
+    /// 429 answers received from DigitalOcean.
+    pub fn rate_limited_count(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
+    /// The create action of a droplet found by tag (its id is only in the create
+    /// answer, which a crash may have lost), via `GET /v2/droplets/{id}/actions`.
+    /// `Ok(None)` when the droplet lists no create action.
+    pub fn find_create_action(
+        &self,
+        droplet_id: u64,
+    ) -> Result<Option<(u64, ActionStatus)>, CloudError> {
+        let path = format!("/droplets/{droplet_id}/actions");
+        let mut page = 1u32;
+        loop {
+            let query = [
+                ("per_page", PER_PAGE.to_string()),
+                ("page", page.to_string()),
+            ];
+            let text = self.call("GET", &path, &query, None)?;
+            let parsed: ActionListResponse =
+                serde_json::from_str(&text).map_err(|e| unparseable("droplet actions", e))?;
+            let actions = parsed.actions.unwrap_or_default();
+            if let Some(a) = actions.iter().find(|a| a.kind.as_deref() == Some("create")) {
+                return Ok(Some((a.id, action_status(&a.status)?)));
+            }
+            let has_next = parsed
+                .links
+                .and_then(|l| l.pages)
+                .and_then(|p| p.next)
+                .is_some();
+            if actions.is_empty() || !has_next || page >= MAX_PAGES {
+                return Ok(None);
+            }
+            page += 1;
+        }
+    }
+
+    /// Transport errors are formatted by ureq; scrub the token in case any layer
+    /// ever echoes request headers.
+    fn redact(&self, text: &str) -> String {
+        if self.token.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.token, "[redacted]")
+        }
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        // The gate holds plain numbers; a panic elsewhere cannot leave it inconsistent.
+        self.gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_gate(&self) -> Result<(), CloudError> {
+        let mut gate = self.gate();
+        if let Some(until) = gate.blocked_until {
+            let now = Instant::now();
+            if until > now {
+                return Err(CloudError::RateLimited {
+                    retry_after: (until - now).min(MAX_RETRY_AFTER),
+                });
+            }
+            gate.blocked_until = None;
+        }
+        if let (Some(remaining), Some(reset_at)) = (gate.remaining, gate.reset_at) {
+            if remaining <= RATE_LIMIT_RESERVE {
+                match reset_at.duration_since(SystemTime::now()) {
+                    Ok(wait) if !wait.is_zero() => {
+                        return Err(CloudError::RateLimited {
+                            retry_after: wait.min(MAX_RETRY_AFTER),
+                        })
+                    }
+                    // Past the reset: the budget has refilled at least partly;
+                    // the next answer tells us by how much.
+                    _ => gate.remaining = None,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn note_limits(&self, headers: &ureq::http::HeaderMap) {
+        let remaining = header_u64(headers, "ratelimit-remaining");
+        let reset = header_u64(headers, "ratelimit-reset");
+        if remaining.is_none() && reset.is_none() {
+            return;
+        }
+        let mut gate = self.gate();
+        if remaining.is_some() {
+            gate.remaining = remaining;
+        }
+        if let Some(secs) = reset {
+            gate.reset_at = Some(UNIX_EPOCH + Duration::from_secs(secs));
+        }
+    }
+
+    /// Sends one request and returns the 2xx body; everything else becomes a
+    /// `CloudError`.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<String, CloudError> {
+        self.check_gate()?;
+        let url = format!("{}{}", self.base, path);
+        let auth = format!("Bearer {}", self.token);
+        self.calls_sent.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = match method {
+            "POST" => {
+                let req = self
+                    .agent
+                    .post(&url)
+                    .header("Authorization", &auth)
+                    .header("Accept", "application/json");
+                req.send_json(body.unwrap_or(&Value::Null))
+            }
+            "DELETE" => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .header("Accept", "application/json")
+                .call(),
+            _ => {
+                let mut req = self
+                    .agent
+                    .get(&url)
+                    .header("Authorization", &auth)
+                    .header("Accept", "application/json");
+                for (k, v) in query {
+                    req = req.query(*k, v);
+                }
+                req.call()
+            }
+        };
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = match e {
+                    ureq::Error::Timeout(_) => format!("{method} {path}: timed out"),
+                    other => self.redact(&format!("{method} {path}: {other}")),
+                };
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(method, path, elapsed_ms, error = %msg, "digitalocean call failed");
+                return Err(CloudError::Unavailable(msg));
+            }
+        };
+        let status = response.status().as_u16();
+        self.note_limits(response.headers());
+        let retry_after = retry_after_from(response.headers());
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .read_to_string();
+        tracing::debug!(
+            method,
+            path,
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "digitalocean call"
+        );
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = match e {
+                    ureq::Error::Timeout(_) => {
+                        format!("{method} {path}: timed out reading the answer")
+                    }
+                    other => self.redact(&format!("{method} {path}: reading the answer: {other}")),
+                };
+                return Err(CloudError::Unavailable(msg));
+            }
+        };
+        match status {
+            200..=299 => Ok(text),
+            401 => Err(CloudError::Unauthorized(self.error_message(&text, status))),
+            404 => Err(CloudError::NotFound),
+            429 => {
+                self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let wait = retry_after.min(MAX_RETRY_AFTER);
+                self.gate().blocked_until = Some(Instant::now() + wait);
+                Err(CloudError::RateLimited { retry_after: wait })
+            }
+            400..=499 => Err(CloudError::Rejected {
+                status,
+                message: self.error_message(&text, status),
+            }),
+            _ => Err(CloudError::Unavailable(format!(
+                "{method} {path}: HTTP {status}: {}",
+                self.error_message(&text, status)
+            ))),
+        }
+    }
+
+    /// DigitalOcean's `message`, else a short prefix of whatever came back (an HTML
+    /// page from a proxy, say).
+    fn error_message(&self, body: &str, status: u16) -> String {
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            message: Option<String>,
+        }
+        if let Ok(ErrorBody { message: Some(m) }) = serde_json::from_str::<ErrorBody>(body) {
+            if !m.is_empty() {
+                return self.redact(&m);
+            }
+        }
+        let trimmed = body.trim();
+        if trimmed.is_empty() {
+            return format!("HTTP {status}");
+        }
+        let short: String = trimmed.chars().take(200).collect();
+        self.redact(&short)
+    }
+}
+
+fn header_u64(headers: &ureq::http::HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `Retry-After` (seconds), else `RateLimit-Reset` (epoch seconds) from now, else
+/// a minute.
+fn retry_after_from(headers: &ureq::http::HeaderMap) -> Duration {
+    if let Some(secs) = header_u64(headers, "retry-after") {
+        return Duration::from_secs(secs);
+    }
+    if let Some(reset) = header_u64(headers, "ratelimit-reset") {
+        if let Ok(wait) =
+            (UNIX_EPOCH + Duration::from_secs(reset)).duration_since(SystemTime::now())
+        {
+            return wait;
+        }
+    }
+    DEFAULT_RETRY_AFTER
+}
+
+fn unparseable(what: &str, e: serde_json::Error) -> CloudError {
+    CloudError::Unavailable(format!("unparseable {what} answer: {e}"))
+}
+
+#[derive(Deserialize)]
+struct DropletJson {
+    id: u64,
+    #[serde(default)]
+    name: Option<String>,
+    status: String,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    networks: Option<NetworksJson>,
+}
+
+#[derive(Deserialize, Default)]
+struct NetworksJson {
+    #[serde(default)]
+    v4: Option<Vec<NetworkJson>>,
+    #[serde(default)]
+    v6: Option<Vec<NetworkJson>>,
+}
+
+#[derive(Deserialize)]
+struct NetworkJson {
+    #[serde(default)]
+    ip_address: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ActionLink {
+    id: u64,
+    #[serde(default)]
+    rel: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct CreateLinks {
+    #[serde(default)]
+    actions: Option<Vec<ActionLink>>,
+}
+
+#[derive(Deserialize)]
+struct CreateResponse {
+    droplet: DropletJson,
+    #[serde(default)]
+    links: Option<CreateLinks>,
+}
+
+#[derive(Deserialize)]
+struct GetResponse {
+    droplet: DropletJson,
+}
+
+#[derive(Deserialize, Default)]
+struct Pages {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct PageLinks {
+    #[serde(default)]
+    pages: Option<Pages>,
+}
+
+#[derive(Deserialize, Default)]
+struct Meta {
+    #[serde(default)]
+    total: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ListResponse {
+    #[serde(default)]
+    droplets: Option<Vec<DropletJson>>,
+    #[serde(default)]
+    links: Option<PageLinks>,
+    #[serde(default)]
+    meta: Option<Meta>,
+}
+
+#[derive(Deserialize)]
+struct ActionJson {
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct ActionResponse {
+    action: ActionJson,
+}
+
+#[derive(Deserialize)]
+struct ListedAction {
+    id: u64,
+    status: String,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ActionListResponse {
+    #[serde(default)]
+    actions: Option<Vec<ListedAction>>,
+    #[serde(default)]
+    links: Option<PageLinks>,
+}
+
+fn action_status(status: &str) -> Result<ActionStatus, CloudError> {
+    match status {
+        "in-progress" => Ok(ActionStatus::InProgress),
+        "completed" => Ok(ActionStatus::Completed),
+        "errored" => Ok(ActionStatus::Errored),
+        other => Err(CloudError::Unavailable(format!(
+            "unknown action status {other:?}"
+        ))),
+    }
+}
+
+fn first_ip(nets: &Option<Vec<NetworkJson>>, kind: &str) -> Option<String> {
+    nets.as_deref()?
+        .iter()
+        .find(|n| {
+            n.kind.as_deref() == Some(kind)
+                && n.ip_address.as_deref().is_some_and(|ip| !ip.is_empty())
+        })
+        .and_then(|n| n.ip_address.clone())
+}
+
+impl DropletJson {
+    fn into_droplet(self, create_action_id: Option<u64>) -> Droplet {
+        let networks = self.networks.unwrap_or_default();
+        Droplet {
+            id: self.id,
+            name: self.name.unwrap_or_default(),
+            status: self.status,
+            tags: self.tags.unwrap_or_default(),
+            created_at: self.created_at,
+            ipv4_public: first_ip(&networks.v4, "public"),
+            ipv4_private: first_ip(&networks.v4, "private"),
+            ipv6_public: first_ip(&networks.v6, "public"),
+            create_action_id,
+        }
+    }
+}
+
+/// The request body per `droplet_single_create.yml`: optional fields that do not
+/// allow `null` (`user_data`) are left out rather than sent as null.
+fn create_body(spec: &DropletSpec) -> Value {
+    let mut body = Map::new();
+    body.insert("name".into(), json!(spec.name));
+    body.insert("region".into(), json!(spec.region));
+    body.insert("size".into(), json!(spec.size));
+    body.insert("image".into(), json!(spec.image));
+    body.insert("tags".into(), json!(spec.tags));
+    body.insert("monitoring".into(), json!(spec.monitoring));
+    body.insert("ipv6".into(), json!(spec.ipv6));
+    if let Some(user_data) = &spec.user_data {
+        body.insert("user_data".into(), json!(user_data));
+    }
+    Value::Object(body)
+}
+
+impl Cloud for DigitalOcean {
+    fn name(&self) -> &'static str {
+        "digitalocean"
+    }
+
+    fn create_droplet(&self, spec: &DropletSpec) -> Result<Droplet, CloudError> {
+        let body = create_body(spec);
+        let text = self.call("POST", "/droplets", &[], Some(&body))?;
+        let parsed: CreateResponse =
+            serde_json::from_str(&text).map_err(|e| unparseable("create", e))?;
+        let actions = parsed.links.unwrap_or_default().actions.unwrap_or_default();
+        let action_id = actions
+            .iter()
+            .find(|a| a.rel.as_deref() == Some("create"))
+            .or_else(|| actions.first())
+            .map(|a| a.id);
+        let droplet = parsed.droplet.into_droplet(action_id);
+        tracing::debug!(droplet_id = droplet.id, action_id = ?action_id, "droplet create accepted");
+        Ok(droplet)
+    }
+
+    fn get_droplet(&self, id: u64) -> Result<Droplet, CloudError> {
+        let text = self.call("GET", &format!("/droplets/{id}"), &[], None)?;
+        let parsed: GetResponse =
+            serde_json::from_str(&text).map_err(|e| unparseable("droplet", e))?;
+        Ok(parsed.droplet.into_droplet(None))
+    }
+
+    fn list_by_tag(&self, tag: &str) -> Result<Vec<Droplet>, CloudError> {
+        let mut out = Vec::new();
+        // Droplets created while paging shift later pages; never report one twice.
+        let mut seen = HashSet::new();
+        let mut page = 1u32;
+        loop {
+            let query = [
+                ("tag_name", tag.to_string()),
+                ("per_page", PER_PAGE.to_string()),
+                ("page", page.to_string()),
+            ];
+            let text = self.call("GET", "/droplets", &query, None)?;
+            let parsed: ListResponse =
+                serde_json::from_str(&text).map_err(|e| unparseable("droplet list", e))?;
+            let droplets = parsed.droplets.unwrap_or_default();
+            let count = droplets.len();
+            for d in droplets {
+                if seen.insert(d.id) {
+                    out.push(d.into_droplet(None));
+                }
+            }
+            // `links.pages.next` is the documented signal; `meta.total` covers a
+            // server that omits links. The next URL itself is not followed so the
+            // token is only ever sent to the configured host.
+            let has_next = parsed
+                .links
+                .and_then(|l| l.pages)
+                .and_then(|p| p.next)
+                .is_some();
+            let total = parsed.meta.and_then(|m| m.total);
+            let more_by_total = total.is_some_and(|t| (out.len() as u64) < t);
+            if count == 0 || !(has_next || more_by_total) {
+                break;
+            }
+            page += 1;
+            if page > MAX_PAGES {
+                return Err(CloudError::Unavailable(format!(
+                    "listing tag {tag}: more than {MAX_PAGES} pages"
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete_droplet(&self, id: u64) -> Result<(), CloudError> {
+        match self.call("DELETE", &format!("/droplets/{id}"), &[], None) {
+            Ok(_) | Err(CloudError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn get_action(&self, id: u64) -> Result<ActionStatus, CloudError> {
+        let text = self.call("GET", &format!("/actions/{id}"), &[], None)?;
+        let parsed: ActionResponse =
+            serde_json::from_str(&text).map_err(|e| unparseable("action", e))?;
+        action_status(&parsed.action.status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_body_omits_absent_user_data() {
+        let spec = DropletSpec {
+            name: "web-1".into(),
+            region: "sgp1".into(),
+            size: "s-1vcpu-1gb".into(),
+            image: "ubuntu-24-04-x64".into(),
+            tags: vec!["vpsd".into()],
+            monitoring: true,
+            ipv6: false,
+            user_data: None,
+        };
+        let body = create_body(&spec);
+        assert!(body.get("user_data").is_none());
+        assert_eq!(body["tags"], json!(["vpsd"]));
+    }
+
+    #[test]
+    fn debug_redacts_token() {
+        let d = DigitalOcean::new(
+            "http://127.0.0.1:1/",
+            "dop_v1_secret",
+            Duration::from_secs(1),
+        );
+        let text = format!("{d:?}");
+        assert!(!text.contains("dop_v1_secret"));
+        assert!(text.contains("http://127.0.0.1:1/v2"));
+    }
+
+    #[test]
+    fn parses_networks() {
+        let d: DropletJson = serde_json::from_value(json!({
+            "id": 1, "name": "a", "status": "active", "tags": null,
+            "networks": {"v4": [
+                {"ip_address": "10.1.2.3", "type": "private", "gateway": "nil"},
+                {"ip_address": "192.0.2.1", "type": "public"}
+            ], "v6": [{"ip_address": "2001:db8::1", "netmask": 64, "type": "public"}]}
+        }))
+        .unwrap();
+        let d = d.into_droplet(None);
+        assert_eq!(d.ipv4_public.as_deref(), Some("192.0.2.1"));
+        assert_eq!(d.ipv4_private.as_deref(), Some("10.1.2.3"));
+        assert_eq!(d.ipv6_public.as_deref(), Some("2001:db8::1"));
+        assert!(d.tags.is_empty());
+    }
+}

@@ -1,0 +1,280 @@
+//! In-process droplets for local runs: no network, no token, no cost. A droplet is
+//! `new` until `boot_delay` has passed since its create, then `active` with
+//! addresses from documentation ranges (203.0.113.0/24, 2001:db8::/32) so nothing
+//! it reports can be mistaken for, or routed to, a real machine.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{ActionStatus, Cloud, CloudError, Droplet, DropletSpec};
+
+const FIRST_DROPLET_ID: u64 = 100_000_001;
+const FIRST_ACTION_ID: u64 = 900_000_001;
+
+#[derive(Debug)]
+pub struct Sandbox {
+    boot_delay: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    next_id: u64,
+    next_action_id: u64,
+    droplets: HashMap<u64, Entry>,
+    actions: HashSet<u64>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The droplet as it looks once booted.
+    booted: Droplet,
+    created: Instant,
+    action_id: u64,
+}
+
+impl Sandbox {
+    pub fn new(boot_delay: Duration) -> Sandbox {
+        Sandbox {
+            boot_delay,
+            state: Mutex::new(State {
+                next_id: FIRST_DROPLET_ID,
+                next_action_id: FIRST_ACTION_ID,
+                droplets: HashMap::new(),
+                actions: HashSet::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every mutation below is a single insert/remove, so a poisoned lock still
+        // guards consistent data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn observe(&self, entry: &Entry) -> Droplet {
+        if entry.created.elapsed() >= self.boot_delay {
+            entry.booted.clone()
+        } else {
+            unbooted(&entry.booted)
+        }
+    }
+}
+
+impl Sandbox {
+    /// Mirrors `DigitalOcean::find_create_action`: the create action of a
+    /// droplet found by tag (sandbox actions always complete).
+    pub fn find_create_action(
+        &self,
+        droplet_id: u64,
+    ) -> Result<Option<(u64, ActionStatus)>, CloudError> {
+        let state = self.state();
+        let entry = state
+            .droplets
+            .get(&droplet_id)
+            .ok_or(CloudError::NotFound)?;
+        Ok(Some((entry.action_id, ActionStatus::Completed)))
+    }
+}
+
+fn unbooted(booted: &Droplet) -> Droplet {
+    Droplet {
+        status: "new".into(),
+        ipv4_public: None,
+        ipv4_private: None,
+        ipv6_public: None,
+        ..booted.clone()
+    }
+}
+
+fn now_rfc3339() -> Option<String> {
+    let now = OffsetDateTime::now_utc();
+    // DigitalOcean reports whole seconds.
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    now.format(&Rfc3339).ok()
+}
+
+impl Cloud for Sandbox {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn create_droplet(&self, spec: &DropletSpec) -> Result<Droplet, CloudError> {
+        let mut state = self.state();
+        let id = state.next_id;
+        state.next_id += 1;
+        let action_id = state.next_action_id;
+        state.next_action_id += 1;
+        let n = id - FIRST_DROPLET_ID;
+        let booted = Droplet {
+            id,
+            name: spec.name.clone(),
+            status: "active".into(),
+            tags: spec.tags.clone(),
+            created_at: now_rfc3339(),
+            ipv4_public: Some(format!("203.0.113.{}", n % 254 + 1)),
+            ipv4_private: Some(format!("10.130.{}.{}", (n / 254) % 256, n % 254 + 1)),
+            ipv6_public: spec.ipv6.then(|| format!("2001:db8::{:x}", n + 1)),
+            create_action_id: None,
+        };
+        // Like DigitalOcean, the create answer shows the droplet before it boots,
+        // even with no boot delay.
+        let answer = Droplet {
+            create_action_id: Some(action_id),
+            ..unbooted(&booted)
+        };
+        let entry = Entry {
+            booted,
+            created: Instant::now(),
+            action_id,
+        };
+        state.droplets.insert(id, entry);
+        state.actions.insert(action_id);
+        Ok(answer)
+    }
+
+    fn get_droplet(&self, id: u64) -> Result<Droplet, CloudError> {
+        let state = self.state();
+        let entry = state.droplets.get(&id).ok_or(CloudError::NotFound)?;
+        Ok(self.observe(entry))
+    }
+
+    fn list_by_tag(&self, tag: &str) -> Result<Vec<Droplet>, CloudError> {
+        let state = self.state();
+        let mut out: Vec<Droplet> = state
+            .droplets
+            .values()
+            .filter(|e| e.booted.tags.iter().any(|t| t == tag))
+            .map(|e| self.observe(e))
+            .collect();
+        out.sort_by_key(|d| d.id);
+        Ok(out)
+    }
+
+    fn delete_droplet(&self, id: u64) -> Result<(), CloudError> {
+        self.state().droplets.remove(&id);
+        Ok(())
+    }
+
+    fn get_action(&self, id: u64) -> Result<ActionStatus, CloudError> {
+        if self.state().actions.contains(&id) {
+            Ok(ActionStatus::Completed)
+        } else {
+            Err(CloudError::NotFound)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(tags: &[&str]) -> DropletSpec {
+        DropletSpec {
+            name: "web-1".into(),
+            region: "sgp1".into(),
+            size: "s-1vcpu-1gb".into(),
+            image: "ubuntu-24-04-x64".into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            monitoring: true,
+            ipv6: false,
+            user_data: None,
+        }
+    }
+
+    #[test]
+    fn boots_after_delay() {
+        let cloud = Sandbox::new(Duration::from_millis(50));
+        let d = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
+        assert_eq!(d.id, FIRST_DROPLET_ID);
+        assert_eq!(d.status, "new");
+        assert!(d.ipv4_public.is_none());
+        assert!(d.create_action_id.is_some());
+        assert!(d.created_at.as_deref().is_some_and(|t| t.ends_with('Z')));
+
+        let early = cloud.get_droplet(d.id).unwrap();
+        assert_eq!(early.status, "new");
+        assert!(early.ipv4_public.is_none());
+
+        std::thread::sleep(Duration::from_millis(60));
+        let booted = cloud.get_droplet(d.id).unwrap();
+        assert_eq!(booted.status, "active");
+        assert_eq!(booted.ipv4_public.as_deref(), Some("203.0.113.1"));
+        assert!(booted
+            .ipv4_private
+            .as_deref()
+            .is_some_and(|ip| ip.starts_with("10.130.")));
+        assert_eq!(booted.created_at, d.created_at);
+    }
+
+    #[test]
+    fn zero_delay_is_active_on_first_get() {
+        let cloud = Sandbox::new(Duration::ZERO);
+        let d = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
+        assert_eq!(d.status, "new");
+        assert_eq!(cloud.get_droplet(d.id).unwrap().status, "active");
+    }
+
+    #[test]
+    fn ids_increase_and_ips_differ() {
+        let cloud = Sandbox::new(Duration::ZERO);
+        let a = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
+        let b = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
+        assert!(b.id > a.id);
+        let a = cloud.get_droplet(a.id).unwrap();
+        let b = cloud.get_droplet(b.id).unwrap();
+        assert_ne!(a.ipv4_public, b.ipv4_public);
+        assert_ne!(a.ipv4_private, b.ipv4_private);
+    }
+
+    #[test]
+    fn list_filters_by_tag_and_delete_removes() {
+        let cloud = Sandbox::new(Duration::ZERO);
+        let a = cloud
+            .create_droplet(&spec(&["vpsd", "vpsd-order-a"]))
+            .unwrap();
+        let b = cloud
+            .create_droplet(&spec(&["vpsd", "vpsd-order-b"]))
+            .unwrap();
+        assert_eq!(cloud.list_by_tag("vpsd").unwrap().len(), 2);
+        let only_a = cloud.list_by_tag("vpsd-order-a").unwrap();
+        assert_eq!(only_a.len(), 1);
+        assert_eq!(only_a[0].id, a.id);
+        assert!(cloud.list_by_tag("other").unwrap().is_empty());
+
+        cloud.delete_droplet(a.id).unwrap();
+        assert_eq!(cloud.get_droplet(a.id), Err(CloudError::NotFound));
+        assert_eq!(cloud.list_by_tag("vpsd").unwrap().len(), 1);
+        // Deleting again is fine, like a 404 on DigitalOcean.
+        cloud.delete_droplet(a.id).unwrap();
+        assert_eq!(cloud.get_droplet(b.id).unwrap().id, b.id);
+    }
+
+    #[test]
+    fn actions_complete_and_unknown_is_not_found() {
+        let cloud = Sandbox::new(Duration::ZERO);
+        let d = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
+        let action = d.create_action_id.unwrap();
+        assert_eq!(cloud.get_action(action), Ok(ActionStatus::Completed));
+        assert_eq!(
+            cloud.find_create_action(d.id),
+            Ok(Some((action, ActionStatus::Completed)))
+        );
+        assert_eq!(cloud.get_action(1), Err(CloudError::NotFound));
+        assert_eq!(cloud.get_droplet(42), Err(CloudError::NotFound));
+        assert_eq!(cloud.name(), "sandbox");
+    }
+
+    #[test]
+    fn ipv6_only_when_asked() {
+        let cloud = Sandbox::new(Duration::ZERO);
+        let mut s = spec(&["vpsd"]);
+        s.ipv6 = true;
+        let d = cloud.create_droplet(&s).unwrap();
+        assert!(cloud.get_droplet(d.id).unwrap().ipv6_public.is_some());
+    }
+}

@@ -1,0 +1,516 @@
+//! Typed configuration: `Config.toml` (or `--config FILE`), then the v1 service's
+//! flat environment names, then `VPSD_*` variables (`__` between levels), each
+//! layer overriding the one before. Unknown keys are errors; every bad value is
+//! reported in one line that names its key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub auth: AuthConfig,
+    pub catalog: CatalogConfig,
+    pub cloud: CloudConfig,
+    pub provisioning: ProvisioningConfig,
+    pub backup: BackupConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address; `PORT` replaces only its port.
+    pub bind: String,
+    /// Largest accepted request body, bytes.
+    pub body_limit: u64,
+    /// Orders one user may create per minute; 0 turns the limit off.
+    pub order_rate_limit_per_minute: u32,
+    /// How long shutdown waits for in-flight requests, milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// Origins allowed by CORS; empty turns CORS off.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:3003".into(),
+            body_limit: 65536,
+            order_rate_limit_per_minute: 0,
+            shutdown_grace_ms: 10_000,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from("data/vpsd.redb"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JwtAlgorithm {
+    #[default]
+    RS256,
+    ES256,
+    HS256,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub jwt_algorithm: JwtAlgorithm,
+    #[serde(deserialize_with = "loose_string")]
+    pub jwt_public_key: Option<String>,
+    pub jwt_public_key_file: Option<PathBuf>,
+    #[serde(deserialize_with = "loose_string")]
+    pub jwt_secret: Option<String>,
+    #[serde(deserialize_with = "loose_string")]
+    pub jwt_issuer: Option<String>,
+    #[serde(deserialize_with = "loose_string")]
+    pub jwt_audience: Option<String>,
+    #[serde(deserialize_with = "loose_string")]
+    pub internal_api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogSource {
+    #[default]
+    Embedded,
+    Http,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    pub source: CatalogSource,
+    pub file: PathBuf,
+    #[serde(deserialize_with = "loose_string")]
+    pub url: Option<String>,
+    pub timeout_ms: u64,
+    /// Plan id -> DigitalOcean size slug, for plans the catalog gives no slug.
+    pub sizes: BTreeMap<String, String>,
+    pub currency: String,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig {
+            source: CatalogSource::Embedded,
+            file: PathBuf::from("config/catalog.toml"),
+            url: None,
+            timeout_ms: 5000,
+            sizes: BTreeMap::new(),
+            currency: "IDR".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloudProvider {
+    #[default]
+    Sandbox,
+    Digitalocean,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudConfig {
+    pub provider: CloudProvider,
+    pub digitalocean: DigitalOceanConfig,
+    pub sandbox: SandboxConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigitalOceanConfig {
+    pub api_url: String,
+    #[serde(deserialize_with = "loose_string")]
+    pub token: Option<String>,
+    pub default_region: String,
+    /// Regions a customer may pick; the default region is always allowed.
+    pub regions: Vec<String>,
+    pub ipv6: bool,
+    pub timeout_ms: u64,
+}
+
+impl Default for DigitalOceanConfig {
+    fn default() -> Self {
+        DigitalOceanConfig {
+            api_url: "https://api.digitalocean.com".into(),
+            token: None,
+            default_region: "sgp1".into(),
+            regions: Vec::new(),
+            ipv6: false,
+            timeout_ms: 15_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    pub boot_delay_ms: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            boot_delay_ms: 3000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvisioningConfig {
+    pub poll_interval_ms: u64,
+    pub max_attempts: u32,
+    pub destroy_failed_droplets: bool,
+}
+
+impl Default for ProvisioningConfig {
+    fn default() -> Self {
+        ProvisioningConfig {
+            poll_interval_ms: 5000,
+            max_attempts: 60,
+            destroy_failed_droplets: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    pub dir: PathBuf,
+    /// Six-field cron (with seconds); unset means no scheduled backups.
+    pub schedule: Option<String>,
+    /// Scheduled snapshots to keep.
+    pub keep: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: PathBuf::from("backups"),
+            schedule: None,
+            keep: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `vpsd=debug,warp=warn`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Environment variables take strings; a secret like `INTERNAL_API_KEY=12345`
+/// arrives as a number, which must still be read as text.
+fn loose_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Loose {
+        Text(String),
+        Int(i128),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(Option::<Loose>::deserialize(d)?.map(|v| match v {
+        Loose::Text(s) => s,
+        Loose::Int(i) => i.to_string(),
+        Loose::Float(f) => f.to_string(),
+        Loose::Bool(b) => b.to_string(),
+    }))
+}
+
+/// The v1 service's flat environment names and the keys they set.
+const V1_ENV: &[(&str, &str)] = &[
+    ("INTERNAL_API_KEY", "auth.internal_api_key"),
+    ("JWT_ALGORITHM", "auth.jwt_algorithm"),
+    ("JWT_PUBLIC_KEY", "auth.jwt_public_key"),
+    ("JWT_SECRET", "auth.jwt_secret"),
+    ("DIGITALOCEAN_API_TOKEN", "cloud.digitalocean.token"),
+    (
+        "DIGITALOCEAN_DEFAULT_REGION",
+        "cloud.digitalocean.default_region",
+    ),
+    ("CATALOG_SERVICE_URL", "catalog.url"),
+    ("CATALOG_SERVICE_TIMEOUT_MS", "catalog.timeout_ms"),
+    (
+        "PROVISIONING_POLL_INTERVAL_MS",
+        "provisioning.poll_interval_ms",
+    ),
+    ("PROVISIONING_MAX_ATTEMPTS", "provisioning.max_attempts"),
+];
+
+/// A configuration problem, printed as one line at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("config error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// `explicit` is `--config FILE` (must exist); otherwise `Config.toml` in the
+    /// working directory is read if present.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = match explicit {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )));
+                }
+                Toml::file_exact(path)
+            }
+            None => Toml::file("Config.toml"),
+        };
+        let v1 = Env::raw()
+            .only(&V1_ENV.iter().map(|(name, _)| *name).collect::<Vec<_>>())
+            .map(|name| {
+                V1_ENV
+                    .iter()
+                    .find(|(n, _)| name == *n)
+                    .map(|(_, key)| (*key).into())
+                    .unwrap_or_else(|| name.into())
+            });
+        let figment = Figment::new()
+            .merge(file)
+            .merge(v1)
+            .merge(Env::prefixed("VPSD_").split("__"));
+        let mut config: Config = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
+        if let Ok(port) = std::env::var("PORT") {
+            config.server.bind = with_port(&config.server.bind, &port)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            return bad(
+                "server.bind",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:3003",
+                    self.server.bind
+                ),
+            );
+        }
+        if self.server.body_limit == 0 {
+            return bad("server.body_limit", "must be at least 1 byte".into());
+        }
+        if self.catalog.timeout_ms == 0 {
+            return bad("catalog.timeout_ms", "must be at least 1".into());
+        }
+        if self.catalog.currency.trim().is_empty() {
+            return bad("catalog.currency", "must not be empty".into());
+        }
+        if self.catalog.source == CatalogSource::Http
+            && self
+                .catalog
+                .url
+                .as_deref()
+                .is_none_or(|u| u.trim().is_empty())
+        {
+            return bad(
+                "catalog.url",
+                "is required when catalog.source = \"http\" (env CATALOG_SERVICE_URL)".into(),
+            );
+        }
+        if let Some(url) = &self.catalog.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return bad("catalog.url", format!("{url:?} is not an http(s) URL"));
+            }
+        }
+        let d = &self.cloud.digitalocean;
+        if !(d.api_url.starts_with("http://") || d.api_url.starts_with("https://")) {
+            return bad(
+                "cloud.digitalocean.api_url",
+                format!("{:?} is not an http(s) URL", d.api_url),
+            );
+        }
+        if d.default_region.trim().is_empty() {
+            return bad(
+                "cloud.digitalocean.default_region",
+                "must not be empty".into(),
+            );
+        }
+        if d.timeout_ms == 0 {
+            return bad("cloud.digitalocean.timeout_ms", "must be at least 1".into());
+        }
+        if self.cloud.provider == CloudProvider::Digitalocean
+            && d.token.as_deref().is_none_or(|t| t.trim().is_empty())
+        {
+            return bad(
+                "cloud.digitalocean.token",
+                "is required when cloud.provider = \"digitalocean\" (env DIGITALOCEAN_API_TOKEN)"
+                    .into(),
+            );
+        }
+        if self.provisioning.poll_interval_ms < 100 {
+            return bad(
+                "provisioning.poll_interval_ms",
+                "must be at least 100".into(),
+            );
+        }
+        if self.provisioning.max_attempts == 0 {
+            return bad("provisioning.max_attempts", "must be at least 1".into());
+        }
+        if let Some(schedule) = &self.backup.schedule {
+            if let Err(why) = validate_cron(schedule) {
+                return bad("backup.schedule", why);
+            }
+        }
+        if self.backup.keep == 0 {
+            return bad("backup.keep", "must be at least 1".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad(
+                "log.level",
+                format!("{:?} is not a log filter", self.log.level),
+            );
+        }
+        Ok(())
+    }
+
+    /// Regions a customer may choose: the default plus the allow-list.
+    pub fn allowed_regions(&self) -> Vec<String> {
+        let d = &self.cloud.digitalocean;
+        let mut regions = vec![d.default_region.clone()];
+        for r in &d.regions {
+            if !regions.contains(r) {
+                regions.push(r.clone());
+            }
+        }
+        regions
+    }
+
+    /// The effective configuration as TOML with every secret replaced by `***`.
+    pub fn masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        let mask = |v: &mut Option<String>| {
+            if v.is_some() {
+                *v = Some("***".into());
+            }
+        };
+        mask(&mut shown.auth.jwt_secret);
+        mask(&mut shown.auth.internal_api_key);
+        mask(&mut shown.cloud.digitalocean.token);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Six fields, seconds first, as tokio-cron-scheduler expects. Its own parse
+/// errors are opaque, so check the shape here and let the parser judge the rest.
+pub fn validate_cron(expr: &str) -> Result<(), String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 6 {
+        return Err(format!(
+            "{expr:?} has {fields} fields; expected six (sec min hour day month weekday), e.g. \"0 0 3 * * *\""
+        ));
+    }
+    expr.parse::<croner_check::Schedule>()
+        .map(|_| ())
+        .map_err(|_| format!("{expr:?} is not a valid cron expression"))
+}
+
+mod croner_check {
+    //! tokio-cron-scheduler parses with `croner`; parsing here with the same
+    //! crate catches a bad schedule at start-up instead of at the first tick.
+    pub struct Schedule;
+    impl std::str::FromStr for Schedule {
+        type Err = ();
+        fn from_str(s: &str) -> Result<Self, ()> {
+            tokio_cron_scheduler::Job::new_async(s, |_, _| Box::pin(async {}))
+                .map(|_| Schedule)
+                .map_err(|_| ())
+        }
+    }
+}
+
+fn with_port(bind: &str, port: &str) -> Result<String, ConfigError> {
+    let port: u16 = port
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError(format!("PORT: {port:?} is not a port number")))?;
+    let host = match bind.parse::<SocketAddr>() {
+        Ok(addr) => addr.ip().to_string(),
+        Err(_) => "127.0.0.1".to_string(),
+    };
+    let addr: SocketAddr = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    Ok(addr.to_string())
+}
+
+/// figment's message names the key and the source; keep it on one line.
+fn one_line(e: &figment::Error) -> String {
+    let text = e.to_string();
+    let text = text.replace("default.", "");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_replaces_only_the_port() {
+        assert_eq!(with_port("0.0.0.0:3003", "8080").unwrap(), "0.0.0.0:8080");
+        assert_eq!(with_port("127.0.0.1:1", "9").unwrap(), "127.0.0.1:9");
+        assert!(with_port("127.0.0.1:1", "http").is_err());
+    }
+
+    #[test]
+    fn cron_needs_six_fields() {
+        assert!(validate_cron("0 0 3 * * *").is_ok());
+        assert!(validate_cron("0 3 * * *").is_err());
+        assert!(validate_cron("a b c d e f").is_err());
+    }
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+    }
+}

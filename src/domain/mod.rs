@@ -1,0 +1,9 @@
+//! Pure types and rules of the product: no I/O, no async, no storage.
+//! Everything above (store, service, api) depends on this module; it depends on nothing of ours.
+
+pub mod lifecycle;
+pub mod order;
+pub mod task;
+pub mod time;
+
+pub use order::*;

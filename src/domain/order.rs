@@ -1,0 +1,248 @@
+//! The order aggregate: what was bought, at what price, and where it stands.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::time::Millis;
+
+/// Declares a closed string enum whose wire names are the SPEC's upper-case names.
+/// One macro keeps `as_str` and `parse` from ever drifting apart.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// Where an order is in its life (SPEC §1). Stored as its index in `ALL`,
+    /// so variants are only ever appended.
+    OrderStatus {
+        PendingPayment => "PENDING_PAYMENT",
+        Paid => "PAID",
+        Provisioning => "PROVISIONING",
+        Active => "ACTIVE",
+        Failed => "FAILED",
+        Canceled => "CANCELED",
+    }
+);
+
+impl OrderStatus {
+    /// A compact, stable code used in index keys.
+    pub fn code(self) -> u8 {
+        match self {
+            OrderStatus::PendingPayment => 0,
+            OrderStatus::Paid => 1,
+            OrderStatus::Provisioning => 2,
+            OrderStatus::Active => 3,
+            OrderStatus::Failed => 4,
+            OrderStatus::Canceled => 5,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, OrderStatus::Active | OrderStatus::Canceled)
+    }
+}
+
+wire_enum!(
+    PlanDuration {
+        Monthly => "MONTHLY",
+        Quarterly => "QUARTERLY",
+        SemiAnnual => "SEMI_ANNUAL",
+        Annual => "ANNUAL",
+    }
+);
+
+wire_enum!(
+    ItemType {
+        Plan => "PLAN",
+        Image => "IMAGE",
+        Addon => "ADDON",
+    }
+);
+
+wire_enum!(
+    ProvisioningStatus {
+        Pending => "PENDING",
+        InProgress => "IN_PROGRESS",
+        Success => "SUCCESS",
+        Failed => "FAILED",
+    }
+);
+
+/// The price snapshot taken at order time. Amounts are integers in the currency's
+/// smallest unit; they are never recomputed after the order is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pricing {
+    pub base_price: u64,
+    pub promo_discount: u64,
+    pub coupon_code: Option<String>,
+    pub coupon_discount: u64,
+    pub final_price: u64,
+    pub currency: String,
+}
+
+impl Pricing {
+    /// `finalPrice = max(0, base - promo - coupon)`, with the coupon discount capped
+    /// so the recorded parts always add up to the recorded total.
+    pub fn compute(
+        base_price: u64,
+        price_after_promo: u64,
+        coupon: Option<(String, u64)>,
+        currency: String,
+    ) -> Pricing {
+        let after_promo = price_after_promo.min(base_price);
+        let promo_discount = base_price - after_promo;
+        let (coupon_code, coupon_discount) = match coupon {
+            Some((code, discount)) => (Some(code), discount.min(after_promo)),
+            None => (None, 0),
+        };
+        Pricing {
+            base_price,
+            promo_discount,
+            coupon_code,
+            coupon_discount,
+            final_price: after_promo - coupon_discount,
+            currency,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItem {
+    pub id: Uuid,
+    pub item_type: ItemType,
+    pub reference_id: String,
+    pub description: String,
+    pub unit_price: u64,
+    pub quantity: u32,
+    pub total_price: u64,
+    pub created_at: Millis,
+}
+
+/// Where and what to provision, resolved from the catalog and config when the
+/// order is created, so later catalog edits never change a paid order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropletPlan {
+    pub region: String,
+    pub size_slug: String,
+    pub image_slug: String,
+    pub hostname: String,
+    pub ssh_public_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: Uuid,
+    /// Global commit sequence: orders sort newest-first by it in every index,
+    /// which is exact even when two orders share a millisecond.
+    pub seq: u64,
+    pub user_id: String,
+    pub status: OrderStatus,
+    pub plan_id: String,
+    pub plan_name: String,
+    pub image_id: String,
+    pub image_name: String,
+    pub duration: PlanDuration,
+    pub pricing: Pricing,
+    /// True when the coupon's redemption is counted in the data file (embedded
+    /// catalog limits); cancelling an unpaid order releases it.
+    pub coupon_counted: bool,
+    pub items: Vec<OrderItem>,
+    pub droplet: DropletPlan,
+    /// Set exactly when the order has been PAID (SPEC §1 property).
+    pub paid_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// Number of history rows written so far; the next row's key.
+    pub history_len: u32,
+}
+
+/// One row of an order's status history. `new_status` is an order status or a
+/// payment event name (`PAYMENT_FAILED`), hence plain text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub id: Uuid,
+    pub previous_status: String,
+    pub new_status: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    /// JSON object text; kept as text because bincode cannot carry `serde_json::Value`.
+    pub metadata: Option<String>,
+    pub created_at: Millis,
+}
+
+/// Who caused a change, rendered as the SPEC's actor strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    User(String),
+    Admin(Option<String>),
+    System,
+}
+
+impl Actor {
+    pub fn render(&self) -> String {
+        match self {
+            Actor::User(sub) => format!("user:{sub}"),
+            Actor::Admin(None) => "admin".to_string(),
+            Actor::Admin(Some(id)) => format!("admin:{id}"),
+            Actor::System => "system".to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip_their_wire_names() {
+        for s in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(s.as_str()), Some(*s));
+        }
+        for d in PlanDuration::ALL {
+            assert_eq!(PlanDuration::parse(d.as_str()), Some(*d));
+        }
+        assert_eq!(OrderStatus::parse("paid"), None);
+    }
+
+    #[test]
+    fn pricing_snapshot_matches_the_spec_example() {
+        let p = Pricing::compute(
+            150_000,
+            135_000,
+            Some(("HEMAT20".into(), 27_000)),
+            "IDR".into(),
+        );
+        assert_eq!(p.promo_discount, 15_000);
+        assert_eq!(p.coupon_discount, 27_000);
+        assert_eq!(p.final_price, 108_000);
+    }
+
+    #[test]
+    fn coupon_never_takes_the_price_below_zero() {
+        let p = Pricing::compute(100, 80, Some(("BIG".into(), 500)), "IDR".into());
+        assert_eq!(p.coupon_discount, 80);
+        assert_eq!(p.final_price, 0);
+    }
+}

@@ -1,0 +1,18 @@
+//! vpsd: a VPS order & provisioning daemon.
+//!
+//! Data flows one way: `api` (HTTP) -> `service` (orders, catalog look-ups) ->
+//! `store` (the only module that knows redb), with `domain` (pure rules) under
+//! all of them. `app` wires the parts together for `main` and for the tests.
+
+pub mod api;
+pub mod app;
+pub mod catalog;
+pub mod cloud;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod service;
+pub mod store;
+
+pub use app::{App, StartError};
+pub use config::Config;

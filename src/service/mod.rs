@@ -1,0 +1,10 @@
+//! Use cases: what a user or operator can ask of vpsd. Catalog look-ups happen
+//! here, before and outside any write transaction; every change is one
+//! `store::WriteOp`.
+
+pub mod idempotency;
+pub mod orders;
+pub mod rate_limit;
+
+pub use idempotency::{IdempotencyKey, Renderer, Reply};
+pub use orders::{NewOrder, OrderService};

@@ -1,0 +1,307 @@
+//! The only module that knows redb. Reads run on any thread against a snapshot;
+//! every change goes through the single writer thread ([`writer`]), which batches
+//! queued operations into one durable transaction (group commit).
+
+pub mod backup;
+pub mod codec;
+pub mod read;
+pub mod tables;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use crate::domain::lifecycle::{Conflict, Event, Note};
+use crate::domain::task::ProvisioningTask;
+use crate::domain::{HistoryEntry, Order};
+pub use writer::Writer;
+
+/// An order with its provisioning task, as every API response shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub order: Order,
+    pub task: Option<ProvisioningTask>,
+}
+
+/// The storage layer failed; the operation changed nothing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The data file cannot be written or read right now (disk full, read-only,
+    /// I/O error). Maps to 503 STORAGE_UNAVAILABLE.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A record or index does not decode or point where it should. Maps to 500.
+    #[error("data file inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// Why a well-formed operation was refused; nothing was written for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpError {
+    OrderNotFound,
+    NotOwner,
+    Conflict(Conflict),
+    /// An embedded coupon's usage limit: LIMIT_GLOBAL_REACHED or LIMIT_PER_USER_REACHED.
+    CouponLimit(&'static str),
+    /// The task changed since the caller read it; re-read and decide again.
+    StaleTask,
+}
+
+/// The outcome of one operation inside a committed batch.
+pub type OpResult = Result<OrderRecord, OpError>;
+
+/// A response stored under an idempotency key and replayed for its lifetime.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdempotencyRecord {
+    /// SHA-256 of method, path and canonical body.
+    pub fingerprint: [u8; 32],
+    pub response: StoredResponse,
+    pub expires_at: i64,
+}
+
+/// Turns an operation's outcome into the response to store, or `None` to store
+/// nothing (5xx outcomes are never stored, so the client can retry).
+pub type Render = Box<dyn FnOnce(&OpResult) -> Option<StoredResponse> + Send>;
+
+/// Store this operation's response under an idempotency key, in its transaction.
+pub struct IdempotencyWrite {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: [u8; 32],
+    pub expires_at: i64,
+    pub render: Render,
+}
+
+/// Coupon redemption to count inside the order's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponClaim {
+    pub code: String,
+    pub max_uses: Option<u64>,
+    pub max_uses_per_user: Option<u64>,
+}
+
+/// One change, applied atomically with its history row.
+pub enum WriteOp {
+    CreateOrder {
+        /// `seq` and `history_len` are assigned by the writer.
+        order: Box<Order>,
+        first: HistoryEntry,
+        coupon: Option<CouponClaim>,
+        idempotency: Option<IdempotencyWrite>,
+    },
+    Transition {
+        order_id: uuid::Uuid,
+        event: Event,
+        note: Note,
+        /// When set, the order must belong to this user (else NotOwner).
+        owner: Option<String>,
+        idempotency: Option<IdempotencyWrite>,
+    },
+    /// The provisioner's write: the new task state and, optionally, the order
+    /// event it implies. Refused with StaleTask unless the stored task's revision
+    /// still equals `task.revision`.
+    SaveTask {
+        task: Box<ProvisioningTask>,
+        event: Option<(Event, Note)>,
+    },
+}
+
+/// Housekeeping writes that touch no order.
+pub enum Maintenance {
+    /// A response produced before any change (e.g. INVALID_PLAN) stored under its key.
+    StoreResponse {
+        scope: String,
+        key: String,
+        record: IdempotencyRecord,
+    },
+    /// Deletes idempotency keys that expired at or before `now`; returns how many.
+    SweepIdempotency { now: i64 },
+}
+
+/// A handle to the open data file: cheap to clone, shared by readers and the writer.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: Writer,
+    path: PathBuf,
+}
+
+/// Opening the data file failed; the text is the one line printed at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OpenError(pub String);
+
+impl Store {
+    /// Opens (or creates) the data file, checks its schema version, creates every
+    /// table, and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Store, OpenError> {
+        let db = open_database(path)?;
+        init_schema(&db, path)?;
+        let db = Arc::new(db);
+        let writer = Writer::start(db.clone());
+        Ok(Store {
+            db,
+            writer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Applies one operation through the group-commit writer.
+    pub async fn write(&self, op: WriteOp) -> Result<OpResult, StoreError> {
+        self.writer.submit(op).await
+    }
+
+    /// The same, for callers on a blocking thread (provisioner).
+    pub fn write_blocking(&self, op: WriteOp) -> Result<OpResult, StoreError> {
+        self.writer.submit_blocking(op)
+    }
+
+    /// Stops the writer after the queued operations and waits for it.
+    pub fn shutdown(&self) {
+        self.writer.shutdown();
+    }
+}
+
+fn describe_open_error(path: &Path, err: redb::DatabaseError) -> OpenError {
+    let shown = path.display();
+    let text = match err {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            format!("data file {shown} is locked: another vpsd (or tool) has it open")
+        }
+        redb::DatabaseError::UpgradeRequired(v) => {
+            format!("data file {shown} uses redb file format {v}, which this vpsd cannot open")
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            format!("cannot open data file {shown}: {io}")
+        }
+        other => format!("data file {shown} is unreadable or corrupt: {other}"),
+    };
+    OpenError(text)
+}
+
+/// Creates the file with owner-only permissions before redb touches it, so the
+/// orders are never readable by other local users, even for a moment.
+fn open_database(path: &Path) -> Result<Database, OpenError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            OpenError(format!(
+                "cannot create data directory {}: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    if !path.exists() {
+        create_private_file(path)
+            .map_err(|e| OpenError(format!("cannot create data file {}: {e}", path.display())))?;
+    }
+    // redb may panic on a file that was altered behind its back (its own docs say
+    // so); a corrupt file must be one clear line, not a panic trace.
+    let opened = std::panic::catch_unwind(|| Database::builder().create(path));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(err)) => Err(describe_open_error(path, err)),
+        Err(_) => Err(OpenError(format!(
+            "data file {} is corrupt and cannot be opened",
+            path.display()
+        ))),
+    }
+}
+
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// Refuses files written by a newer vpsd, stamps new files, and creates every
+/// table so readers never meet a missing one.
+fn init_schema(db: &Database, path: &Path) -> Result<(), OpenError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        OpenError(format!("data file {}: {what}: {e}", path.display()))
+    };
+    let txn = db
+        .begin_write()
+        .map_err(|e| fail("cannot begin a transaction", &e))?;
+    {
+        let mut meta = txn
+            .open_table(tables::META)
+            .map_err(|e| fail("cannot open the meta table", &e))?;
+        let stored = meta
+            .get(tables::META_SCHEMA_VERSION)
+            .map_err(|e| fail("cannot read the schema version", &e))?
+            .map(|v| v.value());
+        match stored {
+            Some(v) if v > tables::SCHEMA_VERSION => {
+                return Err(OpenError(format!(
+                    "data file {} has schema version {v}, newer than this vpsd supports ({}); upgrade vpsd",
+                    path.display(),
+                    tables::SCHEMA_VERSION
+                )));
+            }
+            Some(_) => {}
+            None => {
+                meta.insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)
+                    .map_err(|e| fail("cannot write the schema version", &e))?;
+            }
+        }
+    }
+    create_tables(&txn).map_err(|e| fail("cannot create tables", &e))?;
+    txn.commit().map_err(|e| fail("cannot commit", &e))?;
+    Ok(())
+}
+
+fn create_tables(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+    txn.open_table(tables::ORDERS)?;
+    txn.open_table(tables::HISTORY)?;
+    txn.open_table(tables::TASKS)?;
+    txn.open_table(tables::OPEN_TASKS)?;
+    txn.open_table(tables::BY_SEQ)?;
+    txn.open_table(tables::BY_USER)?;
+    txn.open_table(tables::BY_STATUS)?;
+    txn.open_table(tables::BY_USER_STATUS)?;
+    txn.open_table(tables::COUNTS)?;
+    txn.open_table(tables::COUPON_USES)?;
+    txn.open_table(tables::COUPON_USER_USES)?;
+    txn.open_table(tables::IDEMPOTENCY)?;
+    txn.open_table(tables::IDEMPOTENCY_EXPIRY)?;
+    Ok(())
+}
+
+/// Is the data file readable right now? Used by `/health`.
+pub fn probe(db: &Database) -> bool {
+    db.begin_read()
+        .is_ok_and(|txn| txn.open_table(tables::META).is_ok())
+}
+
+pub(crate) fn storage_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}

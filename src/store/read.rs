@@ -1,0 +1,188 @@
+//! Queries. Each runs in one read transaction (a consistent snapshot) and walks an
+//! index range, so a page costs O(offset + limit) lookups whatever the table size.
+
+use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
+use uuid::Uuid;
+
+use super::tables::{self, count_key, CountScope};
+use super::{codec, corrupt, storage_err, IdempotencyRecord, OrderRecord, Store, StoreError};
+use crate::domain::task::ProvisioningTask;
+use crate::domain::{HistoryEntry, Order, OrderStatus};
+
+/// Which orders to list, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub user: Option<String>,
+    pub status: Option<OrderStatus>,
+    /// 1-based.
+    pub page: u32,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<OrderRecord>,
+    pub total: u64,
+}
+
+/// Collects one page of order ids from an index range, newest first.
+macro_rules! page_ids {
+    ($table:expr, $range:expr, $skip:expr, $take:expr) => {{
+        let mut ids = Vec::new();
+        for entry in $table
+            .range($range)
+            .map_err(storage_err)?
+            .rev()
+            .skip($skip)
+            .take($take)
+        {
+            let (_, id) = entry.map_err(storage_err)?;
+            ids.push(id.value());
+        }
+        ids
+    }};
+}
+
+impl Store {
+    fn snapshot(&self) -> Result<ReadTransaction, StoreError> {
+        self.database().begin_read().map_err(storage_err)
+    }
+
+    pub fn get_order(&self, id: Uuid) -> Result<Option<OrderRecord>, StoreError> {
+        let txn = self.snapshot()?;
+        let orders = txn.open_table(tables::ORDERS).map_err(storage_err)?;
+        let tasks = txn.open_table(tables::TASKS).map_err(storage_err)?;
+        read_record(&orders, &tasks, id.as_u128())
+    }
+
+    /// The order's history rows in commit order.
+    pub fn history(&self, id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
+        let txn = self.snapshot()?;
+        let table = txn.open_table(tables::HISTORY).map_err(storage_err)?;
+        let id = id.as_u128();
+        let mut rows = Vec::new();
+        for entry in table.range((id, 0)..=(id, u32::MAX)).map_err(storage_err)? {
+            let (_, bytes) = entry.map_err(storage_err)?;
+            rows.push(codec::decode(bytes.value()).map_err(corrupt)?);
+        }
+        Ok(rows)
+    }
+
+    pub fn list_orders(&self, q: &ListQuery) -> Result<Page, StoreError> {
+        let txn = self.snapshot()?;
+        let skip = (q.page.saturating_sub(1) as usize).saturating_mul(q.limit as usize);
+        let take = q.limit as usize;
+        let (ids, scope) = match (&q.user, q.status) {
+            (None, None) => {
+                let t = txn.open_table(tables::BY_SEQ).map_err(storage_err)?;
+                (page_ids!(t, 0..=u64::MAX, skip, take), CountScope::All)
+            }
+            (None, Some(s)) => {
+                let t = txn.open_table(tables::BY_STATUS).map_err(storage_err)?;
+                let c = s.code();
+                (
+                    page_ids!(t, (c, 0)..=(c, u64::MAX), skip, take),
+                    CountScope::Status(c),
+                )
+            }
+            (Some(u), None) => {
+                let t = txn.open_table(tables::BY_USER).map_err(storage_err)?;
+                let u = u.as_str();
+                (
+                    page_ids!(t, (u, 0)..=(u, u64::MAX), skip, take),
+                    CountScope::User(u),
+                )
+            }
+            (Some(u), Some(s)) => {
+                let t = txn
+                    .open_table(tables::BY_USER_STATUS)
+                    .map_err(storage_err)?;
+                let (u, c) = (u.as_str(), s.code());
+                (
+                    page_ids!(t, (u, c, 0)..=(u, c, u64::MAX), skip, take),
+                    CountScope::UserStatus(u, c),
+                )
+            }
+        };
+        let counts = txn.open_table(tables::COUNTS).map_err(storage_err)?;
+        let total = counts
+            .get(count_key(scope).as_str())
+            .map_err(storage_err)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let orders = txn.open_table(tables::ORDERS).map_err(storage_err)?;
+        let tasks = txn.open_table(tables::TASKS).map_err(storage_err)?;
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            let record = read_record(&orders, &tasks, id)?.ok_or_else(|| {
+                corrupt(format!(
+                    "index points to missing order {}",
+                    Uuid::from_u128(id)
+                ))
+            })?;
+            items.push(record);
+        }
+        Ok(Page { items, total })
+    }
+
+    /// Every order whose provisioning task is PENDING or IN_PROGRESS.
+    pub fn open_tasks(&self) -> Result<Vec<OrderRecord>, StoreError> {
+        let txn = self.snapshot()?;
+        let open = txn.open_table(tables::OPEN_TASKS).map_err(storage_err)?;
+        let orders = txn.open_table(tables::ORDERS).map_err(storage_err)?;
+        let tasks = txn.open_table(tables::TASKS).map_err(storage_err)?;
+        let mut out = Vec::new();
+        for entry in open.iter().map_err(storage_err)? {
+            let (id, _) = entry.map_err(storage_err)?;
+            if let Some(record) = read_record(&orders, &tasks, id.value())? {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn idempotency(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let txn = self.snapshot()?;
+        let table = txn.open_table(tables::IDEMPOTENCY).map_err(storage_err)?;
+        match table.get((scope, key)).map_err(storage_err)? {
+            Some(bytes) => codec::decode(bytes.value()).map(Some).map_err(corrupt),
+            None => Ok(None),
+        }
+    }
+
+    /// Number of orders in each status (for metrics).
+    pub fn status_counts(&self) -> Result<Vec<(OrderStatus, u64)>, StoreError> {
+        let txn = self.snapshot()?;
+        let counts = txn.open_table(tables::COUNTS).map_err(storage_err)?;
+        let mut out = Vec::new();
+        for status in OrderStatus::ALL {
+            let n = counts
+                .get(count_key(CountScope::Status(status.code())).as_str())
+                .map_err(storage_err)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            out.push((*status, n));
+        }
+        Ok(out)
+    }
+}
+
+fn read_record(
+    orders: &ReadOnlyTable<u128, &'static [u8]>,
+    tasks: &ReadOnlyTable<u128, &'static [u8]>,
+    id: u128,
+) -> Result<Option<OrderRecord>, StoreError> {
+    let Some(bytes) = orders.get(id).map_err(storage_err)? else {
+        return Ok(None);
+    };
+    let order: Order = codec::decode(bytes.value()).map_err(corrupt)?;
+    let task: Option<ProvisioningTask> = match tasks.get(id).map_err(storage_err)? {
+        Some(bytes) => Some(codec::decode(bytes.value()).map_err(corrupt)?),
+        None => None,
+    };
+    Ok(Some(OrderRecord { order, task }))
+}

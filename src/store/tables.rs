@@ -1,0 +1,67 @@
+//! Every redb table and key layout in one place. Keys sort the way queries read:
+//! index keys end in the order's commit sequence, so "newest first" is a reverse
+//! range scan and a page costs O(page), not O(all orders).
+
+use redb::TableDefinition;
+
+/// Bumped when a table or key layout changes; a newer file is refused at open.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// `schema_version`, `order_seq` (last assigned order sequence).
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub const META_SCHEMA_VERSION: &str = "schema_version";
+pub const META_ORDER_SEQ: &str = "order_seq";
+
+/// order id -> encoded `Order` (items are embedded: they never change).
+pub const ORDERS: TableDefinition<u128, &[u8]> = TableDefinition::new("orders");
+/// (order id, row number) -> encoded `HistoryEntry`, in commit order.
+pub const HISTORY: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("history");
+/// order id -> encoded `ProvisioningTask` (at most one per order).
+pub const TASKS: TableDefinition<u128, &[u8]> = TableDefinition::new("tasks");
+/// order ids whose task is PENDING or IN_PROGRESS: the reconciler's work list.
+pub const OPEN_TASKS: TableDefinition<u128, ()> = TableDefinition::new("open_tasks");
+
+/// seq -> order id: every order, newest last.
+pub const BY_SEQ: TableDefinition<u64, u128> = TableDefinition::new("orders_by_seq");
+/// (user, seq) -> order id.
+pub const BY_USER: TableDefinition<(&str, u64), u128> = TableDefinition::new("orders_by_user");
+/// (status code, seq) -> order id.
+pub const BY_STATUS: TableDefinition<(u8, u64), u128> = TableDefinition::new("orders_by_status");
+/// (user, status code, seq) -> order id.
+pub const BY_USER_STATUS: TableDefinition<(&str, u8, u64), u128> =
+    TableDefinition::new("orders_by_user_status");
+/// Row counts per index range, kept in the same transaction as the rows so a
+/// list's `total` is one lookup. Keys: see [`count_key`].
+pub const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
+
+/// Coupon code -> redemptions of orders that hold it (embedded catalog only).
+pub const COUPON_USES: TableDefinition<&str, u64> = TableDefinition::new("coupon_uses");
+/// (coupon code, user) -> redemptions by that user.
+pub const COUPON_USER_USES: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("coupon_user_uses");
+
+/// (scope, key) -> encoded idempotency record.
+pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
+/// (expires at ms, scope, key): lets the sweeper delete expired keys in order.
+pub const IDEMPOTENCY_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
+    TableDefinition::new("idempotency_expiry");
+
+/// Which slice of the orders a count describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountScope<'a> {
+    All,
+    Status(u8),
+    User(&'a str),
+    UserStatus(&'a str, u8),
+}
+
+/// Count keys are prefixed by kind, so a user id containing `:` cannot collide
+/// with another kind's key (status codes are single digits).
+pub fn count_key(scope: CountScope<'_>) -> String {
+    match scope {
+        CountScope::All => "all".to_string(),
+        CountScope::Status(s) => format!("s:{s}"),
+        CountScope::User(u) => format!("u:{u}"),
+        CountScope::UserStatus(u, s) => format!("us:{s}:{u}"),
+    }
+}
