@@ -485,9 +485,17 @@ fn with_port(bind: &str, port: &str) -> Result<String, ConfigError> {
 }
 
 /// figment's message names the key and the source; keep it on one line.
+/// Keys from the environment keep the variable's case (`SERVER.BODY_LIMIT`);
+/// they are shown as the lower-case config key the operator looks up.
 fn one_line(e: &figment::Error) -> String {
-    let text = e.to_string();
-    let text = text.replace("default.", "");
+    let text = e.to_string().replace("default.", "");
+    let text = match text.split_once("for key \"") {
+        Some((head, tail)) => match tail.split_once('"') {
+            Some((key, rest)) => format!("{head}for key \"{}\"{rest}", key.to_lowercase()),
+            None => text.clone(),
+        },
+        None => text,
+    };
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

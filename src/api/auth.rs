@@ -62,15 +62,23 @@ impl JwtVerifier {
         // Tokens are checked as their issuer wrote them: an expired token is
         // expired, with no minute of grace.
         validation.leeway = 0;
-        validation.required_spec_claims = HashSet::from(["exp".to_string(), "sub".to_string()]);
+        let mut required = HashSet::from(["exp".to_string(), "sub".to_string()]);
+        // A configured issuer or audience must be present, not merely not wrong.
         match &auth.jwt_issuer {
-            Some(iss) => validation.set_issuer(&[iss]),
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                required.insert("iss".into());
+            }
             None => validation.iss = None,
         }
         match &auth.jwt_audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.insert("aud".into());
+            }
             None => validation.validate_aud = false,
         }
+        validation.required_spec_claims = required;
         Ok(JwtVerifier { key, validation })
     }
 

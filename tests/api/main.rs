@@ -1,0 +1,12 @@
+//! Black-box tests of the HTTP API against the real daemon (see `support`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod admin;
+mod auth;
+mod catalog_http;
+mod errors;
+mod orders;
+mod payment;
+mod persistence;

@@ -1,0 +1,290 @@
+//! Creating, reading, listing and cancelling orders as a user.
+
+use serde_json::json;
+
+use crate::support::{spawn_app, Auth};
+
+#[test]
+fn create_snapshots_promo_and_coupon_pricing_with_items_and_first_history_row() {
+    let app = spawn_app();
+    let r = app.post_json(
+        "/api/v1/orders",
+        Auth::User("alice"),
+        &json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY", "couponCode": "hemat20"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let o = r.data();
+    assert_eq!(o["userId"], "alice");
+    assert_eq!(o["status"], "PENDING_PAYMENT");
+    assert_eq!(o["planName"], "VPS Basic");
+    assert_eq!(o["imageName"], "Ubuntu 22.04");
+    assert_eq!(o["duration"], "MONTHLY");
+    assert_eq!(
+        o["pricing"],
+        json!({"basePrice": 150000, "promoDiscount": 15000, "couponCode": "HEMAT20",
+               "couponDiscount": 27000, "finalPrice": 108000, "currency": "IDR"})
+    );
+    assert_eq!(o["finalPrice"], 108000);
+    assert_eq!(o["currency"], "IDR");
+    assert_eq!(o["provisioningTask"], json!(null));
+    assert_eq!(o["paidAt"], json!(null));
+    let items = o["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["itemType"], "PLAN");
+    assert_eq!(items[0]["referenceId"], "vps-basic");
+    assert_eq!(
+        items[0]["description"],
+        "VPS Basic - 1 vCPU, 1024MB RAM, 25GB SSD"
+    );
+    assert_eq!(items[0]["unitPrice"], 150000);
+    assert_eq!(items[0]["quantity"], 1);
+    assert_eq!(items[0]["totalPrice"], 150000);
+    assert_eq!(items[1]["itemType"], "IMAGE");
+    assert_eq!(items[1]["referenceId"], "ubuntu-22-04");
+    assert_eq!(items[1]["description"], "Ubuntu 22.04");
+    assert_eq!(items[1]["unitPrice"], 0);
+    let created = o["createdAt"].as_str().expect("createdAt");
+    assert_eq!(created.len(), 24, "RFC 3339 with milliseconds: {created}");
+    assert!(created.ends_with('Z'));
+    let id = r.id();
+    assert!(uuid::Uuid::parse_str(&id).is_ok());
+
+    let detail = app.admin_order(&id);
+    let history = detail.data()["statusHistory"]
+        .as_array()
+        .expect("history")
+        .clone();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["previousStatus"], "");
+    assert_eq!(history[0]["newStatus"], "PENDING_PAYMENT");
+    assert_eq!(history[0]["actor"], "user:alice");
+}
+
+#[test]
+fn a_user_reads_only_their_own_orders() {
+    let app = spawn_app();
+    let id = app.create_order("alice").id();
+    let mine = app.get(&format!("/api/v1/orders/{id}"), Auth::User("alice"));
+    assert_eq!(mine.status, 200);
+    assert_eq!(mine.data()["id"], id.as_str());
+    assert!(
+        mine.data().get("statusHistory").is_none(),
+        "users never see history"
+    );
+
+    let theirs = app.get(&format!("/api/v1/orders/{id}"), Auth::User("bob"));
+    assert_eq!(theirs.status, 403);
+    assert_eq!(theirs.code(), "ORDER_ACCESS_DENIED");
+
+    let missing = app.get(
+        &format!("/api/v1/orders/{}", uuid::Uuid::new_v4()),
+        Auth::User("alice"),
+    );
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.code(), "ORDER_NOT_FOUND");
+
+    let bad = app.get("/api/v1/orders/not-a-uuid", Auth::User("alice"));
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.code(), "BAD_REQUEST");
+    assert_eq!(bad.body["error"]["details"]["fields"][0]["field"], "id");
+}
+
+#[test]
+fn list_pages_newest_first_with_meta_and_status_filter() {
+    let app = spawn_app();
+    let ids: Vec<String> = (0..5).map(|_| app.create_order("alice").id()).collect();
+    app.create_order("bob");
+    assert_eq!(app.pay(&ids[1]).status, 200);
+
+    let page1 = app.get("/api/v1/orders?page=1&limit=2", Auth::User("alice"));
+    assert_eq!(page1.status, 200);
+    assert_eq!(
+        page1.body["meta"],
+        json!({"page": 1, "limit": 2, "total": 5, "totalPages": 3})
+    );
+    let got: Vec<&str> = page1
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, vec![ids[4].as_str(), ids[3].as_str()]);
+
+    let page3 = app.get("/api/v1/orders?page=3&limit=2", Auth::User("alice"));
+    let got: Vec<&str> = page3
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, vec![ids[0].as_str()]);
+
+    let beyond = app.get("/api/v1/orders?page=9&limit=2", Auth::User("alice"));
+    assert_eq!(beyond.data().as_array().unwrap().len(), 0);
+    assert_eq!(beyond.body["meta"]["total"], 5);
+
+    let defaults = app.get("/api/v1/orders", Auth::User("alice"));
+    assert_eq!(
+        defaults.body["meta"],
+        json!({"page": 1, "limit": 10, "total": 5, "totalPages": 1})
+    );
+    for o in defaults.data().as_array().unwrap() {
+        assert_eq!(o["userId"], "alice");
+        assert!(o.get("statusHistory").is_none());
+    }
+
+    let paid = app.get("/api/v1/orders?status=PAID", Auth::User("alice"));
+    assert_eq!(paid.body["meta"]["total"], 1);
+    assert_eq!(paid.data()[0]["id"], ids[1].as_str());
+    let pending = app.get("/api/v1/orders?status=PENDING_PAYMENT", Auth::User("alice"));
+    assert_eq!(pending.body["meta"]["total"], 4);
+
+    let empty = app.get("/api/v1/orders", Auth::User("carol"));
+    assert_eq!(
+        empty.body["meta"],
+        json!({"page": 1, "limit": 10, "total": 0, "totalPages": 0})
+    );
+
+    for bad in [
+        "page=0",
+        "limit=0",
+        "limit=1000",
+        "limit=-5",
+        "page=abc",
+        "status=NOPE",
+        "status=paid",
+    ] {
+        let r = app.get(&format!("/api/v1/orders?{bad}"), Auth::User("alice"));
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(r.code(), "BAD_REQUEST", "{bad}");
+    }
+}
+
+#[test]
+fn users_cancel_their_own_unpaid_orders_only() {
+    let app = spawn_app();
+    let id = app.create_order("alice").id();
+    let path = format!("/api/v1/orders/{id}/cancel");
+
+    let foreign = app.post_empty(&path, Auth::User("bob"));
+    assert_eq!(foreign.status, 403);
+    assert_eq!(foreign.code(), "ORDER_ACCESS_DENIED");
+
+    // curl -X POST sends no body and no content type.
+    let ok = app.post_empty(&path, Auth::User("alice"));
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(ok.data()["status"], "CANCELED");
+
+    let again = app.post_empty(&path, Auth::User("alice"));
+    assert_eq!(again.status, 409);
+    assert_eq!(again.code(), "ORDER_STATUS_CONFLICT");
+    assert_eq!(
+        again.body["error"]["details"],
+        json!({"currentStatus": "CANCELED", "requestedStatus": "CANCELED"})
+    );
+
+    let paid_id = app.create_order("alice").id();
+    app.pay(&paid_id);
+    let late = app.post_empty(
+        &format!("/api/v1/orders/{paid_id}/cancel"),
+        Auth::User("alice"),
+    );
+    assert_eq!(late.status, 409);
+    assert_eq!(late.body["error"]["details"]["currentStatus"], "PAID");
+
+    let history = app.admin_order(&id).data()["statusHistory"].clone();
+    assert_eq!(history[1]["previousStatus"], "PENDING_PAYMENT");
+    assert_eq!(history[1]["newStatus"], "CANCELED");
+    assert_eq!(history[1]["actor"], "user:alice");
+}
+
+#[test]
+fn validation_names_every_bad_field_and_writes_nothing() {
+    let app = spawn_app();
+    let r = app.post_json(
+        "/api/v1/orders",
+        Auth::User("alice"),
+        &json!({"planId": 7, "duration": "WEEKLY", "hostname": "9bad", "colour": "red",
+                "sshPublicKeys": ["not a key"]}),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "BAD_REQUEST");
+    let fields: Vec<&str> = r.body["error"]["details"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    for f in [
+        "planId",
+        "imageId",
+        "duration",
+        "hostname",
+        "colour",
+        "sshPublicKeys[0]",
+    ] {
+        assert!(fields.contains(&f), "{f} missing from {fields:?}");
+    }
+    let list = app.get("/api/v1/internal/orders", Auth::Admin);
+    assert_eq!(list.body["meta"]["total"], 0);
+}
+
+#[test]
+fn region_hostname_and_keys_are_snapshotted_for_provisioning() {
+    let app = spawn_app();
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICrc/SKQ2lxYjKAY5aGy0IyKZvZJJarimIXYH8ti5R7p alice@laptop";
+    let r = app.post_json(
+        "/api/v1/orders",
+        Auth::User("alice"),
+        &json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "ANNUAL",
+                "region": "nyc3", "hostname": "web-1", "sshPublicKeys": [key]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let paid = app.pay(&r.id());
+    let task = &paid.data()["provisioningTask"];
+    assert_eq!(task["doRegion"], "nyc3");
+    assert_eq!(task["doSize"], "s-1vcpu-1gb");
+    assert_eq!(task["doImage"], "ubuntu-22-04-x64");
+
+    let outside = app.post_json(
+        "/api/v1/orders",
+        Auth::User("alice"),
+        &json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY", "region": "ams3"}),
+    );
+    assert_eq!(outside.status, 400);
+    assert_eq!(
+        outside.body["error"]["details"]["fields"][0]["field"],
+        "region"
+    );
+
+    let eleven: Vec<&str> = vec![key; 11];
+    let too_many = app.post_json(
+        "/api/v1/orders",
+        Auth::User("alice"),
+        &json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY", "sshPublicKeys": eleven}),
+    );
+    assert_eq!(too_many.status, 400);
+}
+
+#[test]
+fn rate_limit_caps_order_creation_per_user() {
+    let app = crate::support::spawn_app_with(|c| c.server.order_rate_limit_per_minute = 2);
+    app.create_order("alice");
+    app.create_order("alice");
+    let third = app.post_json(
+        "/api/v1/orders",
+        Auth::User("alice"),
+        &json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}),
+    );
+    assert_eq!(third.status, 429);
+    assert_eq!(third.code(), "RATE_LIMIT_EXCEEDED");
+    let retry: u64 = third
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    app.create_order("bob");
+}

@@ -1,0 +1,57 @@
+//! Orders, history and tasks survive a restart; the data file is exclusive.
+
+use crate::support::{spawn_app, try_start, Auth};
+
+#[test]
+fn data_survives_a_restart() {
+    let app = spawn_app();
+    let id = app.create_order("alice").id();
+    app.pay(&id);
+    let other = app.create_order("alice").id();
+    let before = app.admin_order(&id).body.clone();
+
+    let app = app.restart();
+    let after = app.admin_order(&id);
+    assert_eq!(after.status, 200);
+    assert_eq!(
+        after.data()["statusHistory"],
+        before["data"]["statusHistory"]
+    );
+    assert_eq!(after.data()["pricing"], before["data"]["pricing"]);
+    let list = app.get("/api/v1/orders", Auth::User("alice"));
+    assert_eq!(list.body["meta"]["total"], 2);
+    assert_eq!(list.data()[0]["id"], other.as_str());
+    // New orders keep sorting after the old ones.
+    let newest = app.create_order("alice").id();
+    let list = app.get("/api/v1/orders", Auth::User("alice"));
+    assert_eq!(list.data()[0]["id"], newest.as_str());
+}
+
+#[test]
+fn a_data_file_in_use_is_refused() {
+    let app = spawn_app();
+    let err = try_start(app.config.clone(), None)
+        .err()
+        .expect("second open refused");
+    assert!(err.contains("locked"), "{err}");
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vpsd.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(vpsd::store::tables::META).unwrap();
+            meta.insert(vpsd::store::tables::META_SCHEMA_VERSION, 99u64)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let mut config = crate::support::base_config(dir.path());
+    config.storage.path = path;
+    let err = try_start(config, None).err().expect("refused");
+    assert!(err.contains("schema version 99"), "{err}");
+}

@@ -1,0 +1,345 @@
+//! Test harness: the real daemon (`vpsd::App`) on 127.0.0.1:0 with a fresh data
+//! file in a temp dir, plus local fakes of the catalog-service and DigitalOcean.
+//! Tests are synchronous; each app runs on its own tokio runtime thread.
+#![allow(dead_code)]
+
+pub mod fake_catalog;
+pub mod fake_do;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use vpsd::config::{CloudProvider, Config, JwtAlgorithm};
+
+pub const SECRET: &str = "test-secret";
+pub const API_KEY: &str = "test-api-key";
+
+/// The config every test starts from: HS256, the shipped embedded catalog, the
+/// sandbox cloud, a data file in `dir`. Background sweeps are slow so tests
+/// drive provisioning explicitly unless they opt in.
+pub fn base_config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.bind = "127.0.0.1:0".into();
+    c.storage.path = dir.join("vpsd.redb");
+    c.auth.jwt_algorithm = JwtAlgorithm::HS256;
+    c.auth.jwt_secret = Some(SECRET.into());
+    c.auth.internal_api_key = Some(API_KEY.into());
+    c.catalog.file = repo_path("config/catalog.toml");
+    c.cloud.provider = CloudProvider::Sandbox;
+    c.cloud.sandbox.boot_delay_ms = 0;
+    c.cloud.digitalocean.regions = vec!["sgp1".into(), "nyc3".into()];
+    c.backup.dir = dir.join("backups");
+    c.server.shutdown_grace_ms = 5000;
+    c
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A running daemon. Dropping it shuts it down gracefully.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub config: Config,
+    /// Keeps the temp dir (data file, backups) alive for the app's lifetime.
+    pub dir: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub store: vpsd::store::Store,
+    agent: ureq::Agent,
+}
+
+pub fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {})
+}
+
+pub fn spawn_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = base_config(dir.path());
+    edit(&mut config);
+    start(config, Some(dir))
+}
+
+/// Starts an app on an explicit config (the caller owns the data dir).
+pub fn start(config: Config, dir: Option<tempfile::TempDir>) -> TestApp {
+    try_start(config, dir).expect("app starts")
+}
+
+pub fn try_start(config: Config, dir: Option<tempfile::TempDir>) -> Result<TestApp, String> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run_config = config.clone();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let app = match vpsd::App::build_with_listener(run_config, listener).await {
+                Ok(app) => app,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.0));
+                    return;
+                }
+            };
+            let addr = app.local_addr().expect("addr");
+            let _ = ready_tx.send(Ok((addr, app.store().clone())));
+            let _ = app
+                .run(async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+    });
+    let (addr, store) = ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|e| format!("app did not start: {e}"))??;
+    Ok(TestApp {
+        addr,
+        config,
+        dir,
+        stop: Some(stop),
+        thread: Some(thread),
+        store,
+        agent: agent(),
+    })
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// A response as the tests look at it.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The error code of an error envelope.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    pub fn id(&self) -> String {
+        self.body["data"]["id"]
+            .as_str()
+            .expect("data.id")
+            .to_string()
+    }
+}
+
+/// How a request authenticates.
+#[derive(Clone, Copy)]
+pub enum Auth<'a> {
+    None,
+    User(&'a str),
+    Bearer(&'a str),
+    Key(&'a str),
+    Admin,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn token(&self, sub: &str) -> String {
+        hs256_token(
+            SECRET,
+            serde_json::json!({ "sub": sub, "exp": now_secs() + 3600 }),
+        )
+    }
+
+    /// Any request; `body` is sent as is with `content_type` when given.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Auth<'_>,
+        headers: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> Resp {
+        let uri = self.url(path);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&uri);
+        let token;
+        match auth {
+            Auth::None => {}
+            Auth::User(sub) => {
+                token = self.token(sub);
+                builder = builder.header("Authorization", format!("Bearer {token}"));
+            }
+            Auth::Bearer(t) => builder = builder.header("Authorization", format!("Bearer {t}")),
+            Auth::Key(k) => builder = builder.header("X-API-Key", k),
+            Auth::Admin => builder = builder.header("X-API-Key", API_KEY),
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let result = match body {
+            Some((content_type, bytes)) => {
+                if !content_type.is_empty() {
+                    builder = builder.header("Content-Type", content_type);
+                }
+                let request = builder.body(bytes.to_vec()).expect("request");
+                self.agent.run(request)
+            }
+            None => {
+                let request = builder.body(()).expect("request");
+                self.agent.run(request)
+            }
+        };
+        let mut response = result.expect("HTTP round trip");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            body,
+            text,
+            headers,
+        }
+    }
+
+    pub fn get(&self, path: &str, auth: Auth<'_>) -> Resp {
+        self.request("GET", path, auth, &[], None)
+    }
+
+    pub fn post_json(&self, path: &str, auth: Auth<'_>, body: &Value) -> Resp {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.request("POST", path, auth, &[], Some(("application/json", &bytes)))
+    }
+
+    pub fn post_empty(&self, path: &str, auth: Auth<'_>) -> Resp {
+        self.request("POST", path, auth, &[], None)
+    }
+
+    /// Creates an order for `user` on the shipped catalog and returns it.
+    pub fn create_order(&self, user: &str) -> Resp {
+        let r = self.post_json(
+            "/api/v1/orders",
+            Auth::User(user),
+            &serde_json::json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}),
+        );
+        assert_eq!(r.status, 201, "create failed: {}", r.text);
+        r
+    }
+
+    pub fn pay(&self, id: &str) -> Resp {
+        self.post_json(
+            &format!("/api/v1/internal/orders/{id}/payment-status"),
+            Auth::Admin,
+            &serde_json::json!({"status": "PAID"}),
+        )
+    }
+
+    pub fn admin_order(&self, id: &str) -> Resp {
+        self.get(&format!("/api/v1/internal/orders/{id}"), Auth::Admin)
+    }
+
+    /// Stops this app and starts a new one on the same data file and config.
+    pub fn restart(mut self) -> TestApp {
+        let dir = self.dir.take();
+        let config = self.config.clone();
+        // The data file stays locked until every handle to it is gone.
+        drop(self);
+        start(config, dir)
+    }
+
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+pub fn hs256_token(secret: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+pub fn signed_token(alg: jsonwebtoken::Algorithm, private_pem: &str, claims: Value) -> String {
+    let key = match alg {
+        jsonwebtoken::Algorithm::RS256 => {
+            jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes())
+        }
+        jsonwebtoken::Algorithm::ES256 => {
+            jsonwebtoken::EncodingKey::from_ec_pem(private_pem.as_bytes())
+        }
+        other => panic!("unsupported test algorithm {other:?}"),
+    }
+    .expect("key");
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &key).expect("sign")
+}
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(repo_path(&format!("tests/fixtures/{name}"))).expect("fixture")
+}
+
+/// Polls `check` every 20 ms until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
