@@ -14,7 +14,11 @@ use crate::api::{self, ApiState};
 use crate::catalog::embedded::EmbeddedCatalog;
 use crate::catalog::http::HttpCatalog;
 use crate::catalog::Catalog;
+use crate::cloud::digitalocean::DigitalOcean;
+use crate::cloud::sandbox::Sandbox;
+use crate::cloud::Cloud;
 use crate::config::{CatalogSource, CloudProvider, Config, JwtAlgorithm};
+use crate::provision::{self, Provisioner};
 use crate::service::OrderService;
 use crate::store::Store;
 
@@ -30,7 +34,8 @@ pub struct App {
     store: Store,
     catalog: Arc<dyn Catalog>,
     config: Config,
-    /// Wakes the provisioner when PAID commits.
+    provisioner: Arc<Provisioner>,
+    /// Wakes the provisioner when PAID (or retry) commits.
     provisioner_wake: Arc<Notify>,
 }
 
@@ -71,13 +76,19 @@ impl App {
             .await
             .map_err(|e| StartError(format!("cannot open the data file: {e}")))?
             .map_err(|e| StartError(e.0))?;
-        let cloud_name = match config.cloud.provider {
-            CloudProvider::Sandbox => {
-                tracing::warn!("cloud provider is sandbox: droplets are simulated in-process, nothing is created at DigitalOcean");
-                "sandbox"
-            }
-            CloudProvider::Digitalocean => "digitalocean",
-        };
+        let cloud = build_cloud(&config);
+        let cloud_name = cloud.name();
+        let provisioner = Provisioner::new(
+            store.clone(),
+            cloud,
+            provision::Settings {
+                max_attempts: config.provisioning.max_attempts,
+                destroy_failed_droplets: config.provisioning.destroy_failed_droplets,
+                ipv6: config.cloud.digitalocean.ipv6,
+                poll_interval: Duration::from_millis(config.provisioning.poll_interval_ms),
+                list_threshold: 10,
+            },
+        );
         let provisioner_wake = Arc::new(Notify::new());
         let orders = OrderService::new(
             store.clone(),
@@ -101,8 +112,14 @@ impl App {
             store,
             catalog,
             config,
+            provisioner,
             provisioner_wake,
         })
+    }
+
+    /// The provisioner, so tests and benchmarks can run a sweep directly.
+    pub fn provisioner(&self) -> &Arc<Provisioner> {
+        &self.provisioner
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -125,9 +142,13 @@ impl App {
             store,
             catalog,
             config,
-            provisioner_wake: _provisioner_wake,
+            provisioner,
+            provisioner_wake,
         } = self;
         let reload = tokio::spawn(reload_on_sighup(catalog));
+        let (mut scheduler, waker) = provision::start(provisioner.clone(), provisioner_wake)
+            .await
+            .map_err(StartError)?;
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, version = env!("CARGO_PKG_VERSION"), "vpsd listening");
 
@@ -154,10 +175,34 @@ impl App {
             server.abort();
         }
         reload.abort();
+        waker.abort();
+        if let Err(e) = scheduler.shutdown().await {
+            tracing::warn!(error = %e, "scheduler did not stop cleanly");
+        }
+        provisioner.stop(grace).await;
         let closing = store.clone();
         let _ = tokio::task::spawn_blocking(move || closing.shutdown()).await;
         tracing::info!("vpsd stopped");
         Ok(())
+    }
+}
+
+fn build_cloud(config: &Config) -> Arc<dyn Cloud> {
+    match config.cloud.provider {
+        CloudProvider::Sandbox => {
+            tracing::warn!("cloud provider is sandbox: droplets are simulated in-process, nothing is created at DigitalOcean");
+            Arc::new(Sandbox::new(Duration::from_millis(
+                config.cloud.sandbox.boot_delay_ms,
+            )))
+        }
+        CloudProvider::Digitalocean => {
+            let d = &config.cloud.digitalocean;
+            Arc::new(DigitalOcean::new(
+                &d.api_url,
+                d.token.as_deref().unwrap_or_default(),
+                Duration::from_millis(d.timeout_ms),
+            ))
+        }
     }
 }
 

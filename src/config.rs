@@ -387,10 +387,10 @@ impl Config {
                     .into(),
             );
         }
-        if self.provisioning.poll_interval_ms < 100 {
+        if self.provisioning.poll_interval_ms < 1000 {
             return bad(
                 "provisioning.poll_interval_ms",
-                "must be at least 100".into(),
+                "must be at least 1000 (the reconciler's schedule counts whole seconds)".into(),
             );
         }
         if self.provisioning.max_attempts == 0 {

@@ -498,6 +498,21 @@ fn create_body(spec: &DropletSpec) -> Value {
 }
 
 impl Cloud for DigitalOcean {
+    fn find_create_action(
+        &self,
+        droplet_id: u64,
+    ) -> Result<Option<(u64, ActionStatus)>, CloudError> {
+        DigitalOcean::find_create_action(self, droplet_id)
+    }
+
+    fn calls_sent(&self) -> u64 {
+        DigitalOcean::calls_sent(self)
+    }
+
+    fn rate_limited_count(&self) -> u64 {
+        DigitalOcean::rate_limited_count(self)
+    }
+
     fn name(&self) -> &'static str {
         "digitalocean"
     }

@@ -74,4 +74,19 @@ pub trait Cloud: Send + Sync {
     fn list_by_tag(&self, tag: &str) -> Result<Vec<Droplet>, CloudError>;
     fn delete_droplet(&self, id: u64) -> Result<(), CloudError>;
     fn get_action(&self, id: u64) -> Result<ActionStatus, CloudError>;
+    /// The droplet's create action (id and status), found from the droplet's
+    /// own action list. Needed for a droplet adopted by tag after a crash: the
+    /// create response that named the action was lost.
+    fn find_create_action(
+        &self,
+        droplet_id: u64,
+    ) -> Result<Option<(u64, ActionStatus)>, CloudError>;
+    /// Requests sent to the provider so far (metrics).
+    fn calls_sent(&self) -> u64 {
+        0
+    }
+    /// 429 answers received so far (metrics).
+    fn rate_limited_count(&self) -> u64 {
+        0
+    }
 }

@@ -99,6 +99,13 @@ fn now_rfc3339() -> Option<String> {
 }
 
 impl Cloud for Sandbox {
+    fn find_create_action(
+        &self,
+        droplet_id: u64,
+    ) -> Result<Option<(u64, ActionStatus)>, CloudError> {
+        Sandbox::find_create_action(self, droplet_id)
+    }
+
     fn name(&self) -> &'static str {
         "sandbox"
     }

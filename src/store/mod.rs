@@ -105,12 +105,12 @@ pub enum WriteOp {
         owner: Option<String>,
         idempotency: Option<IdempotencyWrite>,
     },
-    /// The provisioner's write: the new task state and, optionally, the order
-    /// event it implies. Refused with StaleTask unless the stored task's revision
-    /// still equals `task.revision`.
+    /// The provisioner's write: the new task state and the order events it
+    /// implies, in order (e.g. start and success in one sweep). Refused with
+    /// StaleTask unless the stored task's revision still equals `task.revision`.
     SaveTask {
         task: Box<ProvisioningTask>,
-        event: Option<(Event, Note)>,
+        events: Vec<(Event, Note)>,
     },
 }
 

@@ -81,6 +81,28 @@ impl Writer {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// Queues every op before waiting, so they share commits (group commit).
+    pub fn submit_all_blocking(&self, ops: Vec<WriteOp>) -> Vec<Result<OpResult, StoreError>> {
+        let mut answers = Vec::with_capacity(ops.len());
+        for op in ops {
+            let (reply, answer) = oneshot::channel();
+            match self
+                .tx
+                .blocking_send(Message::Job(Box::new(Job::Op(op, reply))))
+            {
+                Ok(()) => answers.push(Some(answer)),
+                Err(_) => answers.push(None),
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| match a {
+                Some(answer) => answer.blocking_recv().map_err(|_| stopped())?,
+                None => Err(stopped()),
+            })
+            .collect()
+    }
+
     /// Housekeeping writes; returns how many records they touched.
     pub fn maintain_blocking(&self, work: Maintenance) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -291,7 +313,7 @@ fn apply(t: &mut Tables<'_>, op: WriteOp) -> Result<OpResult, StoreError> {
             let result = transition(t, order_id.as_u128(), event, note, owner.as_deref(), now)?;
             finish(t, result, idempotency)
         }
-        WriteOp::SaveTask { task, event } => save_task(t, *task, event, now),
+        WriteOp::SaveTask { task, events } => save_task(t, *task, events, now),
     }
 }
 
@@ -473,7 +495,6 @@ fn restart_task(task: &mut ProvisioningTask, now: Millis) {
     task.error_code = None;
     task.error_message = None;
     task.not_found_streak = 0;
-    task.next_attempt_at = None;
     task.completed_at = None;
     task.updated_at = now;
 }
@@ -481,7 +502,7 @@ fn restart_task(task: &mut ProvisioningTask, now: Millis) {
 fn save_task(
     t: &mut Tables<'_>,
     mut task: ProvisioningTask,
-    event: Option<(Event, Note)>,
+    events: Vec<(Event, Note)>,
     now: Millis,
 ) -> Result<OpResult, StoreError> {
     let id = task.order_id.as_u128();
@@ -494,13 +515,17 @@ fn save_task(
     }
     task.revision += 1;
     task.updated_at = now;
-    if let Some((event, note)) = event {
+    // Apply every event in memory first, so a conflict writes nothing at all.
+    let mut changes = Vec::with_capacity(events.len());
+    for (event, note) in events {
         let before = order.status;
-        let row = match lifecycle::apply(&mut order, event, note, now) {
-            Ok(row) => row,
+        match lifecycle::apply(&mut order, event, note, now) {
+            Ok(row) => changes.push((before, order.clone(), row)),
             Err(conflict) => return Ok(Err(OpError::Conflict(conflict))),
-        };
-        write_order_change(t, &order, before, &row)?;
+        }
+    }
+    for (before, state, row) in &changes {
+        write_order_change(t, state, *before, row)?;
     }
     write_task(t, &task)?;
     Ok(Ok(OrderRecord {

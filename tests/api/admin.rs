@@ -10,7 +10,7 @@ fn admin_lists_every_user_with_status_and_user_filters() {
     let a1 = app.create_order("alice").id();
     let _a2 = app.create_order("alice").id();
     let b1 = app.create_order("bob").id();
-    app.pay(&a1);
+    app.post_empty(&format!("/api/v1/internal/orders/{a1}/cancel"), Auth::Admin);
 
     let all = app.get("/api/v1/internal/orders", Auth::Admin);
     assert_eq!(all.status, 200);
@@ -21,9 +21,9 @@ fn admin_lists_every_user_with_status_and_user_filters() {
     assert_eq!(bob.body["meta"]["total"], 1);
     assert_eq!(bob.data()[0]["userId"], "bob");
 
-    let paid = app.get("/api/v1/internal/orders?status=PAID", Auth::Admin);
-    assert_eq!(paid.body["meta"]["total"], 1);
-    assert_eq!(paid.data()[0]["id"], a1.as_str());
+    let canceled = app.get("/api/v1/internal/orders?status=CANCELED", Auth::Admin);
+    assert_eq!(canceled.body["meta"]["total"], 1);
+    assert_eq!(canceled.data()[0]["id"], a1.as_str());
 
     let alice_pending = app.get(
         "/api/v1/internal/orders?userId=alice&status=PENDING_PAYMENT",
@@ -32,7 +32,7 @@ fn admin_lists_every_user_with_status_and_user_filters() {
     assert_eq!(alice_pending.body["meta"]["total"], 1);
 
     let none = app.get(
-        "/api/v1/internal/orders?userId=alice&status=CANCELED",
+        "/api/v1/internal/orders?userId=bob&status=CANCELED",
         Auth::Admin,
     );
     assert_eq!(

@@ -10,3 +10,4 @@ mod errors;
 mod orders;
 mod payment;
 mod persistence;
+mod provisioning;

@@ -5,6 +5,7 @@
 
 pub mod fake_catalog;
 pub mod fake_do;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,7 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub store: vpsd::store::Store,
+    pub provisioner: std::sync::Arc<vpsd::provision::Provisioner>,
     agent: ureq::Agent,
 }
 
@@ -89,7 +91,7 @@ pub fn try_start(config: Config, dir: Option<tempfile::TempDir>) -> Result<TestA
                 }
             };
             let addr = app.local_addr().expect("addr");
-            let _ = ready_tx.send(Ok((addr, app.store().clone())));
+            let _ = ready_tx.send(Ok((addr, app.store().clone(), app.provisioner().clone())));
             let _ = app
                 .run(async move {
                     let _ = stop_rx.await;
@@ -97,7 +99,7 @@ pub fn try_start(config: Config, dir: Option<tempfile::TempDir>) -> Result<TestA
                 .await;
         });
     });
-    let (addr, store) = ready_rx
+    let (addr, store, provisioner) = ready_rx
         .recv_timeout(Duration::from_secs(30))
         .map_err(|e| format!("app did not start: {e}"))??;
     Ok(TestApp {
@@ -107,6 +109,7 @@ pub fn try_start(config: Config, dir: Option<tempfile::TempDir>) -> Result<TestA
         stop: Some(stop),
         thread: Some(thread),
         store,
+        provisioner,
         agent: agent(),
     })
 }
@@ -278,6 +281,37 @@ impl TestApp {
         // The data file stays locked until every handle to it is gone.
         drop(self);
         start(config, dir)
+    }
+
+    /// Runs exactly one reconciler sweep now (after any running one).
+    pub fn sweep(&self) -> vpsd::provision::SweepReport {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let p = self.provisioner.clone();
+        runtime
+            .block_on(async move { p.sweep_once().await })
+            .expect("the sweep ran")
+    }
+
+    /// Waits until the order's status is one of `statuses`, running a sweep
+    /// each round (the scheduler's own ticks are whole seconds); returns the
+    /// admin view.
+    pub fn wait_for_status(&self, id: &str, statuses: &[&str], timeout: Duration) -> Resp {
+        let found = wait_for(timeout, || {
+            self.sweep();
+            let r = self.admin_order(id);
+            statuses
+                .contains(&r.data()["status"].as_str().unwrap_or(""))
+                .then_some(r)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "order {id} never reached {statuses:?}: {}",
+                self.admin_order(id).text
+            )
+        })
     }
 
     pub fn shutdown(&mut self) {

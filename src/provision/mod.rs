@@ -1,0 +1,208 @@
+//! Provisioning: turns PAID orders into running droplets, exactly once.
+//!
+//! The PENDING task written with PAID is the durable to-do. A reconciler sweep
+//! (scheduled by tokio-cron-scheduler, run once at start-up, and woken at once
+//! by PAID and retry) takes every open task forward by one observation. Sweeps
+//! never overlap. DigitalOcean has no idempotency key, so before any create
+//! the sweep lists the order's tag and adopts what it finds: a crash between
+//! the create call and the commit of the droplet id cannot make a second one.
+
+mod sweep;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::cloud::Cloud;
+use crate::store::Store;
+
+pub use sweep::SweepReport;
+
+/// Provisioning settings from the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_attempts: u32,
+    pub destroy_failed_droplets: bool,
+    pub ipv6: bool,
+    pub poll_interval: Duration,
+    /// More open droplets than this are read by listing the common tag.
+    pub list_threshold: usize,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub sweeps: AtomicU64,
+    pub last_sweep_micros: AtomicU64,
+    pub sweep_micros_total: AtomicU64,
+    /// Finished tasks by outcome: `SUCCESS` or an error code.
+    pub outcomes: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Back-off shared by all tasks: a 429 or an outage is DigitalOcean's, not a
+/// droplet's, so the whole sweep waits.
+#[derive(Debug, Default)]
+struct Backoff {
+    until: Option<Instant>,
+    failures: u32,
+}
+
+pub struct Provisioner {
+    store: Store,
+    cloud: Arc<dyn Cloud>,
+    settings: Settings,
+    /// Held for the whole of a sweep: sweeps never overlap.
+    running: tokio::sync::Mutex<()>,
+    /// A wake-up arrived; the running (or next) sweep must go round again.
+    again: AtomicBool,
+    /// Set at shutdown: a running sweep stops between tasks.
+    stopping: AtomicBool,
+    backoff: Mutex<Backoff>,
+    pub stats: Stats,
+}
+
+impl Provisioner {
+    pub fn new(store: Store, cloud: Arc<dyn Cloud>, settings: Settings) -> Arc<Provisioner> {
+        Arc::new(Provisioner {
+            store,
+            cloud,
+            settings,
+            running: tokio::sync::Mutex::new(()),
+            again: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            backoff: Mutex::new(Backoff::default()),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn cloud(&self) -> &Arc<dyn Cloud> {
+        &self.cloud
+    }
+
+    /// Runs a sweep unless one is running, in which case that one goes round
+    /// again when it ends. Returns the report of the last sweep this call ran.
+    pub async fn sweep(self: &Arc<Self>) -> Option<SweepReport> {
+        self.again.store(true, Ordering::SeqCst);
+        let mut last = None;
+        loop {
+            let Ok(guard) = self.running.try_lock() else {
+                return last;
+            };
+            while self.again.swap(false, Ordering::SeqCst) && !self.stopping.load(Ordering::SeqCst)
+            {
+                last = self.run_one().await.or(last);
+            }
+            drop(guard);
+            // A wake-up that landed after the check above but before the unlock
+            // would otherwise wait for the next tick.
+            if !self.again.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst) {
+                return last;
+            }
+        }
+    }
+
+    /// Waits for any running sweep, then runs exactly one (tests, benchmarks).
+    pub async fn sweep_once(self: &Arc<Self>) -> Option<SweepReport> {
+        let _guard = self.running.lock().await;
+        self.run_one().await
+    }
+
+    async fn run_one(self: &Arc<Self>) -> Option<SweepReport> {
+        let me = self.clone();
+        let started = Instant::now();
+        let report = match tokio::task::spawn_blocking(move || me.sweep_blocking()).await {
+            Ok(report) => Some(report),
+            Err(e) => {
+                tracing::error!(error = %e, "provisioning sweep failed");
+                None
+            }
+        };
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.sweeps.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .last_sweep_micros
+            .store(micros, Ordering::Relaxed);
+        self.stats
+            .sweep_micros_total
+            .fetch_add(micros, Ordering::Relaxed);
+        report
+    }
+
+    /// Stops background sweeps: a running one finishes its current task, then
+    /// returns; waits at most `grace` for it.
+    pub async fn stop(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        if tokio::time::timeout(grace, self.running.lock())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a provisioning sweep is still running at shutdown; abandoning it (its task is retried at the next start)");
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn record_outcome(&self, outcome: &str) {
+        if let Ok(mut map) = self.stats.outcomes.lock() {
+            *map.entry(outcome.to_string()).or_default() += 1;
+        }
+    }
+}
+
+/// Runs the reconciler: once now, every `poll_interval` on the cron scheduler,
+/// and whenever `wake` is notified. Returns the scheduler so shutdown can stop it.
+pub async fn start(
+    provisioner: Arc<Provisioner>,
+    wake: Arc<Notify>,
+) -> Result<
+    (
+        tokio_cron_scheduler::JobScheduler,
+        tokio::task::JoinHandle<()>,
+    ),
+    String,
+> {
+    let scheduler = tokio_cron_scheduler::JobScheduler::new()
+        .await
+        .map_err(|e| format!("cannot create the scheduler: {e}"))?;
+    // tokio-cron-scheduler repeats in whole seconds: round up, never down to 0.
+    let period = provisioner.settings.poll_interval;
+    let seconds = period.as_millis().div_ceil(1000).max(1) as u64;
+    if u128::from(seconds) * 1000 != period.as_millis() {
+        tracing::warn!(
+            poll_interval_ms = period.as_millis() as u64,
+            used_seconds = seconds,
+            "provisioning.poll_interval_ms rounded up to whole seconds"
+        );
+    }
+    let ticker = provisioner.clone();
+    let job =
+        tokio_cron_scheduler::Job::new_repeated_async(Duration::from_secs(seconds), move |_, _| {
+            let p = ticker.clone();
+            Box::pin(async move {
+                p.sweep().await;
+            })
+        })
+        .map_err(|e| format!("cannot schedule the reconciler: {e}"))?;
+    scheduler
+        .add(job)
+        .await
+        .map_err(|e| format!("cannot schedule the reconciler: {e}"))?;
+    scheduler
+        .start()
+        .await
+        .map_err(|e| format!("cannot start the scheduler: {e}"))?;
+    let waker = tokio::spawn(async move {
+        // Tasks survive restarts: sweep once at start-up.
+        provisioner.sweep().await;
+        loop {
+            wake.notified().await;
+            provisioner.sweep().await;
+        }
+    });
+    Ok((scheduler, waker))
+}

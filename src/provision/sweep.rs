@@ -1,0 +1,459 @@
+//! One reconciler sweep (blocking: cloud calls and commits). Each open task is
+//! taken one step: start it, make sure exactly one droplet exists for it, or
+//! observe its droplet; then its new state is saved with the order events it
+//! implies, in one transaction per task.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::Provisioner;
+use crate::cloud::{ActionStatus, CloudError, Droplet, DropletSpec};
+use crate::domain::lifecycle::{Event, Note};
+use crate::domain::task::{
+    cloud_init_user_data, codes, order_tag, DropletState, Observation, ProvisioningTask, Verdict,
+    COMMON_TAG,
+};
+use crate::domain::time::{now_millis, parse_rfc3339};
+use crate::domain::{OrderStatus, ProvisioningStatus};
+use crate::store::{OpError, OrderRecord, WriteOp};
+
+/// What a sweep did, for logs, tests and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Open tasks found.
+    pub open: usize,
+    /// Tasks taken a step forward and saved.
+    pub saved: usize,
+    /// Tasks that finished (SUCCESS or FAILED).
+    pub finished: usize,
+    /// Droplets created.
+    pub created: usize,
+    /// Sweep skipped or cut short by back-off.
+    pub backed_off: bool,
+}
+
+/// A cloud failure that ends this sweep's calls (DigitalOcean is rate-limiting
+/// or unavailable): tasks keep their state and wait for a later sweep.
+struct Halt;
+
+impl Provisioner {
+    pub(super) fn sweep_blocking(&self) -> SweepReport {
+        let mut report = SweepReport::default();
+        if self.backing_off() {
+            report.backed_off = true;
+            return report;
+        }
+        let records = match self.store.open_tasks() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read open provisioning tasks");
+                return report;
+            }
+        };
+        report.open = records.len();
+        let mut to_observe = Vec::new();
+        for record in records {
+            if self.is_stopping() {
+                return report;
+            }
+            let Some(task) = record.task.clone() else {
+                continue;
+            };
+            let fresh = task.status == ProvisioningStatus::Pending;
+            if fresh || task.droplet_id.is_none() {
+                match self.step_without_droplet(&record, task) {
+                    Ok(saved) => {
+                        report.saved += usize::from(saved.is_some());
+                        if let Some((created, finished)) = saved {
+                            report.created += usize::from(created);
+                            report.finished += usize::from(finished);
+                        }
+                    }
+                    Err(Halt) => {
+                        report.backed_off = true;
+                        return report;
+                    }
+                }
+            } else {
+                to_observe.push((record, task));
+            }
+        }
+        match self.observe_all(to_observe) {
+            Ok((saved, finished)) => {
+                report.saved += saved;
+                report.finished += finished;
+            }
+            Err(Halt) => report.backed_off = true,
+        }
+        report
+    }
+
+    fn backing_off(&self) -> bool {
+        match self.backoff.lock() {
+            Ok(b) => b.until.is_some_and(|t| Instant::now() < t),
+            Err(_) => false,
+        }
+    }
+
+    /// Any successful call ends the back-off streak.
+    fn cloud_ok(&self) {
+        if let Ok(mut b) = self.backoff.lock() {
+            b.failures = 0;
+            b.until = None;
+        }
+    }
+
+    /// A transient failure: wait `retry_after` (429) or an exponential multiple
+    /// of the poll interval (5xx, timeouts), capped at two minutes.
+    fn cloud_trouble(&self, retry_after: Option<Duration>) {
+        if let Ok(mut b) = self.backoff.lock() {
+            b.failures = b.failures.saturating_add(1);
+            let wait = retry_after.unwrap_or_else(|| {
+                let factor = 1u32 << (b.failures - 1).min(5);
+                (self.settings.poll_interval * factor).min(Duration::from_secs(120))
+            });
+            b.until = Some(Instant::now() + wait);
+        }
+    }
+
+    /// PENDING tasks (new, or after retry) and tasks whose droplet is not known
+    /// yet: list the order's tag, adopt or replace what is there, create if none.
+    /// Returns `Some((created, finished))` when the task was saved.
+    fn step_without_droplet(
+        &self,
+        record: &OrderRecord,
+        mut task: ProvisioningTask,
+    ) -> Result<Option<(bool, bool)>, Halt> {
+        let order = &record.order;
+        let now = now_millis();
+        let mut events = Vec::new();
+        if task.status == ProvisioningStatus::Pending {
+            if order.status == OrderStatus::Paid {
+                events.push((Event::StartProvisioning, system_note(None, None)));
+            }
+            task.status = ProvisioningStatus::InProgress;
+            if task.started_at.is_none() || order.status == OrderStatus::Provisioning {
+                task.started_at = Some(now);
+            }
+        }
+        let mut created = false;
+        let observation = match self.find_or_create(record, &mut task, &mut created) {
+            Ok(obs) => obs,
+            Err(e) => match self.classify(&mut task, e, true) {
+                Some(failure) => {
+                    return Ok(self
+                        .save(task, events, failure, now)
+                        .then_some((created, true)));
+                }
+                None => {
+                    // Transient: keep what was learned (the start, the error) and
+                    // stop this sweep; a create that may have happened is found
+                    // by its tag next time.
+                    self.save(task, events, Verdict::Waiting, now);
+                    return Err(Halt);
+                }
+            },
+        };
+        let verdict = task.judge(&observation, self.settings.max_attempts);
+        let finished = verdict != Verdict::Waiting;
+        Ok(self
+            .save(task, events, verdict, now)
+            .then_some((created, finished)))
+    }
+
+    /// Exactly once: whatever carries the order's tag is adopted (or deleted
+    /// first when it is off/archive or its create action errored); only when
+    /// nothing usable is there is a droplet created.
+    fn find_or_create(
+        &self,
+        record: &OrderRecord,
+        task: &mut ProvisioningTask,
+        created: &mut bool,
+    ) -> Result<Observation, CloudError> {
+        let order = &record.order;
+        let tag = order_tag(&order.id);
+        let mut found = self.cloud.list_by_tag(&tag)?;
+        self.cloud_ok();
+        found.sort_by_key(|d| d.id);
+        let mut adopted: Option<(Droplet, Option<(u64, ActionStatus)>)> = None;
+        for droplet in found {
+            let action = self.cloud.find_create_action(droplet.id)?;
+            let broken = matches!(droplet.status.as_str(), "off" | "archive")
+                || matches!(action, Some((_, ActionStatus::Errored)));
+            if broken {
+                tracing::info!(order_id = %order.id, droplet_id = droplet.id, status = %droplet.status, "deleting a broken droplet of this order before creating a new one");
+                self.cloud.delete_droplet(droplet.id)?;
+            } else if adopted.is_none() {
+                adopted = Some((droplet, action));
+            } else {
+                tracing::warn!(order_id = %order.id, droplet_id = droplet.id, "more than one droplet carries this order's tag; following the oldest");
+            }
+        }
+        if let Some((droplet, action)) = adopted {
+            tracing::info!(order_id = %order.id, droplet_id = droplet.id, "adopting the droplet already tagged for this order");
+            task.create_action_id = action.map(|(id, _)| id).or(task.create_action_id);
+            return Ok(Observation::Droplet(state_of(&droplet)));
+        }
+        let spec = DropletSpec {
+            name: order.droplet.hostname.clone(),
+            region: order.droplet.region.clone(),
+            size: order.droplet.size_slug.clone(),
+            image: order.droplet.image_slug.clone(),
+            tags: vec![COMMON_TAG.to_string(), tag],
+            monitoring: true,
+            ipv6: self.settings.ipv6,
+            user_data: cloud_init_user_data(&order.droplet.ssh_public_keys),
+        };
+        let droplet = self.cloud.create_droplet(&spec)?;
+        *created = true;
+        tracing::info!(order_id = %order.id, droplet_id = droplet.id, "droplet created");
+        task.create_action_id = droplet.create_action_id;
+        Ok(Observation::Droplet(state_of(&droplet)))
+    }
+
+    /// Observes every task whose droplet is known: one GET each, or, above the
+    /// threshold, the common tag listed 200 a page.
+    fn observe_all(
+        &self,
+        tasks: Vec<(OrderRecord, ProvisioningTask)>,
+    ) -> Result<(usize, usize), Halt> {
+        if tasks.is_empty() {
+            return Ok((0, 0));
+        }
+        let listed: Option<HashMap<u64, Droplet>> = if tasks.len() > self.settings.list_threshold {
+            match self.cloud.list_by_tag(COMMON_TAG) {
+                Ok(droplets) => {
+                    self.cloud_ok();
+                    Some(droplets.into_iter().map(|d| (d.id, d)).collect())
+                }
+                Err(e) => {
+                    self.classify_all(&tasks, e);
+                    return Err(Halt);
+                }
+            }
+        } else {
+            None
+        };
+        let now = now_millis();
+        let mut ops = Vec::with_capacity(tasks.len());
+        let mut finished = 0;
+        let mut halted = false;
+        for (_, mut task) in tasks {
+            if self.is_stopping() || halted {
+                break;
+            }
+            let Some(id) = task.droplet_id else {
+                continue;
+            };
+            let fetched = match &listed {
+                Some(map) => map.get(&id).cloned().ok_or(CloudError::NotFound),
+                None => self.cloud.get_droplet(id),
+            };
+            let observation = match fetched {
+                Ok(droplet) => {
+                    self.cloud_ok();
+                    self.check_create_action(&task, droplet)
+                }
+                Err(CloudError::NotFound) => Ok(Observation::NotFound),
+                Err(e) => Err(e),
+            };
+            let verdict = match observation {
+                Ok(obs) => task.judge(&obs, self.settings.max_attempts),
+                Err(e) => match self.classify(&mut task, e, false) {
+                    Some(failure) => failure,
+                    None => {
+                        halted = self.backing_off();
+                        Verdict::Waiting
+                    }
+                },
+            };
+            finished += usize::from(verdict != Verdict::Waiting);
+            ops.push(self.prepare(task, Vec::new(), verdict, now));
+        }
+        let saved = ops.len();
+        for result in self.store.writer().submit_all_blocking(ops) {
+            log_save(result);
+        }
+        if halted {
+            return Err(Halt);
+        }
+        Ok((saved, finished))
+    }
+
+    /// A droplet still `new` whose create action errored will never boot. The
+    /// action is one extra call per droplet, so it is checked only once a
+    /// droplet has stayed `new` for a few observations, then every fifth: a
+    /// burst of fresh droplets costs no extra calls, an errored one is still
+    /// caught within a few sweeps.
+    fn check_create_action(
+        &self,
+        task: &ProvisioningTask,
+        droplet: Droplet,
+    ) -> Result<Observation, CloudError> {
+        let state = state_of(&droplet);
+        let observation_no = task.attempts.saturating_add(1);
+        let due = observation_no >= 3 && (observation_no - 3).is_multiple_of(5);
+        if droplet.status == "new" && due {
+            if let Some(action) = task.create_action_id {
+                if self.cloud.get_action(action)? == ActionStatus::Errored {
+                    return Ok(Observation::CreateActionErrored(state));
+                }
+            }
+        }
+        Ok(Observation::Droplet(state))
+    }
+
+    /// Maps a cloud error to a final verdict, or records it as transient and
+    /// starts the back-off (returning `None`).
+    fn classify(
+        &self,
+        task: &mut ProvisioningTask,
+        e: CloudError,
+        creating: bool,
+    ) -> Option<Verdict> {
+        match e {
+            CloudError::Unauthorized(message) => Some(Verdict::Failed {
+                code: codes::DIGITALOCEAN_UNAUTHORIZED,
+                message: format!("DigitalOcean refused the API token: {message}"),
+            }),
+            CloudError::Rejected { status, message } if creating => Some(Verdict::Failed {
+                code: codes::DROPLET_CREATION_FAILED,
+                message: format!("DigitalOcean rejected the droplet ({status}): {message}"),
+            }),
+            CloudError::RateLimited { retry_after } => {
+                task.error_code = Some(codes::DIGITALOCEAN_UNAVAILABLE.into());
+                task.error_message = Some(format!(
+                    "rate limited by DigitalOcean; retrying in {} s",
+                    retry_after.as_secs().max(1)
+                ));
+                self.cloud_trouble(Some(retry_after));
+                None
+            }
+            other => {
+                task.error_code = Some(codes::DIGITALOCEAN_UNAVAILABLE.into());
+                task.error_message = Some(other.to_string());
+                self.cloud_trouble(None);
+                None
+            }
+        }
+    }
+
+    /// The common-tag listing failed: every task waits, and says why.
+    fn classify_all(&self, tasks: &[(OrderRecord, ProvisioningTask)], e: CloudError) {
+        let mut ops = Vec::new();
+        let now = now_millis();
+        for (_, task) in tasks {
+            let mut task = task.clone();
+            let verdict = self
+                .classify(&mut task, e.clone(), false)
+                .unwrap_or(Verdict::Waiting);
+            ops.push(self.prepare(task, Vec::new(), verdict, now));
+        }
+        for result in self.store.writer().submit_all_blocking(ops) {
+            log_save(result);
+        }
+    }
+
+    /// Saves one task now (one commit); true when it was written.
+    fn save(
+        &self,
+        task: ProvisioningTask,
+        events: Vec<(Event, Note)>,
+        verdict: Verdict,
+        now: i64,
+    ) -> bool {
+        let op = self.prepare(task, events, verdict, now);
+        log_save(self.store.write_blocking(op))
+    }
+
+    /// Builds the write for a task's new state: concludes it, destroys a failed
+    /// droplet when configured, and adds the order event the verdict implies.
+    fn prepare(
+        &self,
+        mut task: ProvisioningTask,
+        mut events: Vec<(Event, Note)>,
+        verdict: Verdict,
+        now: i64,
+    ) -> WriteOp {
+        task.conclude(&verdict, now);
+        match &verdict {
+            Verdict::Waiting => {}
+            Verdict::Succeeded => {
+                self.record_outcome("SUCCESS");
+                let metadata = serde_json::json!({
+                    "dropletId": task.droplet_id.map(|id| id.to_string()),
+                    "ipv4Public": task.ipv4_public,
+                });
+                events.push((
+                    Event::ProvisioningSucceeded,
+                    system_note(None, Some(metadata)),
+                ));
+            }
+            Verdict::Failed { code, message } => {
+                self.record_outcome(code);
+                let mut metadata = serde_json::json!({ "errorCode": code });
+                if let Some(id) = task.droplet_id {
+                    metadata["dropletId"] = serde_json::json!(id.to_string());
+                    if self.settings.destroy_failed_droplets {
+                        match self.cloud.delete_droplet(id) {
+                            Ok(()) => metadata["dropletDestroyed"] = serde_json::json!(true),
+                            Err(e) => {
+                                tracing::warn!(order_id = %task.order_id, droplet_id = id, error = %e, "could not destroy the droplet of a failed task")
+                            }
+                        }
+                    }
+                }
+                tracing::warn!(order_id = %task.order_id, code = *code, "provisioning failed: {message}");
+                events.push((
+                    Event::ProvisioningFailed,
+                    system_note(Some(message.clone()), Some(metadata)),
+                ));
+            }
+        }
+        WriteOp::SaveTask {
+            task: Box::new(task),
+            events,
+        }
+    }
+}
+
+fn system_note(reason: Option<String>, metadata: Option<serde_json::Value>) -> Note {
+    Note {
+        actor: "system".into(),
+        reason,
+        metadata: metadata.map(|m| m.to_string()),
+    }
+}
+
+fn state_of(d: &Droplet) -> DropletState {
+    DropletState {
+        id: d.id,
+        name: d.name.clone(),
+        status: d.status.clone(),
+        tags: d.tags.clone(),
+        created_at: d.created_at.as_deref().and_then(parse_rfc3339),
+        ipv4_public: d.ipv4_public.clone(),
+        ipv4_private: d.ipv4_private.clone(),
+        ipv6_public: d.ipv6_public.clone(),
+    }
+}
+
+/// A refused save is expected when an operator acted on the order meanwhile
+/// (retry raced a sweep): the next sweep reads the new state.
+fn log_save(result: Result<crate::store::OpResult, crate::store::StoreError>) -> bool {
+    match result {
+        Ok(Ok(_)) => true,
+        Ok(Err(OpError::StaleTask)) => {
+            tracing::debug!("task changed during the sweep; it is taken up again next sweep");
+            false
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = ?e, "provisioning update refused");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot save provisioning progress; it is retried next sweep");
+            false
+        }
+    }
+}

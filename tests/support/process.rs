@@ -1,0 +1,104 @@
+//! The real `vpsd` binary as a child process, for tests that kill it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use vpsd::Config;
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Log lines (JSON) the daemon wrote after start-up.
+    pub logs: Receiver<String>,
+}
+
+/// Writes `config` to `dir/vpsd.toml` for `--config`.
+pub fn write_config(config: &Config, dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("vpsd.toml");
+    std::fs::write(&path, toml::to_string(config).expect("config as TOML")).expect("write config");
+    path
+}
+
+impl Daemon {
+    /// Starts `vpsd serve` and waits for its "listening" line.
+    pub fn start(config: &Config, dir: &Path) -> Daemon {
+        Daemon::try_start(config, dir).expect("daemon starts")
+    }
+
+    pub fn try_start(config: &Config, dir: &Path) -> Result<Daemon, String> {
+        let path = write_config(config, dir);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vpsd"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .current_dir(dir)
+            .env_clear()
+            .env("VPSD_LOG__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            let line = match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("vpsd did not start: {}", seen.join("\n")));
+                }
+            };
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
+                if json["fields"]["message"] == "vpsd listening" {
+                    let text = json["fields"]["addr"].as_str().unwrap_or_default();
+                    let text = text.trim_start_matches("Some(").trim_end_matches(')');
+                    let addr = text.parse().map_err(|e| format!("{text}: {e}"))?;
+                    return Ok(Daemon {
+                        child,
+                        addr,
+                        logs: rx,
+                    });
+                }
+            }
+            seen.push(line);
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
