@@ -1,6 +1,7 @@
 //! Wiring: build every part from the config, serve until the shutdown future
-//! resolves, then stop in order (stop accepting, drain requests, stop background
-//! work, close the data file). `main` and the tests both go through [`App`].
+//! resolves, then stop in order: stop accepting and drain in-flight requests,
+//! stop the scheduler and let a running sweep finish (bounded), close the data
+//! file. `main` and the tests both go through [`App`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +19,9 @@ use crate::cloud::digitalocean::DigitalOcean;
 use crate::cloud::sandbox::Sandbox;
 use crate::cloud::Cloud;
 use crate::config::{CatalogSource, CloudProvider, Config, JwtAlgorithm};
+use crate::metrics::Metrics;
 use crate::provision::{self, Provisioner};
+use crate::service::backups::BackupService;
 use crate::service::OrderService;
 use crate::store::Store;
 
@@ -37,6 +40,7 @@ pub struct App {
     provisioner: Arc<Provisioner>,
     /// Wakes the provisioner when PAID (or retry) commits.
     provisioner_wake: Arc<Notify>,
+    backups: Arc<BackupService>,
 }
 
 impl App {
@@ -71,16 +75,18 @@ impl App {
             tracing::warn!("no internal API key configured: internal endpoints answer 401 API_KEY_NOT_CONFIGURED");
         }
         let catalog = build_catalog(&config)?;
+        let metrics = Arc::new(
+            Metrics::new().map_err(|e| StartError(format!("cannot set up metrics: {e}")))?,
+        );
         let path = config.storage.path.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&path))
             .await
             .map_err(|e| StartError(format!("cannot open the data file: {e}")))?
             .map_err(|e| StartError(e.0))?;
         let cloud = build_cloud(&config);
-        let cloud_name = cloud.name();
         let provisioner = Provisioner::new(
             store.clone(),
-            cloud,
+            cloud.clone(),
             provision::Settings {
                 max_attempts: config.provisioning.max_attempts,
                 destroy_failed_droplets: config.provisioning.destroy_failed_droplets,
@@ -88,6 +94,7 @@ impl App {
                 poll_interval: Duration::from_millis(config.provisioning.poll_interval_ms),
                 list_threshold: 10,
             },
+            metrics.clone(),
         );
         let provisioner_wake = Arc::new(Notify::new());
         let orders = OrderService::new(
@@ -98,13 +105,21 @@ impl App {
             config.server.order_rate_limit_per_minute,
             provisioner_wake.clone(),
         );
+        let backups = Arc::new(BackupService::new(
+            store.clone(),
+            config.backup.dir.clone(),
+            config.backup.keep as usize,
+            metrics.clone(),
+        ));
         let state = Arc::new(ApiState {
             orders,
             jwt,
             api_key: ApiKey::new(config.auth.internal_api_key.as_deref()),
             body_limit: config.server.body_limit,
-            cloud_name,
+            cloud,
             cors_origins: config.server.cors_origins.clone(),
+            metrics,
+            backups: backups.clone(),
         });
         Ok(App {
             listener,
@@ -114,12 +129,8 @@ impl App {
             config,
             provisioner,
             provisioner_wake,
+            backups,
         })
-    }
-
-    /// The provisioner, so tests and benchmarks can run a sweep directly.
-    pub fn provisioner(&self) -> &Arc<Provisioner> {
-        &self.provisioner
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -130,8 +141,13 @@ impl App {
         &self.store
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests (bounded
-    /// by `server.shutdown_grace_ms`) and closes the data file.
+    /// The provisioner, so tests and benchmarks can run a sweep directly.
+    pub fn provisioner(&self) -> &Arc<Provisioner> {
+        &self.provisioner
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully within
+    /// `server.shutdown_grace_ms` and closes the data file.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -144,11 +160,20 @@ impl App {
             config,
             provisioner,
             provisioner_wake,
+            backups,
         } = self;
-        let reload = tokio::spawn(reload_on_sighup(catalog));
-        let (mut scheduler, waker) = provision::start(provisioner.clone(), provisioner_wake)
+        let mut scheduler = tokio_cron_scheduler::JobScheduler::new()
+            .await
+            .map_err(|e| StartError(format!("cannot create the scheduler: {e}")))?;
+        let waker = provision::start(provisioner.clone(), &scheduler, provisioner_wake)
             .await
             .map_err(StartError)?;
+        schedule_housekeeping(&scheduler, &config, &backups, &store).await?;
+        scheduler
+            .start()
+            .await
+            .map_err(|e| StartError(format!("cannot start the scheduler: {e}")))?;
+        let reload = tokio::spawn(reload_on_sighup(catalog));
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, version = env!("CARGO_PKG_VERSION"), "vpsd listening");
 
@@ -185,6 +210,54 @@ impl App {
         tracing::info!("vpsd stopped");
         Ok(())
     }
+}
+
+/// Scheduled backups (when `backup.schedule` is set) and the hourly sweep of
+/// expired idempotency keys.
+async fn schedule_housekeeping(
+    scheduler: &tokio_cron_scheduler::JobScheduler,
+    config: &Config,
+    backups: &Arc<BackupService>,
+    store: &Store,
+) -> Result<(), StartError> {
+    let add_failed = |e: tokio_cron_scheduler::JobSchedulerError| {
+        StartError(format!("cannot schedule a job: {e}"))
+    };
+    if let Some(schedule) = &config.backup.schedule {
+        let service = backups.clone();
+        let job = tokio_cron_scheduler::Job::new_async(schedule.as_str(), move |_, _| {
+            let service = service.clone();
+            Box::pin(async move { service.scheduled().await })
+        })
+        .map_err(|e| {
+            StartError(format!(
+                "backup.schedule: {schedule:?} is not a valid cron expression: {e}"
+            ))
+        })?;
+        scheduler.add(job).await.map_err(add_failed)?;
+        tracing::info!(schedule = %schedule, keep = config.backup.keep, dir = %config.backup.dir.display(), "scheduled backups on");
+    }
+    let writer = store.writer().clone();
+    let job =
+        tokio_cron_scheduler::Job::new_repeated_async(Duration::from_secs(3600), move |_, _| {
+            let writer = writer.clone();
+            Box::pin(async move {
+                let now = crate::domain::time::now_millis();
+                match writer
+                    .maintain(crate::store::Maintenance::SweepIdempotency { now })
+                    .await
+                {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(expired = n, "expired idempotency keys removed")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not sweep idempotency keys"),
+                }
+            })
+        })
+        .map_err(add_failed)?;
+    scheduler.add(job).await.map_err(add_failed)?;
+    Ok(())
 }
 
 fn build_cloud(config: &Config) -> Arc<dyn Cloud> {

@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod provision;
 pub mod service;
 pub mod store;

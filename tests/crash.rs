@@ -94,3 +94,48 @@ fn sigkill_between_the_create_and_its_commit_makes_exactly_one_droplet() {
     );
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_zero_and_restarts_clean() {
+    let catalog = support::fake_catalog::FakeCatalog::with_sample();
+    catalog.set_delay(Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path());
+    config.catalog.source = vpsd::config::CatalogSource::Http;
+    config.catalog.url = Some(catalog.url());
+    config.catalog.timeout_ms = 10_000;
+    let daemon = Daemon::start(&config, dir.path());
+    let url = daemon.url("/api/v1/orders");
+    let token = hs256_token(SECRET, json!({"sub": "alice", "exp": now_secs() + 600}));
+    let in_flight = std::thread::spawn(move || {
+        post(
+            &agent(),
+            &url,
+            ("Authorization", &format!("Bearer {token}")),
+            json!({"planId": "plan-basic", "imageId": "img-ubuntu", "duration": "MONTHLY"}),
+        )
+    });
+    // The request is waiting on the slow catalog when SIGTERM arrives.
+    wait_for(Duration::from_secs(10), || {
+        (!catalog.requests().is_empty()).then_some(())
+    })
+    .expect("request reached the catalog");
+    let addr = daemon.addr;
+    assert_eq!(daemon.terminate(), Some(0));
+    let (status, body) = in_flight.join().unwrap();
+    assert_eq!(status, 201, "the in-flight request was answered: {body}");
+    let id = body["data"]["id"].as_str().unwrap().to_string();
+    // The port is closed once it has exited.
+    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err());
+
+    let report = vpsd::store::backup::verify(&config.storage.path).expect("clean data file");
+    assert_eq!(report.orders, 1);
+    catalog.set_delay(Duration::ZERO);
+    let daemon = Daemon::start(&config, dir.path());
+    let order = get(
+        &agent(),
+        &daemon.url(&format!("/api/v1/internal/orders/{id}")),
+    );
+    assert_eq!(order["data"]["status"], "PENDING_PAYMENT");
+    assert_eq!(daemon.terminate(), Some(0));
+}

@@ -35,9 +35,20 @@ where
     }
     match route {
         Route::Health => Ok(health(state).await),
-        Route::OpenApi => Err(AppError::NotFound),
-        Route::Metrics => Err(AppError::NotFound),
-        Route::InternalBackups => Err(AppError::NotFound),
+        Route::OpenApi => Ok(json_response(StatusCode::OK, OPENAPI.as_bytes().to_vec())),
+        Route::Metrics => metrics(state).await,
+        Route::InternalBackups => {
+            let body = read(state, headers, body).await?;
+            request::json_object(headers, &body, false)?;
+            let info = state.backups.snapshot().await?;
+            let body = json::data(json!({
+                "file": info.path.display().to_string(),
+                "bytes": info.bytes,
+                "orders": info.orders,
+                "createdAt": crate::domain::time::format_millis(info.created_at),
+            }));
+            Ok(json_response(StatusCode::CREATED, body))
+        }
         Route::Orders if method == Method::POST => {
             let user = state.jwt.user(headers)?;
             let body = read(state, headers, body).await?;
@@ -160,6 +171,49 @@ async fn list(
     ))
 }
 
+/// The OpenAPI 3 document of this API (kept beside the route table; a test
+/// checks that the two list the same operations).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Prometheus text: the registry plus gauges read now.
+async fn metrics(state: &ApiState) -> Result<HttpResponse, AppError> {
+    let store = state.orders.store().clone();
+    let (counts, file_bytes) = tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::metadata(store.path())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        (store.status_counts(), bytes)
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("metrics task failed: {e}")))?;
+    let m = &state.metrics;
+    for (status, n) in counts? {
+        m.orders
+            .with_label_values(&[status.as_str()])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    m.data_file_bytes
+        .set(i64::try_from(file_bytes).unwrap_or(i64::MAX));
+    crate::metrics::Metrics::catch_up(&m.cloud_calls, state.cloud.calls_sent());
+    crate::metrics::Metrics::catch_up(&m.cloud_rate_limited, state.cloud.rate_limited_count());
+    let last = m.backup_last_success.get();
+    let age = if last > 0 {
+        crate::domain::time::now_millis() / 1000 - last
+    } else {
+        -1
+    };
+    m.backup_age_seconds.set(age);
+    let body = m
+        .render()
+        .map_err(|e| AppError::Internal(format!("cannot render metrics: {e}")))?;
+    let mut response = json_response(StatusCode::OK, body);
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
 async fn health(state: &ApiState) -> HttpResponse {
     let store = state.orders.store().clone();
     let readable = tokio::task::spawn_blocking(move || crate::store::probe(store.database()))
@@ -174,7 +228,7 @@ async fn health(state: &ApiState) -> HttpResponse {
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "storage": if readable { "ok" } else { "unavailable" },
-        "cloud": state.cloud_name,
+        "cloud": state.cloud.name(),
         "catalog": state.orders.catalog().source_name(),
     }));
     json_response(code, body)

@@ -31,9 +31,12 @@ pub struct ApiState {
     pub jwt: JwtVerifier,
     pub api_key: ApiKey,
     pub body_limit: u64,
-    /// `sandbox` or `digitalocean`, shown by `/health`.
-    pub cloud_name: &'static str,
+    /// Shown by `/health` (`sandbox` or `digitalocean`); its call counters
+    /// feed `/metrics`.
+    pub cloud: Arc<dyn crate::cloud::Cloud>,
     pub cors_origins: Vec<String>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub backups: Arc<crate::service::backups::BackupService>,
 }
 
 pub type HttpResponse = Response<Vec<u8>>;
@@ -116,11 +119,22 @@ where
         }
     }
     finish_headers(state, &headers, &mut response, &request_id);
+    let status = response.status();
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[label, method.as_str(), status.as_str()])
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&[label])
+        .observe(started.elapsed().as_secs_f64());
     tracing::info!(
         request_id = %request_id,
         method = %method,
         route = label,
-        status = response.status().as_u16(),
+        status = status.as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );

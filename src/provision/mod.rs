@@ -9,14 +9,14 @@
 
 mod sweep;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::cloud::Cloud;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub use sweep::SweepReport;
@@ -30,16 +30,6 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// More open droplets than this are read by listing the common tag.
     pub list_threshold: usize,
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub sweeps: AtomicU64,
-    pub last_sweep_micros: AtomicU64,
-    pub sweep_micros_total: AtomicU64,
-    /// Finished tasks by outcome: `SUCCESS` or an error code.
-    pub outcomes: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Back-off shared by all tasks: a 429 or an outage is DigitalOcean's, not a
@@ -61,11 +51,16 @@ pub struct Provisioner {
     /// Set at shutdown: a running sweep stops between tasks.
     stopping: AtomicBool,
     backoff: Mutex<Backoff>,
-    pub stats: Stats,
+    metrics: Arc<Metrics>,
 }
 
 impl Provisioner {
-    pub fn new(store: Store, cloud: Arc<dyn Cloud>, settings: Settings) -> Arc<Provisioner> {
+    pub fn new(
+        store: Store,
+        cloud: Arc<dyn Cloud>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Provisioner> {
         Arc::new(Provisioner {
             store,
             cloud,
@@ -74,8 +69,12 @@ impl Provisioner {
             again: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             backoff: Mutex::new(Backoff::default()),
-            stats: Stats::default(),
+            metrics,
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn cloud(&self) -> &Arc<dyn Cloud> {
@@ -120,14 +119,9 @@ impl Provisioner {
                 None
             }
         };
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.stats.sweeps.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .last_sweep_micros
-            .store(micros, Ordering::Relaxed);
-        self.stats
-            .sweep_micros_total
-            .fetch_add(micros, Ordering::Relaxed);
+        self.metrics
+            .sweep_duration
+            .observe(started.elapsed().as_secs_f64());
         report
     }
 
@@ -147,28 +141,22 @@ impl Provisioner {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// Finished tasks by outcome: `SUCCESS` or an error code.
     fn record_outcome(&self, outcome: &str) {
-        if let Ok(mut map) = self.stats.outcomes.lock() {
-            *map.entry(outcome.to_string()).or_default() += 1;
-        }
+        self.metrics
+            .provisioning_outcomes
+            .with_label_values(&[outcome])
+            .inc();
     }
 }
 
-/// Runs the reconciler: once now, every `poll_interval` on the cron scheduler,
-/// and whenever `wake` is notified. Returns the scheduler so shutdown can stop it.
+/// Schedules the reconciler on `scheduler` every `poll_interval`, sweeps once
+/// now, and on every `wake`. Returns the wake-up loop so shutdown can stop it.
 pub async fn start(
     provisioner: Arc<Provisioner>,
+    scheduler: &tokio_cron_scheduler::JobScheduler,
     wake: Arc<Notify>,
-) -> Result<
-    (
-        tokio_cron_scheduler::JobScheduler,
-        tokio::task::JoinHandle<()>,
-    ),
-    String,
-> {
-    let scheduler = tokio_cron_scheduler::JobScheduler::new()
-        .await
-        .map_err(|e| format!("cannot create the scheduler: {e}"))?;
+) -> Result<tokio::task::JoinHandle<()>, String> {
     // tokio-cron-scheduler repeats in whole seconds: round up, never down to 0.
     let period = provisioner.settings.poll_interval;
     let seconds = period.as_millis().div_ceil(1000).max(1) as u64;
@@ -192,17 +180,12 @@ pub async fn start(
         .add(job)
         .await
         .map_err(|e| format!("cannot schedule the reconciler: {e}"))?;
-    scheduler
-        .start()
-        .await
-        .map_err(|e| format!("cannot start the scheduler: {e}"))?;
-    let waker = tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         // Tasks survive restarts: sweep once at start-up.
         provisioner.sweep().await;
         loop {
             wake.notified().await;
             provisioner.sweep().await;
         }
-    });
-    Ok((scheduler, waker))
+    }))
 }

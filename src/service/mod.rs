@@ -2,6 +2,7 @@
 //! here, before and outside any write transaction; every change is one
 //! `store::WriteOp`.
 
+pub mod backups;
 pub mod idempotency;
 pub mod orders;
 pub mod rate_limit;

@@ -227,6 +227,26 @@ fn open_database(path: &Path) -> Result<Database, OpenError> {
     }
 }
 
+/// Opens an existing data file for an offline tool (`vpsd backup`): never
+/// creates one, and fails clearly while a daemon holds it.
+pub fn open_offline(path: &Path) -> Result<Database, OpenError> {
+    if !path.is_file() {
+        return Err(OpenError(format!("no data file at {}", path.display())));
+    }
+    match std::panic::catch_unwind(|| Database::builder().open(path)) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(OpenError(format!(
+            "data file {} is locked: a running vpsd has it open; stop it first, or use POST /api/v1/internal/backups for an online backup",
+            path.display()
+        ))),
+        Ok(Err(err)) => Err(describe_open_error(path, err)),
+        Err(_) => Err(OpenError(format!(
+            "data file {} is corrupt and cannot be opened",
+            path.display()
+        ))),
+    }
+}
+
 pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

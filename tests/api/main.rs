@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod catalog_http;
 mod errors;
+mod operations;
 mod orders;
 mod payment;
 mod persistence;

@@ -1,0 +1,78 @@
+//! Online snapshots: on request (POST /internal/backups) and on the
+//! `backup.schedule` cron, with retention. A failure is logged and counted,
+//! never fatal to the daemon.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::AppError;
+use crate::metrics::Metrics;
+use crate::store::backup::{self, SnapshotInfo};
+use crate::store::Store;
+
+pub struct BackupService {
+    store: Store,
+    dir: PathBuf,
+    keep: usize,
+    /// One snapshot at a time: a second request waits rather than doubling I/O.
+    running: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl BackupService {
+    pub fn new(store: Store, dir: PathBuf, keep: usize, metrics: Arc<Metrics>) -> BackupService {
+        BackupService {
+            store,
+            dir,
+            keep,
+            running: tokio::sync::Mutex::new(()),
+            metrics,
+        }
+    }
+
+    /// Takes a snapshot now, while the daemon keeps serving: it reads one
+    /// committed state and never blocks the writer.
+    pub async fn snapshot(&self) -> Result<SnapshotInfo, AppError> {
+        let _one_at_a_time = self.running.lock().await;
+        let store = self.store.clone();
+        let dir = self.dir.clone();
+        let result =
+            tokio::task::spawn_blocking(move || backup::snapshot_into(store.database(), &dir))
+                .await
+                .map_err(|e| AppError::Internal(format!("backup task failed: {e}")))?;
+        match result {
+            Ok(info) => {
+                self.metrics.backups.with_label_values(&["success"]).inc();
+                self.metrics.backup_last_success.set(info.created_at / 1000);
+                self.metrics
+                    .backup_last_bytes
+                    .set(i64::try_from(info.bytes).unwrap_or(i64::MAX));
+                tracing::info!(file = %info.path.display(), bytes = info.bytes, orders = info.orders, "backup written");
+                Ok(info)
+            }
+            Err(why) => {
+                self.metrics.backups.with_label_values(&["failure"]).inc();
+                tracing::error!(error = %why, "backup failed");
+                Err(AppError::StorageUnavailable(why))
+            }
+        }
+    }
+
+    /// The scheduled run: snapshot, then keep only the newest `keep`.
+    pub async fn scheduled(&self) {
+        if self.snapshot().await.is_err() {
+            return;
+        }
+        let dir = self.dir.clone();
+        let keep = self.keep;
+        match tokio::task::spawn_blocking(move || backup::prune(&dir, keep)).await {
+            Ok(Ok(deleted)) => {
+                for path in deleted {
+                    tracing::info!(file = %path.display(), "old backup removed (backup.keep)");
+                }
+            }
+            Ok(Err(why)) => tracing::error!(error = %why, "backup retention failed"),
+            Err(e) => tracing::error!(error = %e, "backup retention failed"),
+        }
+    }
+}
