@@ -647,3 +647,129 @@ fn load_task(t: &Tables<'_>, id: u128) -> Result<Option<ProvisioningTask>, Store
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lifecycle::{self, Note};
+    use crate::domain::{DropletPlan, HistoryEntry, OrderStatus, PlanDuration, Pricing};
+    use crate::store::Store;
+    use uuid::Uuid;
+
+    fn new_order(user: &str) -> (Order, HistoryEntry) {
+        let mut order = Order {
+            id: Uuid::new_v4(),
+            seq: 0,
+            user_id: user.into(),
+            status: OrderStatus::PendingPayment,
+            plan_id: "p".into(),
+            plan_name: "P".into(),
+            image_id: "i".into(),
+            image_name: "I".into(),
+            duration: PlanDuration::Monthly,
+            pricing: Pricing::compute(100, 100, None, "IDR".into()),
+            coupon_counted: false,
+            items: vec![],
+            droplet: DropletPlan {
+                region: "sgp1".into(),
+                size_slug: "s".into(),
+                image_slug: "i".into(),
+                hostname: "h".into(),
+                ssh_public_keys: vec![],
+            },
+            paid_at: None,
+            created_at: 1,
+            updated_at: 1,
+            history_len: 0,
+        };
+        let first = lifecycle::first_entry(&mut order, format!("user:{user}"), 1);
+        (order, first)
+    }
+
+    fn create(order: Order, first: HistoryEntry) -> Work {
+        Work::Op(WriteOp::CreateOrder {
+            order: Box::new(order),
+            first,
+            coupon: None,
+            idempotency: None,
+        })
+    }
+
+    fn pay(id: Uuid) -> Work {
+        Work::Op(WriteOp::Transition {
+            order_id: id,
+            event: Event::Paid,
+            note: Note {
+                actor: "admin".into(),
+                ..Note::default()
+            },
+            owner: None,
+            idempotency: None,
+        })
+    }
+
+    fn op_result(applied: &Applied) -> &OpResult {
+        match applied {
+            Applied::Op(r) => r,
+            Applied::Count(_) => panic!("not an op"),
+        }
+    }
+
+    #[test]
+    fn a_conflict_in_a_batch_leaves_the_rest_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("d.redb")).unwrap();
+        let (x, first) = new_order("alice");
+        let x_id = x.id;
+        let (y, y_first) = new_order("bob");
+        let y_id = y.id;
+        let faults = AtomicU32::new(0);
+        commit_batch(store.database(), vec![create(x, first)], &faults).unwrap();
+        let results = commit_batch(
+            store.database(),
+            vec![pay(x_id), pay(x_id), create(y, y_first)],
+            &faults,
+        )
+        .unwrap();
+        assert!(op_result(&results[0]).is_ok());
+        assert!(matches!(op_result(&results[1]), Err(OpError::Conflict(_))));
+        assert!(op_result(&results[2]).is_ok());
+        let x = store.get_order(x_id).unwrap().unwrap();
+        assert_eq!(x.order.status, OrderStatus::Paid);
+        assert_eq!(
+            store.history(x_id).unwrap().len(),
+            2,
+            "one PAID row, not two"
+        );
+        assert!(store.get_order(y_id).unwrap().is_some());
+        store.shutdown();
+    }
+
+    #[test]
+    fn a_storage_failure_fails_the_whole_batch_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("d.redb")).unwrap();
+        let (a, a_first) = new_order("alice");
+        let (b, b_first) = new_order("bob");
+        let (a_id, b_id) = (a.id, b.id);
+        let faults = AtomicU32::new(1);
+        let result = commit_batch(
+            store.database(),
+            vec![create(a, a_first), create(b, b_first)],
+            &faults,
+        );
+        assert!(matches!(result, Err(StoreError::Unavailable(_))));
+        assert!(store.get_order(a_id).unwrap().is_none());
+        assert!(store.get_order(b_id).unwrap().is_none());
+        let page = store
+            .list_orders(&crate::store::read::ListQuery {
+                user: None,
+                status: None,
+                page: 1,
+                limit: 10,
+            })
+            .unwrap();
+        assert_eq!(page.total, 0);
+        store.shutdown();
+    }
+}

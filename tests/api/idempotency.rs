@@ -1,0 +1,186 @@
+//! Idempotency keys on POST /orders and POST payment-status (SPEC §2).
+
+use serde_json::json;
+
+use crate::support::{spawn_app, Auth, TestApp};
+
+fn create(app: &TestApp, user: &str, key: &str, body: &serde_json::Value) -> crate::support::Resp {
+    let bytes = serde_json::to_vec(body).unwrap();
+    app.request(
+        "POST",
+        "/api/v1/orders",
+        Auth::User(user),
+        &[("Idempotency-Key", key)],
+        Some(("application/json", &bytes)),
+    )
+}
+
+fn basic() -> serde_json::Value {
+    json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"})
+}
+
+fn total(app: &TestApp) -> u64 {
+    app.get("/api/v1/internal/orders", Auth::Admin).body["meta"]["total"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn the_same_request_twice_creates_one_order_and_replays_the_response() {
+    let app = spawn_app();
+    let first = create(&app, "alice", "order-123", &basic());
+    assert_eq!(first.status, 201);
+    // Whitespace and key order do not make it a different request.
+    let reordered =
+        r#"{ "duration": "MONTHLY", "imageId": "ubuntu-22-04", "planId": "vps-basic" }"#;
+    let again = app.request(
+        "POST",
+        "/api/v1/orders",
+        Auth::User("alice"),
+        &[("Idempotency-Key", "order-123")],
+        Some(("application/json", reordered.as_bytes())),
+    );
+    assert_eq!(again.status, 201);
+    assert_eq!(again.text, first.text, "byte-for-byte the first response");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(total(&app), 1);
+
+    let different = create(
+        &app,
+        "alice",
+        "order-123",
+        &json!({"planId": "vps-standard", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}),
+    );
+    assert_eq!(
+        (different.status, different.code()),
+        (422, "IDEMPOTENCY_KEY_REUSED")
+    );
+    assert_eq!(total(&app), 1);
+
+    // Keys are scoped per user.
+    let bob = create(&app, "bob", "order-123", &basic());
+    assert_eq!(bob.status, 201);
+    assert_ne!(bob.id(), first.id());
+    assert_eq!(total(&app), 2);
+}
+
+#[test]
+fn twenty_concurrent_requests_with_one_key_make_one_order() {
+    let app = spawn_app();
+    let results: Vec<(u16, String, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = create(&app, "alice", "burst-key", &basic());
+                    let id = r.body["data"]["id"].as_str().unwrap_or("").to_string();
+                    (r.status, r.code().to_string(), id)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(total(&app), 1, "{results:?}");
+    let created: Vec<_> = results.iter().filter(|r| r.0 == 201).collect();
+    assert!(!created.is_empty());
+    assert!(
+        created.iter().all(|r| r.2 == created[0].2),
+        "every 201 names the one order"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.0 == 201 || (r.0 == 409 && r.1 == "IDEMPOTENCY_KEY_IN_USE")),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn bad_keys_are_refused() {
+    let app = spawn_app();
+    let long = "k".repeat(256);
+    for key in ["", long.as_str(), "tab\there"] {
+        let r = create(&app, "alice", key, &basic());
+        assert_eq!((r.status, r.code()), (400, "BAD_REQUEST"), "{key:?}");
+    }
+    assert_eq!(
+        create(&app, "alice", &"k".repeat(255), &basic()).status,
+        201
+    );
+}
+
+#[test]
+fn four_xx_outcomes_replay_and_five_xx_do_not() {
+    let app = spawn_app();
+    let bad_plan = json!({"planId": "nope", "imageId": "ubuntu-22-04", "duration": "MONTHLY"});
+    let first = create(&app, "alice", "k-400", &bad_plan);
+    assert_eq!(first.code(), "INVALID_PLAN");
+    let again = create(&app, "alice", "k-400", &bad_plan);
+    assert_eq!(again.text, first.text);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+
+    app.store.writer().inject_commit_failures(1);
+    let failed = create(&app, "alice", "k-503", &basic());
+    assert_eq!((failed.status, failed.code()), (503, "STORAGE_UNAVAILABLE"));
+    let retried = create(&app, "alice", "k-503", &basic());
+    assert_eq!(retried.status, 201, "a 5xx is not stored: the retry runs");
+    assert_eq!(total(&app), 1);
+}
+
+#[test]
+fn payment_status_is_idempotent_too() {
+    let app = spawn_app();
+    let id = app.create_order("alice").id();
+    let path = format!("/api/v1/internal/orders/{id}/payment-status");
+    let pay = |key: &str| {
+        app.request(
+            "POST",
+            &path,
+            Auth::Admin,
+            &[("Idempotency-Key", key)],
+            Some(("application/json", br#"{"status":"PAID"}"#)),
+        )
+    };
+    let first = pay("pay-1");
+    assert_eq!(first.status, 200);
+    let again = pay("pay-1");
+    assert_eq!(again.status, 200, "a replay, not a 409");
+    assert_eq!(again.text, first.text);
+    let other_key = pay("pay-2");
+    assert_eq!(other_key.code(), "PAYMENT_STATUS_CONFLICT");
+    let history = app.admin_order(&id).data()["statusHistory"].clone();
+    let paid_rows = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["newStatus"] == "PAID")
+        .count();
+    assert_eq!(paid_rows, 1);
+}
+
+#[test]
+fn keys_survive_a_restart_and_expire() {
+    let app = spawn_app();
+    let first = create(&app, "alice", "durable", &basic());
+    let app = app.restart();
+    let again = create(&app, "alice", "durable", &basic());
+    assert_eq!(again.text, first.text);
+    assert_eq!(total(&app), 1);
+
+    // A day later the sweeper removes the key; the same key then starts afresh.
+    let swept = app
+        .store
+        .writer()
+        .maintain_blocking(vpsd::store::Maintenance::SweepIdempotency {
+            now: vpsd::domain::time::now_millis() + 25 * 3600 * 1000,
+        })
+        .unwrap();
+    assert_eq!(swept, 1);
+    assert!(app
+        .store
+        .idempotency("user:alice", "durable")
+        .unwrap()
+        .is_none());
+    let fresh = create(&app, "alice", "durable", &basic());
+    assert_eq!(fresh.status, 201);
+    assert_ne!(fresh.id(), first.id());
+}
