@@ -79,7 +79,8 @@ impl App {
             Metrics::new().map_err(|e| StartError(format!("cannot set up metrics: {e}")))?,
         );
         let path = config.storage.path.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        let cache = usize::try_from(config.storage.cache_mb << 20).unwrap_or(usize::MAX);
+        let store = tokio::task::spawn_blocking(move || Store::open_with_cache(&path, cache))
             .await
             .map_err(|e| StartError(format!("cannot open the data file: {e}")))?
             .map_err(|e| StartError(e.0))?;

@@ -55,12 +55,17 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub path: PathBuf,
+    /// redb's page cache, MiB. redb defaults to 1 GiB, which a long-running
+    /// daemon would fill with pages of a large file; hot pages (recent orders,
+    /// index tails) fit in far less.
+    pub cache_mb: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: PathBuf::from("data/vpsd.redb"),
+            cache_mb: 32,
         }
     }
 }
@@ -335,6 +340,9 @@ impl Config {
                     self.server.bind
                 ),
             );
+        }
+        if self.storage.cache_mb == 0 || self.storage.cache_mb > 1 << 20 {
+            return bad("storage.cache_mb", "must be from 1 to 1048576".into());
         }
         if self.server.body_limit == 0 {
             return bad("server.body_limit", "must be at least 1 byte".into());

@@ -132,7 +132,10 @@ fn init_logging(config: &Config) {
 
 fn serve(config: Config) -> ExitCode {
     init_logging(&config);
+    // Blocking work is short (reads, catalog calls): a bounded pool keeps a
+    // burst from spawning hundreds of threads.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(64)
         .enable_all()
         .build()
     {

@@ -125,6 +125,10 @@ impl super::Catalog for EmbeddedCatalog {
     fn source_name(&self) -> &'static str {
         "embedded"
     }
+
+    fn blocks(&self) -> bool {
+        false
+    }
 }
 
 /// Verdict reasons, checked in this order.

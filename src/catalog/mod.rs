@@ -111,4 +111,10 @@ pub trait Catalog: Send + Sync {
     }
     /// `embedded` or `http`, for logs and health.
     fn source_name(&self) -> &'static str;
+    /// Whether calls may wait on I/O (and so must run off the async workers).
+    /// The embedded catalog answers from memory in microseconds, where a hop to
+    /// the blocking pool would cost more than the work.
+    fn blocks(&self) -> bool {
+        true
+    }
 }

@@ -141,7 +141,6 @@ fn write_snapshot(db: &Database, path: &Path) -> Result<u64, String> {
     copy_table!(read, write, tables::TASKS);
     copy_table!(read, write, tables::OPEN_TASKS);
     copy_table!(read, write, tables::BY_SEQ);
-    copy_table!(read, write, tables::BY_USER);
     copy_table!(read, write, tables::BY_STATUS);
     copy_table!(read, write, tables::BY_USER_STATUS);
     copy_table!(read, write, tables::COUNTS);
@@ -271,7 +270,6 @@ fn check_contents(txn: &redb::ReadTransaction) -> Result<VerifyReport, String> {
         for scope in [
             CountScope::All,
             CountScope::Status(code),
-            CountScope::User(&order.user_id),
             CountScope::UserStatus(&order.user_id, code),
         ] {
             *counts.entry(count_key(scope)).or_default() += 1;
@@ -312,15 +310,6 @@ fn check_contents(txn: &redb::ReadTransaction) -> Result<VerifyReport, String> {
             return Err(mismatch("orders_by_seq", o));
         }
     }
-    let by_user = txn.open_table(tables::BY_USER).map_err(err)?;
-    for entry in by_user.iter().map_err(err)? {
-        let (k, v) = entry.map_err(err)?;
-        let (user, seq) = k.value();
-        let o = lookup("orders_by_user", v.value())?;
-        if o.user_id != user || o.seq != seq {
-            return Err(mismatch("orders_by_user", o));
-        }
-    }
     let by_status = txn.open_table(tables::BY_STATUS).map_err(err)?;
     for entry in by_status.iter().map_err(err)? {
         let (k, v) = entry.map_err(err)?;
@@ -342,7 +331,6 @@ fn check_contents(txn: &redb::ReadTransaction) -> Result<VerifyReport, String> {
     // Every entry matched an order; equal sizes mean every order has its entry.
     for (name, len) in [
         ("orders_by_seq", by_seq.len().map_err(err)?),
-        ("orders_by_user", by_user.len().map_err(err)?),
         ("orders_by_status", by_status.len().map_err(err)?),
         ("orders_by_user_status", by_user_status.len().map_err(err)?),
     ] {
@@ -418,24 +406,22 @@ fn check_history(
     orders: &HashMap<u128, Order>,
 ) -> Result<u64, String> {
     let table = txn.open_table(tables::HISTORY).map_err(err)?;
-    let mut rows: HashMap<u128, Vec<(u32, HistoryEntry)>> = HashMap::new();
+    let mut rows: HashMap<u64, Vec<(u32, HistoryEntry)>> = HashMap::new();
     let mut total = 0;
     for entry in table.iter().map_err(err)? {
         let (k, v) = entry.map_err(err)?;
-        let (id, n) = k.value();
+        let (seq, n) = k.value();
         let row: HistoryEntry = codec::decode(v.value())
-            .map_err(|e| format!("history of {} row {n}: {e}", uuid::Uuid::from_u128(id)))?;
-        rows.entry(id).or_default().push((n, row));
+            .map_err(|e| format!("history of order #{seq} row {n}: {e}"))?;
+        rows.entry(seq).or_default().push((n, row));
         total += 1;
     }
-    if let Some(id) = rows.keys().find(|id| !orders.contains_key(id)) {
-        return Err(format!(
-            "history rows for missing order {}",
-            uuid::Uuid::from_u128(*id)
-        ));
+    let seqs: BTreeSet<u64> = orders.values().map(|o| o.seq).collect();
+    if let Some(seq) = rows.keys().find(|s| !seqs.contains(s)) {
+        return Err(format!("history rows for missing order #{seq}"));
     }
-    for (id, order) in orders {
-        let list = rows.get(id).map(Vec::as_slice).unwrap_or(&[]);
+    for order in orders.values() {
+        let list = rows.get(&order.seq).map(Vec::as_slice).unwrap_or(&[]);
         if list.len() != order.history_len as usize
             || list.iter().enumerate().any(|(i, (n, _))| *n as usize != i)
         {

@@ -140,10 +140,15 @@ pub struct Store {
 pub struct OpenError(pub String);
 
 impl Store {
+    /// Opens (or creates) the data file with the default 32 MiB page cache.
+    pub fn open(path: &Path) -> Result<Store, OpenError> {
+        Store::open_with_cache(path, 32 << 20)
+    }
+
     /// Opens (or creates) the data file, checks its schema version, creates every
     /// table, and starts the writer thread.
-    pub fn open(path: &Path) -> Result<Store, OpenError> {
-        let db = open_database(path)?;
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, OpenError> {
+        let db = open_database(path, cache_bytes)?;
         init_schema(&db, path)?;
         let db = Arc::new(db);
         let writer = Writer::start(db.clone());
@@ -201,7 +206,7 @@ fn describe_open_error(path: &Path, err: redb::DatabaseError) -> OpenError {
 
 /// Creates the file with owner-only permissions before redb touches it, so the
 /// orders are never readable by other local users, even for a moment.
-fn open_database(path: &Path) -> Result<Database, OpenError> {
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
             OpenError(format!(
@@ -216,7 +221,8 @@ fn open_database(path: &Path) -> Result<Database, OpenError> {
     }
     // redb may panic on a file that was altered behind its back (its own docs say
     // so); a corrupt file must be one clear line, not a panic trace.
-    let opened = std::panic::catch_unwind(|| Database::builder().create(path));
+    let opened =
+        std::panic::catch_unwind(|| Database::builder().set_cache_size(cache_bytes).create(path));
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(err)) => Err(describe_open_error(path, err)),
@@ -301,7 +307,6 @@ fn create_tables(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(tables::TASKS)?;
     txn.open_table(tables::OPEN_TASKS)?;
     txn.open_table(tables::BY_SEQ)?;
-    txn.open_table(tables::BY_USER)?;
     txn.open_table(tables::BY_STATUS)?;
     txn.open_table(tables::BY_USER_STATUS)?;
     txn.open_table(tables::COUNTS)?;

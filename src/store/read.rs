@@ -55,13 +55,20 @@ impl Store {
         read_record(&orders, &tasks, id.as_u128())
     }
 
-    /// The order's history rows in commit order.
+    /// The order's history rows in commit order (empty for an unknown order).
     pub fn history(&self, id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
         let txn = self.snapshot()?;
+        let orders = txn.open_table(tables::ORDERS).map_err(storage_err)?;
+        let Some(bytes) = orders.get(id.as_u128()).map_err(storage_err)? else {
+            return Ok(Vec::new());
+        };
+        let seq = codec::decode::<Order>(bytes.value()).map_err(corrupt)?.seq;
         let table = txn.open_table(tables::HISTORY).map_err(storage_err)?;
-        let id = id.as_u128();
         let mut rows = Vec::new();
-        for entry in table.range((id, 0)..=(id, u32::MAX)).map_err(storage_err)? {
+        for entry in table
+            .range((seq, 0)..=(seq, u32::MAX))
+            .map_err(storage_err)?
+        {
             let (_, bytes) = entry.map_err(storage_err)?;
             rows.push(codec::decode(bytes.value()).map_err(corrupt)?);
         }
@@ -86,12 +93,35 @@ impl Store {
                 )
             }
             (Some(u), None) => {
-                let t = txn.open_table(tables::BY_USER).map_err(storage_err)?;
+                // Newest first across the user's per-status ranges.
+                let t = txn
+                    .open_table(tables::BY_USER_STATUS)
+                    .map_err(storage_err)?;
                 let u = u.as_str();
-                (
-                    page_ids!(t, (u, 0)..=(u, u64::MAX), skip, take),
-                    CountScope::User(u),
-                )
+                let mut ranges = Vec::new();
+                for status in OrderStatus::ALL {
+                    let c = status.code();
+                    ranges.push(
+                        t.range((u, c, 0)..=(u, c, u64::MAX))
+                            .map_err(storage_err)?
+                            .rev()
+                            .map(|e| {
+                                e.map(|(k, v)| (k.value().2, v.value()))
+                                    .map_err(storage_err)
+                            }),
+                    );
+                }
+                let ids = merge_newest(ranges, skip, take)?;
+                let counts = txn.open_table(tables::COUNTS).map_err(storage_err)?;
+                let mut total = 0;
+                for status in OrderStatus::ALL {
+                    total += counts
+                        .get(count_key(CountScope::UserStatus(u, status.code())).as_str())
+                        .map_err(storage_err)?
+                        .map(|v| v.value())
+                        .unwrap_or(0);
+                }
+                return self.page_of(&txn, ids, total);
             }
             (Some(u), Some(s)) => {
                 let t = txn
@@ -110,6 +140,15 @@ impl Store {
             .map_err(storage_err)?
             .map(|v| v.value())
             .unwrap_or(0);
+        self.page_of(&txn, ids, total)
+    }
+
+    fn page_of(
+        &self,
+        txn: &ReadTransaction,
+        ids: Vec<u128>,
+        total: u64,
+    ) -> Result<Page, StoreError> {
         let orders = txn.open_table(tables::ORDERS).map_err(storage_err)?;
         let tasks = txn.open_table(tables::TASKS).map_err(storage_err)?;
         let mut items = Vec::with_capacity(ids.len());
@@ -171,6 +210,39 @@ impl Store {
     }
 }
 
+/// Merges newest-first streams of (seq, id) into one newest-first page.
+fn merge_newest<I>(mut streams: Vec<I>, skip: usize, take: usize) -> Result<Vec<u128>, StoreError>
+where
+    I: Iterator<Item = Result<(u64, u128), StoreError>>,
+{
+    let mut heads = Vec::with_capacity(streams.len());
+    for s in streams.iter_mut() {
+        heads.push(s.next().transpose()?);
+    }
+    let mut out = Vec::with_capacity(take);
+    let mut skipped = 0;
+    while out.len() < take {
+        let newest = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.map(|(seq, _)| (seq, i)))
+            .max();
+        let Some((_, i)) = newest else {
+            break;
+        };
+        let Some((_, id)) = heads[i] else {
+            break;
+        };
+        heads[i] = streams[i].next().transpose()?;
+        if skipped < skip {
+            skipped += 1;
+        } else {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
 fn read_record(
     orders: &ReadOnlyTable<u128, &'static [u8]>,
     tasks: &ReadOnlyTable<u128, &'static [u8]>,
@@ -185,4 +257,29 @@ fn read_record(
         None => None,
     };
     Ok(Some(OrderRecord { order, task }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn merging_status_ranges_equals_one_sorted_list(
+            seqs in proptest::collection::btree_set(1u64..10_000, 0..200),
+            assignment in proptest::collection::vec(0usize..6, 200),
+            skip in 0usize..50,
+            take in 1usize..30,
+        ) {
+            let all: Vec<u64> = seqs.iter().rev().copied().collect();
+            let mut streams = vec![Vec::new(); 6];
+            for (i, seq) in all.iter().enumerate() {
+                streams[assignment[i]].push(Ok((*seq, u128::from(*seq))));
+            }
+            let merged = merge_newest(streams.into_iter().map(Vec::into_iter).collect(), skip, take).unwrap();
+            let expected: Vec<u128> = all.iter().skip(skip).take(take).map(|s| u128::from(*s)).collect();
+            prop_assert_eq!(merged, expected);
+        }
+    }
 }

@@ -1,6 +1,12 @@
 //! Every redb table and key layout in one place. Keys sort the way queries read:
 //! index keys end in the order's commit sequence, so "newest first" is a reverse
 //! range scan and a page costs O(page), not O(all orders).
+//!
+//! Every table written per order is a page rewritten at each commit, so the
+//! layout keeps them few: history is keyed by the order's sequence (appends
+//! land on the same pages), and a user's orders across all statuses are read
+//! by merging that user's per-status ranges instead of keeping a second
+//! per-user index.
 
 use redb::TableDefinition;
 
@@ -14,8 +20,8 @@ pub const META_ORDER_SEQ: &str = "order_seq";
 
 /// order id -> encoded `Order` (items are embedded: they never change).
 pub const ORDERS: TableDefinition<u128, &[u8]> = TableDefinition::new("orders");
-/// (order id, row number) -> encoded `HistoryEntry`, in commit order.
-pub const HISTORY: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("history");
+/// (order seq, row number) -> encoded `HistoryEntry`, in commit order.
+pub const HISTORY: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("history");
 /// order id -> encoded `ProvisioningTask` (at most one per order).
 pub const TASKS: TableDefinition<u128, &[u8]> = TableDefinition::new("tasks");
 /// order ids whose task is PENDING or IN_PROGRESS: the reconciler's work list.
@@ -23,8 +29,6 @@ pub const OPEN_TASKS: TableDefinition<u128, ()> = TableDefinition::new("open_tas
 
 /// seq -> order id: every order, newest last.
 pub const BY_SEQ: TableDefinition<u64, u128> = TableDefinition::new("orders_by_seq");
-/// (user, seq) -> order id.
-pub const BY_USER: TableDefinition<(&str, u64), u128> = TableDefinition::new("orders_by_user");
 /// (status code, seq) -> order id.
 pub const BY_STATUS: TableDefinition<(u8, u64), u128> = TableDefinition::new("orders_by_status");
 /// (user, status code, seq) -> order id.
@@ -51,7 +55,6 @@ pub const IDEMPOTENCY_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
 pub enum CountScope<'a> {
     All,
     Status(u8),
-    User(&'a str),
     UserStatus(&'a str, u8),
 }
 
@@ -61,7 +64,6 @@ pub fn count_key(scope: CountScope<'_>) -> String {
     match scope {
         CountScope::All => "all".to_string(),
         CountScope::Status(s) => format!("s:{s}"),
-        CountScope::User(u) => format!("u:{u}"),
         CountScope::UserStatus(u, s) => format!("us:{s}:{u}"),
     }
 }

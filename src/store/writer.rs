@@ -250,11 +250,10 @@ fn commit_batch(
 pub(crate) struct Tables<'txn> {
     pub meta: Table<'txn, &'static str, u64>,
     pub orders: Table<'txn, u128, &'static [u8]>,
-    pub history: Table<'txn, (u128, u32), &'static [u8]>,
+    pub history: Table<'txn, (u64, u32), &'static [u8]>,
     pub tasks: Table<'txn, u128, &'static [u8]>,
     pub open_tasks: Table<'txn, u128, ()>,
     pub by_seq: Table<'txn, u64, u128>,
-    pub by_user: Table<'txn, (&'static str, u64), u128>,
     pub by_status: Table<'txn, (u8, u64), u128>,
     pub by_user_status: Table<'txn, (&'static str, u8, u64), u128>,
     pub counts: Table<'txn, &'static str, u64>,
@@ -273,7 +272,6 @@ impl<'txn> Tables<'txn> {
             tasks: txn.open_table(tables::TASKS).map_err(storage_err)?,
             open_tasks: txn.open_table(tables::OPEN_TASKS).map_err(storage_err)?,
             by_seq: txn.open_table(tables::BY_SEQ).map_err(storage_err)?,
-            by_user: txn.open_table(tables::BY_USER).map_err(storage_err)?,
             by_status: txn.open_table(tables::BY_STATUS).map_err(storage_err)?,
             by_user_status: txn
                 .open_table(tables::BY_USER_STATUS)
@@ -431,14 +429,10 @@ fn create_order(
     order.history_len = 1;
     let id = order.id.as_u128();
     t.history
-        .insert((id, 0), codec::encode(&first).as_slice())
+        .insert((seq, 0), codec::encode(&first).as_slice())
         .map_err(storage_err)?;
     t.by_seq.insert(seq, id).map_err(storage_err)?;
-    t.by_user
-        .insert((order.user_id.as_str(), seq), id)
-        .map_err(storage_err)?;
     bump(t, CountScope::All, 1)?;
-    bump(t, CountScope::User(&order.user_id), 1)?;
     index_status(t, &order, order.status, 1)?;
     t.orders
         .insert(id, codec::encode(&order).as_slice())
@@ -557,7 +551,7 @@ fn write_order_change(
     let id = order.id.as_u128();
     let row_no = order.history_len.saturating_sub(1);
     t.history
-        .insert((id, row_no), codec::encode(row).as_slice())
+        .insert((order.seq, row_no), codec::encode(row).as_slice())
         .map_err(storage_err)?;
     if before != order.status {
         index_status(t, order, before, -1)?;

@@ -1,0 +1,619 @@
+//! vpsd benchmarks. Each figure is measured side by side with its baseline in
+//! the same run, three times, and the median is reported (see BENCHMARKS.md).
+//!
+//!   cargo bench --bench vpsd_bench -- all            # everything
+//!   cargo bench --bench vpsd_bench -- write|read|list|startup|backup|sweep
+//!
+//! The daemon under test is the real release binary in its own process; the
+//! load generator is in this process, on one thread.
+
+mod loadgen;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::process::Daemon;
+use vpsd::catalog::embedded::EmbeddedCatalog;
+use vpsd::domain::lifecycle::{Event, Note};
+use vpsd::domain::task::ProvisioningTask;
+use vpsd::domain::ProvisioningStatus;
+use vpsd::service::orders::{price_order, NewOrder};
+use vpsd::store::{Store, WriteOp};
+
+const RUNS: usize = 3;
+const CONNECTIONS: usize = 64;
+const WARMUP: Duration = Duration::from_secs(1);
+const MEASURE: Duration = Duration::from_secs(5);
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.first().map(String::as_str) == Some("hello-server") {
+        hello_server();
+        return;
+    }
+    let which = args.first().cloned().unwrap_or_else(|| "all".into());
+    let run = |name: &str| which == "all" || which == name;
+    println!("machine: {} cores, {}", num_cores(), kernel());
+    if run("write") {
+        bench_write();
+    }
+    if run("read") {
+        bench_read();
+    }
+    if run("list") || run("startup") || run("backup") {
+        bench_big_file(run("list"), run("startup"), run("backup"));
+    }
+    if run("sweep") {
+        bench_sweep();
+    }
+}
+
+fn work_dir() -> PathBuf {
+    // On the same disk as the repository (target/), not a tmpfs.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    dir
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = work_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
+
+fn config_for(dir: &Path, data: &Path) -> vpsd::Config {
+    let mut c = support::base_config(dir);
+    c.storage.path = data.to_path_buf();
+    // Lifecycle lines only: a log line per request would measure the logger.
+    c.log.level = "warn,vpsd::app=info".into();
+    c
+}
+
+fn token(sub: &str) -> String {
+    support::hs256_token(
+        support::SECRET,
+        json!({"sub": sub, "exp": support::now_secs() + 86_400}),
+    )
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn num_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!("Linux {}", s.trim()))
+        .unwrap_or_default()
+}
+
+/// A realistic order, priced by the shipped catalog exactly as the API does.
+fn sample_order(catalog: &EmbeddedCatalog, user: &str, i: usize) -> vpsd::service::orders::Priced {
+    let plans = ["vps-basic", "vps-standard", "vps-pro"];
+    let coupon = if i.is_multiple_of(4) {
+        Some("HEMAT20".to_string())
+    } else {
+        None
+    };
+    let request = NewOrder {
+        plan_id: plans[i % plans.len()].into(),
+        image_id: "ubuntu-22-04".into(),
+        duration: vpsd::domain::PlanDuration::Monthly,
+        coupon_code: coupon,
+        region: None,
+        hostname: None,
+        ssh_public_keys: Vec::new(),
+    };
+    price_order(catalog, user, &request, "IDR".into(), "sgp1".into()).expect("priced")
+}
+
+fn catalog() -> EmbeddedCatalog {
+    EmbeddedCatalog::load(
+        &support::repo_path("config/catalog.toml"),
+        &Default::default(),
+    )
+    .expect("catalog")
+}
+
+/// Fills `path` with `n` orders spread over 10,000 users plus `hot` orders
+/// of user `hot-user`, through the store's writer in large batches.
+fn fill(path: &Path, n: usize, hot: usize) -> Vec<uuid::Uuid> {
+    let store = Store::open(path).expect("open");
+    let catalog = catalog();
+    let started = Instant::now();
+    let mut hot_ids = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let batch_end = (i + 5000).min(n);
+        let ops: Vec<WriteOp> = (i..batch_end)
+            .map(|k| {
+                let user = if k % (n / hot.max(1)).max(1) == 0 && hot_ids.len() < hot {
+                    "hot-user".to_string()
+                } else {
+                    format!("user-{}", k % 10_000)
+                };
+                let (order, first, _) = sample_order(&catalog, &user, k);
+                if user == "hot-user" {
+                    hot_ids.push(order.id);
+                }
+                WriteOp::CreateOrder {
+                    order: Box::new(order),
+                    first,
+                    coupon: None,
+                    idempotency: None,
+                }
+            })
+            .collect();
+        for r in store.writer().submit_all_blocking(ops) {
+            r.expect("stored").expect("created");
+        }
+        i = batch_end;
+    }
+    eprintln!(
+        "  generated {n} orders in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    store.shutdown();
+    hot_ids
+}
+
+// ---------------------------------------------------------------- write
+
+fn bench_write() {
+    println!("\n## POST /api/v1/orders (durable), {CONNECTIONS} connections");
+    let mut vpsd_rps = Vec::new();
+    let mut vpsd_p50 = Vec::new();
+    let mut vpsd_p99 = Vec::new();
+    let mut base_rps = Vec::new();
+    let mut base_p99 = Vec::new();
+    let mut rss = Vec::new();
+    for run in 0..RUNS {
+        let dir = fresh_dir("write");
+        let data = dir.join("vpsd.redb");
+        let daemon = Daemon::start(&config_for(&dir, &data), &dir);
+        let tokens: Vec<String> = (0..CONNECTIONS)
+            .map(|c| token(&format!("bench-{c}")))
+            .collect();
+        let body = r#"{"planId":"vps-basic","imageId":"ubuntu-22-04","duration":"MONTHLY","couponCode":"HEMAT20"}"#;
+        let make: loadgen::MakeRequest = Arc::new(move |conn, _| {
+            loadgen::post_json(
+                "/api/v1/orders",
+                &[("Authorization", &format!("Bearer {}", tokens[conn]))],
+                body,
+            )
+        });
+        let r = loadgen::run(daemon.addr, CONNECTIONS, WARMUP, MEASURE, 201, make);
+        rss.push(peak_rss_mb(daemon.child.id()));
+        assert_eq!(r.errors, 0, "{r:?}");
+        daemon.terminate();
+        let b = baseline_one_commit_per_insert(&dir.join("baseline.redb"), MEASURE);
+        println!(
+            "  run {}: vpsd {} orders, {:.0} orders/s p50 {:.2} ms p99 {:.2} ms | baseline {} commits, {:.0} commits/s p99 {:.2} ms",
+            run + 1, r.requests, r.per_second, r.p50_ms, r.p99_ms, b.requests, b.per_second, b.p99_ms
+        );
+        vpsd_rps.push(r.per_second);
+        vpsd_p50.push(r.p50_ms);
+        vpsd_p99.push(r.p99_ms);
+        base_rps.push(b.per_second);
+        base_p99.push(b.p99_ms);
+    }
+    let (v, b) = (loadgen::median(vpsd_rps), loadgen::median(base_rps));
+    println!(
+        "  median: vpsd {v:.0} orders/s, p50 {:.2} ms, p99 {:.2} ms; baseline {b:.0} commits/s (p99 {:.2} ms); ratio {:.2}x; peak RSS {:.1} MB",
+        loadgen::median(vpsd_p50),
+        loadgen::median(vpsd_p99),
+        loadgen::median(base_p99),
+        v / b,
+        loadgen::median(rss)
+    );
+}
+
+/// The baseline: one redb transaction with Immediate durability per order
+/// record, records of the same encoded size as vpsd's.
+fn baseline_one_commit_per_insert(path: &Path, duration: Duration) -> loadgen::LoadReport {
+    let _ = std::fs::remove_file(path);
+    let db = redb::Database::create(path).expect("db");
+    let table: redb::TableDefinition<u128, &[u8]> = redb::TableDefinition::new("orders");
+    let catalog = catalog();
+    let (order, _, _) = sample_order(&catalog, "bench", 0);
+    let record = vpsd::store::codec::encode(&order);
+    let end = Instant::now() + duration;
+    let mut latencies = Vec::new();
+    let mut key = 0u128;
+    while Instant::now() < end {
+        let t = Instant::now();
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut t = txn.open_table(table).expect("table");
+            t.insert(key, record.as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+        latencies.push(t.elapsed());
+        key += 1;
+    }
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+    loadgen::LoadReport {
+        requests: latencies.len() as u64,
+        errors: 0,
+        per_second: latencies.len() as f64 / duration.as_secs_f64(),
+        p50_ms: p(0.5),
+        p99_ms: p(0.99),
+    }
+}
+
+// ---------------------------------------------------------------- read
+
+fn bench_read() {
+    println!("\n## GET /api/v1/orders/{{id}}, {CONNECTIONS} connections");
+    let dir = fresh_dir("read");
+    let data = dir.join("vpsd.redb");
+    let ids = fill(&data, 10_000, 1000);
+    let hot = token("hot-user");
+    let mut vpsd_rps = Vec::new();
+    let mut hello_rps = Vec::new();
+    let mut rss = Vec::new();
+    for run in 0..RUNS {
+        let daemon = Daemon::start(&config_for(&dir, &data), &dir);
+        let (ids2, hot2) = (ids.clone(), hot.clone());
+        let make: loadgen::MakeRequest = Arc::new(move |conn, i| {
+            let id = ids2[(conn * 7919 + i as usize) % ids2.len()];
+            loadgen::get(
+                &format!("/api/v1/orders/{id}"),
+                &[("Authorization", &format!("Bearer {hot2}"))],
+            )
+        });
+        let r = loadgen::run(daemon.addr, CONNECTIONS, WARMUP, MEASURE, 200, make);
+        rss.push(peak_rss_mb(daemon.child.id()));
+        assert_eq!(r.errors, 0, "{r:?}");
+        daemon.terminate();
+
+        let (mut hello, addr) = spawn_hello();
+        let make: loadgen::MakeRequest = Arc::new(|_, _| loadgen::get("/hello", &[]));
+        let h = loadgen::run(addr, CONNECTIONS, WARMUP, MEASURE, 200, make);
+        let _ = hello.kill();
+        let _ = hello.wait();
+        println!(
+            "  run {}: vpsd {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms) | hello-world warp {:.0} req/s",
+            run + 1, r.per_second, r.p50_ms, r.p99_ms, h.per_second
+        );
+        vpsd_rps.push(r.per_second);
+        hello_rps.push(h.per_second);
+    }
+    let (v, h) = (loadgen::median(vpsd_rps), loadgen::median(hello_rps));
+    println!(
+        "  median: vpsd {v:.0} req/s; hello-world {h:.0} req/s; ratio {:.2}x; peak RSS {:.1} MB",
+        v / h,
+        loadgen::median(rss)
+    );
+}
+
+/// The baseline server: a warp route returning 200 bytes of JSON, in its own
+/// process like the daemon.
+fn hello_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        use warp::Filter;
+        let body = format!("{{\"data\":{{\"message\":\"{}\"}}}}", "x".repeat(200 - 23));
+        let route = warp::path("hello").map(move || {
+            warp::http::Response::builder()
+                .header("content-type", "application/json")
+                .body(body.clone())
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!("{}", listener.local_addr().expect("addr"));
+        warp::serve(route).incoming(listener).run().await;
+    });
+}
+
+fn spawn_hello() -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .arg("hello-server")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("hello server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("address");
+    (child, line.trim().parse().expect("addr"))
+}
+
+// ---------------------------------------------------------------- list, startup, backup
+
+fn big_file(n: usize) -> PathBuf {
+    let path = work_dir().join(format!("orders-{n}.redb"));
+    let marker = path.with_extension("complete");
+    if !marker.exists() {
+        let _ = std::fs::remove_file(&path);
+        fill(&path, n, 100);
+        std::fs::write(&marker, b"ok").expect("marker");
+    }
+    path
+}
+
+fn bench_big_file(list: bool, startup: bool, backup: bool) {
+    let small = big_file(10_000);
+    let large = big_file(1_000_000);
+    let size_mb = std::fs::metadata(&large)
+        .map(|m| m.len() as f64 / 1e6)
+        .unwrap_or(0.0);
+    println!("\n## 1M-order file: {size_mb:.0} MB");
+    if startup {
+        let mut starts = Vec::new();
+        for _ in 0..RUNS {
+            let dir = fresh_dir("startup");
+            let config = config_for(&dir, &large);
+            let t = Instant::now();
+            let daemon = Daemon::start(&config, &dir);
+            let agent = support::agent();
+            let mut r = agent
+                .get(daemon.url("/api/v1/health"))
+                .call()
+                .expect("health");
+            assert_eq!(r.status().as_u16(), 200);
+            let _ = r.body_mut().read_to_string();
+            starts.push(t.elapsed().as_secs_f64());
+            daemon.terminate();
+        }
+        println!(
+            "  start-up to first 200 (1M orders): runs {starts:.3?} s, median {:.3} s",
+            loadgen::median(starts.clone())
+        );
+        // After SIGKILL redb must repair the file before it opens (it rebuilds
+        // its allocator state by walking the trees): the worst case.
+        let mut recoveries = Vec::new();
+        for _ in 0..RUNS {
+            let dir = fresh_dir("startup-crash");
+            let copy = dir.join("vpsd.redb");
+            std::fs::copy(&large, &copy).expect("copy");
+            let config = config_for(&dir, &copy);
+            Daemon::start(&config, &dir).kill9();
+            let t = Instant::now();
+            let daemon = Daemon::start(&config, &dir);
+            recoveries.push(t.elapsed().as_secs_f64());
+            daemon.terminate();
+        }
+        println!(
+            "  start-up after SIGKILL (1M orders, redb repair): runs {recoveries:.3?} s, median {:.3} s",
+            loadgen::median(recoveries.clone())
+        );
+    }
+    if list {
+        println!("\n## GET /api/v1/orders?page=1 (user with 100 orders), 16 connections");
+        let mut p50_small = Vec::new();
+        let mut p50_large = Vec::new();
+        let mut rss = Vec::new();
+        for run in 0..RUNS {
+            let mut row = Vec::new();
+            for (label, file) in [("10k", &small), ("1M", &large)] {
+                let dir = fresh_dir("list");
+                let daemon = Daemon::start(&config_for(&dir, file), &dir);
+                let hot = token("hot-user");
+                let make: loadgen::MakeRequest = Arc::new(move |_, _| {
+                    loadgen::get(
+                        "/api/v1/orders?page=1",
+                        &[("Authorization", &format!("Bearer {hot}"))],
+                    )
+                });
+                let r = loadgen::run(daemon.addr, 16, WARMUP, MEASURE, 200, make);
+                assert_eq!(r.errors, 0, "{r:?}");
+                if label == "1M" {
+                    rss.push(peak_rss_mb(daemon.child.id()));
+                    p50_large.push(r.p50_ms);
+                } else {
+                    p50_small.push(r.p50_ms);
+                }
+                row.push(format!(
+                    "{label}: {:.0} req/s p50 {:.3} ms p99 {:.3} ms",
+                    r.per_second, r.p50_ms, r.p99_ms
+                ));
+                daemon.terminate();
+            }
+            println!("  run {}: {}", run + 1, row.join(" | "));
+        }
+        let (s, l) = (loadgen::median(p50_small), loadgen::median(p50_large));
+        println!("  median p50: 10k {s:.3} ms, 1M {l:.3} ms, ratio {:.2}x; peak RSS under load (1M) {:.1} MB", l / s, loadgen::median(rss));
+    }
+    if list {
+        // Peak RSS while writing into the big file (a copy, so the cached
+        // file stays as generated).
+        let dir = fresh_dir("write-big");
+        let copy = dir.join("vpsd.redb");
+        std::fs::copy(&large, &copy).expect("copy");
+        let daemon = Daemon::start(&config_for(&dir, &copy), &dir);
+        let tokens: Vec<String> = (0..CONNECTIONS)
+            .map(|c| token(&format!("bench-{c}")))
+            .collect();
+        let body = r#"{"planId":"vps-basic","imageId":"ubuntu-22-04","duration":"MONTHLY"}"#;
+        let make: loadgen::MakeRequest = Arc::new(move |conn, _| {
+            loadgen::post_json(
+                "/api/v1/orders",
+                &[("Authorization", &format!("Bearer {}", tokens[conn]))],
+                body,
+            )
+        });
+        let r = loadgen::run(daemon.addr, CONNECTIONS, WARMUP, MEASURE, 201, make);
+        println!(
+            "\n## POST /api/v1/orders into the 1M-order file, {CONNECTIONS} connections: {:.0} orders/s, p50 {:.2} ms, p99 {:.2} ms, peak RSS {:.1} MB",
+            r.per_second, r.p50_ms, r.p99_ms, peak_rss_mb(daemon.child.id())
+        );
+        daemon.terminate();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if backup {
+        println!("\n## Online backup of the 1M-order file");
+        let dir = fresh_dir("backup");
+        let config = config_for(&dir, &large);
+        let daemon = Daemon::start(&config, &dir);
+        let agent = support::agent();
+        let mut secs = Vec::new();
+        for run in 0..RUNS {
+            let t = Instant::now();
+            let mut r = agent
+                .post(daemon.url("/api/v1/internal/backups"))
+                .header("X-API-Key", support::API_KEY)
+                .send_empty()
+                .expect("backup");
+            let elapsed = t.elapsed().as_secs_f64();
+            let body: serde_json::Value =
+                serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
+                    .unwrap_or_default();
+            let bytes = body["data"]["bytes"].as_f64().unwrap_or(0.0);
+            println!(
+                "  run {}: {:.2} s, {:.0} MB, {:.0} MB/s, {} orders",
+                run + 1,
+                elapsed,
+                bytes / 1e6,
+                bytes / 1e6 / elapsed,
+                body["data"]["orders"]
+            );
+            secs.push(elapsed);
+            if let Some(f) = body["data"]["file"].as_str() {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        println!(
+            "  median {:.2} s ({:.0} MB/s of source file)",
+            loadgen::median(secs.clone()),
+            size_mb / loadgen::median(secs)
+        );
+        daemon.terminate();
+    }
+}
+
+// ---------------------------------------------------------------- sweep
+
+fn bench_sweep() {
+    println!("\n## Reconciler sweep over 10,000 in-progress orders (fake DigitalOcean)");
+    let mut calls = Vec::new();
+    let mut secs = Vec::new();
+    for run in 0..RUNS {
+        let fake = support::fake_do::FakeDo::start();
+        let seeded = fake.seed_droplets(10_000, "vpsd");
+        let dir = fresh_dir("sweep");
+        let store = Store::open(&dir.join("vpsd.redb")).expect("open");
+        let catalog = catalog();
+        let mut ops = Vec::new();
+        for (i, s) in seeded.iter().enumerate() {
+            let (mut order, first, _) = sample_order(&catalog, &format!("user-{}", i % 500), i);
+            order.id = uuid::Uuid::parse_str(&s.order_id).expect("uuid");
+            ops.push(WriteOp::CreateOrder {
+                order: Box::new(order),
+                first,
+                coupon: None,
+                idempotency: None,
+            });
+        }
+        store.writer().submit_all_blocking(ops);
+        let pay: Vec<WriteOp> = seeded
+            .iter()
+            .map(|s| WriteOp::Transition {
+                order_id: uuid::Uuid::parse_str(&s.order_id).expect("uuid"),
+                event: Event::Paid,
+                note: Note {
+                    actor: "admin".into(),
+                    ..Note::default()
+                },
+                owner: None,
+                idempotency: None,
+            })
+            .collect();
+        let paid = store.writer().submit_all_blocking(pay);
+        let start: Vec<WriteOp> = paid
+            .into_iter()
+            .zip(&seeded)
+            .map(|(r, s)| {
+                let record = r.expect("stored").expect("paid");
+                let mut task: ProvisioningTask = record.task.expect("task");
+                task.status = ProvisioningStatus::InProgress;
+                task.droplet_id = Some(s.id);
+                WriteOp::SaveTask {
+                    task: Box::new(task),
+                    events: vec![(
+                        Event::StartProvisioning,
+                        Note {
+                            actor: "system".into(),
+                            ..Note::default()
+                        },
+                    )],
+                }
+            })
+            .collect();
+        for r in store.writer().submit_all_blocking(start) {
+            r.expect("stored").expect("started");
+        }
+        let metrics = Arc::new(vpsd::metrics::Metrics::new().expect("metrics"));
+        let cloud = Arc::new(vpsd::cloud::digitalocean::DigitalOcean::new(
+            &fake.url(),
+            "test-token",
+            Duration::from_secs(30),
+        ));
+        let provisioner = vpsd::provision::Provisioner::new(
+            store.clone(),
+            cloud,
+            vpsd::provision::Settings {
+                max_attempts: 60,
+                destroy_failed_droplets: false,
+                ipv6: false,
+                poll_interval: Duration::from_secs(5),
+                list_threshold: 10,
+            },
+            metrics,
+        );
+        fake.clear_requests();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        let t = Instant::now();
+        let report = runtime
+            .block_on(async { provisioner.sweep_once().await })
+            .expect("sweep");
+        let elapsed = t.elapsed().as_secs_f64();
+        let n = fake.requests().len();
+        println!(
+            "  run {}: {} API calls, {:.2} s, {} tasks saved, {} finished",
+            run + 1,
+            n,
+            elapsed,
+            report.saved,
+            report.finished
+        );
+        calls.push(n as f64);
+        secs.push(elapsed);
+        store.shutdown();
+    }
+    println!(
+        "  median: {:.0} API calls, {:.2} s",
+        loadgen::median(calls),
+        loadgen::median(secs)
+    );
+}
