@@ -63,6 +63,18 @@ impl App {
         listener: tokio::net::TcpListener,
     ) -> Result<App, StartError> {
         let jwt = JwtVerifier::from_config(&config.auth).map_err(StartError)?;
+        let catalog = build_catalog(&config)?;
+        let metrics = Arc::new(
+            Metrics::new().map_err(|e| StartError(format!("cannot set up metrics: {e}")))?,
+        );
+        let path = config.storage.path.clone();
+        let cache = usize::try_from(config.storage.cache_mb << 20).unwrap_or(usize::MAX);
+        let store = tokio::task::spawn_blocking(move || Store::open_with_cache(&path, cache))
+            .await
+            .map_err(|e| StartError(format!("cannot open the data file: {e}")))?
+            .map_err(|e| StartError(e.0))?;
+        // Warnings only once everything is built: a failed start prints its
+        // one error line and nothing else.
         if config.auth.jwt_algorithm == JwtAlgorithm::HS256 {
             tracing::warn!("JWT algorithm is HS256 (shared secret): for development only; use RS256 or ES256 in production");
         }
@@ -74,16 +86,6 @@ impl App {
         {
             tracing::warn!("no internal API key configured: internal endpoints answer 401 API_KEY_NOT_CONFIGURED");
         }
-        let catalog = build_catalog(&config)?;
-        let metrics = Arc::new(
-            Metrics::new().map_err(|e| StartError(format!("cannot set up metrics: {e}")))?,
-        );
-        let path = config.storage.path.clone();
-        let cache = usize::try_from(config.storage.cache_mb << 20).unwrap_or(usize::MAX);
-        let store = tokio::task::spawn_blocking(move || Store::open_with_cache(&path, cache))
-            .await
-            .map_err(|e| StartError(format!("cannot open the data file: {e}")))?
-            .map_err(|e| StartError(e.0))?;
         let cloud = build_cloud(&config);
         let provisioner = Provisioner::new(
             store.clone(),

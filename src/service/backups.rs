@@ -36,10 +36,12 @@ impl BackupService {
         let _one_at_a_time = self.running.lock().await;
         let store = self.store.clone();
         let dir = self.dir.clone();
-        let result =
-            tokio::task::spawn_blocking(move || backup::snapshot_into(store.database(), &dir))
-                .await
-                .map_err(|e| AppError::Internal(format!("backup task failed: {e}")))?;
+        let result = tokio::task::spawn_blocking(move || {
+            let db = store.database().map_err(|e| e.to_string())?;
+            backup::snapshot_into(&db, &dir)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("backup task failed: {e}")))?;
         match result {
             Ok(info) => {
                 self.metrics.backups.with_label_values(&["success"]).inc();

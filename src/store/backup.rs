@@ -183,7 +183,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, String> {
     if !path.is_file() {
         return Err(format!("{} is not a file", path.display()));
     }
-    let opened = std::panic::catch_unwind(|| Database::builder().open(path));
+    let opened = super::quietly(|| Database::builder().open(path));
     let mut db = match opened {
         Ok(Ok(db)) => db,
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
@@ -205,7 +205,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, String> {
             ))
         }
     };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.check_integrity())) {
+    match super::quietly(|| db.check_integrity()) {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => return Err("redb integrity check failed (the file needed repair)".into()),
         Ok(Err(e)) => return Err(format!("redb integrity check failed: {e}")),

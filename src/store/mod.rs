@@ -129,9 +129,76 @@ pub enum Maintenance {
 /// A handle to the open data file: cheap to clone, shared by readers and the writer.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     writer: Writer,
     path: PathBuf,
+}
+
+/// The open database, replaceable. After an I/O failure (disk full, I/O
+/// error) redb refuses every further use of that handle, so the writer
+/// reopens the file once writes can succeed again; until then every request
+/// gets 503 STORAGE_UNAVAILABLE and nothing is written.
+pub(crate) struct DbSlot {
+    current: std::sync::RwLock<Option<Arc<Database>>>,
+    path: PathBuf,
+    cache_bytes: usize,
+}
+
+impl DbSlot {
+    pub(crate) fn get(&self) -> Result<Arc<Database>, StoreError> {
+        let current = self
+            .current
+            .read()
+            .map_err(|_| StoreError::Unavailable("database handle lock poisoned".into()))?;
+        current.clone().ok_or_else(|| {
+            StoreError::Unavailable("the data file is being reopened after an I/O error".into())
+        })
+    }
+
+    /// Closes the failed handle (waiting briefly for readers to let go of it)
+    /// and opens the file again; redb repairs it on open.
+    pub(crate) fn reopen(&self) -> Result<(), StoreError> {
+        let old = match self.current.write() {
+            Ok(mut slot) => slot.take(),
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "database handle lock poisoned".into(),
+                ))
+            }
+        };
+        if let Some(old) = old {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) if std::time::Instant::now() < deadline => {
+                        old = still_shared;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(still_shared) => {
+                        // A long reader (a backup) holds it: keep it, try later.
+                        if let Ok(mut slot) = self.current.write() {
+                            *slot = Some(still_shared);
+                        }
+                        return Err(StoreError::Unavailable(
+                            "the data file is busy; reopening later".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let db = open_database(&self.path, self.cache_bytes)
+            .map_err(|e| StoreError::Unavailable(e.0))?;
+        tracing::warn!(path = %self.path.display(), "data file reopened after an I/O error");
+        if let Ok(mut slot) = self.current.write() {
+            *slot = Some(Arc::new(db));
+        }
+        Ok(())
+    }
 }
 
 /// Opening the data file failed; the text is the one line printed at start-up.
@@ -150,7 +217,11 @@ impl Store {
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, OpenError> {
         let db = open_database(path, cache_bytes)?;
         init_schema(&db, path)?;
-        let db = Arc::new(db);
+        let db = Arc::new(DbSlot {
+            current: std::sync::RwLock::new(Some(Arc::new(db))),
+            path: path.to_path_buf(),
+            cache_bytes,
+        });
         let writer = Writer::start(db.clone());
         Ok(Store {
             db,
@@ -163,8 +234,9 @@ impl Store {
         &self.path
     }
 
-    pub fn database(&self) -> &Database {
-        &self.db
+    /// The current database handle (readers take one per query).
+    pub fn database(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.get()
     }
 
     pub fn writer(&self) -> &Writer {
@@ -221,8 +293,7 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, OpenError>
     }
     // redb may panic on a file that was altered behind its back (its own docs say
     // so); a corrupt file must be one clear line, not a panic trace.
-    let opened =
-        std::panic::catch_unwind(|| Database::builder().set_cache_size(cache_bytes).create(path));
+    let opened = quietly(|| Database::builder().set_cache_size(cache_bytes).create(path));
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(err)) => Err(describe_open_error(path, err)),
@@ -239,7 +310,7 @@ pub fn open_offline(path: &Path) -> Result<Database, OpenError> {
     if !path.is_file() {
         return Err(OpenError(format!("no data file at {}", path.display())));
     }
-    match std::panic::catch_unwind(|| Database::builder().open(path)) {
+    match quietly(|| Database::builder().open(path)) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(OpenError(format!(
             "data file {} is locked: a running vpsd has it open; stop it first, or use POST /api/v1/internal/backups for an online backup",
@@ -251,6 +322,29 @@ pub fn open_offline(path: &Path) -> Result<Database, OpenError> {
             path.display()
         ))),
     }
+}
+
+/// Runs `f`, turning a panic inside it into `Err` without the panic message
+/// reaching stderr. For redb calls on files from outside (open, repair,
+/// integrity check). Only this thread's panic is silenced: the hook is wrapped
+/// once and consults a thread-local flag, so other threads' panics still print.
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    thread_local! {
+        static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static WRAP: std::sync::Once = std::sync::Once::new();
+    WRAP.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    result
 }
 
 pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
@@ -318,9 +412,11 @@ fn create_tables(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
 }
 
 /// Is the data file readable right now? Used by `/health`.
-pub fn probe(db: &Database) -> bool {
-    db.begin_read()
-        .is_ok_and(|txn| txn.open_table(tables::META).is_ok())
+pub fn probe(store: &Store) -> bool {
+    store.database().is_ok_and(|db| {
+        db.begin_read()
+            .is_ok_and(|txn| txn.open_table(tables::META).is_ok())
+    })
 }
 
 pub(crate) fn storage_err(e: impl std::fmt::Display) -> StoreError {

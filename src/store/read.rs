@@ -45,7 +45,7 @@ macro_rules! page_ids {
 
 impl Store {
     fn snapshot(&self) -> Result<ReadTransaction, StoreError> {
-        self.database().begin_read().map_err(storage_err)
+        self.database()?.begin_read().map_err(storage_err)
     }
 
     pub fn get_order(&self, id: Uuid) -> Result<Option<OrderRecord>, StoreError> {

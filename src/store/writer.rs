@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::tables::{self, count_key, CountScope};
 use super::{
-    codec, corrupt, storage_err, CouponClaim, IdempotencyRecord, IdempotencyWrite, Maintenance,
-    OpError, OpResult, OrderRecord, StoreError, WriteOp,
+    codec, corrupt, storage_err, CouponClaim, DbSlot, IdempotencyRecord, IdempotencyWrite,
+    Maintenance, OpError, OpResult, OrderRecord, StoreError, WriteOp,
 };
 use crate::domain::lifecycle::{self, Event, Note};
 use crate::domain::task::ProvisioningTask;
@@ -57,7 +57,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(db: Arc<Database>) -> Writer {
+    pub(super) fn start(db: Arc<DbSlot>) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let injected_failures = Arc::new(AtomicU32::new(0));
         let faults = injected_failures.clone();
@@ -150,8 +150,21 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the store is shutting down".into())
 }
 
-fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Message>, faults: Arc<AtomicU32>) {
+/// How long after a failed reopen the writer tries again.
+const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn run(slot: Arc<DbSlot>, mut rx: mpsc::Receiver<Message>, faults: Arc<AtomicU32>) {
     let mut stop = false;
+    // Set when redb reported an I/O failure: its handle is then unusable
+    // (PreviousIo) until the file is reopened.
+    let mut broken = false;
+    let mut last_reopen: Option<std::time::Instant> = None;
+    let mut reopen = |broken: &mut bool| {
+        if last_reopen.is_none_or(|t| t.elapsed() >= REOPEN_PAUSE) {
+            last_reopen = Some(std::time::Instant::now());
+            *broken = slot.reopen().is_err();
+        }
+    };
     while !stop {
         let Some(first) = rx.blocking_recv() else {
             break;
@@ -183,7 +196,17 @@ fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Message>, faults: Arc<AtomicU32
                 }
             }
         }
-        match commit_batch(&db, works, &faults) {
+        if broken {
+            reopen(&mut broken);
+        }
+        let outcome = match slot.get() {
+            Ok(db) => commit_batch(&db, works, &faults),
+            Err(e) => Err(BatchError {
+                error: e,
+                io: false,
+            }),
+        };
+        match outcome {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     match (reply, result) {
@@ -195,17 +218,30 @@ fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Message>, faults: Arc<AtomicU32
                     }
                 }
             }
-            Err(err) => {
-                tracing::error!(error = %err, batch = replies.len(), "write transaction failed");
+            Err(BatchError { error, io }) => {
+                tracing::error!(error = %error, batch = replies.len(), "write transaction failed");
                 for reply in replies {
                     match reply {
-                        ReplyTo::Op(r) => drop(r.send(Err(err.clone()))),
-                        ReplyTo::Count(r) => drop(r.send(Err(err.clone()))),
+                        ReplyTo::Op(r) => drop(r.send(Err(error.clone()))),
+                        ReplyTo::Count(r) => drop(r.send(Err(error.clone()))),
                     }
+                }
+                if io {
+                    broken = true;
+                    reopen(&mut broken);
                 }
             }
         }
     }
+}
+
+/// A failed batch: the error every caller gets, and whether redb itself
+/// failed (its handle must then be reopened) rather than a refused start or
+/// an injected fault.
+#[derive(Debug)]
+struct BatchError {
+    error: StoreError,
+    io: bool,
 }
 
 enum Work {
@@ -222,15 +258,16 @@ fn commit_batch(
     db: &Database,
     ops: Vec<Work>,
     faults: &AtomicU32,
-) -> Result<Vec<Applied>, StoreError> {
-    let txn = db.begin_write().map_err(storage_err)?;
+) -> Result<Vec<Applied>, BatchError> {
+    let io = |error: StoreError| BatchError { error, io: true };
+    let txn = db.begin_write().map_err(|e| io(storage_err(e)))?;
     let results = {
-        let mut t = Tables::open(&txn)?;
+        let mut t = Tables::open(&txn).map_err(io)?;
         let mut results = Vec::with_capacity(ops.len());
         for work in ops {
             results.push(match work {
-                Work::Op(op) => Applied::Op(Box::new(apply(&mut t, op)?)),
-                Work::Maintain(m) => Applied::Count(maintain(&mut t, m)?),
+                Work::Op(op) => Applied::Op(Box::new(apply(&mut t, op).map_err(io)?)),
+                Work::Maintain(m) => Applied::Count(maintain(&mut t, m).map_err(io)?),
             });
         }
         results
@@ -240,9 +277,12 @@ fn commit_batch(
         .is_ok();
     if injected {
         // Dropping the transaction aborts it: the fault leaves nothing behind.
-        return Err(StoreError::Unavailable("injected commit failure".into()));
+        return Err(BatchError {
+            error: StoreError::Unavailable("injected commit failure".into()),
+            io: false,
+        });
     }
-    txn.commit().map_err(storage_err)?;
+    txn.commit().map_err(|e| io(storage_err(e)))?;
     Ok(results)
 }
 
@@ -718,9 +758,9 @@ mod tests {
         let (y, y_first) = new_order("bob");
         let y_id = y.id;
         let faults = AtomicU32::new(0);
-        commit_batch(store.database(), vec![create(x, first)], &faults).unwrap();
+        commit_batch(&store.database().unwrap(), vec![create(x, first)], &faults).unwrap();
         let results = commit_batch(
-            store.database(),
+            &store.database().unwrap(),
             vec![pay(x_id), pay(x_id), create(y, y_first)],
             &faults,
         )
@@ -748,11 +788,17 @@ mod tests {
         let (a_id, b_id) = (a.id, b.id);
         let faults = AtomicU32::new(1);
         let result = commit_batch(
-            store.database(),
+            &store.database().unwrap(),
             vec![create(a, a_first), create(b, b_first)],
             &faults,
         );
-        assert!(matches!(result, Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            result,
+            Err(BatchError {
+                error: StoreError::Unavailable(_),
+                io: false
+            })
+        ));
         assert!(store.get_order(a_id).unwrap().is_none());
         assert!(store.get_order(b_id).unwrap().is_none());
         let page = store

@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod catalog_http;
 mod errors;
+mod faults;
 mod idempotency;
 mod operations;
 mod orders;
