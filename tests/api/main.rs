@@ -8,6 +8,7 @@ mod auth;
 mod catalog_http;
 mod errors;
 mod faults;
+mod hostile;
 mod idempotency;
 mod operations;
 mod orders;

@@ -86,6 +86,21 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, wait, and return the exit code with every log line written
+    /// after start-up.
+    pub fn terminate_with_logs(mut self) -> (Option<i32>, Vec<String>) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let code = self.child.wait().ok().and_then(|s| s.code());
+        let mut lines = Vec::new();
+        while let Ok(line) = self.logs.recv_timeout(Duration::from_secs(2)) {
+            lines.push(line);
+        }
+        (code, lines)
+    }
+
     /// SIGTERM and wait; returns the exit code.
     pub fn terminate(mut self) -> Option<i32> {
         let _ = Command::new("kill")
