@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::process::Daemon;
-use vpsd::catalog::embedded::EmbeddedCatalog;
 use vpsd::domain::lifecycle::{Event, Note};
 use vpsd::domain::task::ProvisioningTask;
 use vpsd::domain::ProvisioningStatus;
-use vpsd::service::orders::{price_order, NewOrder};
 use vpsd::store::{Store, WriteOp};
 
 const RUNS: usize = 3;
@@ -107,33 +105,7 @@ fn kernel() -> String {
         .unwrap_or_default()
 }
 
-/// A realistic order, priced by the shipped catalog exactly as the API does.
-fn sample_order(catalog: &EmbeddedCatalog, user: &str, i: usize) -> vpsd::service::orders::Priced {
-    let plans = ["vps-basic", "vps-standard", "vps-pro"];
-    let coupon = if i.is_multiple_of(4) {
-        Some("HEMAT20".to_string())
-    } else {
-        None
-    };
-    let request = NewOrder {
-        plan_id: plans[i % plans.len()].into(),
-        image_id: "ubuntu-22-04".into(),
-        duration: vpsd::domain::PlanDuration::Monthly,
-        coupon_code: coupon,
-        region: None,
-        hostname: None,
-        ssh_public_keys: Vec::new(),
-    };
-    price_order(catalog, user, &request, "IDR".into(), "sgp1".into()).expect("priced")
-}
-
-fn catalog() -> EmbeddedCatalog {
-    EmbeddedCatalog::load(
-        &support::repo_path("config/catalog.toml"),
-        &Default::default(),
-    )
-    .expect("catalog")
-}
+use support::{create_op, sample_order, shipped_catalog as catalog};
 
 /// Fills `path` with `n` orders spread over 10,000 users plus `hot` orders
 /// of user `hot-user`, through the store's writer in large batches.
@@ -152,16 +124,11 @@ fn fill(path: &Path, n: usize, hot: usize) -> Vec<uuid::Uuid> {
                 } else {
                     format!("user-{}", k % 10_000)
                 };
-                let (order, first, _) = sample_order(&catalog, &user, k);
+                let priced = sample_order(&catalog, &user, k);
                 if user == "hot-user" {
-                    hot_ids.push(order.id);
+                    hot_ids.push(priced.0.id);
                 }
-                WriteOp::CreateOrder {
-                    order: Box::new(order),
-                    first,
-                    coupon: None,
-                    idempotency: None,
-                }
+                create_op(priced)
             })
             .collect();
         for r in store.writer().submit_all_blocking(ops) {
@@ -523,14 +490,9 @@ fn bench_sweep() {
         let catalog = catalog();
         let mut ops = Vec::new();
         for (i, s) in seeded.iter().enumerate() {
-            let (mut order, first, _) = sample_order(&catalog, &format!("user-{}", i % 500), i);
-            order.id = uuid::Uuid::parse_str(&s.order_id).expect("uuid");
-            ops.push(WriteOp::CreateOrder {
-                order: Box::new(order),
-                first,
-                coupon: None,
-                idempotency: None,
-            });
+            let mut priced = sample_order(&catalog, &format!("user-{}", i % 500), i);
+            priced.0.id = uuid::Uuid::parse_str(&s.order_id).expect("uuid");
+            ops.push(create_op(priced));
         }
         store.writer().submit_all_blocking(ops);
         let pay: Vec<WriteOp> = seeded

@@ -298,36 +298,10 @@ fn sigkill_during_an_online_backup_leaves_no_complete_looking_half_backup() {
     // A file big enough that the snapshot takes a while.
     {
         let store = vpsd::store::Store::open(&config.storage.path).unwrap();
-        let catalog = vpsd::catalog::embedded::EmbeddedCatalog::load(
-            &config.catalog.file,
-            &Default::default(),
-        )
-        .unwrap();
+        let catalog = support::shipped_catalog();
         let ops: Vec<vpsd::store::WriteOp> = (0..20_000)
             .map(|i| {
-                let request = vpsd::service::orders::NewOrder {
-                    plan_id: "vps-basic".into(),
-                    image_id: "ubuntu-22-04".into(),
-                    duration: vpsd::domain::PlanDuration::Monthly,
-                    coupon_code: None,
-                    region: None,
-                    hostname: None,
-                    ssh_public_keys: Vec::new(),
-                };
-                let (order, first, _) = vpsd::service::orders::price_order(
-                    &catalog,
-                    &format!("u{}", i % 50),
-                    &request,
-                    "IDR".into(),
-                    "sgp1".into(),
-                )
-                .unwrap();
-                vpsd::store::WriteOp::CreateOrder {
-                    order: Box::new(order),
-                    first,
-                    coupon: None,
-                    idempotency: None,
-                }
+                support::create_op(support::sample_order(&catalog, &format!("u{}", i % 50), i))
             })
             .collect();
         for r in store.writer().submit_all_blocking(ops) {

@@ -150,31 +150,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn new_order() -> Order {
-        Order {
-            id: Uuid::new_v4(),
-            seq: 1,
-            user_id: "u".into(),
-            status: OrderStatus::PendingPayment,
-            plan_id: "p".into(),
-            plan_name: "P".into(),
-            image_id: "i".into(),
-            image_name: "I".into(),
-            duration: PlanDuration::Monthly,
-            pricing: Pricing::compute(10, 10, None, "IDR".into()),
-            coupon_counted: false,
-            items: vec![],
-            droplet: DropletPlan {
-                region: "sgp1".into(),
-                size_slug: "s".into(),
-                image_slug: "i".into(),
-                hostname: "h".into(),
-                ssh_public_keys: vec![],
-            },
-            paid_at: None,
-            created_at: 0,
-            updated_at: 0,
-            history_len: 0,
-        }
+        test_order("u")
     }
 
     /// Statuses reachable from PENDING_PAYMENT by walking the table.

@@ -211,6 +211,36 @@ impl Actor {
     }
 }
 
+/// A minimal unpaid order for unit tests of the layers above.
+#[cfg(test)]
+pub(crate) fn test_order(user: &str) -> Order {
+    Order {
+        id: Uuid::new_v4(),
+        seq: 0,
+        user_id: user.into(),
+        status: OrderStatus::PendingPayment,
+        plan_id: "p".into(),
+        plan_name: "P".into(),
+        image_id: "i".into(),
+        image_name: "I".into(),
+        duration: PlanDuration::Monthly,
+        pricing: Pricing::compute(100, 100, None, "IDR".into()),
+        coupon_counted: false,
+        items: vec![],
+        droplet: DropletPlan {
+            region: "sgp1".into(),
+            size_slug: "s".into(),
+            image_slug: "i".into(),
+            hostname: "h".into(),
+            ssh_public_keys: vec![],
+        },
+        paid_at: None,
+        created_at: 1,
+        updated_at: 1,
+        history_len: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -686,36 +686,12 @@ fn load_task(t: &Tables<'_>, id: u128) -> Result<Option<ProvisioningTask>, Store
 mod tests {
     use super::*;
     use crate::domain::lifecycle::{self, Note};
-    use crate::domain::{DropletPlan, HistoryEntry, OrderStatus, PlanDuration, Pricing};
+    use crate::domain::{HistoryEntry, OrderStatus};
     use crate::store::Store;
     use uuid::Uuid;
 
     fn new_order(user: &str) -> (Order, HistoryEntry) {
-        let mut order = Order {
-            id: Uuid::new_v4(),
-            seq: 0,
-            user_id: user.into(),
-            status: OrderStatus::PendingPayment,
-            plan_id: "p".into(),
-            plan_name: "P".into(),
-            image_id: "i".into(),
-            image_name: "I".into(),
-            duration: PlanDuration::Monthly,
-            pricing: Pricing::compute(100, 100, None, "IDR".into()),
-            coupon_counted: false,
-            items: vec![],
-            droplet: DropletPlan {
-                region: "sgp1".into(),
-                size_slug: "s".into(),
-                image_slug: "i".into(),
-                hostname: "h".into(),
-                ssh_public_keys: vec![],
-            },
-            paid_at: None,
-            created_at: 1,
-            updated_at: 1,
-            history_len: 0,
-        };
+        let mut order = crate::domain::order::test_order(user);
         let first = lifecycle::first_entry(&mut order, format!("user:{user}"), 1);
         (order, first)
     }

@@ -377,3 +377,44 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The shipped embedded catalog.
+pub fn shipped_catalog() -> vpsd::catalog::embedded::EmbeddedCatalog {
+    vpsd::catalog::embedded::EmbeddedCatalog::load(
+        &repo_path("config/catalog.toml"),
+        &Default::default(),
+    )
+    .expect("catalog")
+}
+
+/// A realistic order (plans in turn, every fourth with a coupon), priced by
+/// the catalog exactly as the API prices it; for generators of large files.
+pub fn sample_order(
+    catalog: &vpsd::catalog::embedded::EmbeddedCatalog,
+    user: &str,
+    i: usize,
+) -> vpsd::service::orders::Priced {
+    let plans = ["vps-basic", "vps-standard", "vps-pro"];
+    let request = vpsd::service::orders::NewOrder {
+        plan_id: plans[i % plans.len()].into(),
+        image_id: "ubuntu-22-04".into(),
+        duration: vpsd::domain::PlanDuration::Monthly,
+        coupon_code: i.is_multiple_of(4).then(|| "HEMAT20".to_string()),
+        region: None,
+        hostname: None,
+        ssh_public_keys: Vec::new(),
+    };
+    vpsd::service::orders::price_order(catalog, user, &request, "IDR".into(), "sgp1".into())
+        .expect("priced")
+}
+
+/// The write that stores a priced order.
+pub fn create_op(priced: vpsd::service::orders::Priced) -> vpsd::store::WriteOp {
+    let (order, first, _) = priced;
+    vpsd::store::WriteOp::CreateOrder {
+        order: Box::new(order),
+        first,
+        coupon: None,
+        idempotency: None,
+    }
+}
