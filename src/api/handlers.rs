@@ -13,7 +13,7 @@ use super::request::{self, ListParams};
 use super::routes::Route;
 use super::{error, json, json_response, ApiState, HttpResponse};
 use crate::error::AppError;
-use crate::service::{Renderer, Reply};
+use crate::service::{PaymentUpdate, Renderer, Reply};
 use crate::store::read::ListQuery;
 use crate::store::{OrderRecord, StoredResponse};
 
@@ -30,9 +30,13 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf + Send,
 {
-    if route.is_internal() {
+    // Internal routes: the key, then the optional operator id (400 if malformed).
+    let admin = if route.is_internal() {
         state.api_key.check(headers)?;
-    }
+        request::admin_id(headers)?
+    } else {
+        None
+    };
     match route {
         Route::Health => Ok(health(state).await),
         Route::OpenApi => Ok(json_response(StatusCode::OK, OPENAPI.as_bytes().to_vec())),
@@ -86,21 +90,21 @@ where
             Ok(json_response(StatusCode::OK, body))
         }
         Route::InternalPaymentStatus(id) => {
-            let admin = request::admin_id(headers)?;
             let body = read(state, headers, body).await?;
             let key = request::idempotency_key(headers, "internal".into(), "POST", path, &body)?;
-            let map = request::json_object(headers, &body, true)?;
-            let (paid, notes) =
-                request::payment_status(map.as_ref().unwrap_or(&Default::default()))?;
-            let id = request::order_id(&id)?;
+            let parsed = request::json_object(headers, &body, true).and_then(|map| {
+                let (paid, notes) =
+                    request::payment_status(map.as_ref().unwrap_or(&Default::default()))?;
+                let id = request::order_id(&id)?;
+                Ok(PaymentUpdate { id, paid, notes })
+            });
             let reply = state
                 .orders
-                .set_payment_status(id, paid, notes, admin, key, renderer(StatusCode::OK))
+                .set_payment_status(parsed, admin, key, renderer(StatusCode::OK))
                 .await;
             respond(reply, StatusCode::OK)
         }
         Route::InternalCancel(id) => {
-            let admin = request::admin_id(headers)?;
             let body = read(state, headers, body).await?;
             let map = request::json_object(headers, &body, false)?;
             let reason = request::cancel_reason(map.as_ref())?;
@@ -109,7 +113,6 @@ where
             Ok(order_response(StatusCode::OK, &record))
         }
         Route::InternalRetry(id) => {
-            let admin = request::admin_id(headers)?;
             let body = read(state, headers, body).await?;
             request::json_object(headers, &body, false)?;
             let id = request::order_id(&id)?;
@@ -135,19 +138,13 @@ async fn create_order(
     body: &[u8],
 ) -> Result<HttpResponse, AppError> {
     let key = request::idempotency_key(headers, format!("user:{user}"), "POST", path, body)?;
-    let render = renderer(StatusCode::CREATED);
     // Validation failures under a key are stored too, so they replay exactly.
     let parsed = request::json_object(headers, body, true)
         .and_then(|map| request::new_order(map.as_ref().unwrap_or(&Default::default())));
-    let reply = match parsed {
-        Ok(new_order) => {
-            state
-                .orders
-                .create_order(user, new_order, key, render)
-                .await
-        }
-        Err(e) => return Err(e),
-    };
+    let reply = state
+        .orders
+        .create_order(user, parsed, key, renderer(StatusCode::CREATED))
+        .await;
     respond(reply, StatusCode::CREATED)
 }
 

@@ -69,9 +69,11 @@ impl InFlight {
     }
 }
 
-/// Stored for 2xx and 4xx; 5xx outcomes are not stored so the client can retry.
+/// Stored for 2xx and 4xx; 5xx outcomes are not stored so the client can
+/// retry, and neither is 429: a rate limit passes, and replaying it for a day
+/// would turn it into a permanent refusal.
 pub fn storable(response: StoredResponse) -> Option<StoredResponse> {
-    (response.status < 500).then_some(response)
+    (response.status < 500 && response.status != 429).then_some(response)
 }
 
 /// The writer-side half: render inside the transaction and store if storable.

@@ -8,4 +8,4 @@ pub mod orders;
 pub mod rate_limit;
 
 pub use idempotency::{IdempotencyKey, Renderer, Reply};
-pub use orders::{NewOrder, OrderService};
+pub use orders::{NewOrder, OrderService, PaymentUpdate};

@@ -21,6 +21,15 @@ use crate::store::{
     CouponClaim, IdempotencyRecord, IdempotencyWrite, Maintenance, OrderRecord, Store, WriteOp,
 };
 
+/// A validated payment-status request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentUpdate {
+    pub id: Uuid,
+    /// PAID, else PAYMENT_FAILED.
+    pub paid: bool,
+    pub notes: Option<String>,
+}
+
 /// A create-order request whose shape is already validated by the API layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
@@ -73,19 +82,24 @@ impl OrderService {
         &self.catalog
     }
 
+    /// `request` is the validated body, or why it is invalid: a refusal
+    /// under an idempotency key is stored and replayed like any other 4xx.
     pub async fn create_order(
         &self,
         user: &str,
-        request: NewOrder,
+        request: Result<NewOrder, AppError>,
         key: Option<IdempotencyKey>,
         render: Renderer,
     ) -> Reply {
-        if let Err(retry_after_secs) = self.limiter.check(user) {
-            return Reply::Fresh(Err(AppError::RateLimited { retry_after_secs }));
-        }
         let user = user.to_string();
         self.idempotent(key, render, move |svc, write| {
-            Box::pin(async move { svc.create_inner(&user, request, write).await })
+            Box::pin(async move {
+                // After the replay check, so a replay never costs the user a slot.
+                if let Err(retry_after_secs) = svc.limiter.check(&user) {
+                    return Err(AppError::RateLimited { retry_after_secs });
+                }
+                svc.create_inner(&user, request?, write).await
+            })
         })
         .await
     }
@@ -208,26 +222,28 @@ impl OrderService {
     /// PAYMENT_FAILED (a history event; the order stays PENDING_PAYMENT).
     pub async fn set_payment_status(
         &self,
-        id: Uuid,
-        paid: bool,
-        notes: Option<String>,
+        request: Result<PaymentUpdate, AppError>,
         admin: Option<String>,
         key: Option<IdempotencyKey>,
         render: Renderer,
     ) -> Reply {
-        let event = if paid {
-            Event::Paid
-        } else {
-            Event::PaymentFailed
-        };
-        let note = Note {
-            actor: Actor::Admin(admin).render(),
-            reason: notes,
-            metadata: None,
-        };
+        let paid = matches!(&request, Ok(PaymentUpdate { paid: true, .. }));
         let reply = self
             .idempotent(key, render, move |svc, write| {
-                Box::pin(async move { svc.transition(id, event, note, None, write.take()).await })
+                Box::pin(async move {
+                    let PaymentUpdate { id, paid, notes } = request?;
+                    let event = if paid {
+                        Event::Paid
+                    } else {
+                        Event::PaymentFailed
+                    };
+                    let note = Note {
+                        actor: Actor::Admin(admin).render(),
+                        reason: notes,
+                        metadata: None,
+                    };
+                    svc.transition(id, event, note, None, write.take()).await
+                })
             })
             .await;
         if paid && matches!(&reply, Reply::Fresh(Ok(_))) {

@@ -183,3 +183,33 @@ fn per_user_coupon_limit() {
         "LIMIT_PER_USER_REACHED"
     );
 }
+
+#[test]
+fn a_malformed_admin_id_is_refused_on_every_internal_route() {
+    let app = spawn_app();
+    for (method, path) in [
+        ("GET", "/api/v1/internal/orders"),
+        ("POST", "/api/v1/internal/backups"),
+    ] {
+        let r = app.request(
+            method,
+            path,
+            Auth::Admin,
+            &[("X-Admin-Id", "two words")],
+            None,
+        );
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "BAD_REQUEST"),
+            "{method} {path}"
+        );
+    }
+    let ok = app.request(
+        "GET",
+        "/api/v1/internal/orders",
+        Auth::Admin,
+        &[("X-Admin-Id", "ops.team@example.com")],
+        None,
+    );
+    assert_eq!(ok.status, 200);
+}

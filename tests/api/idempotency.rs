@@ -184,3 +184,30 @@ fn keys_survive_a_restart_and_expire() {
     assert_eq!(fresh.status, 201);
     assert_ne!(fresh.id(), first.id());
 }
+
+#[test]
+fn a_refused_body_is_stored_too_and_429_is_not() {
+    let app = spawn_app();
+    let bad = json!({"planId": "vps-basic", "duration": "WEEKLY"});
+    let first = create(&app, "alice", "k-bad", &bad);
+    assert_eq!(first.code(), "BAD_REQUEST");
+    assert_eq!(create(&app, "alice", "k-bad", &bad).text, first.text);
+    let fixed = create(&app, "alice", "k-bad", &basic());
+    assert_eq!(
+        fixed.code(),
+        "IDEMPOTENCY_KEY_REUSED",
+        "the key already answered a different body"
+    );
+    assert_eq!(total(&app), 0);
+
+    let limited = crate::support::spawn_app_with(|c| c.server.order_rate_limit_per_minute = 1);
+    assert_eq!(create(&limited, "bob", "first", &basic()).status, 201);
+    let refused = create(&limited, "bob", "second", &basic());
+    assert_eq!(refused.code(), "RATE_LIMIT_EXCEEDED");
+    // A replay of the first key is not rate limited; the second key was not
+    // burned by its 429.
+    assert_eq!(create(&limited, "bob", "first", &basic()).status, 201);
+    let again = create(&limited, "bob", "second", &basic());
+    assert_eq!(again.code(), "RATE_LIMIT_EXCEEDED");
+    assert!(again.header("idempotent-replayed").is_none());
+}
