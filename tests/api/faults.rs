@@ -60,7 +60,16 @@ fn order_body() -> serde_json::Value {
 #[test]
 fn a_full_disk_is_503_with_nothing_half_written_and_recovers_when_space_returns() {
     let Some(fs) = SmallFs::mount("3m") else {
-        eprintln!("NOTE: cannot mount a tmpfs here; the injected writer fault (write_path.rs) covers this case");
+        // No mount permission on this machine: the same contract, with the
+        // failure injected into the writer instead of a real full disk.
+        eprintln!("NOTE: cannot mount a tmpfs here; using an injected writer fault");
+        let app = crate::support::spawn_app();
+        app.create_order("alice");
+        app.store.writer().inject_commit_failures(1);
+        let r = app.post_json("/api/v1/orders", Auth::User("alice"), &order_body());
+        assert_eq!((r.status, r.code()), (503, "STORAGE_UNAVAILABLE"));
+        assert_eq!(app.get("/api/v1/orders", Auth::User("alice")).body["meta"]["total"], 1);
+        assert_eq!(app.post_json("/api/v1/orders", Auth::User("alice"), &order_body()).status, 201);
         return;
     };
     let dir = tempfile::tempdir().unwrap();
