@@ -73,14 +73,6 @@ impl Provisioner {
         })
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    pub fn cloud(&self) -> &Arc<dyn Cloud> {
-        &self.cloud
-    }
-
     /// Runs a sweep unless one is running, in which case that one goes round
     /// again when it ends. Returns the report of the last sweep this call ran.
     pub async fn sweep(self: &Arc<Self>) -> Option<SweepReport> {
