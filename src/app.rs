@@ -267,9 +267,13 @@ fn build_cloud(config: &Config) -> Arc<dyn Cloud> {
     match config.cloud.provider {
         CloudProvider::Sandbox => {
             tracing::warn!("cloud provider is sandbox: droplets are simulated in-process, nothing is created at DigitalOcean");
-            Arc::new(Sandbox::new(Duration::from_millis(
-                config.cloud.sandbox.boot_delay_ms,
-            )))
+            // Beside the data file, so sandbox droplets outlive a restart.
+            let mut state = config.storage.path.clone().into_os_string();
+            state.push(".sandbox.json");
+            Arc::new(Sandbox::with_state_file(
+                Duration::from_millis(config.cloud.sandbox.boot_delay_ms),
+                state.into(),
+            ))
         }
         CloudProvider::Digitalocean => {
             let d = &config.cloud.digitalocean;

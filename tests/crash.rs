@@ -184,8 +184,8 @@ fn sigkill_under_load_loses_no_acknowledged_order() {
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut config = base_config(dir.path());
-    // A fake DigitalOcean outlives the kills (the sandbox's droplets live in
-    // the daemon's memory), so provisioning is crash-tested too.
+    // Provisioning runs through the kills against a fake DigitalOcean, which
+    // also lets the test count every droplet of every order.
     let fake = FakeDo::start();
     fake.set_default_script(DropletScript::new().active_after(1));
     config.cloud.provider = CloudProvider::Digitalocean;

@@ -2,10 +2,16 @@
 //! `new` until `boot_delay` has passed since its create, then `active` with
 //! addresses from documentation ranges (203.0.113.0/24, 2001:db8::/32) so nothing
 //! it reports can be mistaken for, or routed to, a real machine.
+//!
+//! With a state file the droplets survive a restart of vpsd, as real ones do,
+//! so an order provisioning across a restart is adopted instead of failing.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -19,6 +25,8 @@ const FIRST_ACTION_ID: u64 = 900_000_001;
 pub struct Sandbox {
     boot_delay: Duration,
     state: Mutex<State>,
+    /// Where the droplets are kept between runs (`None`: memory only).
+    state_file: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -29,11 +37,26 @@ struct State {
     actions: HashSet<u64>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     /// The droplet as it looks once booted.
     booted: Droplet,
-    created: Instant,
+    /// Wall-clock milliseconds, so boot progress carries over a restart.
+    created_ms: i64,
+    action_id: u64,
+}
+
+/// A droplet as written to the state file.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    id: u64,
+    name: String,
+    tags: Vec<String>,
+    created_at: Option<String>,
+    ipv4_public: Option<String>,
+    ipv4_private: Option<String>,
+    ipv6_public: Option<String>,
+    created_ms: i64,
     action_id: u64,
 }
 
@@ -47,6 +70,83 @@ impl Sandbox {
                 droplets: HashMap::new(),
                 actions: HashSet::new(),
             }),
+            state_file: None,
+        }
+    }
+
+    /// A sandbox whose droplets are kept in `path` across restarts. An
+    /// unreadable file is reported and the sandbox starts empty.
+    pub fn with_state_file(boot_delay: Duration, path: PathBuf) -> Sandbox {
+        let mut sandbox = Sandbox::new(boot_delay);
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<Vec<Saved>>(&bytes) {
+                Ok(saved) => {
+                    let state = sandbox.state.get_mut().unwrap_or_else(|e| e.into_inner());
+                    for d in saved {
+                        state.next_id = state.next_id.max(d.id + 1);
+                        state.next_action_id = state.next_action_id.max(d.action_id + 1);
+                        state.actions.insert(d.action_id);
+                        state.droplets.insert(
+                            d.id,
+                            Entry {
+                                booted: Droplet {
+                                    id: d.id,
+                                    name: d.name,
+                                    status: "active".into(),
+                                    tags: d.tags,
+                                    created_at: d.created_at,
+                                    ipv4_public: d.ipv4_public,
+                                    ipv4_private: d.ipv4_private,
+                                    ipv6_public: d.ipv6_public,
+                                    create_action_id: None,
+                                },
+                                created_ms: d.created_ms,
+                                action_id: d.action_id,
+                            },
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "sandbox state file unreadable; starting with no sandbox droplets")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "sandbox state file unreadable; starting with no sandbox droplets")
+            }
+        }
+        sandbox.state_file = Some(path);
+        sandbox
+    }
+
+    /// Writes the droplets to the state file (temp file + rename, so a crash
+    /// leaves the old or the new list, never half of one).
+    fn persist(&self, state: &State) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let saved: Vec<Saved> = state
+            .droplets
+            .values()
+            .map(|e| Saved {
+                id: e.booted.id,
+                name: e.booted.name.clone(),
+                tags: e.booted.tags.clone(),
+                created_at: e.booted.created_at.clone(),
+                ipv4_public: e.booted.ipv4_public.clone(),
+                ipv4_private: e.booted.ipv4_private.clone(),
+                ipv6_public: e.booted.ipv6_public.clone(),
+                created_ms: e.created_ms,
+                action_id: e.action_id,
+            })
+            .collect();
+        let tmp = path.with_extension("tmp");
+        let written = serde_json::to_vec(&saved)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            tracing::warn!(file = %path.display(), error = %e, "cannot save sandbox droplets");
         }
     }
 
@@ -57,7 +157,8 @@ impl Sandbox {
     }
 
     fn observe(&self, entry: &Entry) -> Droplet {
-        if entry.created.elapsed() >= self.boot_delay {
+        let age = crate::domain::time::now_millis().saturating_sub(entry.created_ms);
+        if age >= i64::try_from(self.boot_delay.as_millis()).unwrap_or(i64::MAX) {
             entry.booted.clone()
         } else {
             unbooted(&entry.booted)
@@ -136,11 +237,12 @@ impl Cloud for Sandbox {
         };
         let entry = Entry {
             booted,
-            created: Instant::now(),
+            created_ms: crate::domain::time::now_millis(),
             action_id,
         };
         state.droplets.insert(id, entry);
         state.actions.insert(action_id);
+        self.persist(&state);
         Ok(answer)
     }
 
@@ -163,7 +265,10 @@ impl Cloud for Sandbox {
     }
 
     fn delete_droplet(&self, id: u64) -> Result<(), CloudError> {
-        self.state().droplets.remove(&id);
+        let mut state = self.state();
+        if state.droplets.remove(&id).is_some() {
+            self.persist(&state);
+        }
         Ok(())
     }
 

@@ -68,8 +68,15 @@ fn a_full_disk_is_503_with_nothing_half_written_and_recovers_when_space_returns(
         app.store.writer().inject_commit_failures(1);
         let r = app.post_json("/api/v1/orders", Auth::User("alice"), &order_body());
         assert_eq!((r.status, r.code()), (503, "STORAGE_UNAVAILABLE"));
-        assert_eq!(app.get("/api/v1/orders", Auth::User("alice")).body["meta"]["total"], 1);
-        assert_eq!(app.post_json("/api/v1/orders", Auth::User("alice"), &order_body()).status, 201);
+        assert_eq!(
+            app.get("/api/v1/orders", Auth::User("alice")).body["meta"]["total"],
+            1
+        );
+        assert_eq!(
+            app.post_json("/api/v1/orders", Auth::User("alice"), &order_body())
+                .status,
+            201
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

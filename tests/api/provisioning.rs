@@ -442,3 +442,28 @@ fn the_sandbox_takes_an_order_to_active_without_a_token() {
     let health = app.get("/api/v1/health", Auth::None);
     assert_eq!(health.data()["cloud"], "sandbox");
 }
+
+#[test]
+fn sandbox_droplets_survive_a_restart() {
+    let app = spawn_app_with(|c| {
+        c.cloud.sandbox.boot_delay_ms = 1500;
+        c.provisioning.poll_interval_ms = 1000;
+        // The test sweeps every 20 ms; keep the budget longer than the boot.
+        c.provisioning.max_attempts = 10_000;
+    });
+    let id = paid_order(&app);
+    let created = crate::support::wait_for(WAIT, || {
+        app.sweep();
+        let t = task(&app.admin_order(&id));
+        t["dropletId"].as_str().map(str::to_string)
+    })
+    .expect("droplet created");
+    let app = app.restart();
+    let r = app.wait_for_status(&id, &["ACTIVE", "FAILED"], WAIT);
+    assert_eq!(r.data()["status"], "ACTIVE", "{}", r.text);
+    assert_eq!(
+        task(&r)["dropletId"].as_str(),
+        Some(created.as_str()),
+        "the same droplet, adopted after the restart"
+    );
+}
