@@ -250,32 +250,10 @@ mod tests {
     use crate::domain::order::ProvisioningStatus;
 
     fn task() -> ProvisioningTask {
-        ProvisioningTask {
-            id: Uuid::new_v4(),
-            order_id: Uuid::new_v4(),
-            status: ProvisioningStatus::InProgress,
-            revision: 0,
-            attempts: 0,
-            do_region: "sgp1".into(),
-            do_size: "s".into(),
-            do_image: "i".into(),
-            droplet_id: Some(1),
-            droplet_name: None,
-            droplet_status: None,
-            droplet_tags: vec![],
-            droplet_created_at: None,
-            ipv4_public: None,
-            ipv4_private: None,
-            ipv6_public: None,
-            error_code: None,
-            error_message: None,
-            create_action_id: None,
-            not_found_streak: 0,
-            started_at: None,
-            completed_at: None,
-            created_at: 0,
-            updated_at: 0,
-        }
+        let mut t = ProvisioningTask::for_paid_order(&crate::domain::order::test_order("u"), 0);
+        t.status = ProvisioningStatus::InProgress;
+        t.droplet_id = Some(1);
+        t
     }
 
     fn droplet(status: &str, ip: Option<&str>) -> DropletState {
