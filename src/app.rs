@@ -289,10 +289,18 @@ fn build_cloud(config: &Config) -> Arc<dyn Cloud> {
 fn build_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartError> {
     let c = &config.catalog;
     Ok(match c.source {
-        CatalogSource::Embedded => Arc::new(
-            EmbeddedCatalog::load(&c.file, &c.sizes)
-                .map_err(|e| StartError(format!("catalog.file: {e}")))?,
-        ),
+        CatalogSource::Embedded => {
+            // Outside a checkout the default file is absent: the shipped sample
+            // is compiled in. A file the operator named must exist.
+            let default_file = crate::config::CatalogConfig::default().file;
+            let catalog = if c.file == default_file && !c.file.exists() {
+                tracing::info!(file = %c.file.display(), "catalog file not found; using the sample catalog built into vpsd");
+                EmbeddedCatalog::builtin(&c.file, &c.sizes)
+            } else {
+                EmbeddedCatalog::load(&c.file, &c.sizes)
+            };
+            Arc::new(catalog.map_err(|e| StartError(format!("catalog.file: {e}")))?)
+        }
         CatalogSource::Http => {
             let url = c.url.as_deref().unwrap_or_default();
             Arc::new(HttpCatalog::new(

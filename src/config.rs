@@ -243,7 +243,8 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             format: LogFormat::Text,
-            level: "info".into(),
+            // The scheduler crate narrates its own start-up at info.
+            level: "info,tokio_cron_scheduler=warn".into(),
         }
     }
 }

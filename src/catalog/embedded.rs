@@ -85,6 +85,21 @@ impl EmbeddedCatalog {
         })
     }
 
+    /// The sample catalog shipped in the repository, compiled into the binary:
+    /// used when vpsd runs outside a checkout with the default
+    /// `catalog.file`. SIGHUP still reads `path` once it exists.
+    pub fn builtin(
+        path: &Path,
+        sizes: &BTreeMap<String, String>,
+    ) -> Result<EmbeddedCatalog, String> {
+        let contents = parse(BUILTIN, sizes).map_err(|e| format!("built-in catalog: {e}"))?;
+        Ok(EmbeddedCatalog {
+            path: path.to_path_buf(),
+            sizes: sizes.clone(),
+            current: RwLock::new(Arc::new(contents)),
+        })
+    }
+
     /// `validate_coupon` at a given instant, so expiry can be tested without a clock.
     pub fn validate_coupon_at(&self, req: &CouponRequest, now: Millis) -> CouponVerdict {
         check_coupon(&self.snapshot(), req, now)
@@ -264,6 +279,9 @@ struct FileCoupon {
 fn yes() -> bool {
     true
 }
+
+/// `config/catalog.toml` as shipped.
+const BUILTIN: &str = include_str!("../../config/catalog.toml");
 
 fn read_file(path: &Path, sizes: &BTreeMap<String, String>) -> Result<Contents, String> {
     let shown = path.display();
@@ -764,6 +782,22 @@ mod tests {
             assert!(e.contains(needle), "{needle:?} not in {e:?}");
             assert!(!e.contains('\n'), "multi-line error {e:?}");
         }
+    }
+
+    #[test]
+    fn the_built_in_catalog_is_the_shipped_file() {
+        use crate::catalog::Catalog;
+        let sizes = BTreeMap::new();
+        let builtin = EmbeddedCatalog::builtin(Path::new("missing.toml"), &sizes).unwrap();
+        let shipped_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog.toml");
+        let shipped = EmbeddedCatalog::load(&shipped_path, &sizes).unwrap();
+        assert_eq!(
+            builtin.plan("vps-basic").unwrap(),
+            shipped.plan("vps-basic").unwrap()
+        );
+        assert!(builtin.plan("vps-basic").unwrap().is_some());
+        // Reloading re-reads the configured path, which does not exist here.
+        assert!(builtin.reload().is_err());
     }
 
     #[test]
