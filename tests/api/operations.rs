@@ -270,14 +270,17 @@ fn offline_backup_refuses_while_the_daemon_runs() {
     app.create_order("alice");
     let dir = tempfile::tempdir().unwrap();
     let config_path = crate::support::process::write_config(&app.config, dir.path());
-    let out = std::process::Command::new(BIN)
-        .args(["backup", "--to"])
-        .arg(dir.path().join("copy.redb"))
-        .arg("--config")
-        .arg(&config_path)
-        .env_clear()
-        .output()
-        .unwrap();
+    let backup_to_copy = || {
+        std::process::Command::new(BIN)
+            .args(["backup", "--to"])
+            .arg(dir.path().join("copy.redb"))
+            .arg("--config")
+            .arg(&config_path)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let out = backup_to_copy();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("locked"));
     assert!(!dir.path().join("copy.redb").exists());
@@ -285,14 +288,7 @@ fn offline_backup_refuses_while_the_daemon_runs() {
     let mut app = app;
     let _data_dir = app.dir.take();
     drop(app);
-    let out = std::process::Command::new(BIN)
-        .args(["backup", "--to"])
-        .arg(dir.path().join("copy.redb"))
-        .arg("--config")
-        .arg(&config_path)
-        .env_clear()
-        .output()
-        .unwrap();
+    let out = backup_to_copy();
     assert!(
         out.status.success(),
         "{}",
