@@ -65,7 +65,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: PathBuf::from("data/vpsd.redb"),
-            cache_mb: 32,
+            cache_mb: crate::store::DEFAULT_CACHE_MB,
         }
     }
 }

@@ -180,31 +180,7 @@ pub struct VerifyReport {
 /// and checks every record, index entry, count and history chain. The error
 /// names the first inconsistency found.
 pub fn verify(path: &Path) -> Result<VerifyReport, String> {
-    if !path.is_file() {
-        return Err(format!("{} is not a file", path.display()));
-    }
-    let opened = super::quietly(|| Database::builder().open(path));
-    let mut db = match opened {
-        Ok(Ok(db)) => db,
-        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
-            return Err(format!(
-                "{} is locked: stop the vpsd using it, or verify a backup",
-                path.display()
-            ))
-        }
-        Ok(Err(e)) => {
-            return Err(format!(
-                "{} is not a readable vpsd data file: {e}",
-                path.display()
-            ))
-        }
-        Err(_) => {
-            return Err(format!(
-                "{} is corrupt and cannot be opened",
-                path.display()
-            ))
-        }
-    };
+    let mut db = super::open_offline(path).map_err(|e| e.0)?;
     match super::quietly(|| db.check_integrity()) {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => return Err("redb integrity check failed (the file needed repair)".into()),

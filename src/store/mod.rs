@@ -201,15 +201,19 @@ impl DbSlot {
     }
 }
 
+/// redb's page cache unless configured (`storage.cache_mb`). redb's own
+/// default, 1 GiB, would let a long-running daemon fill memory with pages.
+pub const DEFAULT_CACHE_MB: u64 = 32;
+
 /// Opening the data file failed; the text is the one line printed at start-up.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct OpenError(pub String);
 
 impl Store {
-    /// Opens (or creates) the data file with the default 32 MiB page cache.
+    /// Opens (or creates) the data file with the default page cache.
     pub fn open(path: &Path) -> Result<Store, OpenError> {
-        Store::open_with_cache(path, 32 << 20)
+        Store::open_with_cache(path, (DEFAULT_CACHE_MB << 20) as usize)
     }
 
     /// Opens (or creates) the data file, checks its schema version, creates every
@@ -313,7 +317,7 @@ pub fn open_offline(path: &Path) -> Result<Database, OpenError> {
     match quietly(|| Database::builder().open(path)) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(OpenError(format!(
-            "data file {} is locked: a running vpsd has it open; stop it first, or use POST /api/v1/internal/backups for an online backup",
+            "data file {} is locked: a running vpsd has it open; stop it first (POST /api/v1/internal/backups backs up while it runs)",
             path.display()
         ))),
         Ok(Err(err)) => Err(describe_open_error(path, err)),

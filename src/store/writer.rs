@@ -122,11 +122,9 @@ impl Writer {
     }
 
     pub fn submit_blocking(&self, op: WriteOp) -> Result<OpResult, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .blocking_send(Message::Job(Box::new(Job::Op(op, reply))))
-            .map_err(|_| stopped())?;
-        answer.blocking_recv().map_err(|_| stopped())?
+        self.submit_all_blocking(vec![op])
+            .pop()
+            .unwrap_or_else(|| Err(stopped()))
     }
 
     /// Makes the next `n` commits fail with a storage error (fault-injection tests).
