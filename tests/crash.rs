@@ -8,7 +8,6 @@ use serde_json::json;
 use support::fake_do::{DropletScript, FakeDo};
 use support::process::Daemon;
 use support::{agent, base_config, hs256_token, now_secs, wait_for, API_KEY, SECRET};
-use vpsd::config::CloudProvider;
 
 fn post(
     agent: &ureq::Agent,
@@ -43,11 +42,9 @@ fn sigkill_between_the_create_and_its_commit_makes_exactly_one_droplet() {
     fake.hold_creates(true);
     let dir = tempfile::tempdir().unwrap();
     let mut config = base_config(dir.path());
-    config.cloud.provider = CloudProvider::Digitalocean;
-    config.cloud.digitalocean.api_url = fake.url();
-    config.cloud.digitalocean.token = Some("test-token".into());
+    support::use_fake_do(&mut config, &fake);
+    // The held create must still be waiting when the daemon is killed.
     config.cloud.digitalocean.timeout_ms = 60_000;
-    config.provisioning.poll_interval_ms = 1000;
 
     let daemon = Daemon::start(&config, dir.path());
     let http = agent();
@@ -188,10 +185,7 @@ fn sigkill_under_load_loses_no_acknowledged_order() {
     // also lets the test count every droplet of every order.
     let fake = FakeDo::start();
     fake.set_default_script(DropletScript::new().active_after(1));
-    config.cloud.provider = CloudProvider::Digitalocean;
-    config.cloud.digitalocean.api_url = fake.url();
-    config.cloud.digitalocean.token = Some("test-token".into());
-    config.provisioning.poll_interval_ms = 1000;
+    support::use_fake_do(&mut config, &fake);
     let mut acked_created: Vec<String> = Vec::new();
     let mut acked_paid: Vec<String> = Vec::new();
     let mut requests = 0usize;

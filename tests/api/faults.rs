@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
-use vpsd::config::CloudProvider;
 
 use crate::support::fake_do::{DropletScript, FakeDo, Fault};
 use crate::support::{spawn_app_with, start, Auth};
@@ -142,13 +141,9 @@ fn a_full_disk_is_503_with_nothing_half_written_and_recovers_when_space_returns(
 fn digitalocean_storms_end_active_or_failed_with_one_droplet_each() {
     let fake = FakeDo::start();
     fake.set_default_script(DropletScript::new().active_after(2).ip_after(1));
-    let url = fake.url();
-    let app = spawn_app_with(move |c| {
-        c.cloud.provider = CloudProvider::Digitalocean;
-        c.cloud.digitalocean.api_url = url;
-        c.cloud.digitalocean.token = Some("test-token".into());
+    let app = spawn_app_with(|c| {
+        crate::support::use_fake_do(c, &fake);
         c.cloud.digitalocean.timeout_ms = 500;
-        c.provisioning.poll_interval_ms = 1000;
         c.provisioning.max_attempts = 40;
     });
     let ids: Vec<String> = (0..12)

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use vpsd::config::CloudProvider;
 
 use crate::support::fake_do::{DropletScript, FakeDo, Fault};
 use crate::support::{spawn_app_with, Auth, TestApp};
@@ -11,13 +10,8 @@ use crate::support::{spawn_app_with, Auth, TestApp};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn app_on(fake: &FakeDo, edit: impl FnOnce(&mut vpsd::Config)) -> TestApp {
-    let url = fake.url();
     spawn_app_with(move |c| {
-        c.cloud.provider = CloudProvider::Digitalocean;
-        c.cloud.digitalocean.api_url = url;
-        c.cloud.digitalocean.token = Some("test-token".into());
-        c.cloud.digitalocean.timeout_ms = 2000;
-        c.provisioning.poll_interval_ms = 1000;
+        crate::support::use_fake_do(c, fake);
         edit(c);
     })
 }

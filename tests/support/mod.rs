@@ -36,6 +36,16 @@ pub fn base_config(dir: &Path) -> Config {
     c
 }
 
+/// Points `config` at a fake DigitalOcean (its default token), with the
+/// shortest poll interval the scheduler allows.
+pub fn use_fake_do(config: &mut Config, fake: &fake_do::FakeDo) {
+    config.cloud.provider = CloudProvider::Digitalocean;
+    config.cloud.digitalocean.api_url = fake.url();
+    config.cloud.digitalocean.token = Some(fake_do::DEFAULT_TOKEN.into());
+    config.cloud.digitalocean.timeout_ms = 2000;
+    config.provisioning.poll_interval_ms = 1000;
+}
+
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
