@@ -212,8 +212,7 @@ async fn metrics(state: &ApiState) -> Result<HttpResponse, AppError> {
 }
 
 async fn health(state: &ApiState) -> HttpResponse {
-    let store = state.orders.store().clone();
-    let readable = crate::store::probe(&store);
+    let readable = crate::store::probe(state.orders.store());
     let (status, code) = if readable {
         ("ok", StatusCode::OK)
     } else {
