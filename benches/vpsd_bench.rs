@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::process::Daemon;
-use vpsd::domain::lifecycle::{Event, Note};
+use vpsd::domain::lifecycle::Command;
 use vpsd::domain::task::ProvisioningTask;
+use vpsd::domain::Actor;
 use vpsd::domain::ProvisioningStatus;
 use vpsd::store::{Store, WriteOp};
 
@@ -202,7 +203,7 @@ fn baseline_one_commit_per_insert(path: &Path, duration: Duration) -> loadgen::L
     let db = redb::Database::create(path).expect("db");
     let table: redb::TableDefinition<u128, &[u8]> = redb::TableDefinition::new("orders");
     let catalog = catalog();
-    let (order, _, _) = sample_order(&catalog, "bench", 0);
+    let (order, _) = sample_order(&catalog, "bench", 0);
     let record = vpsd::store::codec::encode(&order);
     let end = Instant::now() + duration;
     let mut latencies = Vec::new();
@@ -497,13 +498,10 @@ fn bench_sweep() {
         store.writer().submit_all_blocking(ops);
         let pay: Vec<WriteOp> = seeded
             .iter()
-            .map(|s| WriteOp::Transition {
+            .map(|s| WriteOp::Apply {
                 order_id: uuid::Uuid::parse_str(&s.order_id).expect("uuid"),
-                event: Event::Paid,
-                note: Note {
-                    actor: "admin".into(),
-                    ..Note::default()
-                },
+                command: Command::Pay { notes: None },
+                actor: Actor::Admin(None),
                 owner: None,
                 idempotency: None,
             })
@@ -519,13 +517,7 @@ fn bench_sweep() {
                 task.droplet_id = Some(s.id);
                 WriteOp::SaveTask {
                     task: Box::new(task),
-                    events: vec![(
-                        Event::StartProvisioning,
-                        Note {
-                            actor: "system".into(),
-                            ..Note::default()
-                        },
-                    )],
+                    commands: vec![Command::StartProvisioning],
                 }
             })
             .collect();

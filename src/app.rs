@@ -22,6 +22,7 @@ use crate::config::{CatalogSource, CloudProvider, Config, JwtAlgorithm};
 use crate::metrics::Metrics;
 use crate::provision::{self, Provisioner};
 use crate::service::backups::BackupService;
+use crate::service::ops::OpsService;
 use crate::service::OrderService;
 use crate::store::Store;
 
@@ -119,7 +120,7 @@ impl App {
             jwt,
             api_key: ApiKey::new(config.auth.internal_api_key.as_deref()),
             body_limit: config.server.body_limit,
-            cloud,
+            ops: OpsService::new(store.clone(), cloud, catalog.clone(), metrics.clone()),
             cors_origins: config.server.cors_origins.clone(),
             metrics,
             backups: backups.clone(),

@@ -34,12 +34,16 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
         E::PaymentStatusConflict { current, requested } => (
             StatusCode::CONFLICT,
             "PAYMENT_STATUS_CONFLICT",
-            Some(json!({ "currentStatus": current.as_str(), "requestedStatus": requested })),
+            Some(
+                json!({ "currentStatus": current.as_str(), "requestedStatus": requested.as_str() }),
+            ),
         ),
         E::OrderStatusConflict { current, requested } => (
             StatusCode::CONFLICT,
             "ORDER_STATUS_CONFLICT",
-            Some(json!({ "currentStatus": current.as_str(), "requestedStatus": requested })),
+            Some(
+                json!({ "currentStatus": current.as_str(), "requestedStatus": requested.as_str() }),
+            ),
         ),
         E::IdempotencyKeyInUse => (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_IN_USE", None),
         E::IdempotencyKeyReused => (

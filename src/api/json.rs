@@ -7,8 +7,7 @@ use serde_json::Value;
 use crate::domain::task::ProvisioningTask;
 use crate::domain::time::format_millis;
 use crate::domain::{HistoryEntry, OrderItem, Pricing};
-use crate::store::read::Page;
-use crate::store::OrderRecord;
+use crate::domain::{OrderRecord, Page};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,9 +85,9 @@ struct TaskJson<'a> {
 #[serde(rename_all = "camelCase")]
 struct HistoryJson<'a> {
     id: String,
-    previous_status: &'a str,
-    new_status: &'a str,
-    actor: &'a str,
+    previous_status: &'static str,
+    new_status: &'static str,
+    actor: String,
     reason: Option<&'a str>,
     metadata: Option<Value>,
     created_at: String,
@@ -189,9 +188,9 @@ fn task(t: &ProvisioningTask) -> TaskJson<'_> {
 fn history_row(h: &HistoryEntry) -> HistoryJson<'_> {
     HistoryJson {
         id: h.id.to_string(),
-        previous_status: &h.previous_status,
-        new_status: &h.new_status,
-        actor: &h.actor,
+        previous_status: h.previous_status.map_or("", |s| s.as_str()),
+        new_status: h.new_status.as_str(),
+        actor: h.actor.render(),
         reason: h.reason.as_deref(),
         metadata: h
             .metadata

@@ -1,7 +1,9 @@
-//! HTTP: one warp filter hands every request to [`handle`], which routes by the
-//! table in [`routes`], authenticates, reads and validates input, calls the
-//! service, and renders the SPEC's JSON. Every failure, including unknown routes
-//! and bad bodies, leaves as the error envelope.
+//! HTTP: one warp filter hands every request to [`handle`], which finds the
+//! route in the table ([`routes`]), authenticates the caller, reads the body and
+//! calls the route's handler. Handlers (grouped by resource: [`orders`],
+//! [`internal`], [`ops`]) validate input, call a service and render the SPEC's
+//! JSON. Every failure, including unknown routes and bad bodies, leaves as the
+//! error envelope.
 
 pub mod auth;
 pub mod error;
@@ -9,21 +11,24 @@ pub mod json;
 pub mod request;
 pub mod routes;
 
-mod handlers;
+mod internal;
+mod ops;
+mod orders;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use futures_util::Stream;
 use warp::http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use warp::Filter;
 
 use crate::error::AppError;
+use crate::service::ops::OpsService;
 use crate::service::OrderService;
 use auth::{ApiKey, JwtVerifier};
-use routes::Route;
+use routes::{Access, Route};
 
 /// Everything a request handler needs, shared by all requests.
 pub struct ApiState {
@@ -31,15 +36,58 @@ pub struct ApiState {
     pub jwt: JwtVerifier,
     pub api_key: ApiKey,
     pub body_limit: u64,
-    /// Shown by `/health` (`sandbox` or `digitalocean`); its call counters
-    /// feed `/metrics`.
-    pub cloud: Arc<dyn crate::cloud::Cloud>,
+    /// Health and metrics.
+    pub ops: OpsService,
     pub cors_origins: Vec<String>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub backups: Arc<crate::service::backups::BackupService>,
 }
 
 pub type HttpResponse = Response<Vec<u8>>;
+
+/// Who is calling, as authenticated for the route's [`Access`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    /// A user: the token's `sub`.
+    User(String),
+    /// The internal API key, with the operator named by `X-Admin-Id`, if any.
+    Internal {
+        admin: Option<String>,
+    },
+}
+
+/// What a handler gets: the caller and the request's parts.
+pub struct Call<'a> {
+    pub state: &'a ApiState,
+    pub caller: Caller,
+    pub method: &'a Method,
+    pub path: &'a str,
+    /// The route's `{id}` segment, unparsed (handlers validate it after the body).
+    pub id: &'a str,
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    /// Read for POSTs only, under the body limit.
+    pub body: Bytes,
+}
+
+impl Call<'_> {
+    /// The user's `sub` (user routes only).
+    fn user(&self) -> &str {
+        match &self.caller {
+            Caller::User(sub) => sub,
+            _ => "",
+        }
+    }
+
+    /// The operator named by `X-Admin-Id` (internal routes only).
+    fn admin(&self) -> Option<String> {
+        match &self.caller {
+            Caller::Internal { admin } => admin.clone(),
+            _ => None,
+        }
+    }
+}
 
 /// The single filter serving the whole API.
 pub fn filter(
@@ -86,19 +134,23 @@ where
 {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
-    let route = routes::match_path(path);
-    let label = route.as_ref().map(Route::pattern).unwrap_or("unmatched");
-    let allowed = route.as_ref().map(Route::methods);
+    let matched = routes::match_path(path);
+    let route = matched.map(|(route, _)| route);
+    let label = route.map_or("unmatched", |r| r.pattern);
     let preflight = method == Method::OPTIONS && !state.cors_origins.is_empty();
-    let result = if preflight {
-        Ok(empty_response(StatusCode::NO_CONTENT))
-    } else {
-        match route {
-            None => Err(AppError::NotFound),
-            Some(route) if !route.methods().contains(&method) => Err(AppError::MethodNotAllowed),
-            Some(route) => {
-                handlers::dispatch(state, route, &method, path, query, &headers, body).await
-            }
+    let result = match matched {
+        _ if preflight => Ok(empty_response(StatusCode::NO_CONTENT)),
+        None => Err(AppError::NotFound),
+        Some((route, _)) if !route.methods.contains(&method) => Err(AppError::MethodNotAllowed),
+        Some((route, id)) => {
+            let parts = Parts {
+                method: &method,
+                path,
+                id: id.unwrap_or(""),
+                query,
+                headers: &headers,
+            };
+            dispatch(state, route, parts, body).await
         }
     };
     let mut response = match result {
@@ -111,8 +163,8 @@ where
         }
     };
     if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-        if let Some(methods) = allowed {
-            let list: Vec<&str> = methods.iter().map(Method::as_str).collect();
+        if let Some(route) = route {
+            let list: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
             if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
                 response.headers_mut().insert(warp::http::header::ALLOW, v);
             }
@@ -139,6 +191,55 @@ where
         "request"
     );
     response
+}
+
+/// The parts of a request a route needs besides its body.
+struct Parts<'a> {
+    method: &'a Method,
+    path: &'a str,
+    id: &'a str,
+    query: &'a str,
+    headers: &'a HeaderMap,
+}
+
+/// Authenticates for the route's access, reads a POST's body, then runs the
+/// handler: the SPEC's precedence (401 before 413/400).
+async fn dispatch<S, B>(
+    state: &ApiState,
+    route: &Route,
+    parts: Parts<'_>,
+    body: S,
+) -> Result<HttpResponse, AppError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf + Send,
+{
+    let caller = match route.access {
+        Access::Public => Caller::Anonymous,
+        Access::User => Caller::User(state.jwt.user(parts.headers)?),
+        Access::Internal => {
+            state.api_key.check(parts.headers)?;
+            Caller::Internal {
+                admin: request::admin_id(parts.headers)?,
+            }
+        }
+    };
+    let body = if *parts.method == Method::POST {
+        request::read_body(parts.headers, body, state.body_limit).await?
+    } else {
+        Bytes::new()
+    };
+    let call = Call {
+        state,
+        caller,
+        method: parts.method,
+        path: parts.path,
+        id: parts.id,
+        query: parts.query,
+        headers: parts.headers,
+        body,
+    };
+    (route.handler)(call).await
 }
 
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
@@ -209,4 +310,49 @@ fn finish_headers(
             );
         }
     }
+}
+
+/// `{"data": <order>}` with `status`.
+fn order_response(status: StatusCode, record: &crate::domain::OrderRecord) -> HttpResponse {
+    json_response(status, json::data(json::order(record, None)))
+}
+
+/// Renders a command's reply. A replay is rendered from the stored outcome by
+/// the same code as a fresh one, so it is byte-for-byte the first response,
+/// and is marked with `Idempotent-Replayed: true`.
+fn respond(reply: crate::service::Reply, success: StatusCode) -> Result<HttpResponse, AppError> {
+    use crate::service::Reply;
+    match reply {
+        Reply::Fresh(outcome) => outcome.map(|record| order_response(success, &record)),
+        Reply::Replayed(outcome) => {
+            let mut response = match outcome {
+                Ok(record) => order_response(success, &record),
+                Err(e) => error_response(&e),
+            };
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                warp::http::HeaderValue::from_static("true"),
+            );
+            Ok(response)
+        }
+    }
+}
+
+/// One page of orders (`user` narrows it to one user's).
+async fn list_page(
+    state: &ApiState,
+    user: Option<String>,
+    params: request::ListParams,
+) -> Result<HttpResponse, AppError> {
+    let query = crate::domain::ListQuery {
+        user,
+        status: params.status,
+        page: params.page,
+        limit: params.limit,
+    };
+    let page = state.orders.list(query).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json::order_page(&page, params.page, params.limit),
+    ))
 }

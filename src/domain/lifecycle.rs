@@ -1,26 +1,47 @@
-//! The order state machine (SPEC §1) as one table. Every status change in vpsd goes
-//! through [`apply`]; there is no other way to change `Order::status`.
+//! Every decision about an order, in one pure place (SPEC §1). [`decide`] takes the
+//! current record, a [`Command`], the actor and the time, and returns the whole
+//! [`Change`] (new order, history rows, task and coupon effects, outgoing events)
+//! or a [`Conflict`]. The store only persists a `Change`; there is no other way
+//! to change `Order::status`.
 
-use super::order::{HistoryEntry, Order, OrderStatus};
-use super::time::Millis;
 use uuid::Uuid;
 
-/// Something that happens to an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Event {
+use super::order::{Actor, HistoryEntry, HistoryStatus, Order, OrderStatus, ProvisioningStatus};
+use super::record::OrderRecord;
+use super::task::ProvisioningTask;
+use super::time::Millis;
+
+/// What someone asks of an order, with the data the history row records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
     /// Admin: payment-status PAID.
-    Paid,
+    Pay { notes: Option<String> },
     /// Admin: payment-status PAYMENT_FAILED. A payment event, not a status.
-    PaymentFailed,
+    PaymentFailed { notes: Option<String> },
     /// Admin, or the owning user, cancels an unpaid order.
-    Cancel,
+    Cancel { reason: Option<String> },
     /// System: the provisioner takes the task.
     StartProvisioning,
-    /// System: droplet active with a public IPv4.
-    ProvisioningSucceeded,
+    /// System: droplet active with a public IPv4. `metadata` is JSON object text.
+    ProvisioningSucceeded { metadata: Option<String> },
     /// System: droplet errored, creation rejected, or timeout.
-    ProvisioningFailed,
+    ProvisioningFailed {
+        message: String,
+        metadata: Option<String>,
+    },
     /// Admin: retry-provisioning.
+    RetryProvisioning,
+}
+
+/// A command's kind: what the transition table and conflicts speak of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    Paid,
+    PaymentFailed,
+    Cancel,
+    StartProvisioning,
+    ProvisioningSucceeded,
+    ProvisioningFailed,
     RetryProvisioning,
 }
 
@@ -36,14 +57,14 @@ impl Event {
     ];
 
     /// The status the call would set, as reported in conflict details.
-    pub fn requested_status(self) -> &'static str {
+    pub fn requested_status(self) -> HistoryStatus {
         match self {
-            Event::Paid => "PAID",
-            Event::PaymentFailed => "PAYMENT_FAILED",
-            Event::Cancel => "CANCELED",
-            Event::StartProvisioning | Event::RetryProvisioning => "PROVISIONING",
-            Event::ProvisioningSucceeded => "ACTIVE",
-            Event::ProvisioningFailed => "FAILED",
+            Event::Paid => HistoryStatus::Paid,
+            Event::PaymentFailed => HistoryStatus::PaymentFailed,
+            Event::Cancel => HistoryStatus::Canceled,
+            Event::StartProvisioning | Event::RetryProvisioning => HistoryStatus::Provisioning,
+            Event::ProvisioningSucceeded => HistoryStatus::Active,
+            Event::ProvisioningFailed => HistoryStatus::Failed,
         }
     }
 
@@ -53,13 +74,39 @@ impl Event {
     }
 }
 
+impl Command {
+    pub fn event(&self) -> Event {
+        match self {
+            Command::Pay { .. } => Event::Paid,
+            Command::PaymentFailed { .. } => Event::PaymentFailed,
+            Command::Cancel { .. } => Event::Cancel,
+            Command::StartProvisioning => Event::StartProvisioning,
+            Command::ProvisioningSucceeded { .. } => Event::ProvisioningSucceeded,
+            Command::ProvisioningFailed { .. } => Event::ProvisioningFailed,
+            Command::RetryProvisioning => Event::RetryProvisioning,
+        }
+    }
+
+    /// The history row's `reason` and `metadata`.
+    fn note(self) -> (Option<String>, Option<String>) {
+        match self {
+            Command::Pay { notes } | Command::PaymentFailed { notes } => (notes, None),
+            Command::Cancel { reason } => (reason, None),
+            Command::ProvisioningSucceeded { metadata } => (None, metadata),
+            Command::ProvisioningFailed { message, metadata } => (Some(message), metadata),
+            Command::StartProvisioning => (None, None),
+            Command::RetryProvisioning => (Some("retry provisioning".into()), None),
+        }
+    }
+}
+
 /// What an event does from a given status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The order moves to this status.
     MoveTo(OrderStatus),
     /// The order stays; only a history row records the event (PAYMENT_FAILED).
-    RecordOnly(&'static str),
+    RecordOnly(HistoryStatus),
 }
 
 /// The event is not allowed in the order's current status.
@@ -75,7 +122,9 @@ pub fn outcome(from: OrderStatus, event: Event) -> Result<Outcome, Conflict> {
     use OrderStatus as S;
     match (from, event) {
         (S::PendingPayment, E::Paid) => Ok(Outcome::MoveTo(S::Paid)),
-        (S::PendingPayment, E::PaymentFailed) => Ok(Outcome::RecordOnly("PAYMENT_FAILED")),
+        (S::PendingPayment, E::PaymentFailed) => {
+            Ok(Outcome::RecordOnly(HistoryStatus::PaymentFailed))
+        }
         (S::PendingPayment, E::Cancel) => Ok(Outcome::MoveTo(S::Canceled)),
         (S::Paid, E::StartProvisioning) => Ok(Outcome::MoveTo(S::Provisioning)),
         (S::Provisioning, E::ProvisioningSucceeded) => Ok(Outcome::MoveTo(S::Active)),
@@ -85,61 +134,202 @@ pub fn outcome(from: OrderStatus, event: Event) -> Result<Outcome, Conflict> {
     }
 }
 
-/// Context written into the history row.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Note {
-    pub actor: String,
-    pub reason: Option<String>,
-    /// JSON object text.
-    pub metadata: Option<String>,
+/// What happens to the provisioning task with a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEffect {
+    /// The task stays as stored (or the provisioner writes its own observation).
+    Unchanged,
+    /// Write this task: the durable to-do of a PAID order, or a restarted one.
+    Write(Box<ProvisioningTask>),
 }
 
-/// Applies `event` to `order` at time `now`, returning the history row that must be
-/// written in the same transaction. On conflict the order is untouched.
-pub fn apply(
-    order: &mut Order,
-    event: Event,
-    note: Note,
+/// What happens to a coupon redemption counted in the data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CouponEffect {
+    None,
+    /// An unpaid order was cancelled: its redemption no longer counts.
+    Release,
+}
+
+/// Events other systems are told about (SPEC §10 types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    Created,
+    Paid,
+    PaymentFailed,
+    Canceled,
+    Provisioning,
+    Active,
+    Failed,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Created => "order.created",
+            EventType::Paid => "order.paid",
+            EventType::PaymentFailed => "order.payment_failed",
+            EventType::Canceled => "order.canceled",
+            EventType::Provisioning => "order.provisioning",
+            EventType::Active => "order.active",
+            EventType::Failed => "order.failed",
+        }
+    }
+
+    fn for_row(row: HistoryStatus) -> Option<EventType> {
+        match row {
+            HistoryStatus::PendingPayment => Some(EventType::Created),
+            HistoryStatus::Paid => Some(EventType::Paid),
+            HistoryStatus::PaymentFailed => Some(EventType::PaymentFailed),
+            HistoryStatus::Canceled => Some(EventType::Canceled),
+            HistoryStatus::Provisioning => Some(EventType::Provisioning),
+            HistoryStatus::Active => Some(EventType::Active),
+            HistoryStatus::Failed => Some(EventType::Failed),
+        }
+    }
+}
+
+/// Everything one decision changes; persisted in one transaction or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The order as it must be stored (`history_len` already counts `history`).
+    pub order: Order,
+    /// The order's status before the change; `None` for a new order.
+    pub previous_status: Option<OrderStatus>,
+    /// New history rows, in order; row numbers follow the stored ones.
+    pub history: Vec<HistoryEntry>,
+    pub task: TaskEffect,
+    pub coupon: CouponEffect,
+    /// What other systems are told, one per history row, in commit order.
+    pub events: Vec<EventType>,
+}
+
+/// Decides `command` on `record` at `now`. On conflict nothing is decided.
+pub fn decide(
+    record: &OrderRecord,
+    command: Command,
+    actor: &Actor,
     now: Millis,
-) -> Result<HistoryEntry, Conflict> {
-    let from = order.status;
-    let new_status = match outcome(from, event)? {
+) -> Result<Change, Conflict> {
+    let from = record.order.status;
+    let event = command.event();
+    let outcome = outcome(from, event)?;
+    let mut order = record.order.clone();
+    let row_status = match outcome {
         Outcome::MoveTo(to) => {
             order.status = to;
             if to == OrderStatus::Paid {
                 order.paid_at = Some(now);
             }
-            order.updated_at = now;
-            to.as_str()
+            HistoryStatus::from(to)
         }
-        Outcome::RecordOnly(name) => {
-            order.updated_at = now;
-            name
-        }
+        Outcome::RecordOnly(name) => name,
     };
-    order.history_len = order.history_len.saturating_add(1);
-    Ok(HistoryEntry {
-        id: Uuid::new_v4(),
-        previous_status: from.as_str().to_string(),
-        new_status: new_status.to_string(),
-        actor: note.actor,
-        reason: note.reason,
-        metadata: note.metadata,
-        created_at: now,
+    order.updated_at = now;
+    let (task, coupon) = effects(record, &mut order, event, now);
+    let (reason, metadata) = command.note();
+    let row = history_row(
+        &mut order,
+        Some(from),
+        row_status,
+        actor,
+        reason,
+        metadata,
+        now,
+    );
+    Ok(Change {
+        order,
+        previous_status: Some(from),
+        history: vec![row],
+        task,
+        coupon,
+        events: EventType::for_row(row_status).into_iter().collect(),
     })
 }
 
-/// The first history row of every order.
-pub fn first_entry(order: &mut Order, actor: String, now: Millis) -> HistoryEntry {
-    order.history_len = 1;
+/// The task and coupon effects of an allowed event.
+fn effects(
+    record: &OrderRecord,
+    order: &mut Order,
+    event: Event,
+    now: Millis,
+) -> (TaskEffect, CouponEffect) {
+    match event {
+        Event::Paid => (
+            TaskEffect::Write(Box::new(ProvisioningTask::for_paid_order(order, now))),
+            CouponEffect::None,
+        ),
+        Event::Cancel if order.coupon_counted => {
+            order.coupon_counted = false;
+            (TaskEffect::Unchanged, CouponEffect::Release)
+        }
+        Event::RetryProvisioning => {
+            let mut task = record
+                .task
+                .clone()
+                .unwrap_or_else(|| ProvisioningTask::for_paid_order(order, now));
+            restart_task(&mut task, now);
+            (TaskEffect::Write(Box::new(task)), CouponEffect::None)
+        }
+        _ => (TaskEffect::Unchanged, CouponEffect::None),
+    }
+}
+
+/// retry-provisioning: a fresh attempt budget and no stale error, keeping the
+/// droplet fields so the provisioner can adopt or replace the droplet.
+fn restart_task(task: &mut ProvisioningTask, now: Millis) {
+    task.status = ProvisioningStatus::Pending;
+    task.revision += 1;
+    task.attempts = 0;
+    task.error_code = None;
+    task.error_message = None;
+    task.not_found_streak = 0;
+    task.completed_at = None;
+    task.updated_at = now;
+}
+
+/// The next history row of `order`, counted on it.
+fn history_row(
+    order: &mut Order,
+    previous_status: Option<OrderStatus>,
+    new_status: HistoryStatus,
+    actor: &Actor,
+    reason: Option<String>,
+    metadata: Option<String>,
+    now: Millis,
+) -> HistoryEntry {
+    order.history_len = order.history_len.saturating_add(1);
     HistoryEntry {
         id: Uuid::new_v4(),
-        previous_status: String::new(),
-        new_status: OrderStatus::PendingPayment.as_str().to_string(),
-        actor,
-        reason: None,
-        metadata: None,
+        previous_status,
+        new_status,
+        actor: actor.clone(),
+        reason,
+        metadata,
         created_at: now,
+    }
+}
+
+/// A new order: its first history row (`""` -> PENDING_PAYMENT) and `order.created`.
+pub fn create(mut order: Order, actor: &Actor, now: Millis) -> Change {
+    order.status = OrderStatus::PendingPayment;
+    order.history_len = 0;
+    let row = history_row(
+        &mut order,
+        None,
+        HistoryStatus::PendingPayment,
+        actor,
+        None,
+        None,
+        now,
+    );
+    Change {
+        order,
+        previous_status: None,
+        history: vec![row],
+        task: TaskEffect::Unchanged,
+        coupon: CouponEffect::None,
+        events: vec![EventType::Created],
     }
 }
 
@@ -149,8 +339,28 @@ mod tests {
     use crate::domain::order::*;
     use proptest::prelude::*;
 
-    fn new_order() -> Order {
-        test_order("u")
+    fn new_record() -> (OrderRecord, Vec<HistoryEntry>) {
+        let change = create(test_order("u"), &Actor::User("u".into()), 0);
+        let record = OrderRecord {
+            order: change.order,
+            task: None,
+        };
+        (record, change.history)
+    }
+
+    fn command(event: Event) -> Command {
+        match event {
+            Event::Paid => Command::Pay { notes: None },
+            Event::PaymentFailed => Command::PaymentFailed { notes: None },
+            Event::Cancel => Command::Cancel { reason: None },
+            Event::StartProvisioning => Command::StartProvisioning,
+            Event::ProvisioningSucceeded => Command::ProvisioningSucceeded { metadata: None },
+            Event::ProvisioningFailed => Command::ProvisioningFailed {
+                message: "x".into(),
+                metadata: None,
+            },
+            Event::RetryProvisioning => Command::RetryProvisioning,
+        }
     }
 
     /// Statuses reachable from PENDING_PAYMENT by walking the table.
@@ -170,41 +380,59 @@ mod tests {
         seen.contains(&status)
     }
 
+    /// Persists a change the way the store does, so the next decision sees it.
+    fn persist(record: &mut OrderRecord, change: &Change) {
+        record.order = change.order.clone();
+        if let TaskEffect::Write(task) = &change.task {
+            record.task = Some((**task).clone());
+        }
+    }
+
+    /// Each row starts where the last real status change ended; event rows
+    /// (PAYMENT_FAILED) change no status and are skipped.
+    fn assert_chain(history: &[HistoryEntry], status: OrderStatus) -> Result<(), TestCaseError> {
+        let mut last: Option<OrderStatus> = None;
+        for row in history {
+            prop_assert_eq!(row.previous_status, last);
+            if let Some(status) = row.new_status.status() {
+                last = Some(status);
+            }
+        }
+        prop_assert_eq!(last, Some(status));
+        Ok(())
+    }
+
     proptest! {
         #[test]
-        fn any_event_sequence_keeps_the_invariants(events in proptest::collection::vec(0usize..7, 0..40)) {
-            let mut order = new_order();
-            let mut history = vec![first_entry(&mut order, "user:u".into(), 0)];
+        fn any_command_sequence_keeps_the_invariants(events in proptest::collection::vec(0usize..7, 0..40)) {
+            let (mut record, mut history) = new_record();
             let mut ever_paid = false;
             for (i, idx) in events.into_iter().enumerate() {
                 let event = Event::ALL[idx];
-                let before = order.clone();
-                match apply(&mut order, event, Note::default(), i as i64 + 1) {
-                    Ok(row) => {
-                        prop_assert!(!before.status.is_terminal(), "terminal {:?} changed by {:?}", before.status, event);
-                        prop_assert_eq!(row.previous_status.as_str(), before.status.as_str());
-                        if event == Event::Paid { ever_paid = true; }
-                        history.push(row);
+                let before = record.order.status;
+                match decide(&record, command(event), &Actor::System, i as i64 + 1) {
+                    Ok(change) => {
+                        prop_assert!(!before.is_terminal(), "terminal {:?} changed by {:?}", before, event);
+                        prop_assert_eq!(change.history.len(), 1);
+                        prop_assert_eq!(change.history[0].previous_status, Some(before));
+                        prop_assert_eq!(change.events.len(), change.history.len());
+                        if event == Event::Paid {
+                            ever_paid = true;
+                            prop_assert!(matches!(&change.task, TaskEffect::Write(t) if t.status == ProvisioningStatus::Pending));
+                        }
+                        persist(&mut record, &change);
+                        history.extend(change.history);
                     }
                     Err(conflict) => {
-                        prop_assert_eq!(&order, &before, "a conflict must change nothing");
-                        prop_assert_eq!(conflict.current, before.status);
+                        prop_assert_eq!(conflict.current, before);
+                        prop_assert_eq!(conflict.event, event);
                     }
                 }
-                prop_assert!(reachable(order.status));
-                prop_assert_eq!(order.paid_at.is_some(), ever_paid);
-                prop_assert_eq!(order.history_len as usize, history.len());
+                prop_assert!(reachable(record.order.status));
+                prop_assert_eq!(record.order.paid_at.is_some(), ever_paid);
+                prop_assert_eq!(record.order.history_len as usize, history.len());
             }
-            // Chain: each row starts where the last real status change ended; payment
-            // events (PAYMENT_FAILED) are skipped because they change no status.
-            let mut last_status = String::new();
-            for row in &history {
-                prop_assert_eq!(&row.previous_status, &last_status);
-                if OrderStatus::parse(&row.new_status).is_some() {
-                    last_status = row.new_status.clone();
-                }
-            }
-            prop_assert_eq!(last_status.as_str(), order.status.as_str());
+            assert_chain(&history, record.order.status)?;
         }
     }
 
@@ -225,11 +453,48 @@ mod tests {
 
     #[test]
     fn payment_failed_keeps_the_order_pending() {
-        let mut order = new_order();
-        let row = apply(&mut order, Event::PaymentFailed, Note::default(), 5).unwrap();
-        assert_eq!(order.status, OrderStatus::PendingPayment);
-        assert_eq!(row.previous_status, "PENDING_PAYMENT");
-        assert_eq!(row.new_status, "PAYMENT_FAILED");
-        assert_eq!(order.paid_at, None);
+        let (record, _) = new_record();
+        let change = decide(&record, command(Event::PaymentFailed), &Actor::System, 5).unwrap();
+        assert_eq!(change.order.status, OrderStatus::PendingPayment);
+        let row = &change.history[0];
+        assert_eq!(row.previous_status, Some(OrderStatus::PendingPayment));
+        assert_eq!(row.new_status, HistoryStatus::PaymentFailed);
+        assert_eq!(change.order.paid_at, None);
+        assert_eq!(change.events, vec![EventType::PaymentFailed]);
+    }
+
+    #[test]
+    fn cancel_releases_a_counted_coupon() {
+        let (mut record, _) = new_record();
+        record.order.coupon_counted = true;
+        let change = decide(&record, command(Event::Cancel), &Actor::System, 5).unwrap();
+        assert_eq!(change.coupon, CouponEffect::Release);
+        assert!(!change.order.coupon_counted);
+    }
+
+    #[test]
+    fn retry_restarts_the_stored_task() {
+        let (mut record, _) = new_record();
+        record.order.status = OrderStatus::Failed;
+        let mut task = ProvisioningTask::for_paid_order(&record.order, 1);
+        task.status = ProvisioningStatus::Failed;
+        task.attempts = 9;
+        task.error_code = Some("PROVISIONING_TIMEOUT".into());
+        record.task = Some(task.clone());
+        let change = decide(
+            &record,
+            command(Event::RetryProvisioning),
+            &Actor::System,
+            5,
+        )
+        .unwrap();
+        let TaskEffect::Write(restarted) = change.task else {
+            panic!("retry writes the task");
+        };
+        assert_eq!(restarted.id, task.id);
+        assert_eq!(restarted.status, ProvisioningStatus::Pending);
+        assert_eq!(restarted.attempts, 0);
+        assert_eq!(restarted.error_code, None);
+        assert_eq!(restarted.revision, task.revision + 1);
     }
 }

@@ -178,22 +178,61 @@ pub struct Order {
     pub history_len: u32,
 }
 
-/// One row of an order's status history. `new_status` is an order status or a
-/// payment event name (`PAYMENT_FAILED`), hence plain text.
+wire_enum!(
+    /// What a history row records: a new order status, or a payment event that
+    /// leaves the status as it was (PAYMENT_FAILED). Stored as its wire name.
+    HistoryStatus {
+        PendingPayment => "PENDING_PAYMENT",
+        Paid => "PAID",
+        Provisioning => "PROVISIONING",
+        Active => "ACTIVE",
+        Failed => "FAILED",
+        Canceled => "CANCELED",
+        PaymentFailed => "PAYMENT_FAILED",
+    }
+);
+
+impl From<OrderStatus> for HistoryStatus {
+    fn from(status: OrderStatus) -> HistoryStatus {
+        match status {
+            OrderStatus::PendingPayment => HistoryStatus::PendingPayment,
+            OrderStatus::Paid => HistoryStatus::Paid,
+            OrderStatus::Provisioning => HistoryStatus::Provisioning,
+            OrderStatus::Active => HistoryStatus::Active,
+            OrderStatus::Failed => HistoryStatus::Failed,
+            OrderStatus::Canceled => HistoryStatus::Canceled,
+        }
+    }
+}
+
+impl HistoryStatus {
+    /// The order status this row moved to; `None` for an event row.
+    pub fn status(self) -> Option<OrderStatus> {
+        OrderStatus::parse(self.as_str())
+    }
+}
+
+/// One row of an order's status history. The status, event and actor fields
+/// are typed here and kept as their wire text in the data file, so rows
+/// written before they were typed read unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub id: Uuid,
-    pub previous_status: String,
-    pub new_status: String,
-    pub actor: String,
+    /// `None` only on the first row (rendered as `""`).
+    #[serde(with = "previous_status_text")]
+    pub previous_status: Option<OrderStatus>,
+    #[serde(with = "as_text")]
+    pub new_status: HistoryStatus,
+    #[serde(with = "as_text")]
+    pub actor: Actor,
     pub reason: Option<String>,
     /// JSON object text; kept as text because bincode cannot carry `serde_json::Value`.
     pub metadata: Option<String>,
     pub created_at: Millis,
 }
 
-/// Who caused a change, rendered as the SPEC's actor strings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who caused a change (SPEC §1 actors).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Actor {
     User(String),
     Admin(Option<String>),
@@ -201,6 +240,7 @@ pub enum Actor {
 }
 
 impl Actor {
+    /// `user:{sub}`, `admin`, `admin:{id}` or `system`.
     pub fn render(&self) -> String {
         match self {
             Actor::User(sub) => format!("user:{sub}"),
@@ -208,6 +248,77 @@ impl Actor {
             Actor::Admin(Some(id)) => format!("admin:{id}"),
             Actor::System => "system".to_string(),
         }
+    }
+
+    pub fn parse(text: &str) -> Option<Actor> {
+        match text {
+            "system" => Some(Actor::System),
+            "admin" => Some(Actor::Admin(None)),
+            _ => {
+                if let Some(sub) = text.strip_prefix("user:") {
+                    Some(Actor::User(sub.to_string()))
+                } else {
+                    text.strip_prefix("admin:")
+                        .map(|id| Actor::Admin(Some(id.to_string())))
+                }
+            }
+        }
+    }
+}
+
+/// Types stored as their wire text: parse errors surface as decode errors.
+trait WireText: Sized {
+    fn to_text(&self) -> std::borrow::Cow<'_, str>;
+    fn from_text(text: &str) -> Option<Self>;
+}
+
+impl WireText for HistoryStatus {
+    fn to_text(&self) -> std::borrow::Cow<'_, str> {
+        self.as_str().into()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        HistoryStatus::parse(text)
+    }
+}
+
+impl WireText for Actor {
+    fn to_text(&self) -> std::borrow::Cow<'_, str> {
+        self.render().into()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        Actor::parse(text)
+    }
+}
+
+mod as_text {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: super::WireText, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_text())
+    }
+
+    pub fn deserialize<'de, T: super::WireText, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        T::from_text(&text).ok_or_else(|| D::Error::custom(format!("unknown value {text:?}")))
+    }
+}
+
+mod previous_status_text {
+    use super::OrderStatus;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<OrderStatus>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.map(OrderStatus::as_str).unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OrderStatus>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        OrderStatus::parse(&text)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("unknown status {text:?}")))
     }
 }
 

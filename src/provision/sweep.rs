@@ -8,14 +8,16 @@ use std::time::{Duration, Instant};
 
 use super::Provisioner;
 use crate::cloud::{ActionStatus, CloudError, Droplet, DropletSpec};
-use crate::domain::lifecycle::{Event, Note};
+use crate::domain::error::Rejection;
+use crate::domain::lifecycle::Command;
 use crate::domain::task::{
     cloud_init_user_data, codes, order_tag, DropletState, Observation, ProvisioningTask, Verdict,
     COMMON_TAG,
 };
 use crate::domain::time::{now_millis, parse_rfc3339};
+use crate::domain::OrderRecord;
 use crate::domain::{OrderStatus, ProvisioningStatus};
-use crate::store::{OpError, OrderRecord, WriteOp};
+use crate::store::WriteOp;
 
 /// What a sweep did, for logs, tests and benchmarks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,10 +128,10 @@ impl Provisioner {
     ) -> Result<Option<(bool, bool)>, Halt> {
         let order = &record.order;
         let now = now_millis();
-        let mut events = Vec::new();
+        let mut commands = Vec::new();
         if task.status == ProvisioningStatus::Pending {
             if order.status == OrderStatus::Paid {
-                events.push((Event::StartProvisioning, system_note(None, None)));
+                commands.push(Command::StartProvisioning);
             }
             task.status = ProvisioningStatus::InProgress;
             if task.started_at.is_none() || order.status == OrderStatus::Provisioning {
@@ -142,14 +144,14 @@ impl Provisioner {
             Err(e) => match self.classify(&mut task, e, true) {
                 Some(failure) => {
                     return Ok(self
-                        .save(task, events, failure, now)
+                        .save(task, commands, failure, now)
                         .then_some((created, true)));
                 }
                 None => {
                     // Transient: keep what was learned (the start, the error) and
                     // stop this sweep; a create that may have happened is found
                     // by its tag next time.
-                    self.save(task, events, Verdict::Waiting, now);
+                    self.save(task, commands, Verdict::Waiting, now);
                     return Err(Halt);
                 }
             },
@@ -157,7 +159,7 @@ impl Provisioner {
         let verdict = task.judge(&observation, self.settings.max_attempts);
         let finished = verdict != Verdict::Waiting;
         Ok(self
-            .save(task, events, verdict, now)
+            .save(task, commands, verdict, now)
             .then_some((created, finished)))
     }
 
@@ -358,11 +360,11 @@ impl Provisioner {
     fn save(
         &self,
         task: ProvisioningTask,
-        events: Vec<(Event, Note)>,
+        commands: Vec<Command>,
         verdict: Verdict,
         now: i64,
     ) -> bool {
-        let op = self.prepare(task, events, verdict, now);
+        let op = self.prepare(task, commands, verdict, now);
         log_save(self.store.write_blocking(op))
     }
 
@@ -371,7 +373,7 @@ impl Provisioner {
     fn prepare(
         &self,
         mut task: ProvisioningTask,
-        mut events: Vec<(Event, Note)>,
+        mut commands: Vec<Command>,
         verdict: Verdict,
         now: i64,
     ) -> WriteOp {
@@ -384,10 +386,9 @@ impl Provisioner {
                     "dropletId": task.droplet_id.map(|id| id.to_string()),
                     "ipv4Public": task.ipv4_public,
                 });
-                events.push((
-                    Event::ProvisioningSucceeded,
-                    system_note(None, Some(metadata)),
-                ));
+                commands.push(Command::ProvisioningSucceeded {
+                    metadata: Some(metadata.to_string()),
+                });
             }
             Verdict::Failed { code, message } => {
                 self.record_outcome(code);
@@ -404,24 +405,16 @@ impl Provisioner {
                     }
                 }
                 tracing::warn!(order_id = %task.order_id, code = *code, "provisioning failed: {message}");
-                events.push((
-                    Event::ProvisioningFailed,
-                    system_note(Some(message.clone()), Some(metadata)),
-                ));
+                commands.push(Command::ProvisioningFailed {
+                    message: message.clone(),
+                    metadata: Some(metadata.to_string()),
+                });
             }
         }
         WriteOp::SaveTask {
             task: Box::new(task),
-            events,
+            commands,
         }
-    }
-}
-
-fn system_note(reason: Option<String>, metadata: Option<serde_json::Value>) -> Note {
-    Note {
-        actor: "system".into(),
-        reason,
-        metadata: metadata.map(|m| m.to_string()),
     }
 }
 
@@ -443,7 +436,7 @@ fn state_of(d: &Droplet) -> DropletState {
 fn log_save(result: Result<crate::store::OpResult, crate::store::StoreError>) -> bool {
     match result {
         Ok(Ok(_)) => true,
-        Ok(Err(OpError::StaleTask)) => {
+        Ok(Err(Rejection::StaleTask)) => {
             tracing::debug!("task changed during the sweep; it is taken up again next sweep");
             false
         }

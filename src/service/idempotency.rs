@@ -1,14 +1,17 @@
 //! Idempotency keys (SPEC §2). A key is claimed in memory while its first request
 //! runs (a second arrival gets 409), and the finished response is stored in the
 //! data file by the same transaction as the change it describes, so a replay can
-//! never disagree with what was committed. Only this process writes the file
-//! (redb locks it), so an in-memory claim set is enough.
+//! never disagree with what was committed. The outcome is kept as data (the
+//! order record or the refusal) and rendered by the API like a fresh one. Only
+//! this process writes the file (redb locks it), so an in-memory claim set is
+//! enough.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use crate::domain::OrderRecord;
 use crate::error::AppError;
-use crate::store::{IdempotencyWrite, OpResult, OrderRecord, StoredResponse};
+use crate::store::IdempotencyWrite;
 
 /// How long a stored response is replayed.
 pub const TTL_MS: i64 = 24 * 60 * 60 * 1000;
@@ -22,17 +25,13 @@ pub struct IdempotencyKey {
     pub fingerprint: [u8; 32],
 }
 
-/// Renders a command's outcome as the HTTP response the client sees; supplied by
-/// the API layer so the stored body is byte-for-byte what was sent.
-pub type Renderer = Arc<dyn Fn(&Result<OrderRecord, AppError>) -> StoredResponse + Send + Sync>;
-
-/// What a command produced: a fresh outcome, or the stored response of the
-/// request that first used the key.
+/// What a command produced: a fresh outcome, or the outcome of the request
+/// that first used the key (the API renders both the same way).
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // built once per request and consumed at once
 pub enum Reply {
     Fresh(Result<OrderRecord, AppError>),
-    Replayed(StoredResponse),
+    Replayed(Result<OrderRecord, AppError>),
 }
 
 #[derive(Default)]
@@ -69,23 +68,12 @@ impl InFlight {
     }
 }
 
-/// Stored for 2xx and 4xx; 5xx outcomes are not stored so the client can
-/// retry, and neither is 429: a rate limit passes, and replaying it for a day
-/// would turn it into a permanent refusal.
-pub fn storable(response: StoredResponse) -> Option<StoredResponse> {
-    (response.status < 500 && response.status != 429).then_some(response)
-}
-
-/// The writer-side half: render inside the transaction and store if storable.
-pub fn write_for(key: &IdempotencyKey, now: i64, render: Renderer) -> IdempotencyWrite {
+/// Where the writer keeps this request's outcome, in the change's transaction.
+pub fn write_for(key: &IdempotencyKey, now: i64) -> IdempotencyWrite {
     IdempotencyWrite {
         scope: key.scope.clone(),
         key: key.key.clone(),
         fingerprint: key.fingerprint,
         expires_at: now.saturating_add(TTL_MS),
-        render: Box::new(move |result: &OpResult| {
-            let outcome = result.clone().map_err(AppError::from);
-            storable(render(&outcome))
-        }),
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod backups;
 pub mod idempotency;
+pub mod ops;
 pub mod orders;
+pub mod pricing;
 pub mod rate_limit;
 
-pub use idempotency::{IdempotencyKey, Renderer, Reply};
+pub use idempotency::{IdempotencyKey, Reply};
 pub use orders::{NewOrder, OrderService, PaymentUpdate};

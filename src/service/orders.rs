@@ -6,20 +6,15 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::idempotency::{self, IdempotencyKey, InFlight, Renderer, Reply};
+use super::idempotency::{self, IdempotencyKey, InFlight, Reply};
+use super::pricing::{price_order, Placement};
 use super::rate_limit::RateLimiter;
-use crate::catalog::{Catalog, CouponRequest, CouponVerdict};
-use crate::domain::lifecycle::{self, Event, Note};
+use crate::catalog::Catalog;
+use crate::domain::lifecycle::{self, Command};
 use crate::domain::time::now_millis;
-use crate::domain::{
-    Actor, DropletPlan, HistoryEntry, ItemType, Order, OrderItem, OrderStatus, PlanDuration,
-    Pricing,
-};
+use crate::domain::{Actor, HistoryEntry, ListQuery, OrderRecord, Page, PlanDuration};
 use crate::error::{AppError, FieldError};
-use crate::store::read::{ListQuery, Page};
-use crate::store::{
-    CouponClaim, IdempotencyRecord, IdempotencyWrite, Maintenance, OrderRecord, Store, WriteOp,
-};
+use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Store, WriteOp};
 
 /// A validated payment-status request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,10 +84,9 @@ impl OrderService {
         user: &str,
         request: Result<NewOrder, AppError>,
         key: Option<IdempotencyKey>,
-        render: Renderer,
     ) -> Reply {
         let user = user.to_string();
-        self.idempotent(key, render, move |svc, write| {
+        self.idempotent(key, move |svc, write| {
             Box::pin(async move {
                 // After the replay check, so a replay never costs the user a slot.
                 if let Err(retry_after_secs) = svc.limiter.check(&user) {
@@ -126,14 +120,14 @@ impl OrderService {
         let catalog = self.catalog.clone();
         let currency = self.currency.clone();
         let user_owned = user.to_string();
-        let priced = blocking(move || {
-            price_order(catalog.as_ref(), &user_owned, &request, currency, region)
+        let (order, coupon) = blocking(move || {
+            let placement = Placement { currency, region };
+            price_order(catalog.as_ref(), &user_owned, &request, placement)
         })
         .await??;
-        let (order, first, coupon) = priced;
-        let op = WriteOp::CreateOrder {
-            order: Box::new(order),
-            first,
+        let change = lifecycle::create(order, &Actor::User(user.to_string()), now_millis());
+        let op = WriteOp::Create {
+            change: Box::new(change),
             coupon,
             idempotency: idempotency.take(),
         };
@@ -178,12 +172,9 @@ impl OrderService {
     ) -> Result<OrderRecord, AppError> {
         // A foreign order is 403 whatever its status, so check ownership first.
         self.get_for_user(user, id).await?;
-        let note = Note {
-            actor: Actor::User(user.to_string()).render(),
-            reason,
-            metadata: None,
-        };
-        self.transition(id, Event::Cancel, note, Some(user.to_string()), None)
+        let actor = Actor::User(user.to_string());
+        let owner = Some(user.to_string());
+        self.apply(id, Command::Cancel { reason }, actor, owner, None)
             .await
     }
 
@@ -193,12 +184,9 @@ impl OrderService {
         reason: Option<String>,
         admin: Option<String>,
     ) -> Result<OrderRecord, AppError> {
-        let note = Note {
-            actor: Actor::Admin(admin).render(),
-            reason,
-            metadata: None,
-        };
-        self.transition(id, Event::Cancel, note, None, None).await
+        let command = Command::Cancel { reason };
+        self.apply(id, command, Actor::Admin(admin), None, None)
+            .await
     }
 
     pub async fn retry_provisioning(
@@ -206,13 +194,9 @@ impl OrderService {
         id: Uuid,
         admin: Option<String>,
     ) -> Result<OrderRecord, AppError> {
-        let note = Note {
-            actor: Actor::Admin(admin).render(),
-            reason: Some("retry provisioning".into()),
-            metadata: None,
-        };
+        let command = Command::RetryProvisioning;
         let record = self
-            .transition(id, Event::RetryProvisioning, note, None, None)
+            .apply(id, command, Actor::Admin(admin), None, None)
             .await?;
         self.provisioner.notify_one();
         Ok(record)
@@ -225,24 +209,19 @@ impl OrderService {
         request: Result<PaymentUpdate, AppError>,
         admin: Option<String>,
         key: Option<IdempotencyKey>,
-        render: Renderer,
     ) -> Reply {
         let paid = matches!(&request, Ok(PaymentUpdate { paid: true, .. }));
         let reply = self
-            .idempotent(key, render, move |svc, write| {
+            .idempotent(key, move |svc, write| {
                 Box::pin(async move {
                     let PaymentUpdate { id, paid, notes } = request?;
-                    let event = if paid {
-                        Event::Paid
+                    let command = if paid {
+                        Command::Pay { notes }
                     } else {
-                        Event::PaymentFailed
+                        Command::PaymentFailed { notes }
                     };
-                    let note = Note {
-                        actor: Actor::Admin(admin).render(),
-                        reason: notes,
-                        metadata: None,
-                    };
-                    svc.transition(id, event, note, None, write.take()).await
+                    svc.apply(id, command, Actor::Admin(admin), None, write.take())
+                        .await
                 })
             })
             .await;
@@ -252,18 +231,19 @@ impl OrderService {
         reply
     }
 
-    async fn transition(
+    /// One command through the writer, decided on the stored record.
+    async fn apply(
         &self,
-        id: Uuid,
-        event: Event,
-        note: Note,
+        order_id: Uuid,
+        command: Command,
+        actor: Actor,
         owner: Option<String>,
         idempotency: Option<IdempotencyWrite>,
     ) -> Result<OrderRecord, AppError> {
-        let op = WriteOp::Transition {
-            order_id: id,
-            event,
-            note,
+        let op = WriteOp::Apply {
+            order_id,
+            command,
+            actor,
             owner,
             idempotency,
         };
@@ -274,12 +254,7 @@ impl OrderService {
     /// a reused or busy key, and otherwise lets the command's write store its
     /// response. A 4xx produced before the command reached the writer is stored
     /// here, so replays are exact for every stored outcome.
-    async fn idempotent<F>(
-        &self,
-        key: Option<IdempotencyKey>,
-        render: Renderer,
-        command: F,
-    ) -> Reply
+    async fn idempotent<F>(&self, key: Option<IdempotencyKey>, command: F) -> Reply
     where
         F: for<'a> FnOnce(
             &'a OrderService,
@@ -302,165 +277,38 @@ impl OrderService {
         };
         if let Some(record) = stored {
             return if record.fingerprint == key.fingerprint {
-                Reply::Replayed(record.response)
+                Reply::Replayed(record.outcome)
             } else {
                 Reply::Fresh(Err(AppError::IdempotencyKeyReused))
             };
         }
-        let mut write = Some(idempotency::write_for(&key, now, render.clone()));
+        let mut write = Some(idempotency::write_for(&key, now));
         let outcome = command(self, &mut write).await;
-        if write.is_some() {
-            // The command failed before its write: store a 4xx answer ourselves.
-            if let Some(response) = idempotency::storable(render(&outcome)) {
-                let record = IdempotencyRecord {
-                    fingerprint: key.fingerprint,
-                    response,
-                    expires_at: now.saturating_add(idempotency::TTL_MS),
-                };
-                let work = Maintenance::StoreResponse {
-                    scope: key.scope.clone(),
-                    key: key.key.clone(),
-                    record,
-                };
-                if let Err(e) = self.store.writer().maintain(work).await {
-                    tracing::warn!(error = %e, "could not store an idempotent 4xx response");
-                }
+        if let (Some(write), Err(refusal)) = (write, &outcome) {
+            // Refused before it reached the writer (validation, catalog): keep
+            // the refusal ourselves, so replays are exact for every outcome.
+            if refusal.is_replayable() {
+                self.store_refusal(write, refusal.clone()).await;
             }
         }
         Reply::Fresh(outcome)
     }
-}
 
-pub type Priced = (Order, HistoryEntry, Option<CouponClaim>);
-
-/// Prices an order from the catalog (blocking). Every refusal is a 400 with its
-/// own code; nothing here writes.
-pub fn price_order(
-    catalog: &dyn Catalog,
-    user: &str,
-    request: &NewOrder,
-    currency: String,
-    region: String,
-) -> Result<Priced, AppError> {
-    let plan = catalog.plan(&request.plan_id)?.ok_or_else(|| {
-        AppError::InvalidPlan(format!("plan {:?} does not exist", request.plan_id))
-    })?;
-    if !plan.active {
-        return Err(AppError::InvalidPlan(format!(
-            "plan {:?} is not available",
-            plan.id
-        )));
-    }
-    let size_slug = plan.size_slug.clone().ok_or_else(|| {
-        AppError::InvalidPlan(format!("plan {:?} has no droplet size configured", plan.id))
-    })?;
-    let image = catalog.image(&request.image_id)?.ok_or_else(|| {
-        AppError::InvalidImage(format!("image {:?} does not exist", request.image_id))
-    })?;
-    if !image.active {
-        return Err(AppError::InvalidImage(format!(
-            "image {:?} is not available",
-            image.id
-        )));
-    }
-    if !plan.allowed_image_ids.is_empty() && !plan.allowed_image_ids.contains(&image.id) {
-        return Err(AppError::InvalidImage(format!(
-            "image {:?} is not offered with plan {:?}",
-            image.id, plan.id
-        )));
-    }
-    let price = plan.price_for(request.duration).ok_or_else(|| {
-        AppError::InvalidDuration(format!(
-            "plan {:?} has no {} price",
-            plan.id, request.duration
-        ))
-    })?;
-    let (coupon, claim) = match &request.coupon_code {
-        None => (None, None),
-        Some(code) => {
-            let verdict = catalog.validate_coupon(&CouponRequest {
-                code: code.clone(),
-                plan_id: plan.id.clone(),
-                user_id: user.to_string(),
-                amount: price.after_promo,
-            })?;
-            match verdict {
-                CouponVerdict::Invalid { reason } => {
-                    return Err(AppError::InvalidCoupon { reason })
-                }
-                CouponVerdict::Valid(grant) => {
-                    let claim = grant.limits.map(|l| CouponClaim {
-                        code: grant.code.clone(),
-                        max_uses: l.max_uses,
-                        max_uses_per_user: l.max_uses_per_user,
-                    });
-                    (Some((grant.code, grant.discount)), claim)
-                }
-            }
+    async fn store_refusal(&self, write: IdempotencyWrite, refusal: AppError) {
+        let record = IdempotencyRecord {
+            fingerprint: write.fingerprint,
+            outcome: Err(refusal),
+            expires_at: write.expires_at,
+        };
+        let work = Maintenance::StoreResponse {
+            scope: write.scope,
+            key: write.key,
+            record: Box::new(record),
+        };
+        if let Err(e) = self.store.writer().maintain(work).await {
+            tracing::warn!(error = %e, "could not store an idempotent 4xx response");
         }
-    };
-    let pricing = Pricing::compute(price.base, price.after_promo, coupon, currency);
-    let now = now_millis();
-    let id = Uuid::new_v4();
-    let hostname = request
-        .hostname
-        .clone()
-        .unwrap_or_else(|| default_hostname(&id));
-    let item = |item_type, reference_id: &str, description: String, unit_price| OrderItem {
-        id: Uuid::new_v4(),
-        item_type,
-        reference_id: reference_id.to_string(),
-        description,
-        unit_price,
-        quantity: 1,
-        total_price: unit_price,
-        created_at: now,
-    };
-    let items = vec![
-        item(
-            ItemType::Plan,
-            &plan.id,
-            format!(
-                "{} - {} vCPU, {}MB RAM, {}GB SSD",
-                plan.display_name, plan.cpu, plan.memory_mb, plan.disk_gb
-            ),
-            price.base,
-        ),
-        item(ItemType::Image, &image.id, image.display_name.clone(), 0),
-    ];
-    let mut order = Order {
-        id,
-        seq: 0,
-        user_id: user.to_string(),
-        status: OrderStatus::PendingPayment,
-        plan_id: plan.id.clone(),
-        plan_name: plan.display_name.clone(),
-        image_id: image.id.clone(),
-        image_name: image.display_name.clone(),
-        duration: request.duration,
-        pricing,
-        coupon_counted: false,
-        items,
-        droplet: DropletPlan {
-            region,
-            size_slug,
-            image_slug: image.slug.clone(),
-            hostname,
-            ssh_public_keys: request.ssh_public_keys.clone(),
-        },
-        paid_at: None,
-        created_at: now,
-        updated_at: now,
-        history_len: 0,
-    };
-    let first = lifecycle::first_entry(&mut order, Actor::User(user.to_string()).render(), now);
-    Ok((order, first, claim))
-}
-
-/// `vps-` and the first 8 characters of the order id.
-pub fn default_hostname(id: &Uuid) -> String {
-    let text = id.to_string();
-    format!("vps-{}", &text[..8])
+    }
 }
 
 /// Runs blocking work (redb reads, ureq calls) on the blocking pool.

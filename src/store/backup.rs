@@ -406,7 +406,7 @@ fn check_history(
                 order.id
             ));
         }
-        let mut last = String::new();
+        let mut last: Option<OrderStatus> = None;
         for (n, row) in list {
             if row.previous_status != last {
                 return Err(format!(
@@ -414,17 +414,19 @@ fn check_history(
                     order.id, row.previous_status
                 ));
             }
-            if OrderStatus::parse(&row.new_status).is_some() {
-                last = row.new_status.clone();
+            if let Some(status) = row.new_status.status() {
+                last = Some(status);
             }
         }
-        if last != order.status.as_str() {
+        if last != Some(order.status) {
             return Err(format!(
                 "order {}: history ends at {last:?} but the order is {}",
                 order.id, order.status
             ));
         }
-        let paid = list.iter().any(|(_, r)| r.new_status == "PAID");
+        let paid = list
+            .iter()
+            .any(|(_, r)| r.new_status == crate::domain::HistoryStatus::Paid);
         if paid != order.paid_at.is_some() {
             return Err(format!(
                 "order {}: paidAt does not match its history",

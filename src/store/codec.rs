@@ -48,17 +48,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::HistoryEntry;
+    use crate::domain::{Actor, HistoryEntry, HistoryStatus, OrderStatus};
     use proptest::prelude::*;
 
     proptest! {
         #[test]
-        fn history_rows_round_trip(prev in ".*", new in ".*", actor in ".*", reason in proptest::option::of(".*"), at in any::<i64>()) {
+        fn history_rows_round_trip(prev in proptest::option::of(0..OrderStatus::ALL.len()), new in 0..HistoryStatus::ALL.len(), sub in ".*", reason in proptest::option::of(".*"), at in any::<i64>()) {
             let row = HistoryEntry {
                 id: uuid::Uuid::new_v4(),
-                previous_status: prev,
-                new_status: new,
-                actor,
+                previous_status: prev.map(|i| OrderStatus::ALL[i]),
+                new_status: HistoryStatus::ALL[new],
+                actor: Actor::User(sub),
                 reason,
                 metadata: None,
                 created_at: at,

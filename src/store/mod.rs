@@ -13,17 +13,13 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::domain::lifecycle::{Conflict, Event, Note};
+use crate::domain::error::{AppError, Rejection};
+use crate::domain::lifecycle::{Change, Command};
 use crate::domain::task::ProvisioningTask;
-use crate::domain::{HistoryEntry, Order};
+use crate::domain::Actor;
 pub use writer::Writer;
 
-/// An order with its provisioning task, as every API response shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderRecord {
-    pub order: Order,
-    pub task: Option<ProvisioningTask>,
-}
+pub use crate::domain::OrderRecord;
 
 /// The storage layer failed; the operation changed nothing.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,47 +33,28 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Why a well-formed operation was refused; nothing was written for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpError {
-    OrderNotFound,
-    NotOwner,
-    Conflict(Conflict),
-    /// An embedded coupon's usage limit: LIMIT_GLOBAL_REACHED or LIMIT_PER_USER_REACHED.
-    CouponLimit(&'static str),
-    /// The task changed since the caller read it; re-read and decide again.
-    StaleTask,
-}
-
 /// The outcome of one operation inside a committed batch.
-pub type OpResult = Result<OrderRecord, OpError>;
+pub type OpResult = Result<OrderRecord, Rejection>;
 
-/// A response stored under an idempotency key and replayed for its lifetime.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoredResponse {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
-
+/// What the first request under an idempotency key produced, kept as data and
+/// rendered again by the API on every replay (the rendering is deterministic,
+/// so a replay is byte-for-byte the first response).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdempotencyRecord {
     /// SHA-256 of method, path and canonical body.
     pub fingerprint: [u8; 32],
-    pub response: StoredResponse,
+    pub outcome: Result<OrderRecord, AppError>,
     pub expires_at: i64,
 }
 
-/// Turns an operation's outcome into the response to store, or `None` to store
-/// nothing (5xx outcomes are never stored, so the client can retry).
-pub type Render = Box<dyn FnOnce(&OpResult) -> Option<StoredResponse> + Send>;
-
-/// Store this operation's response under an idempotency key, in its transaction.
+/// Store this operation's outcome under an idempotency key, in its transaction
+/// (only when it is replayable: see [`AppError::is_replayable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyWrite {
     pub scope: String,
     pub key: String,
     pub fingerprint: [u8; 32],
     pub expires_at: i64,
-    pub render: Render,
 }
 
 /// Coupon redemption to count inside the order's transaction.
@@ -88,29 +65,31 @@ pub struct CouponClaim {
     pub max_uses_per_user: Option<u64>,
 }
 
-/// One change, applied atomically with its history row.
+/// One write, applied atomically with its history rows. Decisions are the
+/// domain's ([`crate::domain::lifecycle`]); the writer adds only what needs the
+/// database: coupon counters, ownership, the task's revision, sequence numbers.
 pub enum WriteOp {
-    CreateOrder {
-        /// `seq` and `history_len` are assigned by the writer.
-        order: Box<Order>,
-        first: HistoryEntry,
+    /// A new order (`lifecycle::create`); `seq` is assigned by the writer.
+    Create {
+        change: Box<Change>,
         coupon: Option<CouponClaim>,
         idempotency: Option<IdempotencyWrite>,
     },
-    Transition {
+    /// A command decided on the stored record inside the transaction.
+    Apply {
         order_id: uuid::Uuid,
-        event: Event,
-        note: Note,
+        command: Command,
+        actor: Actor,
         /// When set, the order must belong to this user (else NotOwner).
         owner: Option<String>,
         idempotency: Option<IdempotencyWrite>,
     },
-    /// The provisioner's write: the new task state and the order events it
+    /// The provisioner's write: the new task state and the system commands it
     /// implies, in order (e.g. start and success in one sweep). Refused with
     /// StaleTask unless the stored task's revision still equals `task.revision`.
     SaveTask {
         task: Box<ProvisioningTask>,
-        events: Vec<(Event, Note)>,
+        commands: Vec<Command>,
     },
 }
 
@@ -120,7 +99,7 @@ pub enum Maintenance {
     StoreResponse {
         scope: String,
         key: String,
-        record: IdempotencyRecord,
+        record: Box<IdempotencyRecord>,
     },
     /// Deletes idempotency keys that expired at or before `now`; returns how many.
     SweepIdempotency { now: i64 },

@@ -7,23 +7,7 @@ use uuid::Uuid;
 use super::tables::{self, count_key, CountScope};
 use super::{codec, corrupt, storage_err, IdempotencyRecord, OrderRecord, Store, StoreError};
 use crate::domain::task::ProvisioningTask;
-use crate::domain::{HistoryEntry, Order, OrderStatus};
-
-/// Which orders to list, newest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListQuery {
-    pub user: Option<String>,
-    pub status: Option<OrderStatus>,
-    /// 1-based.
-    pub page: u32,
-    pub limit: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
-    pub items: Vec<OrderRecord>,
-    pub total: u64,
-}
+use crate::domain::{HistoryEntry, ListQuery, Order, OrderStatus, Page};
 
 /// Collects one page of order ids from an index range, newest first.
 macro_rules! page_ids {

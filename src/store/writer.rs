@@ -18,12 +18,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::tables::{self, count_key, CountScope};
 use super::{
     codec, corrupt, storage_err, CouponClaim, DbSlot, IdempotencyRecord, IdempotencyWrite,
-    Maintenance, OpError, OpResult, OrderRecord, StoreError, WriteOp,
+    Maintenance, OpResult, OrderRecord, StoreError, WriteOp,
 };
-use crate::domain::lifecycle::{self, Event, Note};
+use crate::domain::error::{AppError, CouponLimit, Rejection};
+use crate::domain::lifecycle::{self, Change, Command, CouponEffect, TaskEffect};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::time::{now_millis, Millis};
-use crate::domain::{Order, OrderStatus, ProvisioningStatus};
+use crate::domain::{Actor, Order, OrderStatus};
 
 /// Upper bound on operations per transaction, so one commit's latency stays bounded.
 pub const MAX_BATCH: usize = 512;
@@ -167,32 +168,9 @@ fn run(slot: Arc<DbSlot>, mut rx: mpsc::Receiver<Message>, faults: Arc<AtomicU32
         let Some(first) = rx.blocking_recv() else {
             break;
         };
-        let mut batch = Vec::new();
-        for message in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
-            match message {
-                Message::Job(job) => batch.push(*job),
-                Message::Stop => stop = true,
-            }
-            if stop || batch.len() >= MAX_BATCH {
-                break;
-            }
-        }
-        if batch.is_empty() {
+        let (works, replies) = collect_batch(first, &mut rx, &mut stop);
+        if works.is_empty() {
             continue;
-        }
-        let mut works = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for job in batch {
-            match job {
-                Job::Op(op, reply) => {
-                    works.push(Work::Op(op));
-                    replies.push(ReplyTo::Op(reply));
-                }
-                Job::Maintain(m, reply) => {
-                    works.push(Work::Maintain(m));
-                    replies.push(ReplyTo::Count(reply));
-                }
-            }
         }
         if broken {
             reopen(&mut broken);
@@ -204,31 +182,67 @@ fn run(slot: Arc<DbSlot>, mut rx: mpsc::Receiver<Message>, faults: Arc<AtomicU32
                 io: false,
             }),
         };
-        match outcome {
-            Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    match (reply, result) {
-                        (ReplyTo::Op(r), Applied::Op(v)) => drop(r.send(Ok(*v))),
-                        (ReplyTo::Count(r), Applied::Count(n)) => drop(r.send(Ok(n))),
-                        // Results are produced in job order and kind; a mismatch is
-                        // impossible, and dropping the sender reports "stopped".
-                        _ => {}
-                    }
+        if answer(replies, outcome) {
+            broken = true;
+            reopen(&mut broken);
+        }
+    }
+}
+
+/// Everything queued now, up to [`MAX_BATCH`] jobs; sets `stop` on a stop message.
+fn collect_batch(
+    first: Message,
+    rx: &mut mpsc::Receiver<Message>,
+    stop: &mut bool,
+) -> (Vec<Work>, Vec<ReplyTo>) {
+    let mut works = Vec::new();
+    let mut replies = Vec::new();
+    for message in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+        match message {
+            Message::Job(job) => match *job {
+                Job::Op(op, reply) => {
+                    works.push(Work::Op(op));
+                    replies.push(ReplyTo::Op(reply));
+                }
+                Job::Maintain(m, reply) => {
+                    works.push(Work::Maintain(m));
+                    replies.push(ReplyTo::Count(reply));
+                }
+            },
+            Message::Stop => *stop = true,
+        }
+        if *stop || works.len() >= MAX_BATCH {
+            break;
+        }
+    }
+    (works, replies)
+}
+
+/// Sends every caller its answer; true when redb itself failed and the file
+/// must be reopened.
+fn answer(replies: Vec<ReplyTo>, outcome: Result<Vec<Applied>, BatchError>) -> bool {
+    match outcome {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                match (reply, result) {
+                    (ReplyTo::Op(r), Applied::Op(v)) => drop(r.send(Ok(*v))),
+                    (ReplyTo::Count(r), Applied::Count(n)) => drop(r.send(Ok(n))),
+                    // Results are produced in job order and kind; a mismatch is
+                    // impossible, and dropping the sender reports "stopped".
+                    _ => {}
                 }
             }
-            Err(BatchError { error, io }) => {
-                tracing::error!(error = %error, batch = replies.len(), "write transaction failed");
-                for reply in replies {
-                    match reply {
-                        ReplyTo::Op(r) => drop(r.send(Err(error.clone()))),
-                        ReplyTo::Count(r) => drop(r.send(Err(error.clone()))),
-                    }
-                }
-                if io {
-                    broken = true;
-                    reopen(&mut broken);
+            false
+        }
+        Err(BatchError { error, io }) => {
+            tracing::error!(error = %error, batch = replies.len(), "write transaction failed");
+            for reply in replies {
+                match reply {
+                    ReplyTo::Op(r) => drop(r.send(Err(error.clone()))),
+                    ReplyTo::Count(r) => drop(r.send(Err(error.clone()))),
                 }
             }
+            io
         }
     }
 }
@@ -328,28 +342,26 @@ impl<'txn> Tables<'txn> {
 }
 
 fn apply(t: &mut Tables<'_>, op: WriteOp) -> Result<OpResult, StoreError> {
-    let now = now_millis();
     match op {
-        WriteOp::CreateOrder {
-            order,
-            first,
+        WriteOp::Create {
+            change,
             coupon,
             idempotency,
         } => {
-            let result = create_order(t, *order, first, coupon.as_ref())?;
+            let result = create_order(t, *change, coupon.as_ref())?;
             finish(t, result, idempotency)
         }
-        WriteOp::Transition {
+        WriteOp::Apply {
             order_id,
-            event,
-            note,
+            command,
+            actor,
             owner,
             idempotency,
         } => {
-            let result = transition(t, order_id.as_u128(), event, note, owner.as_deref(), now)?;
+            let result = apply_command(t, order_id.as_u128(), command, &actor, owner.as_deref())?;
             finish(t, result, idempotency)
         }
-        WriteOp::SaveTask { task, events } => save_task(t, *task, events, now),
+        WriteOp::SaveTask { task, commands } => save_task(t, *task, commands, now_millis()),
     }
 }
 
@@ -363,17 +375,19 @@ fn maintain(t: &mut Tables<'_>, work: Maintenance) -> Result<u64, StoreError> {
     }
 }
 
-/// Stores the rendered response under its idempotency key, in this transaction.
+/// Keeps the outcome under its idempotency key, in this transaction, when a
+/// repeat of the request would meet the same answer.
 fn finish(
     t: &mut Tables<'_>,
     result: OpResult,
     idempotency: Option<IdempotencyWrite>,
 ) -> Result<OpResult, StoreError> {
     if let Some(w) = idempotency {
-        if let Some(response) = (w.render)(&result) {
+        let outcome = result.clone().map_err(AppError::from);
+        if outcome.as_ref().err().is_none_or(AppError::is_replayable) {
             let record = IdempotencyRecord {
                 fingerprint: w.fingerprint,
-                response,
+                outcome,
                 expires_at: w.expires_at,
             };
             put_idempotency(t, &w.scope, &w.key, &record)?;
@@ -433,137 +447,157 @@ fn sweep_idempotency(t: &mut Tables<'_>, now: i64) -> Result<u64, StoreError> {
 
 fn create_order(
     t: &mut Tables<'_>,
-    mut order: Order,
-    first: crate::domain::HistoryEntry,
+    mut change: Change,
     coupon: Option<&CouponClaim>,
 ) -> Result<OpResult, StoreError> {
     if let Some(claim) = coupon {
-        let global = get_u64(&t.coupon_uses, claim.code.as_str())?;
-        if claim.max_uses.is_some_and(|max| global >= max) {
-            return Ok(Err(OpError::CouponLimit("LIMIT_GLOBAL_REACHED")));
+        if let Err(limit) = claim_coupon(t, claim, &change.order.user_id)? {
+            return Ok(Err(Rejection::CouponLimit(limit)));
         }
-        let mine = t
-            .coupon_user_uses
-            .get((claim.code.as_str(), order.user_id.as_str()))
-            .map_err(storage_err)?
-            .map(|v| v.value())
-            .unwrap_or(0);
-        if claim.max_uses_per_user.is_some_and(|max| mine >= max) {
-            return Ok(Err(OpError::CouponLimit("LIMIT_PER_USER_REACHED")));
-        }
-        t.coupon_uses
-            .insert(claim.code.as_str(), global + 1)
-            .map_err(storage_err)?;
-        t.coupon_user_uses
-            .insert((claim.code.as_str(), order.user_id.as_str()), mine + 1)
-            .map_err(storage_err)?;
-        order.coupon_counted = true;
+        change.order.coupon_counted = true;
     }
     let seq = get_u64(&t.meta, tables::META_ORDER_SEQ)? + 1;
     t.meta
         .insert(tables::META_ORDER_SEQ, seq)
         .map_err(storage_err)?;
-    order.seq = seq;
-    order.history_len = 1;
-    let id = order.id.as_u128();
-    t.history
-        .insert((seq, 0), codec::encode(&first).as_slice())
+    change.order.seq = seq;
+    t.by_seq
+        .insert(seq, change.order.id.as_u128())
         .map_err(storage_err)?;
-    t.by_seq.insert(seq, id).map_err(storage_err)?;
     bump(t, CountScope::All, 1)?;
-    index_status(t, &order, order.status, 1)?;
-    t.orders
-        .insert(id, codec::encode(&order).as_slice())
-        .map_err(storage_err)?;
-    Ok(Ok(OrderRecord { order, task: None }))
+    persist(t, &change)?;
+    Ok(Ok(OrderRecord {
+        order: change.order,
+        task: None,
+    }))
 }
 
-fn transition(
+/// Counts one redemption unless a limit is reached (checked and counted in
+/// the order's own transaction, so limits hold under concurrent orders).
+fn claim_coupon(
+    t: &mut Tables<'_>,
+    claim: &CouponClaim,
+    user: &str,
+) -> Result<Result<(), CouponLimit>, StoreError> {
+    let global = get_u64(&t.coupon_uses, claim.code.as_str())?;
+    if claim.max_uses.is_some_and(|max| global >= max) {
+        return Ok(Err(CouponLimit::Global));
+    }
+    let mine = get_user_uses(t, &claim.code, user)?;
+    if claim.max_uses_per_user.is_some_and(|max| mine >= max) {
+        return Ok(Err(CouponLimit::PerUser));
+    }
+    t.coupon_uses
+        .insert(claim.code.as_str(), global + 1)
+        .map_err(storage_err)?;
+    t.coupon_user_uses
+        .insert((claim.code.as_str(), user), mine + 1)
+        .map_err(storage_err)?;
+    Ok(Ok(()))
+}
+
+fn apply_command(
     t: &mut Tables<'_>,
     id: u128,
-    event: Event,
-    note: Note,
+    command: Command,
+    actor: &Actor,
     owner: Option<&str>,
-    now: Millis,
 ) -> Result<OpResult, StoreError> {
-    let Some(mut order) = load_order(t, id)? else {
-        return Ok(Err(OpError::OrderNotFound));
+    let Some(order) = load_order(t, id)? else {
+        return Ok(Err(Rejection::OrderNotFound));
     };
     if owner.is_some_and(|o| o != order.user_id) {
-        return Ok(Err(OpError::NotOwner));
+        return Ok(Err(Rejection::NotOwner));
     }
-    let mut task = load_task(t, id)?;
-    let before = order.status;
-    let row = match lifecycle::apply(&mut order, event, note, now) {
-        Ok(row) => row,
-        Err(conflict) => return Ok(Err(OpError::Conflict(conflict))),
+    let record = OrderRecord {
+        order,
+        task: load_task(t, id)?,
     };
-    match event {
-        Event::Paid => task = Some(ProvisioningTask::for_paid_order(&order, now)),
-        Event::Cancel if order.coupon_counted => {
-            release_coupon(t, &order)?;
-            order.coupon_counted = false;
-        }
-        Event::RetryProvisioning => {
-            let mut fresh = task.unwrap_or_else(|| ProvisioningTask::for_paid_order(&order, now));
-            restart_task(&mut fresh, now);
-            task = Some(fresh);
-        }
-        _ => {}
-    }
-    if let Some(task) = &task {
-        write_task(t, task)?;
-    }
-    write_order_change(t, &order, before, &row)?;
-    Ok(Ok(OrderRecord { order, task }))
-}
-
-/// retry-provisioning: a fresh attempt budget and no stale error, keeping the
-/// droplet fields so the provisioner can adopt or replace the droplet.
-fn restart_task(task: &mut ProvisioningTask, now: Millis) {
-    task.status = ProvisioningStatus::Pending;
-    task.revision += 1;
-    task.attempts = 0;
-    task.error_code = None;
-    task.error_message = None;
-    task.not_found_streak = 0;
-    task.completed_at = None;
-    task.updated_at = now;
+    let change = match lifecycle::decide(&record, command, actor, now_millis()) {
+        Ok(change) => change,
+        Err(conflict) => return Ok(Err(Rejection::Conflict(conflict))),
+    };
+    persist(t, &change)?;
+    let task = match change.task {
+        TaskEffect::Write(task) => Some(*task),
+        TaskEffect::Unchanged => record.task,
+    };
+    Ok(Ok(OrderRecord {
+        order: change.order,
+        task,
+    }))
 }
 
 fn save_task(
     t: &mut Tables<'_>,
     mut task: ProvisioningTask,
-    events: Vec<(Event, Note)>,
+    commands: Vec<Command>,
     now: Millis,
 ) -> Result<OpResult, StoreError> {
     let id = task.order_id.as_u128();
-    let Some(mut order) = load_order(t, id)? else {
-        return Ok(Err(OpError::OrderNotFound));
+    let Some(order) = load_order(t, id)? else {
+        return Ok(Err(Rejection::OrderNotFound));
     };
     let stored = load_task(t, id)?;
     if stored.as_ref().map(|s| s.revision) != Some(task.revision) {
-        return Ok(Err(OpError::StaleTask));
+        return Ok(Err(Rejection::StaleTask));
     }
     task.revision += 1;
     task.updated_at = now;
-    // Apply every event in memory first, so a conflict writes nothing at all.
-    let mut changes = Vec::with_capacity(events.len());
-    for (event, note) in events {
-        let before = order.status;
-        match lifecycle::apply(&mut order, event, note, now) {
-            Ok(row) => changes.push((before, order.clone(), row)),
-            Err(conflict) => return Ok(Err(OpError::Conflict(conflict))),
-        }
-    }
-    for (before, state, row) in &changes {
-        write_order_change(t, state, *before, row)?;
-    }
-    write_task(t, &task)?;
-    Ok(Ok(OrderRecord {
+    // Decide every command in memory first, so a conflict writes nothing at all.
+    let mut record = OrderRecord {
         order,
         task: Some(task),
-    }))
+    };
+    let mut changes = Vec::with_capacity(commands.len());
+    for command in commands {
+        match lifecycle::decide(&record, command, &Actor::System, now) {
+            Ok(change) => {
+                record.order = change.order.clone();
+                changes.push(change);
+            }
+            Err(conflict) => return Ok(Err(Rejection::Conflict(conflict))),
+        }
+    }
+    for change in &changes {
+        persist(t, change)?;
+    }
+    if let Some(task) = &record.task {
+        write_task(t, task)?;
+    }
+    Ok(Ok(record))
+}
+
+/// Writes what a decision changed: history rows, the order, its status index
+/// entries, the task and the coupon counters.
+fn persist(t: &mut Tables<'_>, change: &Change) -> Result<(), StoreError> {
+    let order = &change.order;
+    let first_row = order
+        .history_len
+        .saturating_sub(u32::try_from(change.history.len()).unwrap_or(u32::MAX));
+    for (row_no, row) in (first_row..).zip(&change.history) {
+        t.history
+            .insert((order.seq, row_no), codec::encode(row).as_slice())
+            .map_err(storage_err)?;
+    }
+    match change.previous_status {
+        None => index_status(t, order, order.status, 1)?,
+        Some(before) if before != order.status => {
+            index_status(t, order, before, -1)?;
+            index_status(t, order, order.status, 1)?;
+        }
+        Some(_) => {}
+    }
+    t.orders
+        .insert(order.id.as_u128(), codec::encode(order).as_slice())
+        .map_err(storage_err)?;
+    if let TaskEffect::Write(task) = &change.task {
+        write_task(t, task)?;
+    }
+    if change.coupon == CouponEffect::Release {
+        release_coupon(t, order)?;
+    }
+    Ok(())
 }
 
 fn write_task(t: &mut Tables<'_>, task: &ProvisioningTask) -> Result<(), StoreError> {
@@ -576,28 +610,6 @@ fn write_task(t: &mut Tables<'_>, task: &ProvisioningTask) -> Result<(), StoreEr
     } else {
         t.open_tasks.remove(id).map_err(storage_err)?;
     }
-    Ok(())
-}
-
-/// Writes the order, its new history row, and moves its status index entries.
-fn write_order_change(
-    t: &mut Tables<'_>,
-    order: &Order,
-    before: OrderStatus,
-    row: &crate::domain::HistoryEntry,
-) -> Result<(), StoreError> {
-    let id = order.id.as_u128();
-    let row_no = order.history_len.saturating_sub(1);
-    t.history
-        .insert((order.seq, row_no), codec::encode(row).as_slice())
-        .map_err(storage_err)?;
-    if before != order.status {
-        index_status(t, order, before, -1)?;
-        index_status(t, order, order.status, 1)?;
-    }
-    t.orders
-        .insert(id, codec::encode(order).as_slice())
-        .map_err(storage_err)?;
     Ok(())
 }
 
@@ -645,17 +657,19 @@ fn release_coupon(t: &mut Tables<'_>, order: &Order) -> Result<(), StoreError> {
     t.coupon_uses
         .insert(code, global.saturating_sub(1))
         .map_err(storage_err)?;
-    let user_key = (code, order.user_id.as_str());
-    let mine = t
-        .coupon_user_uses
-        .get(user_key)
-        .map_err(storage_err)?
-        .map(|v| v.value())
-        .unwrap_or(0);
+    let mine = get_user_uses(t, code, &order.user_id)?;
     t.coupon_user_uses
-        .insert(user_key, mine.saturating_sub(1))
+        .insert((code, order.user_id.as_str()), mine.saturating_sub(1))
         .map_err(storage_err)?;
     Ok(())
+}
+
+fn get_user_uses(t: &Tables<'_>, code: &str, user: &str) -> Result<u64, StoreError> {
+    Ok(t.coupon_user_uses
+        .get((code, user))
+        .map_err(storage_err)?
+        .map(|v| v.value())
+        .unwrap_or(0))
 }
 
 fn get_u64(table: &Table<'_, &'static str, u64>, key: &str) -> Result<u64, StoreError> {
@@ -683,34 +697,31 @@ fn load_task(t: &Tables<'_>, id: u128) -> Result<Option<ProvisioningTask>, Store
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::lifecycle::{self, Note};
-    use crate::domain::{HistoryEntry, OrderStatus};
+    use crate::domain::OrderStatus;
     use crate::store::Store;
     use uuid::Uuid;
 
-    fn new_order(user: &str) -> (Order, HistoryEntry) {
-        let mut order = crate::domain::order::test_order(user);
-        let first = lifecycle::first_entry(&mut order, format!("user:{user}"), 1);
-        (order, first)
+    fn new_order(user: &str) -> Change {
+        lifecycle::create(
+            crate::domain::order::test_order(user),
+            &Actor::User(user.into()),
+            1,
+        )
     }
 
-    fn create(order: Order, first: HistoryEntry) -> Work {
-        Work::Op(WriteOp::CreateOrder {
-            order: Box::new(order),
-            first,
+    fn create(change: Change) -> Work {
+        Work::Op(WriteOp::Create {
+            change: Box::new(change),
             coupon: None,
             idempotency: None,
         })
     }
 
     fn pay(id: Uuid) -> Work {
-        Work::Op(WriteOp::Transition {
+        Work::Op(WriteOp::Apply {
             order_id: id,
-            event: Event::Paid,
-            note: Note {
-                actor: "admin".into(),
-                ..Note::default()
-            },
+            command: Command::Pay { notes: None },
+            actor: Actor::Admin(None),
             owner: None,
             idempotency: None,
         })
@@ -727,20 +738,23 @@ mod tests {
     fn a_conflict_in_a_batch_leaves_the_rest_committed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("d.redb")).unwrap();
-        let (x, first) = new_order("alice");
-        let x_id = x.id;
-        let (y, y_first) = new_order("bob");
-        let y_id = y.id;
+        let x = new_order("alice");
+        let x_id = x.order.id;
+        let y = new_order("bob");
+        let y_id = y.order.id;
         let faults = AtomicU32::new(0);
-        commit_batch(&store.database().unwrap(), vec![create(x, first)], &faults).unwrap();
+        commit_batch(&store.database().unwrap(), vec![create(x)], &faults).unwrap();
         let results = commit_batch(
             &store.database().unwrap(),
-            vec![pay(x_id), pay(x_id), create(y, y_first)],
+            vec![pay(x_id), pay(x_id), create(y)],
             &faults,
         )
         .unwrap();
         assert!(op_result(&results[0]).is_ok());
-        assert!(matches!(op_result(&results[1]), Err(OpError::Conflict(_))));
+        assert!(matches!(
+            op_result(&results[1]),
+            Err(Rejection::Conflict(_))
+        ));
         assert!(op_result(&results[2]).is_ok());
         let x = store.get_order(x_id).unwrap().unwrap();
         assert_eq!(x.order.status, OrderStatus::Paid);
@@ -757,13 +771,13 @@ mod tests {
     fn a_storage_failure_fails_the_whole_batch_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("d.redb")).unwrap();
-        let (a, a_first) = new_order("alice");
-        let (b, b_first) = new_order("bob");
-        let (a_id, b_id) = (a.id, b.id);
+        let a = new_order("alice");
+        let b = new_order("bob");
+        let (a_id, b_id) = (a.order.id, b.order.id);
         let faults = AtomicU32::new(1);
         let result = commit_batch(
             &store.database().unwrap(),
-            vec![create(a, a_first), create(b, b_first)],
+            vec![create(a), create(b)],
             &faults,
         );
         assert!(matches!(
@@ -776,7 +790,7 @@ mod tests {
         assert!(store.get_order(a_id).unwrap().is_none());
         assert!(store.get_order(b_id).unwrap().is_none());
         let page = store
-            .list_orders(&crate::store::read::ListQuery {
+            .list_orders(&crate::domain::ListQuery {
                 user: None,
                 status: None,
                 page: 1,

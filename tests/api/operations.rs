@@ -17,7 +17,7 @@ fn backup(app: &TestApp) -> crate::support::Resp {
 fn snapshot_ids(path: &str) -> HashSet<String> {
     let store = vpsd::store::Store::open(std::path::Path::new(path)).expect("open snapshot");
     let page = store
-        .list_orders(&vpsd::store::read::ListQuery {
+        .list_orders(&vpsd::domain::ListQuery {
             user: None,
             status: None,
             page: 1,

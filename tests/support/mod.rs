@@ -403,7 +403,7 @@ pub fn sample_order(
     catalog: &vpsd::catalog::embedded::EmbeddedCatalog,
     user: &str,
     i: usize,
-) -> vpsd::service::orders::Priced {
+) -> vpsd::service::pricing::Priced {
     let plans = ["vps-basic", "vps-standard", "vps-pro"];
     let request = vpsd::service::orders::NewOrder {
         plan_id: plans[i % plans.len()].into(),
@@ -414,16 +414,20 @@ pub fn sample_order(
         hostname: None,
         ssh_public_keys: Vec::new(),
     };
-    vpsd::service::orders::price_order(catalog, user, &request, "IDR".into(), "sgp1".into())
-        .expect("priced")
+    let placement = vpsd::service::pricing::Placement {
+        currency: "IDR".into(),
+        region: "sgp1".into(),
+    };
+    vpsd::service::pricing::price_order(catalog, user, &request, placement).expect("priced")
 }
 
 /// The write that stores a priced order.
-pub fn create_op(priced: vpsd::service::orders::Priced) -> vpsd::store::WriteOp {
-    let (order, first, _) = priced;
-    vpsd::store::WriteOp::CreateOrder {
-        order: Box::new(order),
-        first,
+pub fn create_op(priced: vpsd::service::pricing::Priced) -> vpsd::store::WriteOp {
+    let (order, _) = priced;
+    let actor = vpsd::domain::Actor::User(order.user_id.clone());
+    let change = vpsd::domain::lifecycle::create(order, &actor, vpsd::domain::time::now_millis());
+    vpsd::store::WriteOp::Create {
+        change: Box::new(change),
         coupon: None,
         idempotency: None,
     }

@@ -1,0 +1,77 @@
+//! Internal routes (`/api/v1/internal/...`, API key): every user's orders,
+//! payment, cancel, retry and backups, for operators and the payment system.
+
+use serde_json::json;
+use warp::http::StatusCode;
+
+use super::{json, json_response, list_page, order_response, request, respond, Call, HttpResponse};
+use crate::error::AppError;
+use crate::service::PaymentUpdate;
+
+pub async fn list(call: Call<'_>) -> Result<HttpResponse, AppError> {
+    let params = request::list_params(call.query, true)?;
+    let user = params.user_id.clone();
+    list_page(call.state, user, params).await
+}
+
+/// The order with its status history.
+pub async fn get(call: Call<'_>) -> Result<HttpResponse, AppError> {
+    let id = request::order_id(call.id)?;
+    let (record, history) = call.state.orders.get_with_history(id).await?;
+    let body = json::data(json::order(&record, Some(&history)));
+    Ok(json_response(StatusCode::OK, body))
+}
+
+pub async fn payment_status(call: Call<'_>) -> Result<HttpResponse, AppError> {
+    let key = request::idempotency_key(
+        call.headers,
+        "internal".into(),
+        "POST",
+        call.path,
+        &call.body,
+    )?;
+    let parsed = request::json_object(call.headers, &call.body, true).and_then(|map| {
+        let (paid, notes) = request::payment_status(map.as_ref().unwrap_or(&Default::default()))?;
+        let id = request::order_id(call.id)?;
+        Ok(PaymentUpdate { id, paid, notes })
+    });
+    let reply = call
+        .state
+        .orders
+        .set_payment_status(parsed, call.admin(), key)
+        .await;
+    respond(reply, StatusCode::OK)
+}
+
+pub async fn cancel(call: Call<'_>) -> Result<HttpResponse, AppError> {
+    let map = request::json_object(call.headers, &call.body, false)?;
+    let reason = request::cancel_reason(map.as_ref())?;
+    let id = request::order_id(call.id)?;
+    let orders = &call.state.orders;
+    let record = orders.cancel_by_admin(id, reason, call.admin()).await?;
+    Ok(order_response(StatusCode::OK, &record))
+}
+
+pub async fn retry(call: Call<'_>) -> Result<HttpResponse, AppError> {
+    request::json_object(call.headers, &call.body, false)?;
+    let id = request::order_id(call.id)?;
+    let record = call
+        .state
+        .orders
+        .retry_provisioning(id, call.admin())
+        .await?;
+    Ok(order_response(StatusCode::ACCEPTED, &record))
+}
+
+/// A consistent online snapshot into `backup.dir`.
+pub async fn backup(call: Call<'_>) -> Result<HttpResponse, AppError> {
+    request::json_object(call.headers, &call.body, false)?;
+    let info = call.state.backups.snapshot().await?;
+    let body = json::data(json!({
+        "file": info.path.display().to_string(),
+        "bytes": info.bytes,
+        "orders": info.orders,
+        "createdAt": crate::domain::time::format_millis(info.created_at),
+    }));
+    Ok(json_response(StatusCode::CREATED, body))
+}

@@ -1,0 +1,44 @@
+//! User routes (`/api/v1/orders...`, JWT): the caller's own orders only.
+
+use warp::http::{Method, StatusCode};
+
+use super::{list_page, order_response, request, respond, Call, HttpResponse};
+use crate::error::AppError;
+
+/// GET lists the caller's orders; POST creates one.
+pub async fn list_or_create(call: Call<'_>) -> Result<HttpResponse, AppError> {
+    if *call.method == Method::POST {
+        return create(call).await;
+    }
+    let params = request::list_params(call.query, false)?;
+    list_page(call.state, Some(call.user().to_string()), params).await
+}
+
+async fn create(call: Call<'_>) -> Result<HttpResponse, AppError> {
+    let user = call.user();
+    let scope = format!("user:{user}");
+    let key = request::idempotency_key(call.headers, scope, "POST", call.path, &call.body)?;
+    // Validation failures under a key are stored too, so they replay exactly.
+    let parsed = request::json_object(call.headers, &call.body, true)
+        .and_then(|map| request::new_order(map.as_ref().unwrap_or(&Default::default())));
+    let reply = call.state.orders.create_order(user, parsed, key).await;
+    respond(reply, StatusCode::CREATED)
+}
+
+pub async fn get(call: Call<'_>) -> Result<HttpResponse, AppError> {
+    let id = request::order_id(call.id)?;
+    let record = call.state.orders.get_for_user(call.user(), id).await?;
+    Ok(order_response(StatusCode::OK, &record))
+}
+
+pub async fn cancel(call: Call<'_>) -> Result<HttpResponse, AppError> {
+    let map = request::json_object(call.headers, &call.body, false)?;
+    let reason = request::cancel_reason(map.as_ref())?;
+    let id = request::order_id(call.id)?;
+    let record = call
+        .state
+        .orders
+        .cancel_by_user(call.user(), id, reason)
+        .await?;
+    Ok(order_response(StatusCode::OK, &record))
+}

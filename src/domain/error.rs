@@ -1,0 +1,165 @@
+//! The crate-wide error vocabulary: every way a request can fail, as plain data.
+//! It lives in the domain because a refusal is part of an idempotent outcome that
+//! the store keeps and the API renders again on replay; `api::error` maps each
+//! variant to its HTTP status and SPEC error code, in one place.
+
+use serde::{Deserialize, Serialize};
+
+use super::order::{HistoryStatus, OrderStatus};
+
+/// A field that failed validation, reported in `details.fields`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum AppError {
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    InvalidPlan(String),
+    #[error("{0}")]
+    InvalidImage(String),
+    #[error("coupon is not valid: {reason}")]
+    InvalidCoupon { reason: String },
+    #[error("{0}")]
+    InvalidDuration(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("X-API-Key header is required")]
+    ApiKeyMissing,
+    #[error("X-API-Key is not valid")]
+    ApiKeyInvalid,
+    #[error("no internal API key is configured on this server")]
+    ApiKeyNotConfigured,
+    #[error("this order belongs to another user")]
+    OrderAccessDenied,
+    #[error("order not found")]
+    OrderNotFound,
+    #[error("route not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("payment status cannot change from {current}")]
+    PaymentStatusConflict {
+        current: OrderStatus,
+        requested: HistoryStatus,
+    },
+    #[error("order status cannot change from {current} to {requested}")]
+    OrderStatusConflict {
+        current: OrderStatus,
+        requested: HistoryStatus,
+    },
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyKeyInUse,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("too many orders; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// The cause is logged with the request id, never returned.
+    #[error("internal error")]
+    Internal(String),
+    #[error("catalog service unavailable")]
+    CatalogUnavailable(String),
+    #[error("storage unavailable")]
+    StorageUnavailable(String),
+}
+
+impl AppError {
+    pub fn bad_request(message: impl Into<String>) -> AppError {
+        AppError::BadRequest {
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    pub fn invalid_fields(fields: Vec<FieldError>) -> AppError {
+        AppError::BadRequest {
+            message: "validation failed".into(),
+            fields,
+        }
+    }
+}
+
+impl AppError {
+    /// Whether the same request would meet this answer again, so it is kept
+    /// under an idempotency key and replayed. Transient failures (catalog or
+    /// storage trouble, an internal fault, a rate limit that passes) are not:
+    /// the client may retry those and must not be told the same thing for a day.
+    pub fn is_replayable(&self) -> bool {
+        !matches!(
+            self,
+            AppError::Internal(_)
+                | AppError::CatalogUnavailable(_)
+                | AppError::StorageUnavailable(_)
+                | AppError::RateLimited { .. }
+        )
+    }
+}
+
+/// An embedded coupon's usage limit, counted in the data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CouponLimit {
+    Global,
+    PerUser,
+}
+
+impl CouponLimit {
+    /// The SPEC's INVALID_COUPON reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            CouponLimit::Global => "LIMIT_GLOBAL_REACHED",
+            CouponLimit::PerUser => "LIMIT_PER_USER_REACHED",
+        }
+    }
+}
+
+/// Why the writer refused a well-formed operation; nothing was written for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    OrderNotFound,
+    NotOwner,
+    Conflict(super::lifecycle::Conflict),
+    CouponLimit(CouponLimit),
+    /// The task changed since the caller read it; re-read and decide again.
+    StaleTask,
+}
+
+impl From<Rejection> for AppError {
+    fn from(e: Rejection) -> AppError {
+        match e {
+            Rejection::OrderNotFound => AppError::OrderNotFound,
+            Rejection::NotOwner => AppError::OrderAccessDenied,
+            Rejection::Conflict(c) if c.event.is_payment() => AppError::PaymentStatusConflict {
+                current: c.current,
+                requested: c.event.requested_status(),
+            },
+            Rejection::Conflict(c) => AppError::OrderStatusConflict {
+                current: c.current,
+                requested: c.event.requested_status(),
+            },
+            Rejection::CouponLimit(limit) => AppError::InvalidCoupon {
+                reason: limit.reason().to_string(),
+            },
+            Rejection::StaleTask => AppError::Internal("stale provisioning task".into()),
+        }
+    }
+}

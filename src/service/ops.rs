@@ -1,0 +1,87 @@
+//! Health and metrics: what an operator's probes ask of the running daemon.
+//! Kept beside the order service so the API renders answers and never reaches
+//! into storage or the cloud provider itself.
+
+use std::sync::Arc;
+
+use crate::catalog::Catalog;
+use crate::cloud::Cloud;
+use crate::domain::time::now_millis;
+use crate::error::AppError;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What `/health` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// The data file answered a read just now.
+    pub storage_ok: bool,
+    /// `sandbox` or `digitalocean`.
+    pub cloud: &'static str,
+    /// `embedded` or `http`.
+    pub catalog: &'static str,
+}
+
+pub struct OpsService {
+    store: Store,
+    cloud: Arc<dyn Cloud>,
+    catalog: Arc<dyn Catalog>,
+    metrics: Arc<Metrics>,
+}
+
+impl OpsService {
+    pub fn new(
+        store: Store,
+        cloud: Arc<dyn Cloud>,
+        catalog: Arc<dyn Catalog>,
+        metrics: Arc<Metrics>,
+    ) -> OpsService {
+        OpsService {
+            store,
+            cloud,
+            catalog,
+            metrics,
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        Health {
+            storage_ok: crate::store::probe(&self.store),
+            cloud: self.cloud.name(),
+            catalog: self.catalog.source_name(),
+        }
+    }
+
+    /// Prometheus text: the registry plus gauges read now (off the async
+    /// workers: counting statuses and sizing the file touch the disk).
+    pub async fn metrics_text(&self) -> Result<Vec<u8>, AppError> {
+        let store = self.store.clone();
+        let (counts, file_bytes) = tokio::task::spawn_blocking(move || {
+            let bytes = std::fs::metadata(store.path())
+                .map(|m| m.len())
+                .unwrap_or(0);
+            (store.status_counts(), bytes)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("metrics task failed: {e}")))?;
+        let m = &self.metrics;
+        for (status, n) in counts? {
+            m.orders
+                .with_label_values(&[status.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        m.data_file_bytes
+            .set(i64::try_from(file_bytes).unwrap_or(i64::MAX));
+        Metrics::catch_up(&m.cloud_calls, self.cloud.calls_sent());
+        Metrics::catch_up(&m.cloud_rate_limited, self.cloud.rate_limited_count());
+        let last = m.backup_last_success.get();
+        let age = if last > 0 {
+            now_millis() / 1000 - last
+        } else {
+            -1
+        };
+        m.backup_age_seconds.set(age);
+        m.render()
+            .map_err(|e| AppError::Internal(format!("cannot render metrics: {e}")))
+    }
+}
