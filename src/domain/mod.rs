@@ -5,5 +5,6 @@ pub mod lifecycle;
 pub mod order;
 pub mod task;
 pub mod time;
+pub mod wire;
 
 pub use order::*;
