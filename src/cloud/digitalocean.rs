@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{ActionStatus, Cloud, CloudError, Droplet, DropletSpec};
+use super::{ActionStatus, Cloud, CloudError, Created, DropletSpec};
+use crate::domain::droplet::{Droplet, DropletStatus};
+use crate::domain::time::parse_rfc3339;
 
 /// Calls kept in hand below DigitalOcean's hourly budget, so a burst from several
 /// sweeps cannot run the token into a hard 429 that also hits other users of it.
@@ -464,18 +466,21 @@ fn first_ip(nets: &Option<Vec<NetworkJson>>, kind: &str) -> Option<String> {
 }
 
 impl DropletJson {
-    fn into_droplet(self, create_action_id: Option<u64>) -> Droplet {
+    fn into_droplet(self) -> Droplet {
         let networks = self.networks.unwrap_or_default();
+        let status = DropletStatus::from_provider(&self.status);
+        if status == DropletStatus::Unknown {
+            tracing::warn!(droplet_id = self.id, status = %self.status, "DigitalOcean reported a droplet status vpsd does not know; waiting on it like `new`");
+        }
         Droplet {
             id: self.id,
             name: self.name.unwrap_or_default(),
-            status: self.status,
+            status,
             tags: self.tags.unwrap_or_default(),
-            created_at: self.created_at,
+            created_at: self.created_at.as_deref().and_then(parse_rfc3339),
             ipv4_public: first_ip(&networks.v4, "public"),
             ipv4_private: first_ip(&networks.v4, "private"),
             ipv6_public: first_ip(&networks.v6, "public"),
-            create_action_id,
         }
     }
 }
@@ -517,7 +522,7 @@ impl Cloud for DigitalOcean {
         "digitalocean"
     }
 
-    fn create_droplet(&self, spec: &DropletSpec) -> Result<Droplet, CloudError> {
+    fn create_droplet(&self, spec: &DropletSpec) -> Result<Created, CloudError> {
         let body = create_body(spec);
         let text = self.call("POST", "/droplets", &[], Some(&body))?;
         let parsed: CreateResponse =
@@ -528,16 +533,19 @@ impl Cloud for DigitalOcean {
             .find(|a| a.rel.as_deref() == Some("create"))
             .or_else(|| actions.first())
             .map(|a| a.id);
-        let droplet = parsed.droplet.into_droplet(action_id);
+        let droplet = parsed.droplet.into_droplet();
         tracing::debug!(droplet_id = droplet.id, action_id = ?action_id, "droplet create accepted");
-        Ok(droplet)
+        Ok(Created {
+            droplet,
+            create_action_id: action_id,
+        })
     }
 
     fn get_droplet(&self, id: u64) -> Result<Droplet, CloudError> {
         let text = self.call("GET", &format!("/droplets/{id}"), &[], None)?;
         let parsed: GetResponse =
             serde_json::from_str(&text).map_err(|e| unparseable("droplet", e))?;
-        Ok(parsed.droplet.into_droplet(None))
+        Ok(parsed.droplet.into_droplet())
     }
 
     fn list_by_tag(&self, tag: &str) -> Result<Vec<Droplet>, CloudError> {
@@ -558,7 +566,7 @@ impl Cloud for DigitalOcean {
             let count = droplets.len();
             for d in droplets {
                 if seen.insert(d.id) {
-                    out.push(d.into_droplet(None));
+                    out.push(d.into_droplet());
                 }
             }
             // `links.pages.next` is the documented signal; `meta.total` covers a
@@ -621,6 +629,15 @@ mod tests {
     }
 
     #[test]
+    fn statuses_do_may_add_later_are_unknown() {
+        let d: DropletJson =
+            serde_json::from_value(json!({"id": 2, "status": "rebuilding"})).unwrap();
+        let d = d.into_droplet();
+        assert_eq!(d.status, DropletStatus::Unknown);
+        assert_eq!(d.created_at, None);
+    }
+
+    #[test]
     fn debug_redacts_token() {
         let d = DigitalOcean::new(
             "http://127.0.0.1:1/",
@@ -636,13 +653,16 @@ mod tests {
     fn parses_networks() {
         let d: DropletJson = serde_json::from_value(json!({
             "id": 1, "name": "a", "status": "active", "tags": null,
+            "created_at": "2024-01-15T10:00:00Z",
             "networks": {"v4": [
                 {"ip_address": "10.1.2.3", "type": "private", "gateway": "nil"},
                 {"ip_address": "192.0.2.1", "type": "public"}
             ], "v6": [{"ip_address": "2001:db8::1", "netmask": 64, "type": "public"}]}
         }))
         .unwrap();
-        let d = d.into_droplet(None);
+        let d = d.into_droplet();
+        assert_eq!(d.status, DropletStatus::Active);
+        assert_eq!(d.created_at, Some(1_705_312_800_000));
         assert_eq!(d.ipv4_public.as_deref(), Some("192.0.2.1"));
         assert_eq!(d.ipv4_private.as_deref(), Some("10.1.2.3"));
         assert_eq!(d.ipv6_public.as_deref(), Some("2001:db8::1"));

@@ -1,6 +1,7 @@
 //! Pure types and rules of the product: no I/O, no async, no storage.
 //! Everything above (store, service, api) depends on this module; it depends on nothing of ours.
 
+pub mod droplet;
 pub mod lifecycle;
 pub mod order;
 pub mod task;
