@@ -48,6 +48,24 @@ pub struct DigitalOcean {
     rate_limited: AtomicU64,
 }
 
+/// The HTTP methods vpsd uses on DigitalOcean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
 /// What the last answers said about the rate-limit budget.
 #[derive(Debug, Default)]
 struct Gate {
@@ -112,7 +130,7 @@ impl DigitalOcean {
                 ("per_page", PER_PAGE.to_string()),
                 ("page", page.to_string()),
             ];
-            let text = self.call("GET", &path, &query, None)?;
+            let text = self.call(Method::Get, &path, &query, None)?;
             let parsed: ActionListResponse =
                 serde_json::from_str(&text).map_err(|e| unparseable("droplet actions", e))?;
             let actions = parsed.actions.unwrap_or_default();
@@ -190,58 +208,23 @@ impl DigitalOcean {
     }
 
     /// Sends one request and returns the 2xx body; everything else becomes a
-    /// `CloudError`.
+    /// `CloudError`. Refused locally, unsent, while the rate-limit gate is shut.
     fn call(
         &self,
-        method: &str,
+        method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<String, CloudError> {
         self.check_gate()?;
-        let url = format!("{}{}", self.base, path);
-        let auth = format!("Bearer {}", self.token);
         self.calls_sent.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = match method {
-            "POST" => {
-                let req = self
-                    .agent
-                    .post(&url)
-                    .header("Authorization", &auth)
-                    .header("Accept", "application/json");
-                req.send_json(body.unwrap_or(&Value::Null))
-            }
-            "DELETE" => self
-                .agent
-                .delete(&url)
-                .header("Authorization", &auth)
-                .header("Accept", "application/json")
-                .call(),
-            _ => {
-                let mut req = self
-                    .agent
-                    .get(&url)
-                    .header("Authorization", &auth)
-                    .header("Accept", "application/json");
-                for (k, v) in query {
-                    req = req.query(*k, v);
-                }
-                req.call()
-            }
-        };
-        let mut response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let msg = match e {
-                    ureq::Error::Timeout(_) => format!("{method} {path}: timed out"),
-                    other => self.redact(&format!("{method} {path}: {other}")),
-                };
-                let elapsed_ms = started.elapsed().as_millis() as u64;
-                tracing::debug!(method, path, elapsed_ms, error = %msg, "digitalocean call failed");
-                return Err(CloudError::Unavailable(msg));
-            }
-        };
+        let mut response = self.send(method, path, query, body).map_err(|e| {
+            let error = self.transport_error(method, path, false, e);
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::debug!(method = method.as_str(), path, elapsed_ms, error = %error, "digitalocean call failed");
+            error
+        })?;
         let status = response.status().as_u16();
         self.note_limits(response.headers());
         let retry_after = retry_after_from(response.headers());
@@ -251,24 +234,76 @@ impl DigitalOcean {
             .limit(MAX_BODY_BYTES)
             .read_to_string();
         tracing::debug!(
-            method,
+            method = method.as_str(),
             path,
             status,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "digitalocean call"
         );
-        let text = match text {
-            Ok(t) => t,
-            Err(e) => {
-                let msg = match e {
-                    ureq::Error::Timeout(_) => {
-                        format!("{method} {path}: timed out reading the answer")
-                    }
-                    other => self.redact(&format!("{method} {path}: reading the answer: {other}")),
-                };
-                return Err(CloudError::Unavailable(msg));
-            }
+        let text = text.map_err(|e| self.transport_error(method, path, true, e))?;
+        self.classify(method, path, status, retry_after, text)
+    }
+
+    /// Builds and sends the request: the token goes only to the configured base.
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let url = format!("{}{}", self.base, path);
+        match method {
+            Method::Get => self.prepare(self.agent.get(&url), query).call(),
+            Method::Delete => self.prepare(self.agent.delete(&url), query).call(),
+            Method::Post => self
+                .prepare(self.agent.post(&url), query)
+                .send_json(body.unwrap_or(&Value::Null)),
+        }
+    }
+
+    fn prepare<B>(
+        &self,
+        request: ureq::RequestBuilder<B>,
+        query: &[(&str, String)],
+    ) -> ureq::RequestBuilder<B> {
+        request
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Accept", "application/json")
+            .query_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
+    }
+
+    /// A request that got no (complete) answer: worth retrying later. ureq
+    /// formats the text, so it is scrubbed of the token.
+    fn transport_error(
+        &self,
+        method: Method,
+        path: &str,
+        reading: bool,
+        e: ureq::Error,
+    ) -> CloudError {
+        let method = method.as_str();
+        let (timed_out, failed) = if reading {
+            (" reading the answer", "reading the answer: ")
+        } else {
+            ("", "")
         };
+        CloudError::Unavailable(match e {
+            ureq::Error::Timeout(_) => format!("{method} {path}: timed out{timed_out}"),
+            other => self.redact(&format!("{method} {path}: {failed}{other}")),
+        })
+    }
+
+    /// Maps an answer's status to the body (2xx) or the `CloudError` the
+    /// provisioner acts on; a 429 also shuts the gate for its wait.
+    fn classify(
+        &self,
+        method: Method,
+        path: &str,
+        status: u16,
+        retry_after: Duration,
+        text: String,
+    ) -> Result<String, CloudError> {
         match status {
             200..=299 => Ok(text),
             401 => Err(CloudError::Unauthorized(self.error_message(&text, status))),
@@ -284,7 +319,8 @@ impl DigitalOcean {
                 message: self.error_message(&text, status),
             }),
             _ => Err(CloudError::Unavailable(format!(
-                "{method} {path}: HTTP {status}: {}",
+                "{} {path}: HTTP {status}: {}",
+                method.as_str(),
                 self.error_message(&text, status)
             ))),
         }
@@ -524,7 +560,7 @@ impl Cloud for DigitalOcean {
 
     fn create_droplet(&self, spec: &DropletSpec) -> Result<Created, CloudError> {
         let body = create_body(spec);
-        let text = self.call("POST", "/droplets", &[], Some(&body))?;
+        let text = self.call(Method::Post, "/droplets", &[], Some(&body))?;
         let parsed: CreateResponse =
             serde_json::from_str(&text).map_err(|e| unparseable("create", e))?;
         let actions = parsed.links.unwrap_or_default().actions.unwrap_or_default();
@@ -542,7 +578,7 @@ impl Cloud for DigitalOcean {
     }
 
     fn get_droplet(&self, id: u64) -> Result<Droplet, CloudError> {
-        let text = self.call("GET", &format!("/droplets/{id}"), &[], None)?;
+        let text = self.call(Method::Get, &format!("/droplets/{id}"), &[], None)?;
         let parsed: GetResponse =
             serde_json::from_str(&text).map_err(|e| unparseable("droplet", e))?;
         Ok(parsed.droplet.into_droplet())
@@ -559,7 +595,7 @@ impl Cloud for DigitalOcean {
                 ("per_page", PER_PAGE.to_string()),
                 ("page", page.to_string()),
             ];
-            let text = self.call("GET", "/droplets", &query, None)?;
+            let text = self.call(Method::Get, "/droplets", &query, None)?;
             let parsed: ListResponse =
                 serde_json::from_str(&text).map_err(|e| unparseable("droplet list", e))?;
             let droplets = parsed.droplets.unwrap_or_default();
@@ -593,14 +629,14 @@ impl Cloud for DigitalOcean {
     }
 
     fn delete_droplet(&self, id: u64) -> Result<(), CloudError> {
-        match self.call("DELETE", &format!("/droplets/{id}"), &[], None) {
+        match self.call(Method::Delete, &format!("/droplets/{id}"), &[], None) {
             Ok(_) | Err(CloudError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     fn get_action(&self, id: u64) -> Result<ActionStatus, CloudError> {
-        let text = self.call("GET", &format!("/actions/{id}"), &[], None)?;
+        let text = self.call(Method::Get, &format!("/actions/{id}"), &[], None)?;
         let parsed: ActionResponse =
             serde_json::from_str(&text).map_err(|e| unparseable("action", e))?;
         action_status(&parsed.action.status)
