@@ -52,7 +52,9 @@ enum Applied {
 pub struct Writer {
     tx: mpsc::Sender<Message>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
-    /// Test hook: the next N commits fail as if the disk refused them.
+    /// Test hook: the next N commits fail as if the disk refused them. Only
+    /// test builds (feature `testing`) can set it or look at it.
+    #[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
     injected_failures: Arc<AtomicU32>,
 }
 
@@ -128,6 +130,7 @@ impl Writer {
     }
 
     /// Makes the next `n` commits fail with a storage error (fault-injection tests).
+    #[cfg(any(test, feature = "testing"))]
     #[doc(hidden)]
     pub fn inject_commit_failures(&self, n: u32) {
         self.injected_failures.store(n, Ordering::SeqCst);
@@ -270,9 +273,11 @@ fn commit_batch(
         }
         results
     };
-    let injected = faults
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
+    // A constant `false` outside test builds: production commits skip the check.
+    let injected = cfg!(any(test, feature = "testing"))
+        && faults
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
     if injected {
         // Dropping the transaction aborts it: the fault leaves nothing behind.
         return Err(BatchError {
