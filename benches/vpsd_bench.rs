@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::process::Daemon;
+use vpsd::domain::droplet::{Droplet, DropletStatus};
 use vpsd::domain::lifecycle::Command;
 use vpsd::domain::task::ProvisioningTask;
 use vpsd::domain::Actor;
@@ -479,6 +480,20 @@ fn bench_big_file(list: bool, startup: bool, backup: bool) {
 
 // ---------------------------------------------------------------- sweep
 
+/// A task's droplet as known right after its create: the id and little else.
+fn seeded_droplet(s: &support::fake_do::SeededDroplet) -> Droplet {
+    Droplet {
+        id: s.id,
+        name: String::new(),
+        status: DropletStatus::New,
+        tags: vec!["vpsd".into(), s.order_tag.clone()],
+        created_at: None,
+        ipv4_public: None,
+        ipv4_private: None,
+        ipv6_public: None,
+    }
+}
+
 fn bench_sweep() {
     println!("\n## Reconciler sweep over 10,000 in-progress orders (fake DigitalOcean)");
     let mut calls = Vec::new();
@@ -514,7 +529,7 @@ fn bench_sweep() {
                 let record = r.expect("stored").expect("paid");
                 let mut task: ProvisioningTask = record.task.expect("task");
                 task.status = ProvisioningStatus::InProgress;
-                task.droplet_id = Some(s.id);
+                task.droplet = Some(seeded_droplet(s));
                 WriteOp::SaveTask {
                     task: Box::new(task),
                     commands: vec![Command::StartProvisioning],

@@ -321,13 +321,16 @@ fn order_response(status: StatusCode, record: &crate::domain::OrderRecord) -> Ht
 /// the same code as a fresh one, so it is byte-for-byte the first response,
 /// and is marked with `Idempotent-Replayed: true`.
 fn respond(reply: crate::service::Reply, success: StatusCode) -> Result<HttpResponse, AppError> {
-    use crate::service::Reply;
+    use crate::service::{Replay, Reply};
     match reply {
         Reply::Fresh(outcome) => outcome.map(|record| order_response(success, &record)),
-        Reply::Replayed(outcome) => {
-            let mut response = match outcome {
-                Ok(record) => order_response(success, &record),
-                Err(e) => error_response(&e),
+        Reply::Replayed(replay) => {
+            let mut response = match replay {
+                Replay::Outcome(Ok(record)) => order_response(success, &record),
+                Replay::Outcome(Err(e)) => error_response(&e),
+                Replay::Rendered { status, body } => {
+                    json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
+                }
             };
             response.headers_mut().insert(
                 "idempotent-replayed",

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{ActionStatus, Cloud, CloudError, Droplet, DropletSpec};
+use super::{ActionStatus, Cloud, CloudError, Created, DropletSpec};
+use crate::domain::droplet::{Droplet, DropletStatus};
+use crate::domain::time::parse_rfc3339;
 
 /// Calls kept in hand below DigitalOcean's hourly budget, so a burst from several
 /// sweeps cannot run the token into a hard 429 that also hits other users of it.
@@ -44,6 +46,24 @@ pub struct DigitalOcean {
     gate: Mutex<Gate>,
     calls_sent: AtomicU64,
     rate_limited: AtomicU64,
+}
+
+/// The HTTP methods vpsd uses on DigitalOcean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
 }
 
 /// What the last answers said about the rate-limit budget.
@@ -110,7 +130,7 @@ impl DigitalOcean {
                 ("per_page", PER_PAGE.to_string()),
                 ("page", page.to_string()),
             ];
-            let text = self.call("GET", &path, &query, None)?;
+            let text = self.call(Method::Get, &path, &query, None)?;
             let parsed: ActionListResponse =
                 serde_json::from_str(&text).map_err(|e| unparseable("droplet actions", e))?;
             let actions = parsed.actions.unwrap_or_default();
@@ -188,58 +208,23 @@ impl DigitalOcean {
     }
 
     /// Sends one request and returns the 2xx body; everything else becomes a
-    /// `CloudError`.
+    /// `CloudError`. Refused locally, unsent, while the rate-limit gate is shut.
     fn call(
         &self,
-        method: &str,
+        method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<String, CloudError> {
         self.check_gate()?;
-        let url = format!("{}{}", self.base, path);
-        let auth = format!("Bearer {}", self.token);
         self.calls_sent.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = match method {
-            "POST" => {
-                let req = self
-                    .agent
-                    .post(&url)
-                    .header("Authorization", &auth)
-                    .header("Accept", "application/json");
-                req.send_json(body.unwrap_or(&Value::Null))
-            }
-            "DELETE" => self
-                .agent
-                .delete(&url)
-                .header("Authorization", &auth)
-                .header("Accept", "application/json")
-                .call(),
-            _ => {
-                let mut req = self
-                    .agent
-                    .get(&url)
-                    .header("Authorization", &auth)
-                    .header("Accept", "application/json");
-                for (k, v) in query {
-                    req = req.query(*k, v);
-                }
-                req.call()
-            }
-        };
-        let mut response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let msg = match e {
-                    ureq::Error::Timeout(_) => format!("{method} {path}: timed out"),
-                    other => self.redact(&format!("{method} {path}: {other}")),
-                };
-                let elapsed_ms = started.elapsed().as_millis() as u64;
-                tracing::debug!(method, path, elapsed_ms, error = %msg, "digitalocean call failed");
-                return Err(CloudError::Unavailable(msg));
-            }
-        };
+        let mut response = self.send(method, path, query, body).map_err(|e| {
+            let error = self.transport_error(method, path, false, e);
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::debug!(method = method.as_str(), path, elapsed_ms, error = %error, "digitalocean call failed");
+            error
+        })?;
         let status = response.status().as_u16();
         self.note_limits(response.headers());
         let retry_after = retry_after_from(response.headers());
@@ -249,24 +234,76 @@ impl DigitalOcean {
             .limit(MAX_BODY_BYTES)
             .read_to_string();
         tracing::debug!(
-            method,
+            method = method.as_str(),
             path,
             status,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "digitalocean call"
         );
-        let text = match text {
-            Ok(t) => t,
-            Err(e) => {
-                let msg = match e {
-                    ureq::Error::Timeout(_) => {
-                        format!("{method} {path}: timed out reading the answer")
-                    }
-                    other => self.redact(&format!("{method} {path}: reading the answer: {other}")),
-                };
-                return Err(CloudError::Unavailable(msg));
-            }
+        let text = text.map_err(|e| self.transport_error(method, path, true, e))?;
+        self.classify(method, path, status, retry_after, text)
+    }
+
+    /// Builds and sends the request: the token goes only to the configured base.
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let url = format!("{}{}", self.base, path);
+        match method {
+            Method::Get => self.prepare(self.agent.get(&url), query).call(),
+            Method::Delete => self.prepare(self.agent.delete(&url), query).call(),
+            Method::Post => self
+                .prepare(self.agent.post(&url), query)
+                .send_json(body.unwrap_or(&Value::Null)),
+        }
+    }
+
+    fn prepare<B>(
+        &self,
+        request: ureq::RequestBuilder<B>,
+        query: &[(&str, String)],
+    ) -> ureq::RequestBuilder<B> {
+        request
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Accept", "application/json")
+            .query_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
+    }
+
+    /// A request that got no (complete) answer: worth retrying later. ureq
+    /// formats the text, so it is scrubbed of the token.
+    fn transport_error(
+        &self,
+        method: Method,
+        path: &str,
+        reading: bool,
+        e: ureq::Error,
+    ) -> CloudError {
+        let method = method.as_str();
+        let (timed_out, failed) = if reading {
+            (" reading the answer", "reading the answer: ")
+        } else {
+            ("", "")
         };
+        CloudError::Unavailable(match e {
+            ureq::Error::Timeout(_) => format!("{method} {path}: timed out{timed_out}"),
+            other => self.redact(&format!("{method} {path}: {failed}{other}")),
+        })
+    }
+
+    /// Maps an answer's status to the body (2xx) or the `CloudError` the
+    /// provisioner acts on; a 429 also shuts the gate for its wait.
+    fn classify(
+        &self,
+        method: Method,
+        path: &str,
+        status: u16,
+        retry_after: Duration,
+        text: String,
+    ) -> Result<String, CloudError> {
         match status {
             200..=299 => Ok(text),
             401 => Err(CloudError::Unauthorized(self.error_message(&text, status))),
@@ -282,7 +319,8 @@ impl DigitalOcean {
                 message: self.error_message(&text, status),
             }),
             _ => Err(CloudError::Unavailable(format!(
-                "{method} {path}: HTTP {status}: {}",
+                "{} {path}: HTTP {status}: {}",
+                method.as_str(),
                 self.error_message(&text, status)
             ))),
         }
@@ -464,18 +502,21 @@ fn first_ip(nets: &Option<Vec<NetworkJson>>, kind: &str) -> Option<String> {
 }
 
 impl DropletJson {
-    fn into_droplet(self, create_action_id: Option<u64>) -> Droplet {
+    fn into_droplet(self) -> Droplet {
         let networks = self.networks.unwrap_or_default();
+        let status = DropletStatus::from_provider(&self.status);
+        if status == DropletStatus::Unknown {
+            tracing::warn!(droplet_id = self.id, status = %self.status, "DigitalOcean reported a droplet status vpsd does not know; waiting on it like `new`");
+        }
         Droplet {
             id: self.id,
             name: self.name.unwrap_or_default(),
-            status: self.status,
+            status,
             tags: self.tags.unwrap_or_default(),
-            created_at: self.created_at,
+            created_at: self.created_at.as_deref().and_then(parse_rfc3339),
             ipv4_public: first_ip(&networks.v4, "public"),
             ipv4_private: first_ip(&networks.v4, "private"),
             ipv6_public: first_ip(&networks.v6, "public"),
-            create_action_id,
         }
     }
 }
@@ -517,9 +558,9 @@ impl Cloud for DigitalOcean {
         "digitalocean"
     }
 
-    fn create_droplet(&self, spec: &DropletSpec) -> Result<Droplet, CloudError> {
+    fn create_droplet(&self, spec: &DropletSpec) -> Result<Created, CloudError> {
         let body = create_body(spec);
-        let text = self.call("POST", "/droplets", &[], Some(&body))?;
+        let text = self.call(Method::Post, "/droplets", &[], Some(&body))?;
         let parsed: CreateResponse =
             serde_json::from_str(&text).map_err(|e| unparseable("create", e))?;
         let actions = parsed.links.unwrap_or_default().actions.unwrap_or_default();
@@ -528,16 +569,19 @@ impl Cloud for DigitalOcean {
             .find(|a| a.rel.as_deref() == Some("create"))
             .or_else(|| actions.first())
             .map(|a| a.id);
-        let droplet = parsed.droplet.into_droplet(action_id);
+        let droplet = parsed.droplet.into_droplet();
         tracing::debug!(droplet_id = droplet.id, action_id = ?action_id, "droplet create accepted");
-        Ok(droplet)
+        Ok(Created {
+            droplet,
+            create_action_id: action_id,
+        })
     }
 
     fn get_droplet(&self, id: u64) -> Result<Droplet, CloudError> {
-        let text = self.call("GET", &format!("/droplets/{id}"), &[], None)?;
+        let text = self.call(Method::Get, &format!("/droplets/{id}"), &[], None)?;
         let parsed: GetResponse =
             serde_json::from_str(&text).map_err(|e| unparseable("droplet", e))?;
-        Ok(parsed.droplet.into_droplet(None))
+        Ok(parsed.droplet.into_droplet())
     }
 
     fn list_by_tag(&self, tag: &str) -> Result<Vec<Droplet>, CloudError> {
@@ -551,14 +595,14 @@ impl Cloud for DigitalOcean {
                 ("per_page", PER_PAGE.to_string()),
                 ("page", page.to_string()),
             ];
-            let text = self.call("GET", "/droplets", &query, None)?;
+            let text = self.call(Method::Get, "/droplets", &query, None)?;
             let parsed: ListResponse =
                 serde_json::from_str(&text).map_err(|e| unparseable("droplet list", e))?;
             let droplets = parsed.droplets.unwrap_or_default();
             let count = droplets.len();
             for d in droplets {
                 if seen.insert(d.id) {
-                    out.push(d.into_droplet(None));
+                    out.push(d.into_droplet());
                 }
             }
             // `links.pages.next` is the documented signal; `meta.total` covers a
@@ -585,14 +629,14 @@ impl Cloud for DigitalOcean {
     }
 
     fn delete_droplet(&self, id: u64) -> Result<(), CloudError> {
-        match self.call("DELETE", &format!("/droplets/{id}"), &[], None) {
+        match self.call(Method::Delete, &format!("/droplets/{id}"), &[], None) {
             Ok(_) | Err(CloudError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     fn get_action(&self, id: u64) -> Result<ActionStatus, CloudError> {
-        let text = self.call("GET", &format!("/actions/{id}"), &[], None)?;
+        let text = self.call(Method::Get, &format!("/actions/{id}"), &[], None)?;
         let parsed: ActionResponse =
             serde_json::from_str(&text).map_err(|e| unparseable("action", e))?;
         action_status(&parsed.action.status)
@@ -621,6 +665,15 @@ mod tests {
     }
 
     #[test]
+    fn statuses_do_may_add_later_are_unknown() {
+        let d: DropletJson =
+            serde_json::from_value(json!({"id": 2, "status": "rebuilding"})).unwrap();
+        let d = d.into_droplet();
+        assert_eq!(d.status, DropletStatus::Unknown);
+        assert_eq!(d.created_at, None);
+    }
+
+    #[test]
     fn debug_redacts_token() {
         let d = DigitalOcean::new(
             "http://127.0.0.1:1/",
@@ -636,13 +689,16 @@ mod tests {
     fn parses_networks() {
         let d: DropletJson = serde_json::from_value(json!({
             "id": 1, "name": "a", "status": "active", "tags": null,
+            "created_at": "2024-01-15T10:00:00Z",
             "networks": {"v4": [
                 {"ip_address": "10.1.2.3", "type": "private", "gateway": "nil"},
                 {"ip_address": "192.0.2.1", "type": "public"}
             ], "v6": [{"ip_address": "2001:db8::1", "netmask": 64, "type": "public"}]}
         }))
         .unwrap();
-        let d = d.into_droplet(None);
+        let d = d.into_droplet();
+        assert_eq!(d.status, DropletStatus::Active);
+        assert_eq!(d.created_at, Some(1_705_312_800_000));
         assert_eq!(d.ipv4_public.as_deref(), Some("192.0.2.1"));
         assert_eq!(d.ipv4_private.as_deref(), Some("10.1.2.3"));
         assert_eq!(d.ipv6_public.as_deref(), Some("2001:db8::1"));

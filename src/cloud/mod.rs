@@ -7,6 +7,8 @@ pub mod sandbox;
 
 use std::time::Duration;
 
+use crate::domain::droplet::Droplet;
+
 /// What to create. Field meanings follow DigitalOcean's `POST /v2/droplets`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DropletSpec {
@@ -21,20 +23,11 @@ pub struct DropletSpec {
     pub user_data: Option<String>,
 }
 
-/// A droplet as observed. Status is DigitalOcean's: `new | active | off | archive`.
+/// The answer to a create: the droplet as first reported, and its create
+/// action (from `links.actions`), which only this answer names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Droplet {
-    pub id: u64,
-    pub name: String,
-    pub status: String,
-    pub tags: Vec<String>,
-    /// RFC 3339 text as the provider sent it.
-    pub created_at: Option<String>,
-    pub ipv4_public: Option<String>,
-    pub ipv4_private: Option<String>,
-    pub ipv6_public: Option<String>,
-    /// The create action's id (from `links.actions` of the create response);
-    /// only known on the droplet returned by `create_droplet`.
+pub struct Created {
+    pub droplet: Droplet,
     pub create_action_id: Option<u64>,
 }
 
@@ -68,7 +61,7 @@ pub enum CloudError {
 pub trait Cloud: Send + Sync {
     /// `digitalocean` or `sandbox`, for logs and health.
     fn name(&self) -> &'static str;
-    fn create_droplet(&self, spec: &DropletSpec) -> Result<Droplet, CloudError>;
+    fn create_droplet(&self, spec: &DropletSpec) -> Result<Created, CloudError>;
     fn get_droplet(&self, id: u64) -> Result<Droplet, CloudError>;
     /// Every droplet carrying `tag`, following pagination (200 per page).
     fn list_by_tag(&self, tag: &str) -> Result<Vec<Droplet>, CloudError>;

@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
-
-use super::{ActionStatus, Cloud, CloudError, Droplet, DropletSpec};
+use super::{ActionStatus, Cloud, CloudError, Created, DropletSpec};
+use crate::domain::droplet::{Droplet, DropletStatus};
+use crate::domain::time::{format_millis, now_millis, parse_rfc3339, Millis};
 
 const FIRST_DROPLET_ID: u64 = 100_000_001;
 const FIRST_ACTION_ID: u64 = 900_000_001;
@@ -52,6 +51,7 @@ struct Saved {
     id: u64,
     name: String,
     tags: Vec<String>,
+    /// RFC 3339, so the file stays readable by eye.
     created_at: Option<String>,
     ipv4_public: Option<String>,
     ipv4_private: Option<String>,
@@ -92,13 +92,12 @@ impl Sandbox {
                                 booted: Droplet {
                                     id: d.id,
                                     name: d.name,
-                                    status: "active".into(),
+                                    status: DropletStatus::Active,
                                     tags: d.tags,
-                                    created_at: d.created_at,
+                                    created_at: d.created_at.as_deref().and_then(parse_rfc3339),
                                     ipv4_public: d.ipv4_public,
                                     ipv4_private: d.ipv4_private,
                                     ipv6_public: d.ipv6_public,
-                                    create_action_id: None,
                                 },
                                 created_ms: d.created_ms,
                                 action_id: d.action_id,
@@ -132,7 +131,7 @@ impl Sandbox {
                 id: e.booted.id,
                 name: e.booted.name.clone(),
                 tags: e.booted.tags.clone(),
-                created_at: e.booted.created_at.clone(),
+                created_at: e.booted.created_at.map(format_millis),
                 ipv4_public: e.booted.ipv4_public.clone(),
                 ipv4_private: e.booted.ipv4_private.clone(),
                 ipv6_public: e.booted.ipv6_public.clone(),
@@ -157,7 +156,7 @@ impl Sandbox {
     }
 
     fn observe(&self, entry: &Entry) -> Droplet {
-        let age = crate::domain::time::now_millis().saturating_sub(entry.created_ms);
+        let age = now_millis().saturating_sub(entry.created_ms);
         if age >= i64::try_from(self.boot_delay.as_millis()).unwrap_or(i64::MAX) {
             entry.booted.clone()
         } else {
@@ -184,7 +183,7 @@ impl Sandbox {
 
 fn unbooted(booted: &Droplet) -> Droplet {
     Droplet {
-        status: "new".into(),
+        status: DropletStatus::New,
         ipv4_public: None,
         ipv4_private: None,
         ipv6_public: None,
@@ -192,11 +191,9 @@ fn unbooted(booted: &Droplet) -> Droplet {
     }
 }
 
-fn now_rfc3339() -> Option<String> {
-    let now = OffsetDateTime::now_utc();
-    // DigitalOcean reports whole seconds.
-    let now = now.replace_nanosecond(0).unwrap_or(now);
-    now.format(&Rfc3339).ok()
+/// DigitalOcean reports creation times in whole seconds.
+fn whole_seconds(ms: Millis) -> Millis {
+    ms - ms.rem_euclid(1000)
 }
 
 impl Cloud for Sandbox {
@@ -211,33 +208,33 @@ impl Cloud for Sandbox {
         "sandbox"
     }
 
-    fn create_droplet(&self, spec: &DropletSpec) -> Result<Droplet, CloudError> {
+    fn create_droplet(&self, spec: &DropletSpec) -> Result<Created, CloudError> {
         let mut state = self.state();
         let id = state.next_id;
         state.next_id += 1;
         let action_id = state.next_action_id;
         state.next_action_id += 1;
         let n = id - FIRST_DROPLET_ID;
+        let created_ms = now_millis();
         let booted = Droplet {
             id,
             name: spec.name.clone(),
-            status: "active".into(),
+            status: DropletStatus::Active,
             tags: spec.tags.clone(),
-            created_at: now_rfc3339(),
+            created_at: Some(whole_seconds(created_ms)),
             ipv4_public: Some(format!("203.0.113.{}", n % 254 + 1)),
             ipv4_private: Some(format!("10.130.{}.{}", (n / 254) % 256, n % 254 + 1)),
             ipv6_public: spec.ipv6.then(|| format!("2001:db8::{:x}", n + 1)),
-            create_action_id: None,
         };
         // Like DigitalOcean, the create answer shows the droplet before it boots,
         // even with no boot delay.
-        let answer = Droplet {
+        let answer = Created {
+            droplet: unbooted(&booted),
             create_action_id: Some(action_id),
-            ..unbooted(&booted)
         };
         let entry = Entry {
             booted,
-            created_ms: crate::domain::time::now_millis(),
+            created_ms,
             action_id,
         };
         state.droplets.insert(id, entry);
@@ -301,20 +298,21 @@ mod tests {
     #[test]
     fn boots_after_delay() {
         let cloud = Sandbox::new(Duration::from_millis(50));
-        let d = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
+        let created = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
+        let d = created.droplet;
         assert_eq!(d.id, FIRST_DROPLET_ID);
-        assert_eq!(d.status, "new");
+        assert_eq!(d.status, DropletStatus::New);
         assert!(d.ipv4_public.is_none());
-        assert!(d.create_action_id.is_some());
-        assert!(d.created_at.as_deref().is_some_and(|t| t.ends_with('Z')));
+        assert!(created.create_action_id.is_some());
+        assert!(d.created_at.is_some_and(|ms| ms % 1000 == 0));
 
         let early = cloud.get_droplet(d.id).unwrap();
-        assert_eq!(early.status, "new");
+        assert_eq!(early.status, DropletStatus::New);
         assert!(early.ipv4_public.is_none());
 
         std::thread::sleep(Duration::from_millis(60));
         let booted = cloud.get_droplet(d.id).unwrap();
-        assert_eq!(booted.status, "active");
+        assert_eq!(booted.status, DropletStatus::Active);
         assert_eq!(booted.ipv4_public.as_deref(), Some("203.0.113.1"));
         assert!(booted
             .ipv4_private
@@ -326,16 +324,19 @@ mod tests {
     #[test]
     fn zero_delay_is_active_on_first_get() {
         let cloud = Sandbox::new(Duration::ZERO);
-        let d = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
-        assert_eq!(d.status, "new");
-        assert_eq!(cloud.get_droplet(d.id).unwrap().status, "active");
+        let d = cloud.create_droplet(&spec(&["vpsd"])).unwrap().droplet;
+        assert_eq!(d.status, DropletStatus::New);
+        assert_eq!(
+            cloud.get_droplet(d.id).unwrap().status,
+            DropletStatus::Active
+        );
     }
 
     #[test]
     fn ids_increase_and_ips_differ() {
         let cloud = Sandbox::new(Duration::ZERO);
-        let a = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
-        let b = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
+        let a = cloud.create_droplet(&spec(&["vpsd"])).unwrap().droplet;
+        let b = cloud.create_droplet(&spec(&["vpsd"])).unwrap().droplet;
         assert!(b.id > a.id);
         let a = cloud.get_droplet(a.id).unwrap();
         let b = cloud.get_droplet(b.id).unwrap();
@@ -348,10 +349,12 @@ mod tests {
         let cloud = Sandbox::new(Duration::ZERO);
         let a = cloud
             .create_droplet(&spec(&["vpsd", "vpsd-order-a"]))
-            .unwrap();
+            .unwrap()
+            .droplet;
         let b = cloud
             .create_droplet(&spec(&["vpsd", "vpsd-order-b"]))
-            .unwrap();
+            .unwrap()
+            .droplet;
         assert_eq!(cloud.list_by_tag("vpsd").unwrap().len(), 2);
         let only_a = cloud.list_by_tag("vpsd-order-a").unwrap();
         assert_eq!(only_a.len(), 1);
@@ -369,8 +372,8 @@ mod tests {
     #[test]
     fn actions_complete_and_unknown_is_not_found() {
         let cloud = Sandbox::new(Duration::ZERO);
-        let d = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
-        let action = d.create_action_id.unwrap();
+        let created = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
+        let (d, action) = (created.droplet, created.create_action_id.unwrap());
         assert_eq!(cloud.get_action(action), Ok(ActionStatus::Completed));
         assert_eq!(
             cloud.find_create_action(d.id),
@@ -382,11 +385,23 @@ mod tests {
     }
 
     #[test]
+    fn droplets_survive_a_restart_with_the_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sandbox.json");
+        let first = Sandbox::with_state_file(Duration::ZERO, path.clone());
+        let made = first.create_droplet(&spec(&["vpsd"])).unwrap().droplet;
+        let before = first.get_droplet(made.id).unwrap();
+        let again = Sandbox::with_state_file(Duration::ZERO, path);
+        assert_eq!(again.get_droplet(made.id).unwrap(), before);
+        assert!(again.create_droplet(&spec(&["vpsd"])).unwrap().droplet.id > made.id);
+    }
+
+    #[test]
     fn ipv6_only_when_asked() {
         let cloud = Sandbox::new(Duration::ZERO);
         let mut s = spec(&["vpsd"]);
         s.ipv6 = true;
-        let d = cloud.create_droplet(&s).unwrap();
+        let d = cloud.create_droplet(&s).unwrap().droplet;
         assert!(cloud.get_droplet(d.id).unwrap().ipv6_public.is_some());
     }
 }

@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use super::order::{Actor, HistoryEntry, HistoryStatus, Order, OrderStatus, ProvisioningStatus};
+use super::order::{Actor, HistoryEntry, HistoryStatus, Order, OrderStatus};
 use super::record::OrderRecord;
 use super::task::ProvisioningTask;
 use super::time::Millis;
@@ -268,24 +268,11 @@ fn effects(
                 .task
                 .clone()
                 .unwrap_or_else(|| ProvisioningTask::for_paid_order(order, now));
-            restart_task(&mut task, now);
+            task.restart(now);
             (TaskEffect::Write(Box::new(task)), CouponEffect::None)
         }
         _ => (TaskEffect::Unchanged, CouponEffect::None),
     }
-}
-
-/// retry-provisioning: a fresh attempt budget and no stale error, keeping the
-/// droplet fields so the provisioner can adopt or replace the droplet.
-fn restart_task(task: &mut ProvisioningTask, now: Millis) {
-    task.status = ProvisioningStatus::Pending;
-    task.revision += 1;
-    task.attempts = 0;
-    task.error_code = None;
-    task.error_message = None;
-    task.not_found_streak = 0;
-    task.completed_at = None;
-    task.updated_at = now;
 }
 
 /// The next history row of `order`, counted on it.
@@ -479,7 +466,7 @@ mod tests {
         let mut task = ProvisioningTask::for_paid_order(&record.order, 1);
         task.status = ProvisioningStatus::Failed;
         task.attempts = 9;
-        task.error_code = Some("PROVISIONING_TIMEOUT".into());
+        task.error_code = Some(crate::domain::task::ProvisioningError::ProvisioningTimeout);
         record.task = Some(task.clone());
         let change = decide(
             &record,

@@ -4,34 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::time::Millis;
-
-/// Declares a closed string enum whose wire names are the SPEC's upper-case names.
-/// One macro keeps `as_str` and `parse` from ever drifting apart.
-macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
+use super::wire::wire_enum;
 
 wire_enum!(
     /// Where an order is in its life (SPEC §1). Stored as its index in `ALL`,

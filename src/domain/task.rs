@@ -4,8 +4,10 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::droplet::{Droplet, DropletStatus};
 use super::order::{Order, ProvisioningStatus};
 use super::time::Millis;
+use super::wire::wire_enum;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvisioningTask {
@@ -20,15 +22,12 @@ pub struct ProvisioningTask {
     pub do_region: String,
     pub do_size: String,
     pub do_image: String,
-    pub droplet_id: Option<u64>,
-    pub droplet_name: Option<String>,
-    pub droplet_status: Option<String>,
-    pub droplet_tags: Vec<String>,
-    pub droplet_created_at: Option<Millis>,
-    pub ipv4_public: Option<String>,
-    pub ipv4_private: Option<String>,
-    pub ipv6_public: Option<String>,
-    pub error_code: Option<String>,
+    /// The order's droplet as last observed; `None` until one is created or
+    /// adopted. Kept across a retry so the provisioner can adopt or replace it.
+    pub droplet: Option<Droplet>,
+    /// Why the task failed, or (while it is still open) the transient trouble it
+    /// is retrying through. Set and cleared together with `error_message`.
+    pub error_code: Option<ProvisioningError>,
     pub error_message: Option<String>,
     /// The droplet's create action, checked for `errored`.
     pub create_action_id: Option<u64>,
@@ -52,14 +51,7 @@ impl ProvisioningTask {
             do_region: order.droplet.region.clone(),
             do_size: order.droplet.size_slug.clone(),
             do_image: order.droplet.image_slug.clone(),
-            droplet_id: None,
-            droplet_name: None,
-            droplet_status: None,
-            droplet_tags: Vec::new(),
-            droplet_created_at: None,
-            ipv4_public: None,
-            ipv4_private: None,
-            ipv6_public: None,
+            droplet: None,
             error_code: None,
             error_message: None,
             create_action_id: None,
@@ -78,6 +70,30 @@ impl ProvisioningTask {
             ProvisioningStatus::Pending | ProvisioningStatus::InProgress
         )
     }
+
+    pub fn droplet_id(&self) -> Option<u64> {
+        self.droplet.as_ref().map(|d| d.id)
+    }
+
+    /// retry-provisioning (SPEC §8 "Retry"): a fresh attempt budget and no stale
+    /// error, keeping the droplet so the provisioner can adopt or replace it.
+    pub fn restart(&mut self, now: Millis) {
+        self.status = ProvisioningStatus::Pending;
+        self.revision += 1;
+        self.attempts = 0;
+        self.error_code = None;
+        self.error_message = None;
+        self.not_found_streak = 0;
+        self.completed_at = None;
+        self.updated_at = now;
+    }
+
+    /// Shows transient trouble on a task that stays open (SPEC §4: recorded as
+    /// `DIGITALOCEAN_UNAVAILABLE` while retrying).
+    pub fn note_retrying(&mut self, code: ProvisioningError, message: String) {
+        self.error_code = Some(code);
+        self.error_message = Some(message);
+    }
 }
 
 /// The tag every droplet of an order carries; listing it is how vpsd finds a
@@ -89,39 +105,36 @@ pub fn order_tag(order_id: &Uuid) -> String {
 /// The tag common to all vpsd droplets; large sweeps list it page by page.
 pub const COMMON_TAG: &str = "vpsd";
 
-/// Provisioning error codes (SPEC §2), recorded on the task, never HTTP errors.
-pub mod codes {
-    pub const DROPLET_CREATION_FAILED: &str = "DROPLET_CREATION_FAILED";
-    pub const DROPLET_ERRORED: &str = "DROPLET_ERRORED";
-    pub const DROPLET_NOT_FOUND: &str = "DROPLET_NOT_FOUND";
-    pub const DIGITALOCEAN_UNAUTHORIZED: &str = "DIGITALOCEAN_UNAUTHORIZED";
-    pub const DIGITALOCEAN_UNAVAILABLE: &str = "DIGITALOCEAN_UNAVAILABLE";
-    pub const PROVISIONING_TIMEOUT: &str = "PROVISIONING_TIMEOUT";
-}
+wire_enum!(
+    /// Provisioning error codes (SPEC §2): recorded on the task as `errorCode`,
+    /// never HTTP errors. Records store the code text (see [`super::wire`]).
+    text ProvisioningError {
+        DropletCreationFailed => "DROPLET_CREATION_FAILED",
+        DropletErrored => "DROPLET_ERRORED",
+        DropletNotFound => "DROPLET_NOT_FOUND",
+        DigitaloceanUnauthorized => "DIGITALOCEAN_UNAUTHORIZED",
+        DigitaloceanUnavailable => "DIGITALOCEAN_UNAVAILABLE",
+        ProvisioningTimeout => "PROVISIONING_TIMEOUT",
+        DropletActionFailed => "DROPLET_ACTION_FAILED",
+    }
+);
 
 /// How many consecutive sweeps may see a fresh droplet as 404 before it counts
 /// as gone (DigitalOcean can 404 a droplet right after creating it).
 pub const NOT_FOUND_TOLERANCE: u32 = 3;
 
-/// A droplet as observed, in domain terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DropletState {
-    pub id: u64,
-    pub name: String,
-    pub status: String,
-    pub tags: Vec<String>,
-    pub created_at: Option<Millis>,
-    pub ipv4_public: Option<String>,
-    pub ipv4_private: Option<String>,
-    pub ipv6_public: Option<String>,
+/// A droplet in this status will not become `active` by itself: provisioning
+/// fails it (`DROPLET_ERRORED`), and a retry deletes it before creating anew.
+pub fn fails_provisioning(status: DropletStatus) -> bool {
+    matches!(status, DropletStatus::Off | DropletStatus::Archive)
 }
 
 /// What one sweep learned about a task's droplet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observation {
-    Droplet(DropletState),
+    Droplet(Droplet),
     /// The droplet's create action errored.
-    CreateActionErrored(DropletState),
+    CreateActionErrored(Droplet),
     NotFound,
 }
 
@@ -132,24 +145,20 @@ pub enum Verdict {
     Waiting,
     Succeeded,
     Failed {
-        code: &'static str,
+        code: ProvisioningError,
         message: String,
     },
 }
 
 impl ProvisioningTask {
-    /// Copies what was observed onto the task.
-    pub fn record_droplet(&mut self, d: &DropletState) {
-        self.droplet_id = Some(d.id);
-        self.droplet_name = Some(d.name.clone());
-        self.droplet_status = Some(d.status.clone());
-        self.droplet_tags = d.tags.clone();
-        if d.created_at.is_some() {
-            self.droplet_created_at = d.created_at;
-        }
-        self.ipv4_public = d.ipv4_public.clone();
-        self.ipv4_private = d.ipv4_private.clone();
-        self.ipv6_public = d.ipv6_public.clone();
+    /// Copies what was observed onto the task. A creation time once known is
+    /// kept when a later answer leaves it out.
+    pub fn record_droplet(&mut self, d: &Droplet) {
+        let known = self.droplet.as_ref().and_then(|old| old.created_at);
+        self.droplet = Some(Droplet {
+            created_at: d.created_at.or(known),
+            ..d.clone()
+        });
     }
 
     /// Counts one attempt and decides: `active` with a public IPv4 succeeds;
@@ -161,19 +170,21 @@ impl ProvisioningTask {
             Observation::Droplet(d) => {
                 self.not_found_streak = 0;
                 self.record_droplet(d);
-                match d.status.as_str() {
-                    "active" if d.ipv4_public.is_some() => Verdict::Succeeded,
-                    "off" | "archive" => Verdict::Failed {
-                        code: codes::DROPLET_ERRORED,
+                if d.status == DropletStatus::Active && d.ipv4_public.is_some() {
+                    Verdict::Succeeded
+                } else if fails_provisioning(d.status) {
+                    Verdict::Failed {
+                        code: ProvisioningError::DropletErrored,
                         message: format!("droplet {} is {}", d.id, d.status),
-                    },
-                    _ => Verdict::Waiting,
+                    }
+                } else {
+                    Verdict::Waiting
                 }
             }
             Observation::CreateActionErrored(d) => {
                 self.record_droplet(d);
                 Verdict::Failed {
-                    code: codes::DROPLET_ERRORED,
+                    code: ProvisioningError::DropletErrored,
                     message: format!("the create action of droplet {} errored", d.id),
                 }
             }
@@ -181,10 +192,10 @@ impl ProvisioningTask {
                 self.not_found_streak = self.not_found_streak.saturating_add(1);
                 if self.not_found_streak > NOT_FOUND_TOLERANCE {
                     Verdict::Failed {
-                        code: codes::DROPLET_NOT_FOUND,
+                        code: ProvisioningError::DropletNotFound,
                         message: format!(
                             "droplet {} was not found {} times in a row",
-                            self.droplet_id.unwrap_or_default(),
+                            self.droplet_id().unwrap_or_default(),
                             self.not_found_streak
                         ),
                     }
@@ -195,7 +206,7 @@ impl ProvisioningTask {
         };
         match verdict {
             Verdict::Waiting if self.attempts >= max_attempts => Verdict::Failed {
-                code: codes::PROVISIONING_TIMEOUT,
+                code: ProvisioningError::ProvisioningTimeout,
                 message: format!(
                     "the droplet was not active with a public IPv4 after {} attempts",
                     self.attempts
@@ -210,14 +221,14 @@ impl ProvisioningTask {
         match verdict {
             Verdict::Waiting => {}
             Verdict::Succeeded => {
-                self.status = super::order::ProvisioningStatus::Success;
+                self.status = ProvisioningStatus::Success;
                 self.error_code = None;
                 self.error_message = None;
                 self.completed_at = Some(now);
             }
             Verdict::Failed { code, message } => {
-                self.status = super::order::ProvisioningStatus::Failed;
-                self.error_code = Some((*code).to_string());
+                self.status = ProvisioningStatus::Failed;
+                self.error_code = Some(*code);
                 self.error_message = Some(message.clone());
                 self.completed_at = Some(now);
             }
@@ -247,20 +258,19 @@ pub fn cloud_init_user_data(keys: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::order::ProvisioningStatus;
 
     fn task() -> ProvisioningTask {
         let mut t = ProvisioningTask::for_paid_order(&crate::domain::order::test_order("u"), 0);
         t.status = ProvisioningStatus::InProgress;
-        t.droplet_id = Some(1);
+        t.droplet = Some(droplet(DropletStatus::New, None));
         t
     }
 
-    fn droplet(status: &str, ip: Option<&str>) -> DropletState {
-        DropletState {
+    fn droplet(status: DropletStatus, ip: Option<&str>) -> Droplet {
+        Droplet {
             id: 1,
             name: "vps".into(),
-            status: status.into(),
+            status,
             tags: vec![],
             created_at: None,
             ipv4_public: ip.map(str::to_string),
@@ -273,12 +283,15 @@ mod tests {
     fn active_needs_a_public_ip() {
         let mut t = task();
         assert_eq!(
-            t.judge(&Observation::Droplet(droplet("active", None)), 60),
+            t.judge(
+                &Observation::Droplet(droplet(DropletStatus::Active, None)),
+                60
+            ),
             Verdict::Waiting
         );
         assert_eq!(
             t.judge(
-                &Observation::Droplet(droplet("active", Some("203.0.113.9"))),
+                &Observation::Droplet(droplet(DropletStatus::Active, Some("203.0.113.9"))),
                 60
             ),
             Verdict::Succeeded
@@ -295,7 +308,7 @@ mod tests {
         assert!(matches!(
             t.judge(&Observation::NotFound, 60),
             Verdict::Failed {
-                code: codes::DROPLET_NOT_FOUND,
+                code: ProvisioningError::DropletNotFound,
                 ..
             }
         ));
@@ -305,24 +318,80 @@ mod tests {
     fn off_fails_and_budget_times_out() {
         let mut t = task();
         assert!(matches!(
-            t.judge(&Observation::Droplet(droplet("off", None)), 60),
+            t.judge(&Observation::Droplet(droplet(DropletStatus::Off, None)), 60),
             Verdict::Failed {
-                code: codes::DROPLET_ERRORED,
+                code: ProvisioningError::DropletErrored,
                 ..
             }
         ));
         let mut t = task();
         assert_eq!(
-            t.judge(&Observation::Droplet(droplet("new", None)), 2),
+            t.judge(&Observation::Droplet(droplet(DropletStatus::New, None)), 2),
             Verdict::Waiting
         );
         assert!(matches!(
-            t.judge(&Observation::Droplet(droplet("new", None)), 2),
+            t.judge(&Observation::Droplet(droplet(DropletStatus::New, None)), 2),
             Verdict::Failed {
-                code: codes::PROVISIONING_TIMEOUT,
+                code: ProvisioningError::ProvisioningTimeout,
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn unknown_status_waits_and_creation_time_is_kept() {
+        let mut t = task();
+        let mut first = droplet(DropletStatus::New, None);
+        first.created_at = Some(1_000);
+        assert_eq!(t.judge(&Observation::Droplet(first), 60), Verdict::Waiting);
+        assert_eq!(
+            t.judge(
+                &Observation::Droplet(droplet(DropletStatus::Unknown, Some("203.0.113.9"))),
+                60
+            ),
+            Verdict::Waiting
+        );
+        let seen = t.droplet.as_ref().unwrap();
+        assert_eq!(seen.status, DropletStatus::Unknown);
+        assert_eq!(seen.created_at, Some(1_000));
+    }
+
+    #[test]
+    fn error_codes_are_the_spec_names() {
+        let names: Vec<&str> = ProvisioningError::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "DROPLET_CREATION_FAILED",
+                "DROPLET_ERRORED",
+                "DROPLET_NOT_FOUND",
+                "DIGITALOCEAN_UNAUTHORIZED",
+                "DIGITALOCEAN_UNAVAILABLE",
+                "PROVISIONING_TIMEOUT",
+                "DROPLET_ACTION_FAILED",
+            ]
+        );
+        for c in ProvisioningError::ALL {
+            assert_eq!(ProvisioningError::parse(c.as_str()), Some(*c));
+        }
+    }
+
+    #[test]
+    fn restart_clears_the_error_and_keeps_the_droplet() {
+        let mut t = task();
+        t.judge(&Observation::Droplet(droplet(DropletStatus::Off, None)), 60);
+        let verdict = Verdict::Failed {
+            code: ProvisioningError::DropletErrored,
+            message: "off".into(),
+        };
+        t.conclude(&verdict, 5);
+        assert_eq!(t.error_code, Some(ProvisioningError::DropletErrored));
+        let revision = t.revision;
+        t.restart(9);
+        assert_eq!(t.status, ProvisioningStatus::Pending);
+        assert_eq!((t.attempts, t.error_code, t.completed_at), (0, None, None));
+        assert_eq!(t.revision, revision + 1);
+        assert_eq!(t.droplet_id(), Some(1));
     }
 
     #[test]

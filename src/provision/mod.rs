@@ -95,7 +95,10 @@ impl Provisioner {
         }
     }
 
-    /// Waits for any running sweep, then runs exactly one (tests, benchmarks).
+    /// Waits for any running sweep, then runs exactly one: tests and benchmarks
+    /// count calls per sweep, which `sweep`'s coalescing would blur.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
     pub async fn sweep_once(self: &Arc<Self>) -> Option<SweepReport> {
         let _guard = self.running.lock().await;
         self.run_one().await

@@ -7,14 +7,15 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::Provisioner;
-use crate::cloud::{ActionStatus, CloudError, Droplet, DropletSpec};
+use crate::cloud::{ActionStatus, CloudError, DropletSpec};
+use crate::domain::droplet::{Droplet, DropletStatus};
 use crate::domain::error::Rejection;
 use crate::domain::lifecycle::Command;
 use crate::domain::task::{
-    cloud_init_user_data, codes, order_tag, DropletState, Observation, ProvisioningTask, Verdict,
-    COMMON_TAG,
+    cloud_init_user_data, fails_provisioning, order_tag, Observation, ProvisioningError,
+    ProvisioningTask, Verdict, COMMON_TAG,
 };
-use crate::domain::time::{now_millis, parse_rfc3339};
+use crate::domain::time::now_millis;
 use crate::domain::OrderRecord;
 use crate::domain::{OrderStatus, ProvisioningStatus};
 use crate::store::WriteOp;
@@ -62,7 +63,7 @@ impl Provisioner {
                 continue;
             };
             let fresh = task.status == ProvisioningStatus::Pending;
-            if fresh || task.droplet_id.is_none() {
+            if fresh || task.droplet.is_none() {
                 match self.step_without_droplet(&record, task) {
                     Ok(saved) => {
                         report.saved += usize::from(saved.is_some());
@@ -180,7 +181,7 @@ impl Provisioner {
         let mut adopted: Option<(Droplet, Option<(u64, ActionStatus)>)> = None;
         for droplet in found {
             let action = self.cloud.find_create_action(droplet.id)?;
-            let broken = matches!(droplet.status.as_str(), "off" | "archive")
+            let broken = fails_provisioning(droplet.status)
                 || matches!(action, Some((_, ActionStatus::Errored)));
             if broken {
                 tracing::info!(order_id = %order.id, droplet_id = droplet.id, status = %droplet.status, "deleting a broken droplet of this order before creating a new one");
@@ -194,7 +195,7 @@ impl Provisioner {
         if let Some((droplet, action)) = adopted {
             tracing::info!(order_id = %order.id, droplet_id = droplet.id, "adopting the droplet already tagged for this order");
             task.create_action_id = action.map(|(id, _)| id).or(task.create_action_id);
-            return Ok(Observation::Droplet(state_of(&droplet)));
+            return Ok(Observation::Droplet(droplet));
         }
         let spec = DropletSpec {
             name: order.droplet.hostname.clone(),
@@ -206,11 +207,11 @@ impl Provisioner {
             ipv6: self.settings.ipv6,
             user_data: cloud_init_user_data(&order.droplet.ssh_public_keys),
         };
-        let droplet = self.cloud.create_droplet(&spec)?;
+        let answer = self.cloud.create_droplet(&spec)?;
         *created = true;
-        tracing::info!(order_id = %order.id, droplet_id = droplet.id, "droplet created");
-        task.create_action_id = droplet.create_action_id;
-        Ok(Observation::Droplet(state_of(&droplet)))
+        tracing::info!(order_id = %order.id, droplet_id = answer.droplet.id, "droplet created");
+        task.create_action_id = answer.create_action_id;
+        Ok(Observation::Droplet(answer.droplet))
     }
 
     /// Observes every task whose droplet is known: one GET each, or, above the
@@ -244,7 +245,7 @@ impl Provisioner {
             if self.is_stopping() || halted {
                 break;
             }
-            let Some(id) = task.droplet_id else {
+            let Some(id) = task.droplet_id() else {
                 continue;
             };
             let fetched = match &listed {
@@ -292,17 +293,16 @@ impl Provisioner {
         task: &ProvisioningTask,
         droplet: Droplet,
     ) -> Result<Observation, CloudError> {
-        let state = state_of(&droplet);
         let observation_no = task.attempts.saturating_add(1);
         let due = observation_no >= 3 && (observation_no - 3).is_multiple_of(5);
-        if droplet.status == "new" && due {
+        if droplet.status == DropletStatus::New && due {
             if let Some(action) = task.create_action_id {
                 if self.cloud.get_action(action)? == ActionStatus::Errored {
-                    return Ok(Observation::CreateActionErrored(state));
+                    return Ok(Observation::CreateActionErrored(droplet));
                 }
             }
         }
-        Ok(Observation::Droplet(state))
+        Ok(Observation::Droplet(droplet))
     }
 
     /// Maps a cloud error to a final verdict, or records it as transient and
@@ -315,25 +315,29 @@ impl Provisioner {
     ) -> Option<Verdict> {
         match e {
             CloudError::Unauthorized(message) => Some(Verdict::Failed {
-                code: codes::DIGITALOCEAN_UNAUTHORIZED,
+                code: ProvisioningError::DigitaloceanUnauthorized,
                 message: format!("DigitalOcean refused the API token: {message}"),
             }),
             CloudError::Rejected { status, message } if creating => Some(Verdict::Failed {
-                code: codes::DROPLET_CREATION_FAILED,
+                code: ProvisioningError::DropletCreationFailed,
                 message: format!("DigitalOcean rejected the droplet ({status}): {message}"),
             }),
             CloudError::RateLimited { retry_after } => {
-                task.error_code = Some(codes::DIGITALOCEAN_UNAVAILABLE.into());
-                task.error_message = Some(format!(
-                    "rate limited by DigitalOcean; retrying in {} s",
-                    retry_after.as_secs().max(1)
-                ));
+                task.note_retrying(
+                    ProvisioningError::DigitaloceanUnavailable,
+                    format!(
+                        "rate limited by DigitalOcean; retrying in {} s",
+                        retry_after.as_secs().max(1)
+                    ),
+                );
                 self.cloud_trouble(Some(retry_after));
                 None
             }
             other => {
-                task.error_code = Some(codes::DIGITALOCEAN_UNAVAILABLE.into());
-                task.error_message = Some(other.to_string());
+                task.note_retrying(
+                    ProvisioningError::DigitaloceanUnavailable,
+                    other.to_string(),
+                );
                 self.cloud_trouble(None);
                 None
             }
@@ -382,18 +386,19 @@ impl Provisioner {
             Verdict::Waiting => {}
             Verdict::Succeeded => {
                 self.record_outcome("SUCCESS");
+                let droplet = task.droplet.as_ref();
                 let metadata = serde_json::json!({
-                    "dropletId": task.droplet_id.map(|id| id.to_string()),
-                    "ipv4Public": task.ipv4_public,
+                    "dropletId": droplet.map(|d| d.id.to_string()),
+                    "ipv4Public": droplet.and_then(|d| d.ipv4_public.as_deref()),
                 });
                 commands.push(Command::ProvisioningSucceeded {
                     metadata: Some(metadata.to_string()),
                 });
             }
             Verdict::Failed { code, message } => {
-                self.record_outcome(code);
-                let mut metadata = serde_json::json!({ "errorCode": code });
-                if let Some(id) = task.droplet_id {
+                self.record_outcome(code.as_str());
+                let mut metadata = serde_json::json!({ "errorCode": code.as_str() });
+                if let Some(id) = task.droplet_id() {
                     metadata["dropletId"] = serde_json::json!(id.to_string());
                     if self.settings.destroy_failed_droplets {
                         match self.cloud.delete_droplet(id) {
@@ -404,7 +409,7 @@ impl Provisioner {
                         }
                     }
                 }
-                tracing::warn!(order_id = %task.order_id, code = *code, "provisioning failed: {message}");
+                tracing::warn!(order_id = %task.order_id, code = code.as_str(), "provisioning failed: {message}");
                 commands.push(Command::ProvisioningFailed {
                     message: message.clone(),
                     metadata: Some(metadata.to_string()),
@@ -415,19 +420,6 @@ impl Provisioner {
             task: Box::new(task),
             commands,
         }
-    }
-}
-
-fn state_of(d: &Droplet) -> DropletState {
-    DropletState {
-        id: d.id,
-        name: d.name.clone(),
-        status: d.status.clone(),
-        tags: d.tags.clone(),
-        created_at: d.created_at.as_deref().and_then(parse_rfc3339),
-        ipv4_public: d.ipv4_public.clone(),
-        ipv4_private: d.ipv4_private.clone(),
-        ipv6_public: d.ipv6_public.clone(),
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::domain::OrderRecord;
 use crate::error::AppError;
-use crate::store::IdempotencyWrite;
+use crate::store::{IdempotencyWrite, Replay};
 
 /// How long a stored response is replayed.
 pub const TTL_MS: i64 = 24 * 60 * 60 * 1000;
@@ -31,7 +31,7 @@ pub struct IdempotencyKey {
 #[allow(clippy::large_enum_variant)] // built once per request and consumed at once
 pub enum Reply {
     Fresh(Result<OrderRecord, AppError>),
-    Replayed(Result<OrderRecord, AppError>),
+    Replayed(Replay),
 }
 
 #[derive(Default)]

@@ -9,5 +9,6 @@ pub mod orders;
 pub mod pricing;
 pub mod rate_limit;
 
+pub use crate::store::Replay;
 pub use idempotency::{IdempotencyKey, Reply};
 pub use orders::{NewOrder, OrderService, PaymentUpdate};

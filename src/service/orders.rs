@@ -14,7 +14,7 @@ use crate::domain::lifecycle::{self, Command};
 use crate::domain::time::now_millis;
 use crate::domain::{Actor, HistoryEntry, ListQuery, OrderRecord, Page, PlanDuration};
 use crate::error::{AppError, FieldError};
-use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Store, WriteOp};
+use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Replay, Store, WriteOp};
 
 /// A validated payment-status request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,7 +297,7 @@ impl OrderService {
     async fn store_refusal(&self, write: IdempotencyWrite, refusal: AppError) {
         let record = IdempotencyRecord {
             fingerprint: write.fingerprint,
-            outcome: Err(refusal),
+            outcome: Replay::Outcome(Err(refusal)),
             expires_at: write.expires_at,
         };
         let work = Maintenance::StoreResponse {

@@ -36,15 +36,26 @@ pub enum StoreError {
 /// The outcome of one operation inside a committed batch.
 pub type OpResult = Result<OrderRecord, Rejection>;
 
-/// What the first request under an idempotency key produced, kept as data and
-/// rendered again by the API on every replay (the rendering is deterministic,
-/// so a replay is byte-for-byte the first response).
+/// What the first request under an idempotency key produced, replayed for the
+/// key's lifetime.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdempotencyRecord {
     /// SHA-256 of method, path and canonical body.
     pub fingerprint: [u8; 32],
-    pub outcome: Result<OrderRecord, AppError>,
+    pub outcome: Replay,
     pub expires_at: i64,
+}
+
+/// A stored outcome.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Replay {
+    /// The order record or the refusal, rendered again by the API on every
+    /// replay (rendering is deterministic, so a replay is byte-for-byte the
+    /// first response).
+    Outcome(Result<OrderRecord, AppError>),
+    /// A response a vpsd before outcomes were kept as data rendered and stored
+    /// (record version 1); replayed exactly as stored until its key expires.
+    Rendered { status: u16, body: Vec<u8> },
 }
 
 /// Store this operation's outcome under an idempotency key, in its transaction

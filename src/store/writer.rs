@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::tables::{self, count_key, CountScope};
 use super::{
     codec, corrupt, storage_err, CouponClaim, DbSlot, IdempotencyRecord, IdempotencyWrite,
-    Maintenance, OpResult, OrderRecord, StoreError, WriteOp,
+    Maintenance, OpResult, OrderRecord, Replay, StoreError, WriteOp,
 };
 use crate::domain::error::{AppError, CouponLimit, Rejection};
 use crate::domain::lifecycle::{self, Change, Command, CouponEffect, TaskEffect};
@@ -53,7 +53,9 @@ enum Applied {
 pub struct Writer {
     tx: mpsc::Sender<Message>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
-    /// Test hook: the next N commits fail as if the disk refused them.
+    /// Test hook: the next N commits fail as if the disk refused them. Only
+    /// test builds (feature `testing`) can set it or look at it.
+    #[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
     injected_failures: Arc<AtomicU32>,
 }
 
@@ -129,6 +131,7 @@ impl Writer {
     }
 
     /// Makes the next `n` commits fail with a storage error (fault-injection tests).
+    #[cfg(any(test, feature = "testing"))]
     #[doc(hidden)]
     pub fn inject_commit_failures(&self, n: u32) {
         self.injected_failures.store(n, Ordering::SeqCst);
@@ -284,9 +287,11 @@ fn commit_batch(
         }
         results
     };
-    let injected = faults
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
+    // A constant `false` outside test builds: production commits skip the check.
+    let injected = cfg!(any(test, feature = "testing"))
+        && faults
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
     if injected {
         // Dropping the transaction aborts it: the fault leaves nothing behind.
         return Err(BatchError {
@@ -387,7 +392,7 @@ fn finish(
         if outcome.as_ref().err().is_none_or(AppError::is_replayable) {
             let record = IdempotencyRecord {
                 fingerprint: w.fingerprint,
-                outcome,
+                outcome: Replay::Outcome(outcome),
                 expires_at: w.expires_at,
             };
             put_idempotency(t, &w.scope, &w.key, &record)?;

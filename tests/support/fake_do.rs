@@ -854,51 +854,9 @@ async fn handle(
     auth: Option<String>,
     body: &[u8],
 ) -> Response {
-    let body_text = String::from_utf8_lossy(body).into_owned();
-    let full_path = if query.is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}?{query}")
-    };
     // Subscribe before the decision so a release between the two is not missed.
     let mut release = shared.release.subscribe();
-    let (decision, remaining, reset) = {
-        let mut state = shared.lock();
-        let auth_ok = auth.as_deref() == Some(format!("Bearer {}", state.token).as_str());
-        let decision = if auth_ok {
-            decide(
-                &mut state,
-                shared.addr,
-                method,
-                path,
-                &full_path,
-                query,
-                &body_text,
-            )
-        } else {
-            Decision::error(401, "unauthorized", "Unable to authenticate you.")
-        };
-        if matches!(decision.after, After::Hold) {
-            state.held += 1;
-        }
-        if state.rate_decrements {
-            state.rate_remaining = state.rate_remaining.saturating_sub(1);
-        }
-        let status = if matches!(decision.after, After::Drop) {
-            0
-        } else {
-            decision.status
-        };
-        state.requests.push(RecordedRequest {
-            method: method.to_string(),
-            path: full_path,
-            body: body_text,
-            auth_ok,
-            status,
-        });
-        let reset = epoch_secs(SystemTime::now() + state.rate_reset_in);
-        (decision, state.rate_remaining, reset)
-    };
+    let (decision, remaining, reset) = decide_and_record(&shared, method, path, query, auth, body);
     match decision.after {
         After::Answer => {}
         After::Delay(d) => tokio::time::sleep(d).await,
@@ -913,6 +871,64 @@ async fn handle(
             return warp::reply::stream(futures_util::stream::iter(chunks)).into_response();
         }
     }
+    respond(decision, remaining, reset)
+}
+
+/// Under the lock: checks the token, decides, counts the rate budget and
+/// records the request. Returns the decision, `RateLimit-Remaining` and
+/// `RateLimit-Reset`.
+fn decide_and_record(
+    shared: &Shared,
+    method: &str,
+    path: &str,
+    query: &str,
+    auth: Option<String>,
+    body: &[u8],
+) -> (Decision, u64, u64) {
+    let body_text = String::from_utf8_lossy(body).into_owned();
+    let full_path = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    };
+    let mut state = shared.lock();
+    let auth_ok = auth.as_deref() == Some(format!("Bearer {}", state.token).as_str());
+    let decision = if auth_ok {
+        decide(
+            &mut state,
+            shared.addr,
+            method,
+            path,
+            &full_path,
+            query,
+            &body_text,
+        )
+    } else {
+        Decision::error(401, "unauthorized", "Unable to authenticate you.")
+    };
+    if matches!(decision.after, After::Hold) {
+        state.held += 1;
+    }
+    if state.rate_decrements {
+        state.rate_remaining = state.rate_remaining.saturating_sub(1);
+    }
+    let status = if matches!(decision.after, After::Drop) {
+        0
+    } else {
+        decision.status
+    };
+    state.requests.push(RecordedRequest {
+        method: method.to_string(),
+        path: full_path,
+        body: body_text,
+        auth_ok,
+        status,
+    });
+    let reset = epoch_secs(SystemTime::now() + state.rate_reset_in);
+    (decision, state.rate_remaining, reset)
+}
+
+fn respond(decision: Decision, remaining: u64, reset: u64) -> Response {
     let mut res = match decision.body {
         Some(v) => warp::reply::json(&v).into_response(),
         None => warp::reply().into_response(),
@@ -950,8 +966,7 @@ fn decide(
     query: &str,
     body: &str,
 ) -> Decision {
-    let fault = take_fault(state, method, full_path);
-    let after = match fault {
+    let after = match take_fault(state, method, full_path) {
         Some(Fault::ServerError) => {
             return Decision::error(500, "server_error", "Unexpected server-side error");
         }
@@ -965,63 +980,14 @@ fn decide(
         None => After::Answer,
     };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let id = |text: &str| text.parse::<u64>().ok();
     let mut decision = match (method, segments.as_slice()) {
         ("POST", ["v2", "droplets"]) => create(state, body),
         ("GET", ["v2", "droplets"]) => list(state, addr, query),
-        ("GET", ["v2", "droplets", id]) => match id
-            .parse::<u64>()
-            .ok()
-            .and_then(|id| state.droplets.get_mut(&id))
-        {
-            Some(d) if d.gets_404_left > 0 => {
-                d.gets_404_left -= 1;
-                Decision::not_found()
-            }
-            Some(d) => {
-                d.observations += 1;
-                Decision::json(200, json!({"droplet": d.to_json(true)}))
-            }
-            None => Decision::not_found(),
-        },
-        ("DELETE", ["v2", "droplets", id]) => match id
-            .parse::<u64>()
-            .ok()
-            .and_then(|id| state.droplets.remove(&id))
-        {
-            Some(d) => {
-                state.deleted.insert(d.id, d);
-                Decision {
-                    status: 204,
-                    body: None,
-                    retry_after: None,
-                    after: After::Answer,
-                }
-            }
-            None => Decision::not_found(),
-        },
-        ("GET", ["v2", "droplets", id, "actions"]) => {
-            match id
-                .parse::<u64>()
-                .ok()
-                .and_then(|id| state.droplets.get(&id))
-            {
-                Some(d) => Decision::json(
-                    200,
-                    json!({"actions": [d.action_json()], "links": {}, "meta": {"total": 1}}),
-                ),
-                None => Decision::not_found(),
-            }
-        }
-        ("GET", ["v2", "actions", id]) => {
-            let action = id.parse::<u64>().ok().and_then(|aid| {
-                let did = state.actions.get(&aid)?;
-                state.droplets.get(did).or_else(|| state.deleted.get(did))
-            });
-            match action {
-                Some(d) => Decision::json(200, json!({"action": d.action_json()})),
-                None => Decision::not_found(),
-            }
-        }
+        ("GET", ["v2", "droplets", d]) => get_droplet(state, id(d)),
+        ("DELETE", ["v2", "droplets", d]) => delete_droplet(state, id(d)),
+        ("GET", ["v2", "droplets", d, "actions"]) => droplet_actions(state, id(d)),
+        ("GET", ["v2", "actions", a]) => get_action(state, id(a)),
         ("GET", ["v2", "account"]) => Decision::json(
             200,
             json!({"account": {
@@ -1036,6 +1002,57 @@ fn decide(
         decision.after = after;
     }
     decision
+}
+
+fn get_droplet(state: &mut State, id: Option<u64>) -> Decision {
+    match id.and_then(|id| state.droplets.get_mut(&id)) {
+        Some(d) if d.gets_404_left > 0 => {
+            d.gets_404_left -= 1;
+            Decision::not_found()
+        }
+        Some(d) => {
+            d.observations += 1;
+            Decision::json(200, json!({"droplet": d.to_json(true)}))
+        }
+        None => Decision::not_found(),
+    }
+}
+
+fn delete_droplet(state: &mut State, id: Option<u64>) -> Decision {
+    match id.and_then(|id| state.droplets.remove(&id)) {
+        Some(d) => {
+            state.deleted.insert(d.id, d);
+            Decision {
+                status: 204,
+                body: None,
+                retry_after: None,
+                after: After::Answer,
+            }
+        }
+        None => Decision::not_found(),
+    }
+}
+
+fn droplet_actions(state: &State, id: Option<u64>) -> Decision {
+    match id.and_then(|id| state.droplets.get(&id)) {
+        Some(d) => Decision::json(
+            200,
+            json!({"actions": [d.action_json()], "links": {}, "meta": {"total": 1}}),
+        ),
+        None => Decision::not_found(),
+    }
+}
+
+/// Actions outlive their droplet, as on DigitalOcean.
+fn get_action(state: &State, id: Option<u64>) -> Decision {
+    let droplet = id.and_then(|aid| {
+        let did = state.actions.get(&aid)?;
+        state.droplets.get(did).or_else(|| state.deleted.get(did))
+    });
+    match droplet {
+        Some(d) => Decision::json(200, json!({"action": d.action_json()})),
+        None => Decision::not_found(),
+    }
 }
 
 fn create(state: &mut State, body: &str) -> Decision {
