@@ -326,8 +326,10 @@ fn respond(reply: crate::service::Reply, success: StatusCode) -> Result<HttpResp
         Reply::Fresh(outcome) => outcome.map(|record| order_response(success, &record)),
         Reply::Replayed(replay) => {
             let mut response = match replay {
-                Replay::Outcome(Ok(record)) => order_response(success, &record),
-                Replay::Outcome(Err(e)) => error_response(&e),
+                Replay::Outcome(outcome) => match *outcome {
+                    Ok(record) => order_response(success, &record),
+                    Err(e) => error_response(&e),
+                },
                 Replay::Rendered { status, body } => {
                     json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
                 }

@@ -297,7 +297,7 @@ impl OrderService {
     async fn store_refusal(&self, write: IdempotencyWrite, refusal: AppError) {
         let record = IdempotencyRecord {
             fingerprint: write.fingerprint,
-            outcome: Replay::Outcome(Err(refusal)),
+            outcome: Replay::Outcome(Box::new(Err(refusal))),
             expires_at: write.expires_at,
         };
         let work = Maintenance::StoreResponse {

@@ -52,7 +52,7 @@ pub enum Replay {
     /// The order record or the refusal, rendered again by the API on every
     /// replay (rendering is deterministic, so a replay is byte-for-byte the
     /// first response).
-    Outcome(Result<OrderRecord, AppError>),
+    Outcome(Box<Result<OrderRecord, AppError>>),
     /// A response a vpsd before outcomes were kept as data rendered and stored
     /// (record version 1); replayed exactly as stored until its key expires.
     Rendered { status: u16, body: Vec<u8> },

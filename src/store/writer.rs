@@ -392,7 +392,7 @@ fn finish(
         if outcome.as_ref().err().is_none_or(AppError::is_replayable) {
             let record = IdempotencyRecord {
                 fingerprint: w.fingerprint,
-                outcome: Replay::Outcome(outcome),
+                outcome: Replay::Outcome(Box::new(outcome)),
                 expires_at: w.expires_at,
             };
             put_idempotency(t, &w.scope, &w.key, &record)?;
