@@ -13,6 +13,10 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub orders: IntGaugeVec,
     pub provisioning_outcomes: IntCounterVec,
+    /// Droplet actions owed (power off / on, delete), at the last sweep.
+    pub droplet_actions_pending: IntGauge,
+    /// Of those, the ones whose last attempt failed (retrying).
+    pub droplet_actions_failing: IntGauge,
     pub cloud_calls: IntCounter,
     pub cloud_rate_limited: IntCounter,
     pub sweep_duration: Histogram,
@@ -92,6 +96,16 @@ impl Metrics {
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(orders.clone()))?;
         registry.register(Box::new(provisioning_outcomes.clone()))?;
+        let droplet_actions_pending = IntGauge::new(
+            "vpsd_droplet_actions_pending",
+            "Droplet actions owed after a status change (power off / on, delete)",
+        )?;
+        let droplet_actions_failing = IntGauge::new(
+            "vpsd_droplet_actions_failing",
+            "Owed droplet actions whose last attempt failed and are being retried",
+        )?;
+        registry.register(Box::new(droplet_actions_pending.clone()))?;
+        registry.register(Box::new(droplet_actions_failing.clone()))?;
         registry.register(Box::new(cloud_calls.clone()))?;
         registry.register(Box::new(cloud_rate_limited.clone()))?;
         registry.register(Box::new(sweep_duration.clone()))?;
@@ -106,6 +120,8 @@ impl Metrics {
             http_duration,
             orders,
             provisioning_outcomes,
+            droplet_actions_pending,
+            droplet_actions_failing,
             cloud_calls,
             cloud_rate_limited,
             sweep_duration,

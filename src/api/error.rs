@@ -45,6 +45,11 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
                 json!({ "currentStatus": current.as_str(), "requestedStatus": requested.as_str() }),
             ),
         ),
+        E::OrderExpired { expires_at } => (
+            StatusCode::CONFLICT,
+            "ORDER_EXPIRED",
+            Some(json!({ "expiresAt": expires_at })),
+        ),
         E::IdempotencyKeyInUse => (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_IN_USE", None),
         E::IdempotencyKeyReused => (
             StatusCode::UNPROCESSABLE_ENTITY,

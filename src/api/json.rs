@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::domain::task::ProvisioningTask;
 use crate::domain::time::format_millis;
-use crate::domain::{HistoryEntry, OrderItem, Pricing};
+use crate::domain::{HistoryEntry, OrderItem, Pricing, Renewal};
 use crate::domain::{OrderRecord, Page};
 
 #[derive(Serialize)]
@@ -28,8 +28,29 @@ pub struct OrderJson<'a> {
     paid_at: Option<String>,
     created_at: String,
     updated_at: String,
+    activated_at: Option<String>,
+    expires_at: Option<String>,
+    suspended_at: Option<String>,
+    suspend_reason: Option<&'static str>,
+    terminated_at: Option<String>,
+    termination_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status_history: Option<Vec<HistoryJson<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renewals: Option<Vec<RenewalJson>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RenewalJson {
+    id: String,
+    renewal_type: &'static str,
+    periods: u32,
+    amount: u64,
+    previous_expiry: Option<String>,
+    new_expiry: String,
+    actor: String,
+    created_at: String,
 }
 
 #[derive(Serialize)]
@@ -75,6 +96,7 @@ struct TaskJson<'a> {
     ipv6_public: Option<&'a str>,
     error_code: Option<&'static str>,
     error_message: Option<&'a str>,
+    pending_action: Option<&'static str>,
     started_at: Option<String>,
     completed_at: Option<String>,
     created_at: String,
@@ -132,7 +154,27 @@ pub fn order<'a>(record: &'a OrderRecord, history: Option<&'a [HistoryEntry]>) -
         paid_at: o.paid_at.map(format_millis),
         created_at: format_millis(o.created_at),
         updated_at: format_millis(o.updated_at),
+        activated_at: o.term.activated_at.map(format_millis),
+        expires_at: o.term.expires_at.map(format_millis),
+        suspended_at: o.term.suspended_at.map(format_millis),
+        suspend_reason: o.term.suspend_reason.map(|r| r.as_str()),
+        terminated_at: o.term.terminated_at.map(format_millis),
+        termination_reason: o.term.termination_reason.map(|r| r.as_str()),
         status_history: history.map(|rows| rows.iter().map(history_row).collect()),
+        renewals: history.map(|_| o.term.renewals.iter().map(renewal).collect()),
+    }
+}
+
+fn renewal(r: &Renewal) -> RenewalJson {
+    RenewalJson {
+        id: r.id.to_string(),
+        renewal_type: r.renewal_type.as_str(),
+        periods: r.periods,
+        amount: r.amount,
+        previous_expiry: r.previous_expiry.map(format_millis),
+        new_expiry: format_millis(r.new_expiry),
+        actor: r.actor.render(),
+        created_at: format_millis(r.created_at),
     }
 }
 
@@ -179,6 +221,7 @@ fn task(t: &ProvisioningTask) -> TaskJson<'_> {
         ipv6_public: d.and_then(|d| d.ipv6_public.as_deref()),
         error_code: t.error_code.map(|c| c.as_str()),
         error_message: t.error_message.as_deref(),
+        pending_action: t.action.as_ref().map(|a| a.action.as_str()),
         started_at: t.started_at.map(format_millis),
         completed_at: t.completed_at.map(format_millis),
         created_at: format_millis(t.created_at),

@@ -14,6 +14,7 @@ pub mod routes;
 mod internal;
 mod ops;
 mod orders;
+mod term;
 
 use std::convert::Infallible;
 use std::sync::Arc;

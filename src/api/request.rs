@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use warp::http::HeaderMap;
 
-use crate::domain::{OrderStatus, PlanDuration};
+use crate::domain::lifecycle::Renewing;
+use crate::domain::time::Millis;
+use crate::domain::{OrderStatus, PlanDuration, RenewalType, TerminationReason};
 use crate::error::{AppError, FieldError};
 use crate::service::{IdempotencyKey, NewOrder};
 
@@ -148,6 +150,36 @@ impl<'a> Fields<'a> {
                 self.fail(field, "must be a string");
                 None
             }
+        }
+    }
+
+    /// A whole-number field within `min..=max`; `null` counts as absent.
+    fn integer(&mut self, field: &str, required: bool, min: u64, max: u64) -> Option<u64> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.fail(field, "is required");
+                }
+                None
+            }
+            Some(v) => match v.as_u64().filter(|n| (min..=max).contains(n)) {
+                Some(n) => Some(n),
+                None => {
+                    self.fail(field, format!("must be a whole number from {min} to {max}"));
+                    None
+                }
+            },
+        }
+    }
+
+    /// A text field that must be one of `allowed`.
+    fn one_of(&mut self, field: &str, required: bool, allowed: &[&str]) -> Option<String> {
+        let text = self.text(field, required, 64)?;
+        if allowed.contains(&text.as_str()) {
+            Some(text)
+        } else {
+            self.fail(field, format!("must be one of {}", allowed.join(", ")));
+            None
         }
     }
 
@@ -340,6 +372,56 @@ pub fn cancel_reason(map: Option<&Map<String, Value>>) -> Result<Option<String>,
     f.finish(|| Some(reason))
 }
 
+/// Admin terminate body: `{"reason"?, "terminationReason"?: ADMIN_TERMINATED |
+/// POLICY_VIOLATION}`; absent body means ADMIN_TERMINATED without a reason.
+pub fn admin_termination(
+    map: Option<&Map<String, Value>>,
+) -> Result<(TerminationReason, Option<String>), AppError> {
+    let Some(map) = map else {
+        return Ok((TerminationReason::AdminTerminated, None));
+    };
+    let mut f = Fields::new(map, &["reason", "terminationReason"]);
+    let reason = f.text("reason", false, MAX_NOTE_LEN);
+    let allowed = ["ADMIN_TERMINATED", "POLICY_VIOLATION"];
+    let why = f
+        .one_of("terminationReason", false, &allowed)
+        .and_then(|t| TerminationReason::parse(&t))
+        .unwrap_or(TerminationReason::AdminTerminated);
+    f.finish(|| Some((why, reason)))
+}
+
+/// renewals body: `{"periods"?: 1-12, "amount": >= 0, "renewalType"?, "notes"?}`.
+pub fn renewal(map: &Map<String, Value>) -> Result<Renewing, AppError> {
+    let mut f = Fields::new(map, &["periods", "amount", "renewalType", "notes"]);
+    let periods = f.integer("periods", false, 1, 12).unwrap_or(1);
+    let amount = f.integer("amount", true, 0, i64::MAX as u64);
+    let renewal_type = f
+        .one_of("renewalType", false, &["MANUAL_RENEWAL", "AUTO_RENEWAL"])
+        .and_then(|t| RenewalType::parse(&t))
+        .unwrap_or(RenewalType::ManualRenewal);
+    let notes = f.text("notes", false, MAX_NOTE_LEN);
+    f.finish(|| {
+        Some(Renewing {
+            periods: u32::try_from(periods).ok()?,
+            amount: amount?,
+            renewal_type,
+            notes,
+        })
+    })
+}
+
+/// expiry body: `{"expiresAt": RFC 3339, "reason"?}`.
+pub fn expiry_change(map: &Map<String, Value>) -> Result<(Millis, Option<String>), AppError> {
+    let mut f = Fields::new(map, &["expiresAt", "reason"]);
+    let at = f.text("expiresAt", true, 64);
+    let parsed = at.as_deref().and_then(crate::domain::time::parse_rfc3339);
+    if at.is_some() && parsed.is_none() {
+        f.fail("expiresAt", "must be an RFC 3339 timestamp");
+    }
+    let reason = f.text("reason", false, MAX_NOTE_LEN);
+    f.finish(|| Some((parsed?, reason)))
+}
+
 /// A path id must be a UUID; anything else is 400 (never a lookup).
 pub fn order_id(text: &str) -> Result<Uuid, AppError> {
     Uuid::try_parse(text)
@@ -379,7 +461,7 @@ pub fn list_params(query: &str, allow_user_filter: bool) -> Result<ListParams, A
                 Some(s) => params.status = Some(s),
                 None => errors.push(FieldError::new(
                     "status",
-                    "must be one of PENDING_PAYMENT, PAID, PROVISIONING, ACTIVE, FAILED, CANCELED",
+                    "must be one of PENDING_PAYMENT, PAID, PROVISIONING, ACTIVE, FAILED, CANCELED, SUSPENDED, TERMINATED",
                 )),
             },
             "userId" if allow_user_filter => {

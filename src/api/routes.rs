@@ -9,7 +9,7 @@ use std::pin::Pin;
 
 use warp::http::Method;
 
-use super::{internal, ops, orders, Call, HttpResponse};
+use super::{internal, ops, orders, term, Call, HttpResponse};
 use crate::error::AppError;
 
 /// Who may call a route.
@@ -110,6 +110,42 @@ pub static ROUTES: &[Route] = &[
         POST,
         Access::Internal,
         handler!(internal::backup),
+    ),
+    route(
+        "/api/v1/orders/{id}/terminate",
+        POST,
+        Access::User,
+        handler!(term::terminate_own),
+    ),
+    route(
+        "/api/v1/internal/orders/{id}/suspend",
+        POST,
+        Access::Internal,
+        handler!(term::suspend),
+    ),
+    route(
+        "/api/v1/internal/orders/{id}/unsuspend",
+        POST,
+        Access::Internal,
+        handler!(term::unsuspend),
+    ),
+    route(
+        "/api/v1/internal/orders/{id}/terminate",
+        POST,
+        Access::Internal,
+        handler!(term::terminate),
+    ),
+    route(
+        "/api/v1/internal/orders/{id}/renewals",
+        POST,
+        Access::Internal,
+        handler!(term::renew),
+    ),
+    route(
+        "/api/v1/internal/orders/{id}/expiry",
+        POST,
+        Access::Internal,
+        handler!(term::expiry),
     ),
 ];
 

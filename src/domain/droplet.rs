@@ -27,6 +27,27 @@ wire_enum!(
     }
 );
 
+wire_enum!(
+    /// A droplet action vpsd owes after a status change (SPEC §9), shown on the
+    /// task as `pendingAction`.
+    text DropletAction {
+        PowerOff => "power_off",
+        PowerOn => "power_on",
+        Delete => "delete",
+    }
+);
+
+impl DropletAction {
+    /// The status that confirms the action is in effect.
+    pub fn target(self) -> DropletStatus {
+        match self {
+            DropletAction::PowerOff => DropletStatus::Off,
+            DropletAction::PowerOn => DropletStatus::Active,
+            DropletAction::Delete => DropletStatus::Deleted,
+        }
+    }
+}
+
 impl DropletStatus {
     /// Reads a provider's status text; see the type's documentation for why
     /// anything but the four documented statuses becomes `Unknown`.

@@ -64,6 +64,8 @@ pub enum AppError {
         current: OrderStatus,
         requested: HistoryStatus,
     },
+    #[error("the order expired at {expires_at}; renew it or move its expiry first")]
+    OrderExpired { expires_at: String },
     #[error("a request with this Idempotency-Key is still in progress")]
     IdempotencyKeyInUse,
     #[error("this Idempotency-Key was used with a different request")]
@@ -137,24 +139,31 @@ impl CouponLimit {
 pub enum Rejection {
     OrderNotFound,
     NotOwner,
-    Conflict(super::lifecycle::Conflict),
+    Refused(super::lifecycle::Refused),
     CouponLimit(CouponLimit),
     /// The task changed since the caller read it; re-read and decide again.
     StaleTask,
 }
+
+use super::lifecycle::Refused;
 
 impl From<Rejection> for AppError {
     fn from(e: Rejection) -> AppError {
         match e {
             Rejection::OrderNotFound => AppError::OrderNotFound,
             Rejection::NotOwner => AppError::OrderAccessDenied,
-            Rejection::Conflict(c) if c.event.is_payment() => AppError::PaymentStatusConflict {
+            Rejection::Refused(Refused::Status(c)) if c.event.is_payment() => {
+                AppError::PaymentStatusConflict {
+                    current: c.current,
+                    requested: c.event.requested_status(),
+                }
+            }
+            Rejection::Refused(Refused::Status(c)) => AppError::OrderStatusConflict {
                 current: c.current,
                 requested: c.event.requested_status(),
             },
-            Rejection::Conflict(c) => AppError::OrderStatusConflict {
-                current: c.current,
-                requested: c.event.requested_status(),
+            Rejection::Refused(Refused::Expired { expires_at }) => AppError::OrderExpired {
+                expires_at: super::time::format_millis(expires_at),
             },
             Rejection::CouponLimit(limit) => AppError::InvalidCoupon {
                 reason: limit.reason().to_string(),

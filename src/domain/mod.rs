@@ -3,6 +3,7 @@
 
 pub mod droplet;
 pub mod error;
+pub mod expiry;
 pub mod lifecycle;
 pub mod order;
 pub mod record;

@@ -16,6 +16,8 @@ wire_enum!(
         Active => "ACTIVE",
         Failed => "FAILED",
         Canceled => "CANCELED",
+        Suspended => "SUSPENDED",
+        Terminated => "TERMINATED",
     }
 );
 
@@ -29,13 +31,42 @@ impl OrderStatus {
             OrderStatus::Active => 3,
             OrderStatus::Failed => 4,
             OrderStatus::Canceled => 5,
+            OrderStatus::Suspended => 6,
+            OrderStatus::Terminated => 7,
         }
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, OrderStatus::Active | OrderStatus::Canceled)
+        matches!(self, OrderStatus::Canceled | OrderStatus::Terminated)
     }
 }
+
+wire_enum!(
+    /// Why an order is SUSPENDED (SPEC §9).
+    text SuspendReason {
+        Expired => "EXPIRED",
+        Admin => "ADMIN",
+    }
+);
+
+wire_enum!(
+    /// Why an order was TERMINATED (SPEC §9).
+    text TerminationReason {
+        UserDeleted => "USER_DELETED",
+        ExpiredNoRenewal => "EXPIRED_NO_RENEWAL",
+        AdminTerminated => "ADMIN_TERMINATED",
+        PolicyViolation => "POLICY_VIOLATION",
+    }
+);
+
+wire_enum!(
+    /// How a renewal or expiry change came about (SPEC §9).
+    text RenewalType {
+        ManualRenewal => "MANUAL_RENEWAL",
+        AutoRenewal => "AUTO_RENEWAL",
+        AdminExtension => "ADMIN_EXTENSION",
+    }
+);
 
 wire_enum!(
     PlanDuration {
@@ -149,6 +180,39 @@ pub struct Order {
     pub updated_at: Millis,
     /// Number of history rows written so far; the next row's key.
     pub history_len: u32,
+    /// Everything after ACTIVE (SPEC §9).
+    pub term: Term,
+}
+
+/// The paid period and what happened to it. All empty until ACTIVE.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Term {
+    pub activated_at: Option<Millis>,
+    pub expires_at: Option<Millis>,
+    pub suspended_at: Option<Millis>,
+    pub suspend_reason: Option<SuspendReason>,
+    /// Set exactly when the order is TERMINATED (SPEC §1 property).
+    pub terminated_at: Option<Millis>,
+    pub termination_reason: Option<TerminationReason>,
+    /// Reminder thresholds (ms before expiry) already sent for this `expires_at`.
+    pub reminded: Vec<Millis>,
+    /// When the reconciler must next look at this order (the `due` index key).
+    pub next_due: Option<Millis>,
+    pub renewals: Vec<Renewal>,
+}
+
+/// One renewal or expiry change, shown in the admin detail's `renewals`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewal {
+    pub id: Uuid,
+    pub renewal_type: RenewalType,
+    pub periods: u32,
+    pub amount: u64,
+    pub previous_expiry: Option<Millis>,
+    pub new_expiry: Millis,
+    #[serde(with = "as_text")]
+    pub actor: Actor,
+    pub created_at: Millis,
 }
 
 wire_enum!(
@@ -162,6 +226,10 @@ wire_enum!(
         Failed => "FAILED",
         Canceled => "CANCELED",
         PaymentFailed => "PAYMENT_FAILED",
+        Suspended => "SUSPENDED",
+        Terminated => "TERMINATED",
+        Renewed => "RENEWED",
+        ExpiryChanged => "EXPIRY_CHANGED",
     }
 );
 
@@ -174,6 +242,8 @@ impl From<OrderStatus> for HistoryStatus {
             OrderStatus::Active => HistoryStatus::Active,
             OrderStatus::Failed => HistoryStatus::Failed,
             OrderStatus::Canceled => HistoryStatus::Canceled,
+            OrderStatus::Suspended => HistoryStatus::Suspended,
+            OrderStatus::Terminated => HistoryStatus::Terminated,
         }
     }
 }
@@ -322,6 +392,7 @@ pub(crate) fn test_order(user: &str) -> Order {
         created_at: 1,
         updated_at: 1,
         history_len: 0,
+        term: Term::default(),
     }
 }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::droplet::{Droplet, DropletStatus};
+use super::droplet::{Droplet, DropletAction, DropletStatus};
 use super::order::{Order, ProvisioningStatus};
 use super::time::Millis;
 use super::wire::wire_enum;
@@ -37,6 +37,38 @@ pub struct ProvisioningTask {
     pub completed_at: Option<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// A droplet action owed since a status change (SPEC §9), durable with it.
+    pub action: Option<PendingAction>,
+}
+
+/// A droplet action the reconciler must bring into effect and confirm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAction {
+    pub action: DropletAction,
+    /// When the status change that owes it committed: an action the provider
+    /// lists as started at or after this is ours (found again after a crash).
+    pub requested_at: Millis,
+    /// The provider's action, once sent (power actions).
+    pub action_id: Option<u64>,
+    /// When the request was last sent: it is not sent again while in flight.
+    pub sent_at: Option<Millis>,
+    /// Consecutive failures, for back-off.
+    pub failures: u32,
+    /// Earliest time of the next attempt after a failure.
+    pub retry_at: Option<Millis>,
+}
+
+impl PendingAction {
+    pub fn new(action: DropletAction, now: Millis) -> PendingAction {
+        PendingAction {
+            action,
+            requested_at: now,
+            action_id: None,
+            sent_at: None,
+            failures: 0,
+            retry_at: None,
+        }
+    }
 }
 
 impl ProvisioningTask {
@@ -60,6 +92,7 @@ impl ProvisioningTask {
             completed_at: None,
             created_at: now,
             updated_at: now,
+            action: None,
         }
     }
 

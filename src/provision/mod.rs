@@ -7,6 +7,8 @@
 //! the sweep lists the order's tag and adopts what it finds: a crash between
 //! the create call and the commit of the droplet id cannot make a second one.
 
+mod actions;
+mod enforce;
 mod sweep;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,7 +109,7 @@ impl Provisioner {
     async fn run_one(self: &Arc<Self>) -> Option<SweepReport> {
         let me = self.clone();
         let started = Instant::now();
-        let report = match tokio::task::spawn_blocking(move || me.sweep_blocking()).await {
+        let report = match tokio::task::spawn_blocking(move || me.full_sweep()).await {
             Ok(report) => Some(report),
             Err(e) => {
                 tracing::error!(error = %e, "provisioning sweep failed");
@@ -117,6 +119,16 @@ impl Provisioner {
         self.metrics
             .sweep_duration
             .observe(started.elapsed().as_secs_f64());
+        report
+    }
+
+    /// Expiry first (it may owe droplet actions), then provisioning, then the
+    /// droplet actions owed.
+    fn full_sweep(&self) -> SweepReport {
+        let ticked = self.enforce_blocking();
+        let mut report = self.sweep_blocking();
+        report.ticked = ticked;
+        report.actions = self.actions_blocking();
         report
     }
 

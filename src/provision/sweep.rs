@@ -33,6 +33,10 @@ pub struct SweepReport {
     pub created: usize,
     /// Sweep skipped or cut short by back-off.
     pub backed_off: bool,
+    /// Due orders ticked by the expiry sweep (reminders, suspensions, terminations).
+    pub ticked: usize,
+    /// Droplet actions taken a step (sent, confirmed or failed).
+    pub actions: usize,
 }
 
 /// A cloud failure that ends this sweep's calls (DigitalOcean is rate-limiting
@@ -91,7 +95,7 @@ impl Provisioner {
         report
     }
 
-    fn backing_off(&self) -> bool {
+    pub(super) fn backing_off(&self) -> bool {
         match self.backoff.lock() {
             Ok(b) => b.until.is_some_and(|t| Instant::now() < t),
             Err(_) => false,
@@ -108,7 +112,7 @@ impl Provisioner {
 
     /// A transient failure: wait `retry_after` (429) or an exponential multiple
     /// of the poll interval (5xx, timeouts), capped at two minutes.
-    fn cloud_trouble(&self, retry_after: Option<Duration>) {
+    pub(super) fn cloud_trouble(&self, retry_after: Option<Duration>) {
         if let Ok(mut b) = self.backoff.lock() {
             b.failures = b.failures.saturating_add(1);
             let wait = retry_after.unwrap_or_else(|| {
@@ -425,7 +429,7 @@ impl Provisioner {
 
 /// A refused save is expected when an operator acted on the order meanwhile
 /// (retry raced a sweep): the next sweep reads the new state.
-fn log_save(result: Result<crate::store::OpResult, crate::store::StoreError>) -> bool {
+pub(super) fn log_save(result: Result<crate::store::OpResult, crate::store::StoreError>) -> bool {
     match result {
         Ok(Ok(_)) => true,
         Ok(Err(Rejection::StaleTask)) => {

@@ -8,6 +8,7 @@ pub mod ops;
 pub mod orders;
 pub mod pricing;
 pub mod rate_limit;
+pub mod term;
 
 pub use crate::store::Replay;
 pub use idempotency::{IdempotencyKey, Reply};

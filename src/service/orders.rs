@@ -198,8 +198,14 @@ impl OrderService {
         let record = self
             .apply(id, command, Actor::Admin(admin), None, None)
             .await?;
-        self.provisioner.notify_one();
+        self.wake_provisioner();
         Ok(record)
+    }
+
+    /// The reconciler has new work (a task, a droplet action): run it now
+    /// rather than at the next tick.
+    pub(super) fn wake_provisioner(&self) {
+        self.provisioner.notify_one();
     }
 
     /// payment-status: PAID (commits the PENDING provisioning task with it) or
@@ -232,7 +238,7 @@ impl OrderService {
     }
 
     /// One command through the writer, decided on the stored record.
-    async fn apply(
+    pub(super) async fn apply(
         &self,
         order_id: Uuid,
         command: Command,
@@ -254,7 +260,7 @@ impl OrderService {
     /// a reused or busy key, and otherwise lets the command's write store its
     /// response. A 4xx produced before the command reached the writer is stored
     /// here, so replays are exact for every stored outcome.
-    async fn idempotent<F>(&self, key: Option<IdempotencyKey>, command: F) -> Reply
+    pub(super) async fn idempotent<F>(&self, key: Option<IdempotencyKey>, command: F) -> Reply
     where
         F: for<'a> FnOnce(
             &'a OrderService,

@@ -168,6 +168,7 @@ fn build_order(
         created_at: now,
         updated_at: now,
         history_len: 0,
+        term: crate::domain::Term::default(),
     }
 }
 

@@ -12,7 +12,9 @@
 //! status and provisioning error codes as their wire text (see
 //! [`crate::domain::wire`]).
 //!
-//! Versions: `Order`, `HistoryEntry` 1; `ProvisioningTask` 2 (v1 kept the
+//! Versions: `HistoryEntry` 1; `Order` 2 (v1 had no `term`: an ACTIVE v1 order
+//! gets its period from its history when the file is opened, see
+//! `store::migrate`); `ProvisioningTask` 2 (v1 kept the
 //! droplet as flat fields and error codes as free text); `IdempotencyRecord` 2
 //! (v1 kept the rendered HTTP response, replayed as stored).
 
@@ -51,7 +53,14 @@ pub trait Record: Serialize + DeserializeOwned {
 }
 
 impl Record for Order {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+
+    fn decode_legacy(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => Ok(decode_body::<legacy::OrderV1>(body)?.migrate()),
+            other => Err(CodecError::UnknownVersion(other)),
+        }
+    }
 }
 
 impl Record for HistoryEntry {
@@ -119,6 +128,53 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
 mod legacy {
     use serde::{Deserialize, Serialize};
     use uuid::Uuid;
+
+    /// `Order` v1: everything before the paid period was kept (no `term`).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(super) struct OrderV1 {
+        pub id: Uuid,
+        pub seq: u64,
+        pub user_id: String,
+        pub status: crate::domain::OrderStatus,
+        pub plan_id: String,
+        pub plan_name: String,
+        pub image_id: String,
+        pub image_name: String,
+        pub duration: crate::domain::PlanDuration,
+        pub pricing: crate::domain::Pricing,
+        pub coupon_counted: bool,
+        pub items: Vec<crate::domain::OrderItem>,
+        pub droplet: crate::domain::DropletPlan,
+        pub paid_at: Option<Millis>,
+        pub created_at: Millis,
+        pub updated_at: Millis,
+        pub history_len: u32,
+    }
+
+    impl OrderV1 {
+        pub(super) fn migrate(self) -> crate::domain::Order {
+            crate::domain::Order {
+                id: self.id,
+                seq: self.seq,
+                user_id: self.user_id,
+                status: self.status,
+                plan_id: self.plan_id,
+                plan_name: self.plan_name,
+                image_id: self.image_id,
+                image_name: self.image_name,
+                duration: self.duration,
+                pricing: self.pricing,
+                coupon_counted: self.coupon_counted,
+                items: self.items,
+                droplet: self.droplet,
+                paid_at: self.paid_at,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+                history_len: self.history_len,
+                term: crate::domain::Term::default(),
+            }
+        }
+    }
 
     /// `IdempotencyRecord` v1: the response as rendered then.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +264,7 @@ mod legacy {
                 ipv6_public: self.ipv6_public,
             });
             Ok(ProvisioningTask {
+                action: None,
                 id: self.id,
                 order_id: self.order_id,
                 status: self.status,
@@ -319,6 +376,7 @@ mod tests {
             ipv6_public: None,
         };
         let expected = ProvisioningTask {
+            action: None,
             id: old.id,
             order_id: old.order_id,
             status: ProvisioningStatus::Failed,

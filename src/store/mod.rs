@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod codec;
+mod migrate;
 pub mod read;
 pub mod tables;
 pub mod writer;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::domain::error::{AppError, Rejection};
+use crate::domain::expiry::Policy;
 use crate::domain::lifecycle::{Change, Command};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::Actor;
@@ -209,14 +211,21 @@ impl Store {
     /// Opens (or creates) the data file, checks its schema version, creates every
     /// table, and starts the writer thread.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, OpenError> {
+        Store::open_with(path, cache_bytes, Policy::default())
+    }
+
+    /// Opens (or creates) the data file, brings it up to this build's schema
+    /// and to `policy` (see [`migrate`]), and starts the writer thread, which
+    /// decides every change under `policy`.
+    pub fn open_with(path: &Path, cache_bytes: usize, policy: Policy) -> Result<Store, OpenError> {
         let db = open_database(path, cache_bytes)?;
-        init_schema(&db, path)?;
+        init_schema(&db, path, &policy)?;
         let db = Arc::new(DbSlot {
             current: std::sync::RwLock::new(Some(Arc::new(db))),
             path: path.to_path_buf(),
             cache_bytes,
         });
-        let writer = Writer::start(db.clone());
+        let writer = Writer::start(db.clone(), Arc::new(policy));
         Ok(Store {
             db,
             writer,
@@ -354,14 +363,14 @@ pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File>
 
 /// Refuses files written by a newer vpsd, stamps new files, and creates every
 /// table so readers never meet a missing one.
-fn init_schema(db: &Database, path: &Path) -> Result<(), OpenError> {
+fn init_schema(db: &Database, path: &Path, policy: &Policy) -> Result<(), OpenError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         OpenError(format!("data file {}: {what}: {e}", path.display()))
     };
     let txn = db
         .begin_write()
         .map_err(|e| fail("cannot begin a transaction", &e))?;
-    {
+    let stored = {
         let mut meta = txn
             .open_table(tables::META)
             .map_err(|e| fail("cannot open the meta table", &e))?;
@@ -369,22 +378,20 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), OpenError> {
             .get(tables::META_SCHEMA_VERSION)
             .map_err(|e| fail("cannot read the schema version", &e))?
             .map(|v| v.value());
-        match stored {
-            Some(v) if v > tables::SCHEMA_VERSION => {
-                return Err(OpenError(format!(
-                    "data file {} has schema version {v}, newer than this vpsd supports ({}); upgrade vpsd",
-                    path.display(),
-                    tables::SCHEMA_VERSION
-                )));
-            }
-            Some(_) => {}
-            None => {
-                meta.insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)
-                    .map_err(|e| fail("cannot write the schema version", &e))?;
-            }
+        if let Some(v) = stored.filter(|v| *v > tables::SCHEMA_VERSION) {
+            return Err(OpenError(format!(
+                "data file {} has schema version {v}, newer than this vpsd supports ({}); upgrade vpsd",
+                path.display(),
+                tables::SCHEMA_VERSION
+            )));
         }
-    }
+        meta.insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)
+            .map_err(|e| fail("cannot write the schema version", &e))?;
+        // A new file has nothing to migrate.
+        stored.unwrap_or(tables::SCHEMA_VERSION)
+    };
     create_tables(&txn).map_err(|e| fail("cannot create tables", &e))?;
+    migrate::run(&txn, stored, policy, &fail)?;
     txn.commit().map_err(|e| fail("cannot commit", &e))?;
     Ok(())
 }
@@ -402,6 +409,8 @@ fn create_tables(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(tables::COUPON_USER_USES)?;
     txn.open_table(tables::IDEMPOTENCY)?;
     txn.open_table(tables::IDEMPOTENCY_EXPIRY)?;
+    txn.open_table(tables::DUE)?;
+    txn.open_table(tables::PENDING_ACTIONS)?;
     Ok(())
 }
 

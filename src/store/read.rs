@@ -164,6 +164,41 @@ impl Store {
         Ok(out)
     }
 
+    /// Orders whose task owes a droplet action (SPEC §9), with their tasks.
+    pub fn pending_actions(&self) -> Result<Vec<OrderRecord>, StoreError> {
+        let txn = self.snapshot()?;
+        let pending = txn
+            .open_table(tables::PENDING_ACTIONS)
+            .map_err(storage_err)?;
+        let orders = txn.open_table(tables::ORDERS).map_err(storage_err)?;
+        let tasks = txn.open_table(tables::TASKS).map_err(storage_err)?;
+        let mut out = Vec::new();
+        for entry in pending.iter().map_err(storage_err)? {
+            let (id, _) = entry.map_err(storage_err)?;
+            if let Some(record) = read_record(&orders, &tasks, id.value())? {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` orders due at or before `now`, soonest first: one range
+    /// of the `due` index, so the cost follows the due orders, not the file.
+    pub fn due_orders(&self, now: i64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
+        let txn = self.snapshot()?;
+        let due = txn.open_table(tables::DUE).map_err(storage_err)?;
+        let mut ids = Vec::new();
+        for entry in due
+            .range((i64::MIN, 0)..=(now, u128::MAX))
+            .map_err(storage_err)?
+            .take(limit)
+        {
+            let (key, _) = entry.map_err(storage_err)?;
+            ids.push(Uuid::from_u128(key.value().1));
+        }
+        Ok(ids)
+    }
+
     pub fn idempotency(
         &self,
         scope: &str,

@@ -11,12 +11,14 @@
 use redb::TableDefinition;
 
 /// Bumped when a table or key layout changes; a newer file is refused at open.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// `schema_version`, `order_seq` (last assigned order sequence).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_ORDER_SEQ: &str = "order_seq";
+/// Fingerprint of the expiry policy the `due` index was computed with.
+pub const META_DUE_POLICY: &str = "due_policy";
 
 /// order id -> encoded `Order` (items are embedded: they never change).
 pub const ORDERS: TableDefinition<u128, &[u8]> = TableDefinition::new("orders");
@@ -49,6 +51,13 @@ pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::n
 /// (expires at ms, scope, key): lets the sweeper delete expired keys in order.
 pub const IDEMPOTENCY_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
     TableDefinition::new("idempotency_expiry");
+
+/// (next due ms, order id): ACTIVE and SUSPENDED orders by when the reconciler
+/// must next look at them (a reminder, a suspension, a termination), so a
+/// sweep reads only what is due.
+pub const DUE: TableDefinition<(i64, u128), ()> = TableDefinition::new("orders_due");
+/// order ids whose task owes a droplet action (power off / on, delete).
+pub const PENDING_ACTIONS: TableDefinition<u128, ()> = TableDefinition::new("pending_actions");
 
 /// Which slice of the orders a count describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,9 +21,10 @@ use super::{
     Maintenance, OpResult, OrderRecord, Replay, StoreError, WriteOp,
 };
 use crate::domain::error::{AppError, CouponLimit, Rejection};
+use crate::domain::expiry::Policy;
 use crate::domain::lifecycle::{self, Change, Command, CouponEffect, TaskEffect};
 use crate::domain::task::ProvisioningTask;
-use crate::domain::time::{now_millis, Millis};
+use crate::domain::time::now_millis;
 use crate::domain::{Actor, Order, OrderStatus};
 
 /// Upper bound on operations per transaction, so one commit's latency stays bounded.
@@ -60,13 +61,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(db: Arc<DbSlot>) -> Writer {
+    pub(super) fn start(db: Arc<DbSlot>, policy: Arc<Policy>) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let injected_failures = Arc::new(AtomicU32::new(0));
         let faults = injected_failures.clone();
         let thread = std::thread::Builder::new()
             .name("vpsd-writer".into())
-            .spawn(move || run(db, rx, faults))
+            .spawn(move || run(db, rx, faults, policy))
             .ok();
         Writer {
             tx,
@@ -155,7 +156,12 @@ fn stopped() -> StoreError {
 /// How long after a failed reopen the writer tries again.
 const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
-fn run(slot: Arc<DbSlot>, mut rx: mpsc::Receiver<Message>, faults: Arc<AtomicU32>) {
+fn run(
+    slot: Arc<DbSlot>,
+    mut rx: mpsc::Receiver<Message>,
+    faults: Arc<AtomicU32>,
+    policy: Arc<Policy>,
+) {
     let mut stop = false;
     // Set when redb reported an I/O failure: its handle is then unusable
     // (PreviousIo) until the file is reopened.
@@ -179,7 +185,7 @@ fn run(slot: Arc<DbSlot>, mut rx: mpsc::Receiver<Message>, faults: Arc<AtomicU32
             reopen(&mut broken);
         }
         let outcome = match slot.get() {
-            Ok(db) => commit_batch(&db, works, &faults),
+            Ok(db) => commit_batch(&db, works, &faults, &policy),
             Err(e) => Err(BatchError {
                 error: e,
                 io: false,
@@ -273,6 +279,7 @@ fn commit_batch(
     db: &Database,
     ops: Vec<Work>,
     faults: &AtomicU32,
+    policy: &Policy,
 ) -> Result<Vec<Applied>, BatchError> {
     let io = |error: StoreError| BatchError { error, io: true };
     let txn = db.begin_write().map_err(|e| io(storage_err(e)))?;
@@ -281,7 +288,7 @@ fn commit_batch(
         let mut results = Vec::with_capacity(ops.len());
         for work in ops {
             results.push(match work {
-                Work::Op(op) => Applied::Op(Box::new(apply(&mut t, op).map_err(io)?)),
+                Work::Op(op) => Applied::Op(Box::new(apply(&mut t, op, policy).map_err(io)?)),
                 Work::Maintain(m) => Applied::Count(maintain(&mut t, m).map_err(io)?),
             });
         }
@@ -318,6 +325,8 @@ pub(crate) struct Tables<'txn> {
     pub coupon_user_uses: Table<'txn, (&'static str, &'static str), u64>,
     pub idempotency: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     pub idempotency_expiry: Table<'txn, (i64, &'static str, &'static str), ()>,
+    pub due: Table<'txn, (i64, u128), ()>,
+    pub pending_actions: Table<'txn, u128, ()>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -342,11 +351,15 @@ impl<'txn> Tables<'txn> {
             idempotency_expiry: txn
                 .open_table(tables::IDEMPOTENCY_EXPIRY)
                 .map_err(storage_err)?,
+            due: txn.open_table(tables::DUE).map_err(storage_err)?,
+            pending_actions: txn
+                .open_table(tables::PENDING_ACTIONS)
+                .map_err(storage_err)?,
         })
     }
 }
 
-fn apply(t: &mut Tables<'_>, op: WriteOp) -> Result<OpResult, StoreError> {
+fn apply(t: &mut Tables<'_>, op: WriteOp, policy: &Policy) -> Result<OpResult, StoreError> {
     match op {
         WriteOp::Create {
             change,
@@ -363,10 +376,14 @@ fn apply(t: &mut Tables<'_>, op: WriteOp) -> Result<OpResult, StoreError> {
             owner,
             idempotency,
         } => {
-            let result = apply_command(t, order_id.as_u128(), command, &actor, owner.as_deref())?;
+            let target = Target {
+                id: order_id.as_u128(),
+                owner: owner.as_deref(),
+            };
+            let result = apply_command(t, target, command, &actor, policy)?;
             finish(t, result, idempotency)
         }
-        WriteOp::SaveTask { task, commands } => save_task(t, *task, commands, now_millis()),
+        WriteOp::SaveTask { task, commands } => save_task(t, *task, commands, policy),
     }
 }
 
@@ -501,26 +518,32 @@ fn claim_coupon(
     Ok(Ok(()))
 }
 
+/// The order a command is for, and the user it must belong to (user routes).
+struct Target<'a> {
+    id: u128,
+    owner: Option<&'a str>,
+}
+
 fn apply_command(
     t: &mut Tables<'_>,
-    id: u128,
+    target: Target<'_>,
     command: Command,
     actor: &Actor,
-    owner: Option<&str>,
+    policy: &Policy,
 ) -> Result<OpResult, StoreError> {
-    let Some(order) = load_order(t, id)? else {
+    let Some(order) = load_order(t, target.id)? else {
         return Ok(Err(Rejection::OrderNotFound));
     };
-    if owner.is_some_and(|o| o != order.user_id) {
+    if target.owner.is_some_and(|o| o != order.user_id) {
         return Ok(Err(Rejection::NotOwner));
     }
     let record = OrderRecord {
         order,
-        task: load_task(t, id)?,
+        task: load_task(t, target.id)?,
     };
-    let change = match lifecycle::decide(&record, command, actor, now_millis()) {
+    let change = match lifecycle::decide(&record, command, actor, now_millis(), policy) {
         Ok(change) => change,
-        Err(conflict) => return Ok(Err(Rejection::Conflict(conflict))),
+        Err(refused) => return Ok(Err(Rejection::Refused(refused))),
     };
     persist(t, &change)?;
     let task = match change.task {
@@ -537,8 +560,9 @@ fn save_task(
     t: &mut Tables<'_>,
     mut task: ProvisioningTask,
     commands: Vec<Command>,
-    now: Millis,
+    policy: &Policy,
 ) -> Result<OpResult, StoreError> {
+    let now = now_millis();
     let id = task.order_id.as_u128();
     let Some(order) = load_order(t, id)? else {
         return Ok(Err(Rejection::OrderNotFound));
@@ -549,23 +573,26 @@ fn save_task(
     }
     task.revision += 1;
     task.updated_at = now;
-    // Decide every command in memory first, so a conflict writes nothing at all.
+    // Decide every command in memory first, so a refusal writes nothing at all.
     let mut record = OrderRecord {
         order,
         task: Some(task),
     };
     let mut changes = Vec::with_capacity(commands.len());
     for command in commands {
-        match lifecycle::decide(&record, command, &Actor::System, now) {
+        match lifecycle::decide(&record, command, &Actor::System, now, policy) {
             Ok(change) => {
                 record.order = change.order.clone();
+                if let TaskEffect::Write(task) = &change.task {
+                    record.task = Some((**task).clone());
+                }
                 changes.push(change);
             }
-            Err(conflict) => return Ok(Err(Rejection::Conflict(conflict))),
+            Err(refused) => return Ok(Err(Rejection::Refused(refused))),
         }
     }
     for change in &changes {
-        persist(t, change)?;
+        persist_order(t, change)?;
     }
     if let Some(task) = &record.task {
         write_task(t, task)?;
@@ -573,9 +600,20 @@ fn save_task(
     Ok(Ok(record))
 }
 
-/// Writes what a decision changed: history rows, the order, its status index
-/// entries, the task and the coupon counters.
+/// Writes what a decision changed: the order's part, the task and the coupon.
 fn persist(t: &mut Tables<'_>, change: &Change) -> Result<(), StoreError> {
+    persist_order(t, change)?;
+    if let TaskEffect::Write(task) = &change.task {
+        write_task(t, task)?;
+    }
+    if change.coupon == CouponEffect::Release {
+        release_coupon(t, &change.order)?;
+    }
+    Ok(())
+}
+
+/// History rows, the order, and its status and due index entries.
+fn persist_order(t: &mut Tables<'_>, change: &Change) -> Result<(), StoreError> {
     let order = &change.order;
     let first_row = order
         .history_len
@@ -593,15 +631,18 @@ fn persist(t: &mut Tables<'_>, change: &Change) -> Result<(), StoreError> {
         }
         Some(_) => {}
     }
+    let id = order.id.as_u128();
+    if change.previous_due != order.term.next_due {
+        if let Some(due) = change.previous_due {
+            t.due.remove((due, id)).map_err(storage_err)?;
+        }
+        if let Some(due) = order.term.next_due {
+            t.due.insert((due, id), ()).map_err(storage_err)?;
+        }
+    }
     t.orders
-        .insert(order.id.as_u128(), codec::encode(order).as_slice())
+        .insert(id, codec::encode(order).as_slice())
         .map_err(storage_err)?;
-    if let TaskEffect::Write(task) = &change.task {
-        write_task(t, task)?;
-    }
-    if change.coupon == CouponEffect::Release {
-        release_coupon(t, order)?;
-    }
     Ok(())
 }
 
@@ -614,6 +655,11 @@ fn write_task(t: &mut Tables<'_>, task: &ProvisioningTask) -> Result<(), StoreEr
         t.open_tasks.insert(id, ()).map_err(storage_err)?;
     } else {
         t.open_tasks.remove(id).map_err(storage_err)?;
+    }
+    if task.action.is_some() {
+        t.pending_actions.insert(id, ()).map_err(storage_err)?;
+    } else {
+        t.pending_actions.remove(id).map_err(storage_err)?;
     }
     Ok(())
 }
@@ -748,18 +794,22 @@ mod tests {
         let y = new_order("bob");
         let y_id = y.order.id;
         let faults = AtomicU32::new(0);
-        commit_batch(&store.database().unwrap(), vec![create(x)], &faults).unwrap();
+        commit_batch(
+            &store.database().unwrap(),
+            vec![create(x)],
+            &faults,
+            &Policy::default(),
+        )
+        .unwrap();
         let results = commit_batch(
             &store.database().unwrap(),
             vec![pay(x_id), pay(x_id), create(y)],
             &faults,
+            &Policy::default(),
         )
         .unwrap();
         assert!(op_result(&results[0]).is_ok());
-        assert!(matches!(
-            op_result(&results[1]),
-            Err(Rejection::Conflict(_))
-        ));
+        assert!(matches!(op_result(&results[1]), Err(Rejection::Refused(_))));
         assert!(op_result(&results[2]).is_ok());
         let x = store.get_order(x_id).unwrap().unwrap();
         assert_eq!(x.order.status, OrderStatus::Paid);
@@ -784,6 +834,7 @@ mod tests {
             &store.database().unwrap(),
             vec![create(a), create(b)],
             &faults,
+            &Policy::default(),
         );
         assert!(matches!(
             result,

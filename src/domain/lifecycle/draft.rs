@@ -1,0 +1,240 @@
+//! A change under construction: rows are added in commit order, each starting
+//! from the status the previous one left, and `finish` derives what follows
+//! from the final state (the due time, the events).
+
+use uuid::Uuid;
+
+use crate::domain::droplet::DropletAction;
+use crate::domain::expiry::{self, Policy};
+use crate::domain::order::{Actor, HistoryEntry, HistoryStatus, Order, OrderStatus};
+use crate::domain::record::OrderRecord;
+use crate::domain::task::{PendingAction, ProvisioningTask};
+use crate::domain::time::Millis;
+
+/// What happens to the provisioning task with a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEffect {
+    /// The task stays as stored (or the provisioner writes its own observation).
+    Unchanged,
+    /// Write this task: a PAID order's to-do, a restarted one, or a droplet
+    /// action owed by the status change (durable with it).
+    Write(Box<ProvisioningTask>),
+}
+
+/// What happens to a coupon redemption counted in the data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CouponEffect {
+    None,
+    /// An unpaid order was cancelled: its redemption no longer counts.
+    Release,
+}
+
+/// Events other systems are told about (SPEC §10 types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    Created,
+    Paid,
+    PaymentFailed,
+    Canceled,
+    Provisioning,
+    Active,
+    Failed,
+    Suspended,
+    Unsuspended,
+    Renewed,
+    ExpiryChanged,
+    Expiring,
+    Terminated,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Created => "order.created",
+            EventType::Paid => "order.paid",
+            EventType::PaymentFailed => "order.payment_failed",
+            EventType::Canceled => "order.canceled",
+            EventType::Provisioning => "order.provisioning",
+            EventType::Active => "order.active",
+            EventType::Failed => "order.failed",
+            EventType::Suspended => "order.suspended",
+            EventType::Unsuspended => "order.unsuspended",
+            EventType::Renewed => "order.renewed",
+            EventType::ExpiryChanged => "order.expiry_changed",
+            EventType::Expiring => "order.expiring",
+            EventType::Terminated => "order.terminated",
+        }
+    }
+
+    /// The event a history row announces; `from` tells a first activation
+    /// (`order.active`) from a resumption (`order.unsuspended`).
+    fn for_row(from: Option<OrderStatus>, row: HistoryStatus) -> EventType {
+        match row {
+            HistoryStatus::PendingPayment => EventType::Created,
+            HistoryStatus::Paid => EventType::Paid,
+            HistoryStatus::PaymentFailed => EventType::PaymentFailed,
+            HistoryStatus::Canceled => EventType::Canceled,
+            HistoryStatus::Provisioning => EventType::Provisioning,
+            HistoryStatus::Active if from == Some(OrderStatus::Suspended) => EventType::Unsuspended,
+            HistoryStatus::Active => EventType::Active,
+            HistoryStatus::Failed => EventType::Failed,
+            HistoryStatus::Suspended => EventType::Suspended,
+            HistoryStatus::Terminated => EventType::Terminated,
+            HistoryStatus::Renewed => EventType::Renewed,
+            HistoryStatus::ExpiryChanged => EventType::ExpiryChanged,
+        }
+    }
+}
+
+/// One outgoing event of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutEvent {
+    pub kind: EventType,
+    /// `order.expiring` only: seconds left until `expiresAt`.
+    pub seconds_left: Option<i64>,
+}
+
+/// Everything one decision changes; persisted in one transaction or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The order as it must be stored (`history_len` already counts `history`).
+    pub order: Order,
+    /// The order's status before the change; `None` for a new order.
+    pub previous_status: Option<OrderStatus>,
+    /// The order's due time before the change (the `due` index key to move).
+    pub previous_due: Option<Millis>,
+    /// New history rows, in order; row numbers follow the stored ones.
+    pub history: Vec<HistoryEntry>,
+    pub task: TaskEffect,
+    pub coupon: CouponEffect,
+    /// What other systems are told, in commit order.
+    pub events: Vec<OutEvent>,
+}
+
+impl Change {
+    /// Whether persisting it would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.history.is_empty()
+            && self.events.is_empty()
+            && self.task == TaskEffect::Unchanged
+            && self.previous_due == self.order.term.next_due
+            && self.previous_status == Some(self.order.status)
+    }
+}
+
+pub(super) struct Draft<'a> {
+    pub record: &'a OrderRecord,
+    pub order: Order,
+    /// The working copy of the task, when the change writes it.
+    pub task: Option<ProvisioningTask>,
+    pub coupon: CouponEffect,
+    pub history: Vec<HistoryEntry>,
+    pub events: Vec<OutEvent>,
+    pub actor: &'a Actor,
+    pub now: Millis,
+    pub policy: &'a Policy,
+}
+
+impl<'a> Draft<'a> {
+    pub fn new(
+        record: &'a OrderRecord,
+        actor: &'a Actor,
+        now: Millis,
+        policy: &'a Policy,
+    ) -> Draft<'a> {
+        Draft {
+            record,
+            order: record.order.clone(),
+            task: None,
+            coupon: CouponEffect::None,
+            history: Vec::new(),
+            events: Vec::new(),
+            actor,
+            now,
+            policy,
+        }
+    }
+
+    /// The first row of every order: `""` -> PENDING_PAYMENT.
+    pub fn first_row(&mut self) {
+        self.row(None, HistoryStatus::PendingPayment, None, None);
+    }
+
+    /// A status change row; the order moves to `to`.
+    pub fn move_to(&mut self, to: OrderStatus, reason: Option<String>, metadata: Option<String>) {
+        let from = self.order.status;
+        self.order.status = to;
+        self.row(Some(from), HistoryStatus::from(to), reason, metadata);
+    }
+
+    /// An event row (PAYMENT_FAILED, RENEWED, EXPIRY_CHANGED): the status stays.
+    pub fn record_event(
+        &mut self,
+        name: HistoryStatus,
+        reason: Option<String>,
+        metadata: Option<String>,
+    ) {
+        let at = self.order.status;
+        self.row(Some(at), name, reason, metadata);
+    }
+
+    fn row(
+        &mut self,
+        previous: Option<OrderStatus>,
+        new_status: HistoryStatus,
+        reason: Option<String>,
+        metadata: Option<String>,
+    ) {
+        self.order.history_len = self.order.history_len.saturating_add(1);
+        self.order.updated_at = self.now;
+        self.history.push(HistoryEntry {
+            id: Uuid::new_v4(),
+            previous_status: previous,
+            new_status,
+            actor: self.actor.clone(),
+            reason,
+            metadata,
+            created_at: self.now,
+        });
+        self.events.push(OutEvent {
+            kind: EventType::for_row(previous, new_status),
+            seconds_left: None,
+        });
+    }
+
+    /// The task this change writes, starting from the stored one.
+    pub fn task_mut(&mut self) -> Option<&mut ProvisioningTask> {
+        if self.task.is_none() {
+            self.task = self.record.task.clone();
+        }
+        self.task.as_mut()
+    }
+
+    /// Owes `action` on the order's droplet, replacing any action still owed
+    /// (the newest status decides what the droplet must be).
+    pub fn owe(&mut self, action: DropletAction) {
+        let now = self.now;
+        if let Some(task) = self.task_mut() {
+            task.action = Some(PendingAction::new(action, now));
+            task.revision += 1;
+            task.updated_at = now;
+        }
+    }
+
+    pub fn finish(mut self) -> Change {
+        self.order.term.next_due = expiry::due_of(&self.order, self.policy);
+        let previous_status =
+            (self.record.order.history_len > 0).then_some(self.record.order.status);
+        Change {
+            order: self.order,
+            previous_status,
+            previous_due: self.record.order.term.next_due,
+            history: self.history,
+            task: self
+                .task
+                .map_or(TaskEffect::Unchanged, |t| TaskEffect::Write(Box::new(t))),
+            coupon: self.coupon,
+            events: self.events,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! What each allowed command does to the draft: the status rows of the table,
+//! plus the paid period after ACTIVE (SPEC §9): expiry, renewal, suspension,
+//! termination, and the droplet action each status owes.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::draft::{CouponEffect, Draft, EventType, OutEvent};
+use super::{Command, Outcome, Refused, Renewing};
+use crate::domain::droplet::DropletAction;
+use crate::domain::expiry::{self, add_months, months_of};
+use crate::domain::order::{
+    HistoryStatus, OrderStatus, Renewal, RenewalType, SuspendReason, TerminationReason,
+};
+use crate::domain::task::ProvisioningTask;
+use crate::domain::time::{format_millis, Millis};
+
+/// Applies an allowed command (its outcome already checked against the table).
+pub(super) fn apply(d: &mut Draft<'_>, command: Command, outcome: Outcome) {
+    match command {
+        Command::Pay { notes } => {
+            d.order.paid_at = Some(d.now);
+            d.task = Some(ProvisioningTask::for_paid_order(&d.order, d.now));
+            moved(d, outcome, notes, None);
+        }
+        Command::PaymentFailed { notes } => moved(d, outcome, notes, None),
+        Command::Cancel { reason } => {
+            if d.order.coupon_counted {
+                d.order.coupon_counted = false;
+                d.coupon = CouponEffect::Release;
+            }
+            moved(d, outcome, reason, None);
+        }
+        Command::StartProvisioning => moved(d, outcome, None, None),
+        Command::ProvisioningSucceeded { metadata } => {
+            activate(d);
+            moved(d, outcome, None, metadata);
+        }
+        Command::ProvisioningFailed { message, metadata } => {
+            moved(d, outcome, Some(message), metadata)
+        }
+        Command::RetryProvisioning => {
+            let now = d.now;
+            let mut task = d
+                .record
+                .task
+                .clone()
+                .unwrap_or_else(|| ProvisioningTask::for_paid_order(&d.order, now));
+            task.restart(now);
+            d.task = Some(task);
+            moved(d, outcome, Some("retry provisioning".into()), None);
+        }
+        Command::Suspend { reason } => suspend(d, SuspendReason::Admin, reason),
+        Command::Unsuspend { reason } => resume(d, reason),
+        Command::Terminate { reason, note } => terminate(d, reason, note),
+        Command::Renew(renewing) => renew(d, renewing),
+        Command::SetExpiry { at, reason } => change_expiry(d, at, reason),
+        Command::Tick => tick(d),
+    }
+}
+
+fn moved(d: &mut Draft<'_>, outcome: Outcome, reason: Option<String>, metadata: Option<String>) {
+    match outcome {
+        Outcome::MoveTo(to) => d.move_to(to, reason, metadata),
+        Outcome::RecordOnly(name) => d.record_event(name, reason, metadata),
+    }
+}
+
+/// First ACTIVE: the paid period starts now.
+fn activate(d: &mut Draft<'_>) {
+    let term = &mut d.order.term;
+    term.activated_at = Some(d.now);
+    term.expires_at = Some(add_months(d.now, months_of(d.order.duration)));
+    term.reminded.clear();
+}
+
+fn suspend(d: &mut Draft<'_>, why: SuspendReason, reason: Option<String>) {
+    d.order.term.suspended_at = Some(d.now);
+    d.order.term.suspend_reason = Some(why);
+    let metadata = json!({ "suspendReason": why.as_str() }).to_string();
+    d.move_to(OrderStatus::Suspended, reason, Some(metadata));
+    d.owe(DropletAction::PowerOff);
+}
+
+fn resume(d: &mut Draft<'_>, reason: Option<String>) {
+    d.order.term.suspended_at = None;
+    d.order.term.suspend_reason = None;
+    d.move_to(OrderStatus::Active, reason, None);
+    d.owe(DropletAction::PowerOn);
+}
+
+fn terminate(d: &mut Draft<'_>, why: TerminationReason, note: Option<String>) {
+    d.order.term.terminated_at = Some(d.now);
+    d.order.term.termination_reason = Some(why);
+    let metadata = json!({ "terminationReason": why.as_str() }).to_string();
+    d.move_to(OrderStatus::Terminated, note, Some(metadata));
+    d.owe(DropletAction::Delete);
+}
+
+/// Unsuspend is refused while the period is over and enforcement would only
+/// suspend the order again at the next sweep.
+pub(super) fn check_not_expired(d: &Draft<'_>) -> Result<(), Refused> {
+    match d.order.term.expires_at {
+        Some(expires_at) if d.policy.enforce && expires_at <= d.now => {
+            Err(Refused::Expired { expires_at })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// New `expiresAt` = (the later of `expiresAt` and now) + periods x duration,
+/// one step of periods x months from that base.
+fn renew(d: &mut Draft<'_>, r: Renewing) {
+    let base = d.order.term.expires_at.unwrap_or(d.now).max(d.now);
+    let months = r.periods.saturating_mul(months_of(d.order.duration));
+    let new_expiry = add_months(base, months);
+    let entry = RenewalEntry {
+        kind: r.renewal_type,
+        periods: r.periods,
+        amount: r.amount,
+        new_expiry,
+    };
+    extend(d, entry, HistoryStatus::Renewed, r.notes);
+}
+
+fn change_expiry(d: &mut Draft<'_>, at: Millis, reason: Option<String>) {
+    let entry = RenewalEntry {
+        kind: RenewalType::AdminExtension,
+        periods: 0,
+        amount: 0,
+        new_expiry: at,
+    };
+    extend(d, entry, HistoryStatus::ExpiryChanged, reason);
+}
+
+struct RenewalEntry {
+    kind: RenewalType,
+    periods: u32,
+    amount: u64,
+    new_expiry: Millis,
+}
+
+/// Records the renewal and its event row, moves `expiresAt` (re-arming the
+/// reminders), and resumes an order that was suspended only for expiry.
+fn extend(d: &mut Draft<'_>, e: RenewalEntry, row: HistoryStatus, reason: Option<String>) {
+    let previous = d.order.term.expires_at;
+    let metadata = json!({
+        "renewalType": e.kind.as_str(),
+        "periods": e.periods,
+        "amount": e.amount,
+        "previousExpiry": previous.map(format_millis),
+        "newExpiry": format_millis(e.new_expiry),
+    });
+    d.order.term.renewals.push(Renewal {
+        id: Uuid::new_v4(),
+        renewal_type: e.kind,
+        periods: e.periods,
+        amount: e.amount,
+        previous_expiry: previous,
+        new_expiry: e.new_expiry,
+        actor: d.actor.clone(),
+        created_at: d.now,
+    });
+    d.order.term.expires_at = Some(e.new_expiry);
+    d.order.term.reminded.clear();
+    d.record_event(row, reason, Some(metadata.to_string()));
+    let expired_only = d.order.term.suspend_reason == Some(SuspendReason::Expired);
+    if d.order.status == OrderStatus::Suspended && expired_only && e.new_expiry > d.now {
+        resume(d, None);
+    }
+}
+
+/// The reconciler's look at an order: reminders crossed, then expiry rules
+/// when enforcement is on. Anything else is left as it is.
+pub(super) fn tick(d: &mut Draft<'_>) {
+    let live = matches!(d.order.status, OrderStatus::Active | OrderStatus::Suspended);
+    let Some(expires) = d.order.term.expires_at.filter(|_| live) else {
+        return;
+    };
+    for threshold in expiry::reminders_due(d.policy, expires, &d.order.term.reminded, d.now) {
+        d.order.term.reminded.push(threshold);
+        d.events.push(OutEvent {
+            kind: EventType::Expiring,
+            seconds_left: Some((expires - d.now) / 1000),
+        });
+    }
+    if d.now < expires {
+        return;
+    }
+    // Past expiry, reminders that never fired are moot ("expiring" is over):
+    // mark them so they are never due again.
+    for threshold in &d.policy.remind_before_ms {
+        if !d.order.term.reminded.contains(threshold) {
+            d.order.term.reminded.push(*threshold);
+        }
+    }
+    if !d.policy.enforce {
+        return;
+    }
+    let grace = d.policy.grace(d.order.duration);
+    if d.now >= expires.saturating_add(grace) {
+        terminate(d, TerminationReason::ExpiredNoRenewal, None);
+    } else if d.order.status == OrderStatus::Active {
+        suspend(d, SuspendReason::Expired, None);
+    }
+}

@@ -1,0 +1,393 @@
+use super::*;
+use crate::domain::droplet::DropletAction;
+use crate::domain::order::*;
+use crate::domain::task::{ProvisioningError, ProvisioningTask};
+use proptest::prelude::*;
+
+const DAY: Millis = 86_400_000;
+
+fn new_record() -> (OrderRecord, Vec<crate::domain::HistoryEntry>) {
+    let change = create(test_order("u"), &Actor::User("u".into()), 0);
+    let record = OrderRecord {
+        order: change.order,
+        task: None,
+    };
+    (record, change.history)
+}
+
+/// Commands by index, covering every kind, with fixed data.
+fn command(i: usize, now: Millis) -> Command {
+    match i {
+        0 => Command::Pay { notes: None },
+        1 => Command::PaymentFailed { notes: None },
+        2 => Command::Cancel { reason: None },
+        3 => Command::StartProvisioning,
+        4 => Command::ProvisioningSucceeded { metadata: None },
+        5 => Command::ProvisioningFailed {
+            message: "x".into(),
+            metadata: None,
+        },
+        6 => Command::RetryProvisioning,
+        7 => Command::Suspend { reason: None },
+        8 => Command::Unsuspend { reason: None },
+        9 => Command::Terminate {
+            reason: TerminationReason::UserDeleted,
+            note: None,
+        },
+        10 => Command::Terminate {
+            reason: TerminationReason::AdminTerminated,
+            note: None,
+        },
+        11 => Command::Renew(Renewing {
+            periods: 1,
+            amount: 100,
+            renewal_type: RenewalType::ManualRenewal,
+            notes: None,
+        }),
+        12 => Command::SetExpiry {
+            at: now - 2 * DAY,
+            reason: None,
+        },
+        13 => Command::SetExpiry {
+            at: now + 2 * DAY,
+            reason: None,
+        },
+        _ => Command::Tick,
+    }
+}
+
+/// Statuses reachable from PENDING_PAYMENT by walking the table.
+fn reachable(status: OrderStatus) -> bool {
+    let mut seen = vec![OrderStatus::PendingPayment];
+    let mut i = 0;
+    while i < seen.len() {
+        for event in Event::ALL {
+            if let Ok(Outcome::MoveTo(to)) = outcome(seen[i], event) {
+                if !seen.contains(&to) {
+                    seen.push(to);
+                }
+            }
+        }
+        i += 1;
+    }
+    seen.contains(&status)
+}
+
+/// Persists a change the way the store does, so the next decision sees it.
+fn persist(record: &mut OrderRecord, change: &Change) {
+    record.order = change.order.clone();
+    if let TaskEffect::Write(task) = &change.task {
+        record.task = Some((**task).clone());
+    }
+}
+
+/// Each row starts where the last real status change ended; event rows
+/// (PAYMENT_FAILED, RENEWED, EXPIRY_CHANGED) change no status and are skipped.
+fn assert_chain(
+    history: &[crate::domain::HistoryEntry],
+    status: OrderStatus,
+) -> Result<(), TestCaseError> {
+    let mut last: Option<OrderStatus> = None;
+    for row in history {
+        prop_assert_eq!(row.previous_status, last);
+        if let Some(status) = row.new_status.status() {
+            last = Some(status);
+        }
+    }
+    prop_assert_eq!(last, Some(status));
+    Ok(())
+}
+
+/// The droplet's desired state follows the status: an action owed always
+/// points where the status says the droplet must be.
+fn assert_desired_droplet(record: &OrderRecord) -> Result<(), TestCaseError> {
+    let owed = record
+        .task
+        .as_ref()
+        .and_then(|t| t.action.as_ref())
+        .map(|a| a.action);
+    match record.order.status {
+        OrderStatus::Active => {
+            prop_assert!(owed.is_none() || owed == Some(DropletAction::PowerOn))
+        }
+        OrderStatus::Suspended => prop_assert_eq!(owed, Some(DropletAction::PowerOff)),
+        OrderStatus::Terminated if record.task.is_some() => {
+            prop_assert_eq!(owed, Some(DropletAction::Delete))
+        }
+        _ => prop_assert!(owed.is_none()),
+    }
+    Ok(())
+}
+
+fn policies() -> impl Strategy<Value = Policy> {
+    (any::<bool>(), 0i64..3).prop_map(|(enforce, grace_days)| Policy {
+        enforce,
+        grace_ms: [grace_days * DAY; 4],
+        ..Policy::default()
+    })
+}
+
+proptest! {
+    #[test]
+    fn any_command_sequence_keeps_the_invariants(
+        steps in proptest::collection::vec((0usize..15, 0i64..40), 0..50),
+        policy in policies(),
+    ) {
+        let (mut record, mut history) = new_record();
+        let mut ever_paid = false;
+        let mut now: Millis = 1;
+        for (i, days) in steps {
+            now += days * DAY / 4;
+            let before = record.order.clone();
+            match decide(&record, command(i, now), &Actor::System, now, &policy) {
+                Ok(change) => {
+                    if before.status.is_terminal() {
+                        prop_assert!(change.history.is_empty(), "terminal {:?} changed", before.status);
+                    }
+                    if let Some(row) = change.history.first() {
+                        prop_assert_eq!(row.previous_status, Some(before.status));
+                    }
+                    if i == 0 {
+                        ever_paid = true;
+                    }
+                    persist(&mut record, &change);
+                    history.extend(change.history);
+                }
+                Err(Refused::Status(conflict)) => {
+                    prop_assert_eq!(conflict.current, before.status);
+                }
+                Err(Refused::Expired { expires_at }) => {
+                    prop_assert!(policy.enforce && expires_at <= now);
+                    prop_assert_eq!(before.status, OrderStatus::Suspended);
+                }
+            }
+            let o = &record.order;
+            prop_assert!(reachable(o.status));
+            prop_assert_eq!(o.paid_at.is_some(), ever_paid);
+            prop_assert_eq!(o.term.terminated_at.is_some(), o.status == OrderStatus::Terminated);
+            // A terminated order keeps when it was suspended, as history does.
+            if o.status == OrderStatus::Suspended {
+                prop_assert!(o.term.suspended_at.is_some() && o.term.suspend_reason.is_some());
+            } else if o.status != OrderStatus::Terminated {
+                prop_assert!(o.term.suspended_at.is_none() && o.term.suspend_reason.is_none());
+            }
+            prop_assert_eq!(o.history_len as usize, history.len());
+            if matches!(o.status, OrderStatus::Active | OrderStatus::Suspended) {
+                prop_assert!(o.term.expires_at.is_some() && o.term.activated_at.is_some());
+            } else {
+                prop_assert_eq!(o.term.next_due, None);
+            }
+            assert_desired_droplet(&record)?;
+        }
+        assert_chain(&history, record.order.status)?;
+    }
+}
+
+fn active_record(now: Millis) -> OrderRecord {
+    let (mut record, _) = new_record();
+    let policy = Policy::default();
+    for i in [0, 3, 4] {
+        let change = decide(&record, command(i, now), &Actor::System, now, &policy).unwrap();
+        persist(&mut record, &change);
+    }
+    record
+}
+
+#[test]
+fn only_the_listed_transitions_exist() {
+    let mut allowed = 0;
+    for from in OrderStatus::ALL {
+        for event in Event::ALL {
+            if outcome(*from, event).is_ok() {
+                allowed += 1;
+            }
+        }
+    }
+    // v1's 7, suspend, unsuspend, owner terminate x2, terminate x3, renew x2, expiry x2.
+    assert_eq!(allowed, 18);
+    assert!(outcome(OrderStatus::Active, Event::Cancel).is_err());
+    assert!(outcome(OrderStatus::Paid, Event::Paid).is_err());
+    assert!(outcome(OrderStatus::Failed, Event::TerminateByOwner).is_err());
+    assert!(outcome(OrderStatus::Failed, Event::Terminate).is_ok());
+}
+
+#[test]
+fn payment_failed_keeps_the_order_pending() {
+    let (record, _) = new_record();
+    let change = decide(
+        &record,
+        command(1, 5),
+        &Actor::System,
+        5,
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(change.order.status, OrderStatus::PendingPayment);
+    let row = &change.history[0];
+    assert_eq!(row.previous_status, Some(OrderStatus::PendingPayment));
+    assert_eq!(row.new_status, HistoryStatus::PaymentFailed);
+    assert_eq!(change.order.paid_at, None);
+    assert_eq!(change.events[0].kind, EventType::PaymentFailed);
+}
+
+#[test]
+fn cancel_releases_a_counted_coupon() {
+    let (mut record, _) = new_record();
+    record.order.coupon_counted = true;
+    let change = decide(
+        &record,
+        command(2, 5),
+        &Actor::System,
+        5,
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(change.coupon, CouponEffect::Release);
+    assert!(!change.order.coupon_counted);
+}
+
+#[test]
+fn retry_restarts_the_stored_task() {
+    let (mut record, _) = new_record();
+    record.order.status = OrderStatus::Failed;
+    let mut task = ProvisioningTask::for_paid_order(&record.order, 1);
+    task.status = ProvisioningStatus::Failed;
+    task.attempts = 9;
+    task.error_code = Some(ProvisioningError::ProvisioningTimeout);
+    record.task = Some(task.clone());
+    let change = decide(
+        &record,
+        command(6, 5),
+        &Actor::System,
+        5,
+        &Policy::default(),
+    )
+    .unwrap();
+    let TaskEffect::Write(restarted) = change.task else {
+        panic!("retry writes the task");
+    };
+    assert_eq!(restarted.id, task.id);
+    assert_eq!(restarted.status, ProvisioningStatus::Pending);
+    assert_eq!(restarted.attempts, 0);
+    assert_eq!(restarted.error_code, None);
+    assert_eq!(restarted.revision, task.revision + 1);
+}
+
+#[test]
+fn activation_sets_a_calendar_month_expiry() {
+    let jan31 = crate::domain::time::parse_rfc3339("2024-01-31T10:00:00Z").unwrap();
+    let record = active_record(jan31);
+    let term = &record.order.term;
+    assert_eq!(term.activated_at, Some(jan31));
+    assert_eq!(
+        term.expires_at,
+        crate::domain::time::parse_rfc3339("2024-02-29T10:00:00Z")
+    );
+}
+
+#[test]
+fn renewing_a_suspension_for_expiry_resumes_with_two_rows() {
+    let mut policy = Policy::default();
+    policy.enforce = true;
+    let mut record = active_record(0);
+    let expires = record.order.term.expires_at.unwrap();
+    let after = expires + 1;
+    let change = decide(&record, Command::Tick, &Actor::System, after, &policy).unwrap();
+    assert_eq!(change.order.status, OrderStatus::Suspended);
+    assert_eq!(
+        change.order.term.suspend_reason,
+        Some(SuspendReason::Expired)
+    );
+    persist(&mut record, &change);
+    let refused = decide(
+        &record,
+        command(8, after),
+        &Actor::Admin(None),
+        after,
+        &policy,
+    );
+    assert_eq!(
+        refused,
+        Err(Refused::Expired {
+            expires_at: expires
+        })
+    );
+    let change = decide(
+        &record,
+        command(11, after),
+        &Actor::Admin(None),
+        after,
+        &policy,
+    )
+    .unwrap();
+    let rows: Vec<_> = change.history.iter().map(|r| r.new_status).collect();
+    assert_eq!(rows, vec![HistoryStatus::Renewed, HistoryStatus::Active]);
+    assert_eq!(
+        change.history[0].previous_status,
+        Some(OrderStatus::Suspended)
+    );
+    assert_eq!(change.order.status, OrderStatus::Active);
+    assert_eq!(change.order.term.expires_at, Some(add_month(after)));
+    assert_eq!(change.order.term.renewals.len(), 1);
+    let TaskEffect::Write(task) = &change.task else {
+        panic!("resume owes power_on");
+    };
+    assert_eq!(
+        task.action.as_ref().map(|a| a.action),
+        Some(DropletAction::PowerOn)
+    );
+}
+
+fn add_month(at: Millis) -> Millis {
+    crate::domain::expiry::add_months(at, 1)
+}
+
+#[test]
+fn an_admin_suspension_stays_through_a_renewal() {
+    let policy = Policy::default();
+    let mut record = active_record(0);
+    let change = decide(&record, command(7, 5), &Actor::Admin(None), 5, &policy).unwrap();
+    persist(&mut record, &change);
+    let change = decide(&record, command(11, 6), &Actor::Admin(None), 6, &policy).unwrap();
+    assert_eq!(change.order.status, OrderStatus::Suspended);
+    assert_eq!(change.history.len(), 1);
+}
+
+#[test]
+fn grace_zero_terminates_at_expiry_and_reminders_fire_once() {
+    let policy = Policy {
+        enforce: true,
+        grace_ms: [0; 4],
+        ..Policy::default()
+    };
+    let mut record = active_record(0);
+    let expires = record.order.term.expires_at.unwrap();
+    let two_days_left = expires - 2 * DAY;
+    let change = decide(
+        &record,
+        Command::Tick,
+        &Actor::System,
+        two_days_left,
+        &policy,
+    )
+    .unwrap();
+    let kinds: Vec<_> = change.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![EventType::Expiring, EventType::Expiring]);
+    assert_eq!(change.events[0].seconds_left, Some(2 * 86_400));
+    persist(&mut record, &change);
+    let again = decide(
+        &record,
+        Command::Tick,
+        &Actor::System,
+        two_days_left,
+        &policy,
+    )
+    .unwrap();
+    assert!(again.events.is_empty());
+    let change = decide(&record, Command::Tick, &Actor::System, expires, &policy).unwrap();
+    assert_eq!(change.order.status, OrderStatus::Terminated);
+    assert_eq!(
+        change.order.term.termination_reason,
+        Some(TerminationReason::ExpiredNoRenewal)
+    );
+}

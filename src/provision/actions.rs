@@ -1,0 +1,216 @@
+//! Droplet actions owed after a status change (SPEC §9): power off, power on,
+//! delete. The status change and the owed action committed together; here the
+//! reconciler brings the action into effect and confirms it.
+//!
+//! Exactly once in effect: an action already in effect counts as done (the
+//! droplet is checked first); before any power request the droplet's recent
+//! actions are read, so a request sent just before a crash (or answered with a
+//! 5xx after all) is found and followed instead of being sent again; a delete
+//! is by tag, repeated only after a long silence, and harmless if repeated.
+//! Failures are retried with back-off and shown as DROPLET_ACTION_FAILED; a
+//! delete is never given up.
+
+use super::Provisioner;
+use crate::cloud::{ActionStatus, CloudError, PowerAction};
+use crate::domain::droplet::{DropletAction, DropletStatus};
+use crate::domain::task::{order_tag, PendingAction, ProvisioningError, ProvisioningTask};
+use crate::domain::time::{now_millis, Millis};
+use crate::domain::OrderRecord;
+use crate::store::WriteOp;
+
+/// A delete not confirmed after this long is sent again (it is idempotent).
+const RESEND_DELETE_AFTER_MS: Millis = 10 * 60 * 1000;
+/// Back-off cap between failed attempts.
+const MAX_BACKOFF_MS: Millis = 10 * 60 * 1000;
+
+/// What one look at an owed action concluded.
+enum Step {
+    /// Nothing to write: in flight, or waiting out a back-off.
+    Wait,
+    /// The task changed (sent, confirmed, or failed): save it.
+    Save(Box<ProvisioningTask>),
+}
+
+impl Provisioner {
+    /// Takes every owed droplet action one step; returns how many were saved.
+    pub(super) fn actions_blocking(&self) -> usize {
+        let records = match self.store.pending_actions() {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read pending droplet actions");
+                return 0;
+            }
+        };
+        let mut saved = 0;
+        let mut failing = 0;
+        for record in &records {
+            if self.is_stopping() || self.backing_off() {
+                break;
+            }
+            let Some(task) = record.task.clone() else {
+                continue;
+            };
+            if let Step::Save(task) = self.step_action(record, task) {
+                failing += usize::from(task.action.as_ref().is_some_and(|a| a.failures > 0));
+                saved += usize::from(self.save_task_only(*task));
+            }
+        }
+        self.metrics
+            .droplet_actions_pending
+            .set(records.len() as i64);
+        self.metrics.droplet_actions_failing.set(failing as i64);
+        saved
+    }
+
+    fn step_action(&self, record: &OrderRecord, mut task: ProvisioningTask) -> Step {
+        let now = now_millis();
+        let Some(pending) = task.action.clone() else {
+            return Step::Wait;
+        };
+        if pending.retry_at.is_some_and(|at| now < at) {
+            return Step::Wait;
+        }
+        let result = match pending.action {
+            DropletAction::Delete => self.step_delete(record, &mut task, pending, now),
+            DropletAction::PowerOff => self.step_power(&mut task, pending, PowerAction::Off, now),
+            DropletAction::PowerOn => self.step_power(&mut task, pending, PowerAction::On, now),
+        };
+        match result {
+            Ok(step) => step,
+            Err(e) => {
+                self.note_cloud_trouble(&e);
+                failed(&mut task, &e, now, self.retry_base_ms());
+                Step::Save(Box::new(task))
+            }
+        }
+    }
+
+    /// Delete by tag, then follow until no droplet carries the tag.
+    fn step_delete(
+        &self,
+        record: &OrderRecord,
+        task: &mut ProvisioningTask,
+        mut pending: PendingAction,
+        now: Millis,
+    ) -> Result<Step, CloudError> {
+        let tag = order_tag(&record.order.id);
+        if self.cloud.list_by_tag(&tag)?.is_empty() {
+            confirm(task, DropletStatus::Deleted, now);
+            return Ok(Step::Save(Box::new(task.clone())));
+        }
+        let silent = pending
+            .sent_at
+            .is_none_or(|at| now.saturating_sub(at) > RESEND_DELETE_AFTER_MS);
+        if !silent {
+            return Ok(Step::Wait);
+        }
+        self.cloud.delete_by_tag(&tag)?;
+        pending.sent_at = Some(now);
+        sent(task, pending, now);
+        Ok(Step::Save(Box::new(task.clone())))
+    }
+
+    /// Power off / on: done when the droplet reports the target status.
+    fn step_power(
+        &self,
+        task: &mut ProvisioningTask,
+        mut pending: PendingAction,
+        power: PowerAction,
+        now: Millis,
+    ) -> Result<Step, CloudError> {
+        let Some(droplet_id) = task.droplet_id() else {
+            // No droplet was ever made (or it is gone): nothing to power.
+            confirm(task, pending.action.target(), now);
+            return Ok(Step::Save(Box::new(task.clone())));
+        };
+        let droplet = self.cloud.get_droplet(droplet_id)?;
+        if droplet.status == pending.action.target() {
+            task.droplet = Some(droplet);
+            confirm(task, pending.action.target(), now);
+            return Ok(Step::Save(Box::new(task.clone())));
+        }
+        if let Some(action_id) = pending.action_id {
+            match self.cloud.get_action(action_id)? {
+                // Completed but not yet reflected: the next look confirms it.
+                ActionStatus::InProgress | ActionStatus::Completed => return Ok(Step::Wait),
+                ActionStatus::Errored => pending.action_id = None,
+            }
+        }
+        let ours = self
+            .cloud
+            .droplet_actions(droplet_id)?
+            .into_iter()
+            .find(|a| {
+                a.kind == power.as_str()
+                    && a.status != ActionStatus::Errored
+                    && a.started_at.is_some_and(|at| at >= pending.requested_at)
+            });
+        pending.action_id = Some(match ours {
+            Some(found) => found.id,
+            None => self.cloud.power(droplet_id, power)?,
+        });
+        pending.sent_at = Some(now);
+        sent(task, pending, now);
+        Ok(Step::Save(Box::new(task.clone())))
+    }
+
+    /// Failed actions wait one poll interval, doubling per failure.
+    fn retry_base_ms(&self) -> Millis {
+        Millis::try_from(self.settings.poll_interval.as_millis()).unwrap_or(Millis::MAX)
+    }
+
+    /// A 429 or an outage is the provider's: the whole sweep backs off.
+    fn note_cloud_trouble(&self, e: &CloudError) {
+        match e {
+            CloudError::RateLimited { retry_after } => self.cloud_trouble(Some(*retry_after)),
+            CloudError::Unavailable(_) => self.cloud_trouble(None),
+            _ => {}
+        }
+    }
+
+    /// Saves a task the reconciler changed (no order command); false when the
+    /// order changed meanwhile (the next sweep reads it again).
+    fn save_task_only(&self, task: ProvisioningTask) -> bool {
+        let op = WriteOp::SaveTask {
+            task: Box::new(task),
+            commands: Vec::new(),
+        };
+        super::sweep::log_save(self.store.write_blocking(op))
+    }
+}
+
+fn sent(task: &mut ProvisioningTask, pending: PendingAction, now: Millis) {
+    task.action = Some(PendingAction {
+        failures: 0,
+        retry_at: None,
+        ..pending
+    });
+    task.updated_at = now;
+}
+
+/// The action is in effect: nothing is owed, no error shows.
+fn confirm(task: &mut ProvisioningTask, status: DropletStatus, now: Millis) {
+    task.action = None;
+    if let Some(droplet) = task.droplet.as_mut() {
+        droplet.status = status;
+    }
+    if task.error_code == Some(ProvisioningError::DropletActionFailed) {
+        task.error_code = None;
+        task.error_message = None;
+    }
+    task.updated_at = now;
+}
+
+/// Records a failed attempt and when to try again: `base` doubled per
+/// failure, capped.
+fn failed(task: &mut ProvisioningTask, e: &CloudError, now: Millis, base: Millis) {
+    let Some(pending) = task.action.as_mut() else {
+        return;
+    };
+    pending.failures = pending.failures.saturating_add(1);
+    let step = base.saturating_mul(1 << (pending.failures - 1).min(8));
+    pending.retry_at = Some(now.saturating_add(step.min(MAX_BACKOFF_MS)));
+    task.error_code = Some(ProvisioningError::DropletActionFailed);
+    task.error_message = Some(format!("{} failed: {e}", pending.action.as_str()));
+    task.updated_at = now;
+}
