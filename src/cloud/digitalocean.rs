@@ -18,7 +18,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{ActionStatus, Cloud, CloudError, Created, DropletSpec};
+use super::{
+    check_delete_tag, ActionInfo, ActionStatus, Cloud, CloudError, Created, DropletSpec,
+    PowerAction, RECENT_ACTIONS,
+};
 use crate::domain::droplet::{Droplet, DropletStatus};
 use crate::domain::time::parse_rfc3339;
 
@@ -464,12 +467,33 @@ struct ActionResponse {
     action: ActionJson,
 }
 
+/// An action object (`actions/models/action.yml`), as listed or as answered
+/// to a `POST /v2/droplets/{id}/actions`.
 #[derive(Deserialize)]
 struct ListedAction {
     id: u64,
     status: String,
     #[serde(rename = "type", default)]
     kind: Option<String>,
+    #[serde(default)]
+    started_at: Option<String>,
+}
+
+impl ListedAction {
+    fn into_info(self) -> Result<ActionInfo, CloudError> {
+        Ok(ActionInfo {
+            id: self.id,
+            status: action_status(&self.status)?,
+            kind: self.kind.unwrap_or_default(),
+            started_at: self.started_at.as_deref().and_then(parse_rfc3339),
+        })
+    }
+}
+
+/// `droplets/responses/droplet_action.yml`: `{"action": {..}}` with status 201.
+#[derive(Deserialize)]
+struct PostedActionResponse {
+    action: ListedAction,
 }
 
 #[derive(Deserialize)]
@@ -536,6 +560,25 @@ fn create_body(spec: &DropletSpec) -> Value {
         body.insert("user_data".into(), json!(user_data));
     }
     Value::Object(body)
+}
+
+/// The request body per `droplet_actions.yml#/droplet_action`: power actions
+/// take nothing but their `type`.
+fn power_body(action: PowerAction) -> Value {
+    json!({ "type": action.as_str() })
+}
+
+/// The most recent actions first, at most [`RECENT_ACTIONS`]. DigitalOcean
+/// already lists newest first; sorting by id (allocated increasingly) keeps
+/// the promise whatever order a page comes in.
+fn recent_first(actions: Vec<ListedAction>) -> Result<Vec<ActionInfo>, CloudError> {
+    let mut out = actions
+        .into_iter()
+        .map(ListedAction::into_info)
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort_by(|a, b| b.id.cmp(&a.id));
+    out.truncate(RECENT_ACTIONS);
+    Ok(out)
 }
 
 impl Cloud for DigitalOcean {
@@ -641,6 +684,44 @@ impl Cloud for DigitalOcean {
             serde_json::from_str(&text).map_err(|e| unparseable("action", e))?;
         action_status(&parsed.action.status)
     }
+
+    fn power(&self, droplet_id: u64, action: PowerAction) -> Result<u64, CloudError> {
+        let path = format!("/droplets/{droplet_id}/actions");
+        let text = self.call(Method::Post, &path, &[], Some(&power_body(action)))?;
+        let parsed: PostedActionResponse =
+            serde_json::from_str(&text).map_err(|e| unparseable("droplet action", e))?;
+        let action_id = parsed.action.id;
+        tracing::debug!(
+            droplet_id,
+            action = action.as_str(),
+            action_id,
+            "droplet action accepted"
+        );
+        Ok(action_id)
+    }
+
+    fn droplet_actions(&self, droplet_id: u64) -> Result<Vec<ActionInfo>, CloudError> {
+        let path = format!("/droplets/{droplet_id}/actions");
+        let query = [
+            ("per_page", RECENT_ACTIONS.to_string()),
+            ("page", "1".to_string()),
+        ];
+        let text = self.call(Method::Get, &path, &query, None)?;
+        let parsed: ActionListResponse =
+            serde_json::from_str(&text).map_err(|e| unparseable("droplet actions", e))?;
+        recent_first(parsed.actions.unwrap_or_default())
+    }
+
+    fn delete_by_tag(&self, tag: &str) -> Result<(), CloudError> {
+        check_delete_tag(tag)?;
+        // 204 whether or not any droplet carried the tag; a 404 (no such tag)
+        // means the same thing for the caller: nothing carries it.
+        let query = [("tag_name", tag.to_string())];
+        match self.call(Method::Delete, "/droplets", &query, None) {
+            Ok(_) | Err(CloudError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -662,6 +743,58 @@ mod tests {
         let body = create_body(&spec);
         assert!(body.get("user_data").is_none());
         assert_eq!(body["tags"], json!(["vpsd"]));
+    }
+
+    #[test]
+    fn power_body_is_only_the_type() {
+        assert_eq!(power_body(PowerAction::Off), json!({"type": "power_off"}));
+        assert_eq!(power_body(PowerAction::On), json!({"type": "power_on"}));
+    }
+
+    #[test]
+    fn posted_action_answer_parses_per_schema() {
+        // The shape of `droplets/responses/droplet_action.yml`.
+        let parsed: PostedActionResponse = serde_json::from_value(json!({"action": {
+            "id": 36804751, "status": "in-progress", "type": "power_off",
+            "started_at": "2020-11-14T16:31:07Z", "completed_at": null,
+            "resource_id": 3164450, "resource_type": "droplet", "region_slug": "nyc3"
+        }}))
+        .unwrap();
+        let info = parsed.action.into_info().unwrap();
+        assert_eq!(info.id, 36804751);
+        assert_eq!(info.kind, "power_off");
+        assert_eq!(info.status, ActionStatus::InProgress);
+        assert_eq!(info.started_at, parse_rfc3339("2020-11-14T16:31:07Z"));
+    }
+
+    #[test]
+    fn action_list_comes_back_newest_first_and_bounded() {
+        let mut listed: Vec<Value> = (1..=30u64)
+            .map(|id| json!({"id": id, "status": "completed", "type": "power_on"}))
+            .collect();
+        listed.push(json!({"id": 31, "status": "errored", "type": "power_off",
+            "started_at": null}));
+        let parsed: ActionListResponse = serde_json::from_value(json!({
+            "actions": listed, "links": {}, "meta": {"total": 31}
+        }))
+        .unwrap();
+        let out = recent_first(parsed.actions.unwrap()).unwrap();
+        assert_eq!(out.len(), RECENT_ACTIONS);
+        assert_eq!(out[0].id, 31);
+        assert_eq!(out[0].status, ActionStatus::Errored);
+        assert_eq!(out[0].started_at, None);
+        assert!(out.windows(2).all(|w| w[0].id > w[1].id));
+    }
+
+    #[test]
+    fn empty_tag_is_refused_before_any_request() {
+        // Port 1 is closed: reaching the network would be `Unavailable`.
+        let d = DigitalOcean::new("http://127.0.0.1:1", "t", Duration::from_secs(1));
+        assert!(matches!(
+            d.delete_by_tag(" "),
+            Err(CloudError::Rejected { status: 400, .. })
+        ));
+        assert_eq!(d.calls_sent(), 0);
     }
 
     #[test]

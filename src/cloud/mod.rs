@@ -8,6 +8,7 @@ pub mod sandbox;
 use std::time::Duration;
 
 use crate::domain::droplet::Droplet;
+use crate::domain::time::Millis;
 
 /// What to create. Field meanings follow DigitalOcean's `POST /v2/droplets`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,60 @@ pub enum ActionStatus {
     InProgress,
     Completed,
     Errored,
+}
+
+/// A power action (`POST /v2/droplets/{id}/actions`), SPEC §9.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PowerAction {
+    Off,
+    On,
+}
+
+impl PowerAction {
+    /// DigitalOcean's action `type`, also what `ActionInfo::kind` reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerAction::Off => "power_off",
+            PowerAction::On => "power_on",
+        }
+    }
+
+    /// The inverse of [`PowerAction::as_str`]; `None` for any other action type.
+    pub fn parse(kind: &str) -> Option<PowerAction> {
+        match kind {
+            "power_off" => Some(PowerAction::Off),
+            "power_on" => Some(PowerAction::On),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a droplet's action list (`GET /v2/droplets/{id}/actions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionInfo {
+    pub id: u64,
+    /// The provider's action `type`: `create`, `power_off`, `power_on`, ...
+    pub kind: String,
+    pub status: ActionStatus,
+    /// When the action was started; `None` if the provider did not say.
+    pub started_at: Option<Millis>,
+}
+
+/// How many of a droplet's most recent actions [`Cloud::droplet_actions`] returns.
+/// The reconciler looks for an action it sent moments (or one crash) ago, so one
+/// page is plenty and costs a single request.
+pub const RECENT_ACTIONS: usize = 20;
+
+/// Guards `DELETE /v2/droplets?tag_name=`: an empty tag must never reach the
+/// provider, whatever it would make of it.
+fn check_delete_tag(tag: &str) -> Result<(), CloudError> {
+    if tag.trim().is_empty() {
+        return Err(CloudError::Rejected {
+            status: 400,
+            message: "refusing to delete droplets by an empty tag".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Why a call failed. Messages never contain the API token.
@@ -74,6 +129,19 @@ pub trait Cloud: Send + Sync {
         &self,
         droplet_id: u64,
     ) -> Result<Option<(u64, ActionStatus)>, CloudError>;
+    /// Starts `action` on the droplet and returns the action's id. Refusals
+    /// such as a locked droplet, a pending event or "already powered off" are
+    /// `Rejected` (422) and change nothing.
+    fn power(&self, droplet_id: u64, action: PowerAction) -> Result<u64, CloudError>;
+    /// The droplet's [`RECENT_ACTIONS`] most recent actions, newest first (by
+    /// action id, which providers hand out in increasing order). After a crash
+    /// the reconciler finds an action it already sent here instead of sending
+    /// a second one.
+    fn droplet_actions(&self, droplet_id: u64) -> Result<Vec<ActionInfo>, CloudError>;
+    /// Deletes every droplet carrying `tag`. Ok when none does. Deletion is
+    /// asynchronous: droplets may still be listed for a while afterwards, so
+    /// callers confirm with [`Cloud::list_by_tag`].
+    fn delete_by_tag(&self, tag: &str) -> Result<(), CloudError>;
     /// Requests sent to the provider so far (metrics).
     fn calls_sent(&self) -> u64 {
         0

@@ -6,14 +6,17 @@
 //! With a state file the droplets survive a restart of vpsd, as real ones do,
 //! so an order provisioning across a restart is adopted instead of failing.
 
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActionStatus, Cloud, CloudError, Created, DropletSpec};
+use super::{
+    check_delete_tag, ActionInfo, ActionStatus, Cloud, CloudError, Created, DropletSpec,
+    PowerAction, RECENT_ACTIONS,
+};
 use crate::domain::droplet::{Droplet, DropletStatus};
 use crate::domain::time::{format_millis, now_millis, parse_rfc3339, Millis};
 
@@ -22,6 +25,7 @@ const FIRST_ACTION_ID: u64 = 900_000_001;
 
 #[derive(Debug)]
 pub struct Sandbox {
+    /// How long a create, a power action and a delete by tag take to finish.
     boot_delay: Duration,
     state: Mutex<State>,
     /// Where the droplets are kept between runs (`None`: memory only).
@@ -33,19 +37,44 @@ struct State {
     next_id: u64,
     next_action_id: u64,
     droplets: HashMap<u64, Entry>,
-    actions: HashSet<u64>,
+    /// Every action by id, kept after its droplet is deleted (as DigitalOcean
+    /// keeps them) until the process ends.
+    actions: HashMap<u64, ActionRecord>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ActionRecord {
+    /// Sandbox creates always report their action completed.
+    Create,
+    Power {
+        started_ms: Millis,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PowerRecord {
+    id: u64,
+    action: PowerAction,
+    /// Wall-clock milliseconds, so progress carries over a restart.
+    started_ms: Millis,
 }
 
 #[derive(Debug, Clone)]
 struct Entry {
-    /// The droplet as it looks once booted.
+    /// The droplet as it looks once booted (and powered on).
     booted: Droplet,
     /// Wall-clock milliseconds, so boot progress carries over a restart.
     created_ms: i64,
     action_id: u64,
+    /// Power actions, oldest first.
+    power: Vec<PowerRecord>,
+    /// When a delete by tag asked for it; it is gone `boot_delay` later.
+    deleting_since_ms: Option<Millis>,
 }
 
-/// A droplet as written to the state file.
+/// A droplet as written to the state file. The fields after `action_id` came
+/// with power actions and deletes by tag; they default when absent, so files
+/// from before still load, and older builds ignore them.
 #[derive(Serialize, Deserialize)]
 struct Saved {
     id: u64,
@@ -58,6 +87,107 @@ struct Saved {
     ipv6_public: Option<String>,
     created_ms: i64,
     action_id: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    power_actions: Vec<SavedAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deleting_since_ms: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedAction {
+    id: u64,
+    /// `power_off` | `power_on`.
+    #[serde(rename = "type")]
+    kind: String,
+    started_ms: i64,
+}
+
+impl Saved {
+    fn from_entry(e: &Entry) -> Saved {
+        Saved {
+            id: e.booted.id,
+            name: e.booted.name.clone(),
+            tags: e.booted.tags.clone(),
+            created_at: e.booted.created_at.map(format_millis),
+            ipv4_public: e.booted.ipv4_public.clone(),
+            ipv4_private: e.booted.ipv4_private.clone(),
+            ipv6_public: e.booted.ipv6_public.clone(),
+            created_ms: e.created_ms,
+            action_id: e.action_id,
+            power_actions: e
+                .power
+                .iter()
+                .map(|p| SavedAction {
+                    id: p.id,
+                    kind: p.action.as_str().to_string(),
+                    started_ms: p.started_ms,
+                })
+                .collect(),
+            deleting_since_ms: e.deleting_since_ms,
+        }
+    }
+
+    fn into_entry(self) -> Entry {
+        let id = self.id;
+        let power = self
+            .power_actions
+            .into_iter()
+            .filter_map(|a| match PowerAction::parse(&a.kind) {
+                Some(action) => Some(PowerRecord {
+                    id: a.id,
+                    action,
+                    started_ms: a.started_ms,
+                }),
+                None => {
+                    tracing::warn!(droplet_id = id, kind = %a.kind, "sandbox state file names an unknown action; ignored");
+                    None
+                }
+            })
+            .collect();
+        Entry {
+            booted: Droplet {
+                id,
+                name: self.name,
+                status: DropletStatus::Active,
+                tags: self.tags,
+                created_at: self.created_at.as_deref().and_then(parse_rfc3339),
+                ipv4_public: self.ipv4_public,
+                ipv4_private: self.ipv4_private,
+                ipv6_public: self.ipv6_public,
+            },
+            created_ms: self.created_ms,
+            action_id: self.action_id,
+            power,
+            deleting_since_ms: self.deleting_since_ms,
+        }
+    }
+}
+
+impl State {
+    fn restore(&mut self, saved: Vec<Saved>) {
+        for d in saved {
+            let entry = d.into_entry();
+            self.next_id = self.next_id.max(entry.booted.id + 1);
+            self.next_action_id = self.next_action_id.max(entry.action_id + 1);
+            self.actions.insert(entry.action_id, ActionRecord::Create);
+            for p in &entry.power {
+                self.next_action_id = self.next_action_id.max(p.id + 1);
+                let started_ms = p.started_ms;
+                self.actions
+                    .insert(p.id, ActionRecord::Power { started_ms });
+            }
+            self.droplets.insert(entry.booted.id, entry);
+        }
+    }
+}
+
+/// The state file's droplets; `Ok(empty)` when there is no file yet.
+fn load(path: &Path) -> Result<Vec<Saved>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl Sandbox {
@@ -68,7 +198,7 @@ impl Sandbox {
                 next_id: FIRST_DROPLET_ID,
                 next_action_id: FIRST_ACTION_ID,
                 droplets: HashMap::new(),
-                actions: HashSet::new(),
+                actions: HashMap::new(),
             }),
             state_file: None,
         }
@@ -78,38 +208,12 @@ impl Sandbox {
     /// unreadable file is reported and the sandbox starts empty.
     pub fn with_state_file(boot_delay: Duration, path: PathBuf) -> Sandbox {
         let mut sandbox = Sandbox::new(boot_delay);
-        match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<Vec<Saved>>(&bytes) {
-                Ok(saved) => {
-                    let state = sandbox.state.get_mut().unwrap_or_else(|e| e.into_inner());
-                    for d in saved {
-                        state.next_id = state.next_id.max(d.id + 1);
-                        state.next_action_id = state.next_action_id.max(d.action_id + 1);
-                        state.actions.insert(d.action_id);
-                        state.droplets.insert(
-                            d.id,
-                            Entry {
-                                booted: Droplet {
-                                    id: d.id,
-                                    name: d.name,
-                                    status: DropletStatus::Active,
-                                    tags: d.tags,
-                                    created_at: d.created_at.as_deref().and_then(parse_rfc3339),
-                                    ipv4_public: d.ipv4_public,
-                                    ipv4_private: d.ipv4_private,
-                                    ipv6_public: d.ipv6_public,
-                                },
-                                created_ms: d.created_ms,
-                                action_id: d.action_id,
-                            },
-                        );
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "sandbox state file unreadable; starting with no sandbox droplets")
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        match load(&path) {
+            Ok(saved) => sandbox
+                .state
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .restore(saved),
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "sandbox state file unreadable; starting with no sandbox droplets")
             }
@@ -124,21 +228,7 @@ impl Sandbox {
         let Some(path) = &self.state_file else {
             return;
         };
-        let saved: Vec<Saved> = state
-            .droplets
-            .values()
-            .map(|e| Saved {
-                id: e.booted.id,
-                name: e.booted.name.clone(),
-                tags: e.booted.tags.clone(),
-                created_at: e.booted.created_at.map(format_millis),
-                ipv4_public: e.booted.ipv4_public.clone(),
-                ipv4_private: e.booted.ipv4_private.clone(),
-                ipv6_public: e.booted.ipv6_public.clone(),
-                created_ms: e.created_ms,
-                action_id: e.action_id,
-            })
-            .collect();
+        let saved: Vec<Saved> = state.droplets.values().map(Saved::from_entry).collect();
         let tmp = path.with_extension("tmp");
         let written = serde_json::to_vec(&saved)
             .map_err(std::io::Error::other)
@@ -150,18 +240,94 @@ impl Sandbox {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // Every mutation below is a single insert/remove, so a poisoned lock still
-        // guards consistent data.
+        // Every mutation below leaves the maps consistent between statements, so
+        // a poisoned lock still guards consistent data.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn observe(&self, entry: &Entry) -> Droplet {
-        let age = now_millis().saturating_sub(entry.created_ms);
-        if age >= i64::try_from(self.boot_delay.as_millis()).unwrap_or(i64::MAX) {
-            entry.booted.clone()
-        } else {
-            unbooted(&entry.booted)
+    /// The state with finished deletes applied, and the time they were judged
+    /// by. Every operation starts here, so a delete by tag takes effect lazily,
+    /// `boot_delay` after it was asked for, with no background timer.
+    fn settled(&self) -> (MutexGuard<'_, State>, Millis) {
+        let now = now_millis();
+        let mut state = self.state();
+        if self.purge(&mut state, now) {
+            self.persist(&state);
         }
+        (state, now)
+    }
+
+    /// Drops droplets whose delete has finished; true when any went.
+    fn purge(&self, state: &mut State, now: Millis) -> bool {
+        let before = state.droplets.len();
+        state
+            .droplets
+            .retain(|_, e| !e.deleting_since_ms.is_some_and(|t| self.done(t, now)));
+        state.droplets.len() != before
+    }
+
+    /// Whether something started at `since` has taken `boot_delay` by `now`.
+    fn done(&self, since: Millis, now: Millis) -> bool {
+        now.saturating_sub(since) >= i64::try_from(self.boot_delay.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn power_status(&self, started_ms: Millis, now: Millis) -> ActionStatus {
+        if self.done(started_ms, now) {
+            ActionStatus::Completed
+        } else {
+            ActionStatus::InProgress
+        }
+    }
+
+    fn observe(&self, entry: &Entry, now: Millis) -> Droplet {
+        if !self.done(entry.created_ms, now) {
+            return unbooted(&entry.booted);
+        }
+        let mut droplet = entry.booted.clone();
+        droplet.status = self.powered(entry, now);
+        droplet
+    }
+
+    /// A booted droplet's status: what its last finished power action made it.
+    fn powered(&self, entry: &Entry, now: Millis) -> DropletStatus {
+        entry
+            .power
+            .iter()
+            .rev()
+            .find(|p| self.done(p.started_ms, now))
+            .map_or(DropletStatus::Active, |p| target(p.action))
+    }
+
+    /// DigitalOcean's refusals (422), so the sandbox exercises the same retry
+    /// paths: nothing while another event runs or a delete is under way, and
+    /// nothing that is already in effect.
+    fn check_power(
+        &self,
+        entry: &Entry,
+        action: PowerAction,
+        now: Millis,
+    ) -> Result<(), CloudError> {
+        let busy = !self.done(entry.created_ms, now)
+            || entry
+                .power
+                .last()
+                .is_some_and(|p| !self.done(p.started_ms, now));
+        let message = if entry.deleting_since_ms.is_some() {
+            "Droplet is currently locked."
+        } else if busy {
+            "Droplet already has a pending event."
+        } else if self.powered(entry, now) == target(action) {
+            match action {
+                PowerAction::Off => "Droplet is already powered off.",
+                PowerAction::On => "Droplet is already powered on.",
+            }
+        } else {
+            return Ok(());
+        };
+        Err(CloudError::Rejected {
+            status: 422,
+            message: message.to_string(),
+        })
     }
 }
 
@@ -172,12 +338,20 @@ impl Sandbox {
         &self,
         droplet_id: u64,
     ) -> Result<Option<(u64, ActionStatus)>, CloudError> {
-        let state = self.state();
+        let (state, _) = self.settled();
         let entry = state
             .droplets
             .get(&droplet_id)
             .ok_or(CloudError::NotFound)?;
         Ok(Some((entry.action_id, ActionStatus::Completed)))
+    }
+}
+
+/// The status a power action leads to.
+fn target(action: PowerAction) -> DropletStatus {
+    match action {
+        PowerAction::Off => DropletStatus::Off,
+        PowerAction::On => DropletStatus::Active,
     }
 }
 
@@ -209,13 +383,12 @@ impl Cloud for Sandbox {
     }
 
     fn create_droplet(&self, spec: &DropletSpec) -> Result<Created, CloudError> {
-        let mut state = self.state();
+        let (mut state, created_ms) = self.settled();
         let id = state.next_id;
         state.next_id += 1;
         let action_id = state.next_action_id;
         state.next_action_id += 1;
         let n = id - FIRST_DROPLET_ID;
-        let created_ms = now_millis();
         let booted = Droplet {
             id,
             name: spec.name.clone(),
@@ -236,33 +409,35 @@ impl Cloud for Sandbox {
             booted,
             created_ms,
             action_id,
+            power: Vec::new(),
+            deleting_since_ms: None,
         };
         state.droplets.insert(id, entry);
-        state.actions.insert(action_id);
+        state.actions.insert(action_id, ActionRecord::Create);
         self.persist(&state);
         Ok(answer)
     }
 
     fn get_droplet(&self, id: u64) -> Result<Droplet, CloudError> {
-        let state = self.state();
+        let (state, now) = self.settled();
         let entry = state.droplets.get(&id).ok_or(CloudError::NotFound)?;
-        Ok(self.observe(entry))
+        Ok(self.observe(entry, now))
     }
 
     fn list_by_tag(&self, tag: &str) -> Result<Vec<Droplet>, CloudError> {
-        let state = self.state();
+        let (state, now) = self.settled();
         let mut out: Vec<Droplet> = state
             .droplets
             .values()
             .filter(|e| e.booted.tags.iter().any(|t| t == tag))
-            .map(|e| self.observe(e))
+            .map(|e| self.observe(e, now))
             .collect();
         out.sort_by_key(|d| d.id);
         Ok(out)
     }
 
     fn delete_droplet(&self, id: u64) -> Result<(), CloudError> {
-        let mut state = self.state();
+        let (mut state, _) = self.settled();
         if state.droplets.remove(&id).is_some() {
             self.persist(&state);
         }
@@ -270,11 +445,85 @@ impl Cloud for Sandbox {
     }
 
     fn get_action(&self, id: u64) -> Result<ActionStatus, CloudError> {
-        if self.state().actions.contains(&id) {
-            Ok(ActionStatus::Completed)
-        } else {
-            Err(CloudError::NotFound)
+        let (state, now) = self.settled();
+        match state.actions.get(&id) {
+            Some(ActionRecord::Create) => Ok(ActionStatus::Completed),
+            Some(ActionRecord::Power { started_ms }) => Ok(self.power_status(*started_ms, now)),
+            None => Err(CloudError::NotFound),
         }
+    }
+
+    /// The action is recorded in progress and finishes `boot_delay` later; the
+    /// droplet's status changes then (`off` / `active`).
+    fn power(&self, droplet_id: u64, action: PowerAction) -> Result<u64, CloudError> {
+        let (mut state, now) = self.settled();
+        let entry = state
+            .droplets
+            .get(&droplet_id)
+            .ok_or(CloudError::NotFound)?;
+        self.check_power(entry, action, now)?;
+        let id = state.next_action_id;
+        state.next_action_id += 1;
+        let record = PowerRecord {
+            id,
+            action,
+            started_ms: now,
+        };
+        if let Some(entry) = state.droplets.get_mut(&droplet_id) {
+            entry.power.push(record);
+        }
+        state
+            .actions
+            .insert(id, ActionRecord::Power { started_ms: now });
+        self.persist(&state);
+        Ok(id)
+    }
+
+    fn droplet_actions(&self, droplet_id: u64) -> Result<Vec<ActionInfo>, CloudError> {
+        let (state, now) = self.settled();
+        let entry = state
+            .droplets
+            .get(&droplet_id)
+            .ok_or(CloudError::NotFound)?;
+        let mut out: Vec<ActionInfo> = entry
+            .power
+            .iter()
+            .map(|p| ActionInfo {
+                id: p.id,
+                kind: p.action.as_str().to_string(),
+                status: self.power_status(p.started_ms, now),
+                started_at: Some(whole_seconds(p.started_ms)),
+            })
+            .collect();
+        out.push(ActionInfo {
+            id: entry.action_id,
+            kind: "create".to_string(),
+            status: ActionStatus::Completed,
+            started_at: Some(whole_seconds(entry.created_ms)),
+        });
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.truncate(RECENT_ACTIONS);
+        Ok(out)
+    }
+
+    /// Marks every droplet carrying `tag` for deletion; they keep being listed
+    /// until `boot_delay` has passed (at once with no delay), as DigitalOcean's
+    /// deletes take a while. Asking again does not restart the clock.
+    fn delete_by_tag(&self, tag: &str) -> Result<(), CloudError> {
+        check_delete_tag(tag)?;
+        let (mut state, now) = self.settled();
+        let mut marked = false;
+        for entry in state.droplets.values_mut() {
+            if entry.deleting_since_ms.is_none() && entry.booted.tags.iter().any(|t| t == tag) {
+                entry.deleting_since_ms = Some(now);
+                marked = true;
+            }
+        }
+        let purged = self.purge(&mut state, now);
+        if marked || purged {
+            self.persist(&state);
+        }
+        Ok(())
     }
 }
 
@@ -403,5 +652,153 @@ mod tests {
         s.ipv6 = true;
         let d = cloud.create_droplet(&s).unwrap().droplet;
         assert!(cloud.get_droplet(d.id).unwrap().ipv6_public.is_some());
+    }
+
+    /// Long enough that a busy test machine does not finish an action between
+    /// two statements that expect it in progress.
+    const DELAY: Duration = Duration::from_millis(250);
+    const PAST: Duration = Duration::from_millis(300);
+
+    fn rejected(result: Result<u64, CloudError>) -> String {
+        match result {
+            Err(CloudError::Rejected {
+                status: 422,
+                message,
+            }) => message,
+            other => panic!("expected a 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn power_off_then_on_after_the_delay_with_action_records() {
+        let cloud = Sandbox::new(DELAY);
+        let created = cloud.create_droplet(&spec(&["vpsd"])).unwrap();
+        let id = created.droplet.id;
+        // Still booting: the create is a pending event.
+        assert!(rejected(cloud.power(id, PowerAction::Off)).contains("pending event"));
+        std::thread::sleep(PAST);
+        assert!(rejected(cloud.power(id, PowerAction::On)).contains("already powered on"));
+
+        let off = cloud.power(id, PowerAction::Off).unwrap();
+        assert_eq!(cloud.get_action(off), Ok(ActionStatus::InProgress));
+        assert_eq!(cloud.get_droplet(id).unwrap().status, DropletStatus::Active);
+        assert!(rejected(cloud.power(id, PowerAction::On)).contains("pending event"));
+        let listed = cloud.droplet_actions(id).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!((listed[0].id, listed[0].kind.as_str()), (off, "power_off"));
+        assert_eq!(listed[0].status, ActionStatus::InProgress);
+        assert!(listed[0].started_at.is_some());
+        assert_eq!(listed[1].kind, "create");
+        assert_eq!(Some(listed[1].id), created.create_action_id);
+
+        std::thread::sleep(PAST);
+        assert_eq!(cloud.get_action(off), Ok(ActionStatus::Completed));
+        let droplet = cloud.get_droplet(id).unwrap();
+        assert_eq!(droplet.status, DropletStatus::Off);
+        // An off droplet keeps its addresses, as on DigitalOcean.
+        assert!(droplet.ipv4_public.is_some());
+        assert!(rejected(cloud.power(id, PowerAction::Off)).contains("already powered off"));
+
+        let on = cloud.power(id, PowerAction::On).unwrap();
+        assert!(on > off);
+        std::thread::sleep(PAST);
+        assert_eq!(cloud.get_droplet(id).unwrap().status, DropletStatus::Active);
+        let kinds: Vec<String> = cloud
+            .droplet_actions(id)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.kind)
+            .collect();
+        assert_eq!(kinds, ["power_on", "power_off", "create"]);
+        assert_eq!(cloud.power(42, PowerAction::Off), Err(CloudError::NotFound));
+        assert_eq!(cloud.droplet_actions(42), Err(CloudError::NotFound));
+    }
+
+    #[test]
+    fn delete_by_tag_takes_the_delay_and_spares_other_tags() {
+        let cloud = Sandbox::new(DELAY);
+        let a1 = cloud
+            .create_droplet(&spec(&["vpsd", "vpsd-order-a"]))
+            .unwrap();
+        let a2 = cloud
+            .create_droplet(&spec(&["vpsd", "vpsd-order-a"]))
+            .unwrap();
+        let b = cloud
+            .create_droplet(&spec(&["vpsd", "vpsd-order-b"]))
+            .unwrap();
+        cloud.delete_by_tag("vpsd-order-a").unwrap();
+        assert_eq!(cloud.list_by_tag("vpsd-order-a").unwrap().len(), 2);
+        assert!(rejected(cloud.power(a1.droplet.id, PowerAction::Off)).contains("locked"));
+        std::thread::sleep(PAST);
+        assert!(cloud.list_by_tag("vpsd-order-a").unwrap().is_empty());
+        assert_eq!(cloud.get_droplet(a2.droplet.id), Err(CloudError::NotFound));
+        assert_eq!(cloud.list_by_tag("vpsd").unwrap().len(), 1);
+        assert!(cloud.get_droplet(b.droplet.id).is_ok());
+        // Nothing carries the tag any more: still fine.
+        cloud.delete_by_tag("vpsd-order-a").unwrap();
+        cloud.delete_by_tag("no-such-tag").unwrap();
+        assert!(matches!(
+            cloud.delete_by_tag(""),
+            Err(CloudError::Rejected { status: 400, .. })
+        ));
+        assert_eq!(cloud.list_by_tag("vpsd").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn zero_delay_deletes_at_once() {
+        let cloud = Sandbox::new(Duration::ZERO);
+        let d = cloud.create_droplet(&spec(&["t"])).unwrap().droplet;
+        cloud.delete_by_tag("t").unwrap();
+        assert_eq!(cloud.get_droplet(d.id), Err(CloudError::NotFound));
+    }
+
+    #[test]
+    fn power_state_and_pending_deletes_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sandbox.json");
+        let delay = DELAY;
+        let first = Sandbox::with_state_file(delay, path.clone());
+        let kept = first.create_droplet(&spec(&["keep"])).unwrap().droplet;
+        let gone = first.create_droplet(&spec(&["drop"])).unwrap().droplet;
+        std::thread::sleep(PAST);
+        let off = first.power(kept.id, PowerAction::Off).unwrap();
+        first.delete_by_tag("drop").unwrap();
+        drop(first);
+
+        let again = Sandbox::with_state_file(delay, path);
+        assert_eq!(again.get_action(off), Ok(ActionStatus::InProgress));
+        assert_eq!(again.list_by_tag("drop").unwrap().len(), 1);
+        std::thread::sleep(PAST);
+        assert_eq!(
+            again.get_droplet(kept.id).unwrap().status,
+            DropletStatus::Off
+        );
+        assert_eq!(again.droplet_actions(kept.id).unwrap()[0].id, off);
+        assert_eq!(again.get_droplet(gone.id), Err(CloudError::NotFound));
+        let next = again.power(kept.id, PowerAction::On).unwrap();
+        assert!(next > off, "action ids continue after the restored ones");
+    }
+
+    #[test]
+    fn state_files_from_before_power_actions_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sandbox.json");
+        // Exactly what the previous version wrote.
+        let old = r#"[{"id":100000007,"name":"web-1","tags":["vpsd"],
+            "created_at":"2024-01-15T10:00:00Z","ipv4_public":"203.0.113.7",
+            "ipv4_private":"10.130.0.7","ipv6_public":null,
+            "created_ms":1705312800000,"action_id":900000007}]"#;
+        std::fs::write(&path, old).unwrap();
+        let cloud = Sandbox::with_state_file(Duration::ZERO, path);
+        let d = cloud.get_droplet(100_000_007).unwrap();
+        assert_eq!(d.status, DropletStatus::Active);
+        assert_eq!(d.ipv4_public.as_deref(), Some("203.0.113.7"));
+        let listed = cloud.droplet_actions(d.id).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].id, listed[0].kind.as_str()),
+            (900_000_007, "create")
+        );
+        assert!(cloud.power(d.id, PowerAction::Off).unwrap() > 900_000_007);
     }
 }
