@@ -1475,7 +1475,7 @@ fn delete_by_tag(state: &mut State, query: &str) -> Decision {
     let until = Instant::now() + state.action_delay;
     let mut marked = Vec::new();
     for d in state.droplets.values_mut() {
-        if d.deleting_until.is_none() && d.tags.iter().any(|t| *t == tag) {
+        if d.deleting_until.is_none() && d.tags.contains(&tag) {
             d.deleting_until = Some(until);
             marked.push(d.id);
         }
