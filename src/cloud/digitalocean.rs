@@ -576,7 +576,7 @@ fn recent_first(actions: Vec<ListedAction>) -> Result<Vec<ActionInfo>, CloudErro
         .into_iter()
         .map(ListedAction::into_info)
         .collect::<Result<Vec<_>, _>>()?;
-    out.sort_by(|a, b| b.id.cmp(&a.id));
+    out.sort_by_key(|a| std::cmp::Reverse(a.id));
     out.truncate(RECENT_ACTIONS);
     Ok(out)
 }

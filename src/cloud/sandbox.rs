@@ -501,7 +501,7 @@ impl Cloud for Sandbox {
             status: ActionStatus::Completed,
             started_at: Some(whole_seconds(entry.created_ms)),
         });
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|a| std::cmp::Reverse(a.id));
         out.truncate(RECENT_ACTIONS);
         Ok(out)
     }

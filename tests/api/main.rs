@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod auth;
 mod catalog_http;
+mod droplet_actions;
 mod errors;
 mod faults;
 mod hostile;

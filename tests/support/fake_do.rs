@@ -10,9 +10,17 @@
 //!   "links": {"pages": {first, prev, next, last}}, "meta": {"total": n}}` (`per_page`
 //!   defaults to 20 and is clamped to 200, like DigitalOcean; ordered by id)
 //! - `DELETE /v2/droplets/{id}` -> 204 or 404
-//! - `GET /v2/droplets/{id}/actions` -> 200 `{"actions": [<the create action>], "links": {},
-//!   "meta": {"total": 1}}` or 404
-//! - `GET /v2/actions/{id}` -> 200 `{"action": {id, status, type: "create", ..}}` or 404
+//! - `GET /v2/droplets/{id}/actions?per_page=P&page=N` -> 200 `{"actions": [<power actions,
+//!   newest first>.., <the create action>], "links": {}, "meta": {"total": n}}` or 404
+//! - `GET /v2/actions/{id}` -> 200 `{"action": {id, status, type, ..}}` or 404
+//! - `POST /v2/droplets/{id}/actions` `{"type": "power_off" | "power_on"}` -> 201
+//!   `{"action": {.."status": "in-progress"..}}`; after [`FakeDo::set_action_delay`]
+//!   (default 0) the action is `completed` and the droplet `off` / `active`. 422 while
+//!   another power action runs ([`PENDING_EVENT_MESSAGE`]), while the droplet is being
+//!   deleted ([`DROPLET_LOCKED_MESSAGE`]) and when already in effect ("Droplet is already
+//!   powered off."); other action types 422; unknown droplet 404.
+//! - `DELETE /v2/droplets?tag_name=T` -> 204 (also when nothing carries T); the droplets
+//!   are still listed, `locked`, until the action delay has passed.
 //! - `GET /v2/account` -> 200 `{"account": {..}}`
 //!
 //! Every answer carries `RateLimit-Limit/Remaining/Reset`. A missing or wrong bearer
@@ -40,6 +48,11 @@
 //! fake.hold_creates(true);      // creates take effect but their answers wait ...
 //! fake.release_creates();       // ... until released (or the fake is dropped)
 //! let ids = fake.seed_droplets(10_000, "vpsd");                      // sweep benchmark
+//! fake.set_action_delay(Duration::from_millis(300)); // power actions, deletes by tag
+//! fake.lock_next_droplet_actions(2);         // next 2 action POSTs: 422 locked
+//! fake.fail_next_deletes_by_tag(Fault::ServerError, 1);
+//! fake.power_requests(id, "power_off");      // RequestCount { received, accepted }
+//! fake.delete_by_tag_requests("vpsd-order-..");
 //! assert_eq!(fake.count("POST", "/v2/droplets"), 1);
 //! ```
 //!
@@ -69,6 +82,13 @@ pub const DROPLET_LIMIT_MESSAGE: &str =
 const FIRST_DROPLET_ID: u64 = 300_000_001;
 const FIRST_ACTION_ID: u64 = 2_000_000_001;
 const RATE_LIMIT_LIMIT: u64 = 5000;
+/// The 422 message [`Fault::locked`] answers with.
+pub const DROPLET_LOCKED_MESSAGE: &str = "Droplet is currently locked";
+/// The 422 message for an action while another one is still running.
+pub const PENDING_EVENT_MESSAGE: &str = "Droplet already has a pending event.";
+/// Power actions get ids from here on, above every create action's, so a
+/// droplet's actions sort by id in the order they were started.
+const FIRST_POWER_ACTION_ID: u64 = 3_000_000_001;
 
 /// How one droplet evolves. Build with [`DropletScript::new`] and the builder
 /// methods; the defaults are: `new` on the first observation, `active` with a
@@ -140,6 +160,19 @@ pub enum Fault {
     Delay(Duration),
     /// The request takes effect, then the connection is broken instead of answered.
     DropConnection,
+    /// 422 `{"id":"unprocessable_entity","message": message}`; no effect. See
+    /// [`Fault::locked`].
+    Unprocessable { message: String },
+}
+
+impl Fault {
+    /// DigitalOcean's answer to an action on a droplet that is busy:
+    /// 422 [`DROPLET_LOCKED_MESSAGE`].
+    pub fn locked() -> Fault {
+        Fault::Unprocessable {
+            message: DROPLET_LOCKED_MESSAGE.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +229,12 @@ struct FakeDroplet {
     gets_404_left: u32,
     /// Set by [`FakeDo::set_droplet_status`]; wins over the script.
     forced_status: Option<String>,
+    /// Power actions on it (ids into `State::power_actions`), oldest first.
+    power_action_ids: Vec<u64>,
+    /// The power action still in progress, if any.
+    pending_action: Option<u64>,
+    /// Set by a delete by tag; the droplet is gone once this instant passes.
+    deleting_until: Option<Instant>,
 }
 
 impl FakeDroplet {
@@ -290,7 +329,7 @@ impl FakeDroplet {
             "memory": 1024,
             "vcpus": 1,
             "disk": 25,
-            "locked": false,
+            "locked": self.pending_action.is_some() || self.deleting_until.is_some(),
             "status": if with_networks { self.status() } else { "new".to_string() },
             "kernel": null,
             "created_at": self.created_at,
@@ -355,6 +394,15 @@ struct State {
     rate_decrements: bool,
     rate_reset_in: Duration,
     requests: Vec<RecordedRequest>,
+    /// How long power actions and deletes by tag take ([`FakeDo::set_action_delay`]).
+    action_delay: Duration,
+    next_power_action_id: u64,
+    power_actions: BTreeMap<u64, FakePowerAction>,
+    /// Power actions in progress and droplets being deleted, settled lazily.
+    pending_actions: Vec<u64>,
+    pending_deletes: Vec<u64>,
+    power_counts: HashMap<(u64, String), RequestCount>,
+    delete_counts: HashMap<String, RequestCount>,
 }
 
 impl State {
@@ -386,6 +434,9 @@ impl State {
             script,
             observations: 0,
             forced_status: None,
+            power_action_ids: Vec::new(),
+            pending_action: None,
+            deleting_until: None,
         };
         self.droplets.insert(id, droplet);
         self.actions.insert(action_id, id);
@@ -400,8 +451,12 @@ struct Shared {
 }
 
 impl Shared {
+    /// The state with every power action and delete whose delay has passed
+    /// applied, so the fake needs no timer and every reader sees the same time.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.settle(Instant::now());
+        state
     }
 }
 
@@ -450,6 +505,13 @@ impl FakeDo {
                 rate_decrements: false,
                 rate_reset_in: Duration::from_secs(60),
                 requests: Vec::new(),
+                action_delay: Duration::ZERO,
+                next_power_action_id: FIRST_POWER_ACTION_ID,
+                power_actions: BTreeMap::new(),
+                pending_actions: Vec::new(),
+                pending_deletes: Vec::new(),
+                power_counts: HashMap::new(),
+                delete_counts: HashMap::new(),
             }),
             addr,
             release,
@@ -917,6 +979,7 @@ fn decide_and_record(
     } else {
         decision.status
     };
+    state.count_request(method, path, query, &body_text, decision.status);
     state.requests.push(RecordedRequest {
         method: method.to_string(),
         path: full_path,
@@ -977,6 +1040,9 @@ fn decide(
         }
         Some(Fault::Delay(d)) => After::Delay(d),
         Some(Fault::DropConnection) => After::Drop,
+        Some(Fault::Unprocessable { message }) => {
+            return Decision::error(422, "unprocessable_entity", &message);
+        }
         None => After::Answer,
     };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -986,7 +1052,9 @@ fn decide(
         ("GET", ["v2", "droplets"]) => list(state, addr, query),
         ("GET", ["v2", "droplets", d]) => get_droplet(state, id(d)),
         ("DELETE", ["v2", "droplets", d]) => delete_droplet(state, id(d)),
-        ("GET", ["v2", "droplets", d, "actions"]) => droplet_actions(state, id(d)),
+        ("GET", ["v2", "droplets", d, "actions"]) => droplet_actions(state, id(d), query),
+        ("POST", ["v2", "droplets", d, "actions"]) => post_action(state, id(d), body),
+        ("DELETE", ["v2", "droplets"]) => delete_by_tag(state, query),
         ("GET", ["v2", "actions", a]) => get_action(state, id(a)),
         ("GET", ["v2", "account"]) => Decision::json(
             200,
@@ -1033,18 +1101,60 @@ fn delete_droplet(state: &mut State, id: Option<u64>) -> Decision {
     }
 }
 
-fn droplet_actions(state: &State, id: Option<u64>) -> Decision {
-    match id.and_then(|id| state.droplets.get(&id)) {
-        Some(d) => Decision::json(
-            200,
-            json!({"actions": [d.action_json()], "links": {}, "meta": {"total": 1}}),
-        ),
-        None => Decision::not_found(),
+/// Newest first: the droplet's power actions, then its create action.
+/// `per_page` (default 20, at most 200) and `page` as DigitalOcean takes them.
+fn droplet_actions(state: &State, id: Option<u64>, query: &str) -> Decision {
+    let Some(d) = id.and_then(|id| state.droplets.get(&id)) else {
+        return Decision::not_found();
+    };
+    let params = parse_query(query);
+    let number = |k: &str, default: usize| {
+        params
+            .get(k)
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(default)
+    };
+    let (per_page, page) = (number("per_page", 20).min(200), number("page", 1));
+    let mut all: Vec<Value> = d
+        .power_action_ids
+        .iter()
+        .rev()
+        .filter_map(|a| state.power_actions.get(a))
+        .map(FakePowerAction::to_json)
+        .collect();
+    all.push(d.action_json());
+    let total = all.len();
+    let shown: Vec<Value> = all
+        .into_iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .collect();
+    let mut pages = serde_json::Map::new();
+    if page * per_page < total {
+        let next = format!(
+            "/v2/droplets/{}/actions?page={}&per_page={per_page}",
+            d.id,
+            page + 1
+        );
+        pages.insert("next".into(), json!(next));
     }
+    let links = if pages.is_empty() {
+        json!({})
+    } else {
+        json!({ "pages": pages })
+    };
+    Decision::json(
+        200,
+        json!({"actions": shown, "links": links, "meta": {"total": total}}),
+    )
 }
 
 /// Actions outlive their droplet, as on DigitalOcean.
 fn get_action(state: &State, id: Option<u64>) -> Decision {
+    if let Some(a) = id.and_then(|aid| state.power_actions.get(&aid)) {
+        return Decision::json(200, json!({"action": a.to_json()}));
+    }
     let droplet = id.and_then(|aid| {
         let did = state.actions.get(&aid)?;
         state.droplets.get(did).or_else(|| state.deleted.get(did))
@@ -1178,4 +1288,281 @@ fn list(state: &mut State, addr: SocketAddr, query: &str) -> Decision {
         200,
         json!({"droplets": droplets, "links": {"pages": pages}, "meta": {"total": total}}),
     )
+}
+
+// ----- power actions and deletes by tag (SPEC §9) -----
+
+/// How many requests of one kind the fake saw: `received` counts every one
+/// (faulted, refused or unauthenticated included); `accepted` those that took
+/// effect — answered 2xx, or taken in and then delayed or dropped by a
+/// [`Fault::Delay`] / [`Fault::DropConnection`], the "DigitalOcean did it but
+/// the client never heard" case exactly-once must survive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCount {
+    pub received: usize,
+    pub accepted: usize,
+}
+
+#[derive(Debug, Clone)]
+struct FakePowerAction {
+    id: u64,
+    droplet_id: u64,
+    /// `power_off` | `power_on`.
+    kind: &'static str,
+    region: String,
+    started_at: String,
+    done_at: Instant,
+    completed_at: Option<String>,
+}
+
+impl FakePowerAction {
+    fn to_json(&self) -> Value {
+        let status = if self.completed_at.is_some() {
+            "completed"
+        } else {
+            "in-progress"
+        };
+        json!({
+            "id": self.id, "status": status, "type": self.kind,
+            "started_at": self.started_at, "completed_at": self.completed_at,
+            "resource_id": self.droplet_id, "resource_type": "droplet",
+            "region_slug": self.region,
+        })
+    }
+}
+
+/// The droplet status a power action leads to.
+fn power_target(kind: &str) -> &'static str {
+    if kind == "power_off" {
+        "off"
+    } else {
+        "active"
+    }
+}
+
+impl State {
+    /// Completes power actions (the droplet's status changes then) and removes
+    /// deleted droplets whose delay has passed.
+    fn settle(&mut self, now: Instant) {
+        if self.pending_actions.is_empty() && self.pending_deletes.is_empty() {
+            return;
+        }
+        let due: Vec<u64> = self
+            .pending_actions
+            .iter()
+            .copied()
+            .filter(|a| self.power_actions.get(a).is_none_or(|a| a.done_at <= now))
+            .collect();
+        self.pending_actions.retain(|a| !due.contains(a));
+        for aid in due {
+            let Some(action) = self.power_actions.get_mut(&aid) else {
+                continue;
+            };
+            action.completed_at = Some(now_rfc3339());
+            let (did, target) = (action.droplet_id, power_target(action.kind));
+            if let Some(d) = self.droplets.get_mut(&did) {
+                d.forced_status = Some(target.to_string());
+                d.pending_action = None;
+            }
+        }
+        let gone: Vec<u64> = self
+            .pending_deletes
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.droplets
+                    .get(id)
+                    .is_none_or(|d| d.deleting_until.is_none_or(|t| t <= now))
+            })
+            .collect();
+        self.pending_deletes.retain(|id| !gone.contains(id));
+        for id in gone {
+            if let Some(d) = self.droplets.remove(&id) {
+                self.deleted.insert(id, d);
+            }
+        }
+    }
+
+    /// Feeds the per-droplet and per-tag counters (see [`RequestCount`]).
+    fn count_request(&mut self, method: &str, path: &str, query: &str, body: &str, status: u16) {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let accepted = usize::from((200..300).contains(&status));
+        let count = match (method, segments.as_slice()) {
+            ("POST", ["v2", "droplets", d, "actions"]) => {
+                let Ok(id) = d.parse::<u64>() else { return };
+                let kind = serde_json::from_str::<Value>(body)
+                    .ok()
+                    .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_default();
+                self.power_counts.entry((id, kind)).or_default()
+            }
+            ("DELETE", ["v2", "droplets"]) => {
+                let tag = parse_query(query).remove("tag_name").unwrap_or_default();
+                self.delete_counts.entry(tag).or_default()
+            }
+            _ => return,
+        };
+        count.received += 1;
+        count.accepted += accepted;
+    }
+}
+
+/// `POST /v2/droplets/{id}/actions` for `power_off` / `power_on`: 201 with the
+/// action `in-progress`; it completes (and the droplet turns `off` / `active`)
+/// after the action delay. Refused with 422 like DigitalOcean while another
+/// power action runs or a delete is under way, and when already in effect.
+fn post_action(state: &mut State, id: Option<u64>, body: &str) -> Decision {
+    let kind = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string));
+    let kind: &'static str = match kind.as_deref() {
+        Some("power_off") => "power_off",
+        Some("power_on") => "power_on",
+        Some(other) => {
+            let message = format!("fake: action type {other:?} is not supported");
+            return Decision::error(422, "unprocessable_entity", &message);
+        }
+        None => return Decision::error(422, "unprocessable_entity", "type is required."),
+    };
+    let action_id = state.next_power_action_id;
+    let done_at = Instant::now() + state.action_delay;
+    let Some(d) = id.and_then(|id| state.droplets.get_mut(&id)) else {
+        return Decision::not_found();
+    };
+    let refusal = if d.deleting_until.is_some() {
+        Some(DROPLET_LOCKED_MESSAGE)
+    } else if d.pending_action.is_some() {
+        Some(PENDING_EVENT_MESSAGE)
+    } else if d.status() == power_target(kind) {
+        Some(if kind == "power_off" {
+            "Droplet is already powered off."
+        } else {
+            "Droplet is already powered on."
+        })
+    } else {
+        None
+    };
+    if let Some(message) = refusal {
+        return Decision::error(422, "unprocessable_entity", message);
+    }
+    d.pending_action = Some(action_id);
+    d.power_action_ids.push(action_id);
+    let action = FakePowerAction {
+        id: action_id,
+        droplet_id: d.id,
+        kind,
+        region: d.region.clone(),
+        started_at: now_rfc3339(),
+        done_at,
+        completed_at: None,
+    };
+    let answer = json!({"action": action.to_json()});
+    state.next_power_action_id += 1;
+    state.power_actions.insert(action_id, action);
+    state.pending_actions.push(action_id);
+    Decision::json(201, answer)
+}
+
+/// `DELETE /v2/droplets?tag_name=T`: 204 (also when nothing carries `T`); the
+/// droplets are still listed until the action delay has passed.
+fn delete_by_tag(state: &mut State, query: &str) -> Decision {
+    let Some(tag) = parse_query(query)
+        .remove("tag_name")
+        .filter(|t| !t.is_empty())
+    else {
+        return Decision::error(400, "bad_request", "tag_name is required.");
+    };
+    let until = Instant::now() + state.action_delay;
+    let mut marked = Vec::new();
+    for d in state.droplets.values_mut() {
+        if d.deleting_until.is_none() && d.tags.contains(&tag) {
+            d.deleting_until = Some(until);
+            marked.push(d.id);
+        }
+    }
+    state.pending_deletes.extend(marked);
+    Decision {
+        status: 204,
+        body: None,
+        retry_after: None,
+        after: After::Answer,
+    }
+}
+
+impl FakeDo {
+    /// How long a power action stays `in-progress` (the droplet keeps its old
+    /// status meanwhile) and how long droplets deleted by tag keep being
+    /// listed. Default zero: done by the next request. Applies to requests
+    /// from then on.
+    pub fn set_action_delay(&self, delay: Duration) {
+        self.shared.lock().action_delay = delay;
+    }
+
+    /// The next `times` power action POSTs (any droplet) answer with `fault`
+    /// and, for 422/500/429, change nothing.
+    pub fn fail_next_droplet_actions(&self, fault: Fault, times: usize) {
+        self.inject_matching(fault, times, Some("POST"), "/v2/droplets/");
+    }
+
+    /// The next `times` power action POSTs answer 422 [`DROPLET_LOCKED_MESSAGE`].
+    pub fn lock_next_droplet_actions(&self, times: usize) {
+        self.fail_next_droplet_actions(Fault::locked(), times);
+    }
+
+    /// The next `times` `DELETE /v2/droplets?tag_name=` answer with `fault`.
+    pub fn fail_next_deletes_by_tag(&self, fault: Fault, times: usize) {
+        self.inject_matching(fault, times, Some("DELETE"), "/v2/droplets?");
+    }
+
+    /// The next `times` deletes by tag answer 422 [`DROPLET_LOCKED_MESSAGE`].
+    pub fn lock_next_deletes_by_tag(&self, times: usize) {
+        self.fail_next_deletes_by_tag(Fault::locked(), times);
+    }
+
+    /// `power_off` / `power_on` (`kind`) requests for one droplet.
+    pub fn power_requests(&self, droplet_id: u64, kind: &str) -> RequestCount {
+        let state = self.shared.lock();
+        let key = (droplet_id, kind.to_string());
+        state.power_counts.get(&key).copied().unwrap_or_default()
+    }
+
+    /// `power_off` / `power_on` (`kind`) requests over all droplets.
+    pub fn power_requests_total(&self, kind: &str) -> RequestCount {
+        let state = self.shared.lock();
+        let mut total = RequestCount::default();
+        for ((_, k), c) in &state.power_counts {
+            if k == kind {
+                total.received += c.received;
+                total.accepted += c.accepted;
+            }
+        }
+        total
+    }
+
+    /// `DELETE /v2/droplets?tag_name={tag}` requests.
+    pub fn delete_by_tag_requests(&self, tag: &str) -> RequestCount {
+        let state = self.shared.lock();
+        state.delete_counts.get(tag).copied().unwrap_or_default()
+    }
+
+    /// The droplet's actions as `GET /v2/droplets/{id}/actions` lists them
+    /// (newest first, create last), without recording a request; empty when
+    /// the droplet is gone.
+    pub fn droplet_actions(&self, droplet_id: u64) -> Vec<Value> {
+        let state = self.shared.lock();
+        match droplet_actions(&state, Some(droplet_id), "per_page=200").body {
+            Some(v) => v["actions"].as_array().cloned().unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether a delete by tag has been accepted for the droplet and it is
+    /// still listed.
+    pub fn is_deleting(&self, droplet_id: u64) -> bool {
+        let state = self.shared.lock();
+        state
+            .droplets
+            .get(&droplet_id)
+            .is_some_and(|d| d.deleting_until.is_some())
+    }
 }
