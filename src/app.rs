@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use crate::api::auth::{ApiKey, JwtVerifier};
 use crate::api::{self, ApiState};
-use crate::catalog::embedded::EmbeddedCatalog;
+use crate::catalog::embedded::{CatalogFileError, EmbeddedCatalog};
 use crate::catalog::http::HttpCatalog;
 use crate::catalog::Catalog;
 use crate::cloud::digitalocean::DigitalOcean;
@@ -24,12 +24,73 @@ use crate::provision::{self, Provisioner};
 use crate::service::backups::BackupService;
 use crate::service::ops::OpsService;
 use crate::service::OrderService;
-use crate::store::Store;
+use crate::store::{OpenError, Store};
+use tokio_cron_scheduler::JobSchedulerError;
 
-/// A start-up failure: one line for the operator, and a non-zero exit.
+/// A start-up failure: one line for the operator (`.0`, also its Display),
+/// and a non-zero exit. [`StartError::failure`] says which step failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct StartError(pub String);
+pub struct StartError(pub String, #[source] StartFailure);
+
+impl StartError {
+    pub fn failure(&self) -> &StartFailure {
+        &self.1
+    }
+}
+
+impl From<StartFailure> for StartError {
+    fn from(failure: StartFailure) -> StartError {
+        StartError(failure.to_string(), failure)
+    }
+}
+
+/// Which step of start-up failed, in the order they run.
+#[derive(Debug, thiserror::Error)]
+pub enum StartFailure {
+    #[error("server.bind: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// The JWT key, key file or secret is unusable (the text names the key).
+    #[error("{0}")]
+    Auth(String),
+    #[error("catalog.file: {0}")]
+    Catalog(#[source] CatalogFileError),
+    /// Metric names are fixed in code: this is a programming error.
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[source] prometheus::Error),
+    /// Missing, locked, corrupt or newer data file.
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    /// The blocking task that opens the data file panicked or was cancelled.
+    #[error("cannot open the data file: {0}")]
+    StoreTask(#[source] tokio::task::JoinError),
+    /// `step` is e.g. "create the scheduler" or "schedule a job".
+    #[error("cannot {step}: {source}")]
+    Scheduler {
+        step: &'static str,
+        source: tokio_cron_scheduler::JobSchedulerError,
+    },
+    #[error("backup.schedule: {schedule:?} is not a valid cron expression: {source}")]
+    BackupSchedule {
+        schedule: String,
+        source: tokio_cron_scheduler::JobSchedulerError,
+    },
+    #[error("{0}")]
+    Provisioner(String),
+    /// A signal handler could not be installed (`main`).
+    #[error("cannot handle {signal}: {source}")]
+    Signal {
+        signal: &'static str,
+        source: std::io::Error,
+    },
+}
+
+fn scheduler_failed(step: &'static str) -> impl Fn(JobSchedulerError) -> StartFailure + Copy {
+    move |source| StartFailure::Scheduler { step, source }
+}
 
 /// A built, bound, not yet serving daemon.
 pub struct App {
@@ -49,11 +110,9 @@ impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
         let listener = tokio::net::TcpListener::bind(&config.server.bind)
             .await
-            .map_err(|e| {
-                StartError(format!(
-                    "server.bind: cannot listen on {}: {e}",
-                    config.server.bind
-                ))
+            .map_err(|source| StartFailure::Bind {
+                addr: config.server.bind.clone(),
+                source,
             })?;
         App::build_with_listener(config, listener).await
     }
@@ -63,41 +122,18 @@ impl App {
         config: Config,
         listener: tokio::net::TcpListener,
     ) -> Result<App, StartError> {
-        let jwt = JwtVerifier::from_config(&config.auth).map_err(StartError)?;
+        let jwt = JwtVerifier::from_config(&config.auth).map_err(StartFailure::Auth)?;
         let catalog = build_catalog(&config)?;
-        let metrics = Arc::new(
-            Metrics::new().map_err(|e| StartError(format!("cannot set up metrics: {e}")))?,
-        );
-        let path = config.storage.path.clone();
-        let cache = usize::try_from(config.storage.cache_mb << 20).unwrap_or(usize::MAX);
-        let store = tokio::task::spawn_blocking(move || Store::open_with_cache(&path, cache))
-            .await
-            .map_err(|e| StartError(format!("cannot open the data file: {e}")))?
-            .map_err(|e| StartError(e.0))?;
+        let metrics = Arc::new(Metrics::new().map_err(StartFailure::Metrics)?);
+        let store = open_store(&config).await?;
         // Warnings only once everything is built: a failed start prints its
         // one error line and nothing else.
-        if config.auth.jwt_algorithm == JwtAlgorithm::HS256 {
-            tracing::warn!("JWT algorithm is HS256 (shared secret): for development only; use RS256 or ES256 in production");
-        }
-        if config
-            .auth
-            .internal_api_key
-            .as_deref()
-            .is_none_or(str::is_empty)
-        {
-            tracing::warn!("no internal API key configured: internal endpoints answer 401 API_KEY_NOT_CONFIGURED");
-        }
+        warn_about_development_settings(&config);
         let cloud = build_cloud(&config);
         let provisioner = Provisioner::new(
             store.clone(),
             cloud.clone(),
-            provision::Settings {
-                max_attempts: config.provisioning.max_attempts,
-                destroy_failed_droplets: config.provisioning.destroy_failed_droplets,
-                ipv6: config.cloud.digitalocean.ipv6,
-                poll_interval: Duration::from_millis(config.provisioning.poll_interval_ms),
-                list_threshold: 10,
-            },
+            provisioner_settings(&config),
             metrics.clone(),
         );
         let provisioner_wake = Arc::new(Notify::new());
@@ -168,15 +204,15 @@ impl App {
         } = self;
         let mut scheduler = tokio_cron_scheduler::JobScheduler::new()
             .await
-            .map_err(|e| StartError(format!("cannot create the scheduler: {e}")))?;
+            .map_err(scheduler_failed("create the scheduler"))?;
         let waker = provision::start(provisioner.clone(), &scheduler, provisioner_wake)
             .await
-            .map_err(StartError)?;
+            .map_err(StartFailure::Provisioner)?;
         schedule_housekeeping(&scheduler, &config, &backups, &store).await?;
         scheduler
             .start()
             .await
-            .map_err(|e| StartError(format!("cannot start the scheduler: {e}")))?;
+            .map_err(scheduler_failed("start the scheduler"))?;
         let reload = tokio::spawn(reload_on_sighup(catalog));
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, version = env!("CARGO_PKG_VERSION"), "vpsd listening");
@@ -224,19 +260,16 @@ async fn schedule_housekeeping(
     backups: &Arc<BackupService>,
     store: &Store,
 ) -> Result<(), StartError> {
-    let add_failed = |e: tokio_cron_scheduler::JobSchedulerError| {
-        StartError(format!("cannot schedule a job: {e}"))
-    };
+    let add_failed = scheduler_failed("schedule a job");
     if let Some(schedule) = &config.backup.schedule {
         let service = backups.clone();
         let job = tokio_cron_scheduler::Job::new_async(schedule.as_str(), move |_, _| {
             let service = service.clone();
             Box::pin(async move { service.scheduled().await })
         })
-        .map_err(|e| {
-            StartError(format!(
-                "backup.schedule: {schedule:?} is not a valid cron expression: {e}"
-            ))
+        .map_err(|source| StartFailure::BackupSchedule {
+            schedule: schedule.clone(),
+            source,
         })?;
         scheduler.add(job).await.map_err(add_failed)?;
         tracing::info!(schedule = %schedule, keep = config.backup.keep, dir = %config.backup.dir.display(), "scheduled backups on");
@@ -262,6 +295,45 @@ async fn schedule_housekeeping(
         .map_err(add_failed)?;
     scheduler.add(job).await.map_err(add_failed)?;
     Ok(())
+}
+
+/// Opens the data file off the async workers: redb's open can repair a file
+/// after a crash, which takes as long as the file is large.
+async fn open_store(config: &Config) -> Result<Store, StartError> {
+    let path = config.storage.path.clone();
+    let cache = usize::try_from(config.storage.cache_mb << 20).unwrap_or(usize::MAX);
+    let store = tokio::task::spawn_blocking(move || Store::open_with_cache(&path, cache))
+        .await
+        .map_err(StartFailure::StoreTask)?
+        .map_err(StartFailure::Store)?;
+    Ok(store)
+}
+
+/// Settings that are fine on a laptop and wrong in production.
+fn warn_about_development_settings(config: &Config) {
+    if config.auth.jwt_algorithm == JwtAlgorithm::HS256 {
+        tracing::warn!("JWT algorithm is HS256 (shared secret): for development only; use RS256 or ES256 in production");
+    }
+    if config
+        .auth
+        .internal_api_key
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
+        tracing::warn!(
+            "no internal API key configured: internal endpoints answer 401 API_KEY_NOT_CONFIGURED"
+        );
+    }
+}
+
+fn provisioner_settings(config: &Config) -> provision::Settings {
+    provision::Settings {
+        max_attempts: config.provisioning.max_attempts,
+        destroy_failed_droplets: config.provisioning.destroy_failed_droplets,
+        ipv6: config.cloud.digitalocean.ipv6,
+        poll_interval: Duration::from_millis(config.provisioning.poll_interval_ms),
+        list_threshold: 10,
+    }
 }
 
 fn build_cloud(config: &Config) -> Arc<dyn Cloud> {
@@ -300,7 +372,7 @@ fn build_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartError> {
             } else {
                 EmbeddedCatalog::load(&c.file, &c.sizes)
             };
-            Arc::new(catalog.map_err(|e| StartError(format!("catalog.file: {e}")))?)
+            Arc::new(catalog.map_err(StartFailure::Catalog)?)
         }
         CatalogSource::Http => {
             let url = c.url.as_deref().unwrap_or_default();

@@ -290,8 +290,28 @@ const V1_ENV: &[(&str, &str)] = &[
 
 /// A configuration problem, printed as one line at start-up.
 #[derive(Debug, thiserror::Error)]
-#[error("config error: {0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// `--config FILE` names no file (figment would silently skip it).
+    #[error("config error: config file {} does not exist", .0.display())]
+    MissingFile(PathBuf),
+    /// figment could not read or type a value: its message, on one line,
+    /// naming the key and the source.
+    #[error("config error: {0}")]
+    Extract(String),
+    /// The v1 `PORT` variable is not a port number.
+    #[error("config error: PORT: {0:?} is not a port number")]
+    Port(String),
+    /// A value that parses but makes no sense.
+    #[error("config error: {key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    })
+}
 
 impl Config {
     /// `explicit` is `--config FILE` (must exist); otherwise `Config.toml` in the
@@ -300,10 +320,7 @@ impl Config {
         let file = match explicit {
             Some(path) => {
                 if !path.is_file() {
-                    return Err(ConfigError(format!(
-                        "config file {} does not exist",
-                        path.display()
-                    )));
+                    return Err(ConfigError::MissingFile(path.to_path_buf()));
                 }
                 Toml::file_exact(path)
             }
@@ -322,7 +339,9 @@ impl Config {
             .merge(file)
             .merge(v1)
             .merge(Env::prefixed("VPSD_").split("__"));
-        let mut config: Config = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Extract(one_line(&e)))?;
         if let Ok(port) = std::env::var("PORT") {
             config.server.bind = with_port(&config.server.bind, &port)?;
         }
@@ -330,11 +349,27 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what serde cannot: values that parse but make no sense.
+    /// Checks what serde cannot: values that parse but make no sense. Sections
+    /// are checked in the order `Config` declares them, so when several keys
+    /// are wrong the one reported does not depend on the environment.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
+        self.validate_server()?;
+        self.validate_catalog()?;
+        self.validate_cloud()?;
+        self.validate_provisioning()?;
+        self.validate_backup()?;
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return invalid(
+                "log.level",
+                format!("{:?} is not a log filter", self.log.level),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_server(&self) -> Result<(), ConfigError> {
         if self.server.bind.parse::<SocketAddr>().is_err() {
-            return bad(
+            return invalid(
                 "server.bind",
                 format!(
                     "{:?} is not an address like 127.0.0.1:3003",
@@ -343,81 +378,82 @@ impl Config {
             );
         }
         if self.storage.cache_mb == 0 || self.storage.cache_mb > 1 << 20 {
-            return bad("storage.cache_mb", "must be from 1 to 1048576".into());
+            return invalid("storage.cache_mb", "must be from 1 to 1048576");
         }
         if self.server.body_limit == 0 {
-            return bad("server.body_limit", "must be at least 1 byte".into());
+            return invalid("server.body_limit", "must be at least 1 byte");
         }
-        if self.catalog.timeout_ms == 0 {
-            return bad("catalog.timeout_ms", "must be at least 1".into());
+        Ok(())
+    }
+
+    fn validate_catalog(&self) -> Result<(), ConfigError> {
+        let c = &self.catalog;
+        if c.timeout_ms == 0 {
+            return invalid("catalog.timeout_ms", "must be at least 1");
         }
-        if self.catalog.currency.trim().is_empty() {
-            return bad("catalog.currency", "must not be empty".into());
+        if c.currency.trim().is_empty() {
+            return invalid("catalog.currency", "must not be empty");
         }
-        if self.catalog.source == CatalogSource::Http
-            && self
-                .catalog
-                .url
-                .as_deref()
-                .is_none_or(|u| u.trim().is_empty())
-        {
-            return bad(
+        if c.source == CatalogSource::Http && c.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+            return invalid(
                 "catalog.url",
-                "is required when catalog.source = \"http\" (env CATALOG_SERVICE_URL)".into(),
+                "is required when catalog.source = \"http\" (env CATALOG_SERVICE_URL)",
             );
         }
-        if let Some(url) = &self.catalog.url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return bad("catalog.url", format!("{url:?} is not an http(s) URL"));
+        if let Some(url) = &c.url {
+            if !is_http_url(url) {
+                return invalid("catalog.url", format!("{url:?} is not an http(s) URL"));
             }
         }
+        Ok(())
+    }
+
+    fn validate_cloud(&self) -> Result<(), ConfigError> {
         let d = &self.cloud.digitalocean;
-        if !(d.api_url.starts_with("http://") || d.api_url.starts_with("https://")) {
-            return bad(
+        if !is_http_url(&d.api_url) {
+            return invalid(
                 "cloud.digitalocean.api_url",
                 format!("{:?} is not an http(s) URL", d.api_url),
             );
         }
         if d.default_region.trim().is_empty() {
-            return bad(
-                "cloud.digitalocean.default_region",
-                "must not be empty".into(),
-            );
+            return invalid("cloud.digitalocean.default_region", "must not be empty");
         }
         if d.timeout_ms == 0 {
-            return bad("cloud.digitalocean.timeout_ms", "must be at least 1".into());
+            return invalid("cloud.digitalocean.timeout_ms", "must be at least 1");
         }
         if self.cloud.provider == CloudProvider::Digitalocean
             && d.token.as_deref().is_none_or(|t| t.trim().is_empty())
         {
-            return bad(
+            return invalid(
                 "cloud.digitalocean.token",
-                "is required when cloud.provider = \"digitalocean\" (env DIGITALOCEAN_API_TOKEN)"
-                    .into(),
+                "is required when cloud.provider = \"digitalocean\" (env DIGITALOCEAN_API_TOKEN)",
             );
         }
+        Ok(())
+    }
+
+    fn validate_provisioning(&self) -> Result<(), ConfigError> {
         if self.provisioning.poll_interval_ms < 1000 {
-            return bad(
+            return invalid(
                 "provisioning.poll_interval_ms",
-                "must be at least 1000 (the reconciler's schedule counts whole seconds)".into(),
+                "must be at least 1000 (the reconciler's schedule counts whole seconds)",
             );
         }
         if self.provisioning.max_attempts == 0 {
-            return bad("provisioning.max_attempts", "must be at least 1".into());
+            return invalid("provisioning.max_attempts", "must be at least 1");
         }
+        Ok(())
+    }
+
+    fn validate_backup(&self) -> Result<(), ConfigError> {
         if let Some(schedule) = &self.backup.schedule {
             if let Err(why) = validate_cron(schedule) {
-                return bad("backup.schedule", why);
+                return invalid("backup.schedule", why);
             }
         }
         if self.backup.keep == 0 {
-            return bad("backup.keep", "must be at least 1".into());
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return bad(
-                "log.level",
-                format!("{:?} is not a log filter", self.log.level),
-            );
+            return invalid("backup.keep", "must be at least 1");
         }
         Ok(())
     }
@@ -477,11 +513,15 @@ mod croner_check {
     }
 }
 
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
 fn with_port(bind: &str, port: &str) -> Result<String, ConfigError> {
     let port: u16 = port
         .trim()
         .parse()
-        .map_err(|_| ConfigError(format!("PORT: {port:?} is not a port number")))?;
+        .map_err(|_| ConfigError::Port(port.to_string()))?;
     let host = match bind.parse::<SocketAddr>() {
         Ok(addr) => addr.ip().to_string(),
         Err(_) => "127.0.0.1".to_string(),
@@ -524,6 +564,24 @@ mod tests {
         assert!(validate_cron("0 0 3 * * *").is_ok());
         assert!(validate_cron("0 3 * * *").is_err());
         assert!(validate_cron("a b c d e f").is_err());
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let mut config = Config::default();
+        config.backup.keep = 0;
+        let e = config.validate().unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Invalid {
+                key: "backup.keep",
+                ..
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "config error: backup.keep: must be at least 1"
+        );
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn main() -> ExitCode {
 fn backup(config: &Config, to: &std::path::Path) -> ExitCode {
     let db = match vpsd::store::open_offline(&config.storage.path) {
         Ok(db) => db,
-        Err(e) => return fail(&e.0),
+        Err(e) => return fail(&e.to_string()),
     };
     match vpsd::store::backup::snapshot_to(&db, to) {
         Ok(info) => {
@@ -144,24 +144,28 @@ fn serve(config: Config) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let app = vpsd::App::build(config).await?;
-        let stop = shutdown_signal().map_err(vpsd::StartError)?;
+        let stop = shutdown_signal()?;
         app.run(stop).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e.0),
+        Err(e) => fail(&e.to_string()),
     }
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
 /// called, not when the future is first polled: a SIGTERM that arrives right
 /// after "listening" must still mean a graceful stop, not the default kill.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, vpsd::app::StartFailure> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let handle = |kind, name| {
+        signal(kind).map_err(|source| vpsd::app::StartFailure::Signal {
+            signal: name,
+            source,
+        })
+    };
+    let mut term = handle(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = handle(SignalKind::interrupt(), "SIGINT")?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => {}

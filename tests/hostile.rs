@@ -77,7 +77,15 @@ fn hostile_requests_get_the_envelope_change_nothing_and_leak_nothing() {
     config.provisioning.poll_interval_ms = 600_000;
     let daemon = Daemon::start(&config, dir.path());
     let base = format!("http://{}", daemon.addr);
-    let agent = support::agent();
+    // A fresh connection per call: a refused oversized body leaves its
+    // connection unusable (the server answers before reading it and closes),
+    // and a pooled client would send the next call into the closed socket.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .max_idle_connections_per_host(0)
+        .build()
+        .into();
     let alice = token(good_claims("alice"));
     let bob = token(good_claims("bob"));
     let auth = |t: &str| ("Authorization".to_string(), format!("Bearer {t}"));

@@ -15,8 +15,13 @@ use crate::domain::{OrderStatus, PlanDuration, RenewalType, TerminationReason};
 use crate::error::{AppError, FieldError};
 use crate::service::{IdempotencyKey, NewOrder};
 
-/// Reads the whole body, refusing it once it passes `limit` bytes. A declared
-/// Content-Length over the limit is refused before reading anything.
+/// Reads the whole body, refusing it once it passes `limit` bytes.
+///
+/// A refused body is still read and discarded up to [`DRAIN_FACTOR`] times the
+/// limit: a server that answers 413 and closes while the client is still
+/// sending makes the client fail with a broken pipe before it can read the
+/// answer. Beyond that the connection is dropped, so a refusal never costs
+/// more than a bounded read.
 pub async fn read_body<S, B>(headers: &HeaderMap, stream: S, limit: u64) -> Result<Bytes, AppError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
@@ -26,16 +31,23 @@ where
         .get(warp::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    let drain_cap = limit.saturating_mul(DRAIN_FACTOR);
+    if declared.is_some_and(|n| n > drain_cap) {
         return Err(AppError::PayloadTooLarge { limit });
     }
     let mut body = BytesMut::new();
+    let mut seen: u64 = 0;
     futures_util::pin_mut!(stream);
     while let Some(chunk) = stream.next().await {
         let mut chunk =
             chunk.map_err(|_| AppError::bad_request("the request body could not be read"))?;
-        if body.len() as u64 + chunk.remaining() as u64 > limit {
-            return Err(AppError::PayloadTooLarge { limit });
+        seen = seen.saturating_add(chunk.remaining() as u64);
+        if seen > drain_cap {
+            break;
+        }
+        if seen > limit {
+            chunk.advance(chunk.remaining());
+            continue;
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -44,8 +56,14 @@ where
             chunk.advance(n);
         }
     }
+    if seen > limit || declared.is_some_and(|n| n > limit) {
+        return Err(AppError::PayloadTooLarge { limit });
+    }
     Ok(body.freeze())
 }
+
+/// How far past the limit a refused body is still read (see [`read_body`]).
+const DRAIN_FACTOR: u64 = 16;
 
 fn is_json_content_type(headers: &HeaderMap) -> Option<bool> {
     let value = headers.get(warp::http::header::CONTENT_TYPE)?;

@@ -97,6 +97,13 @@ pub struct CouponLimits {
 #[error("catalog unavailable: {0}")]
 pub struct CatalogUnavailable(pub String);
 
+/// A reload (SIGHUP) failed; the previous catalog stays in use.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    File(#[from] embedded::CatalogFileError),
+}
+
 pub trait Catalog: Send + Sync {
     /// `Ok(None)` when the catalog does not know the plan.
     fn plan(&self, id: &str) -> Result<Option<PlanInfo>, CatalogUnavailable>;
@@ -106,7 +113,7 @@ pub trait Catalog: Send + Sync {
     /// back in `CouponGrant::limits` and are enforced by the store.
     fn validate_coupon(&self, req: &CouponRequest) -> Result<CouponVerdict, CatalogUnavailable>;
     /// Re-reads the source (SIGHUP). Sources with nothing to reload do nothing.
-    fn reload(&self) -> Result<(), String> {
+    fn reload(&self) -> Result<(), ReloadError> {
         Ok(())
     }
     /// `embedded` or `http`, for logs and health.

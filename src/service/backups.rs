@@ -1,13 +1,17 @@
 //! Online snapshots: on request (POST /internal/backups) and on the
 //! `backup.schedule` cron, with retention. A failure is logged and counted,
 //! never fatal to the daemon.
+//!
+//! Only a failure to read the data file is 503 STORAGE_UNAVAILABLE: a backup
+//! folder that cannot be written is the operator's to fix, not a reason for
+//! clients to retry, so it is a 500 whose cause stays in the log.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::AppError;
 use crate::metrics::Metrics;
-use crate::store::backup::{self, SnapshotInfo};
+use crate::store::backup::{self, BackupError, SnapshotInfo};
 use crate::store::Store;
 
 pub struct BackupService {
@@ -37,7 +41,7 @@ impl BackupService {
         let store = self.store.clone();
         let dir = self.dir.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let db = store.database().map_err(|e| e.to_string())?;
+            let db = store.database()?;
             backup::snapshot_into(&db, &dir)
         })
         .await
@@ -55,7 +59,7 @@ impl BackupService {
             Err(why) => {
                 self.metrics.backups.with_label_values(&["failure"]).inc();
                 tracing::error!(error = %why, "backup failed");
-                Err(AppError::StorageUnavailable(why))
+                Err(why.into())
             }
         }
     }
@@ -76,5 +80,44 @@ impl BackupService {
             Ok(Err(why)) => tracing::error!(error = %why, "backup retention failed"),
             Err(e) => tracing::error!(error = %e, "backup retention failed"),
         }
+    }
+}
+
+impl From<BackupError> for AppError {
+    fn from(e: BackupError) -> AppError {
+        match e {
+            BackupError::Store(e) => e.into(),
+            e if e.is_store_unavailable() => AppError::StorageUnavailable(e.to_string()),
+            e => AppError::Internal(format!("backup failed: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn only_reading_the_data_file_is_storage_unavailable() {
+        let read = BackupError::ReadSnapshot(redb::StorageError::Corrupted("x".into()).into());
+        assert!(matches!(
+            AppError::from(read),
+            AppError::StorageUnavailable(_)
+        ));
+        let reopening = BackupError::Store(StoreError::Unavailable("reopening".into()));
+        assert!(matches!(
+            AppError::from(reopening),
+            AppError::StorageUnavailable(_)
+        ));
+        let folder = BackupError::CreateDir {
+            path: "/nowhere".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+        };
+        assert!(matches!(AppError::from(folder), AppError::Internal(_)));
+        let full = BackupError::Write(
+            redb::StorageError::Io(std::io::ErrorKind::StorageFull.into()).into(),
+        );
+        assert!(matches!(AppError::from(full), AppError::Internal(_)));
     }
 }

@@ -397,21 +397,17 @@ fn init_schema(db: &Database, path: &Path, policy: &Policy) -> Result<(), OpenEr
 }
 
 fn create_tables(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
-    txn.open_table(tables::ORDERS)?;
-    txn.open_table(tables::HISTORY)?;
-    txn.open_table(tables::TASKS)?;
-    txn.open_table(tables::OPEN_TASKS)?;
-    txn.open_table(tables::BY_SEQ)?;
-    txn.open_table(tables::BY_STATUS)?;
-    txn.open_table(tables::BY_USER_STATUS)?;
-    txn.open_table(tables::COUNTS)?;
-    txn.open_table(tables::COUPON_USES)?;
-    txn.open_table(tables::COUPON_USER_USES)?;
-    txn.open_table(tables::IDEMPOTENCY)?;
-    txn.open_table(tables::IDEMPOTENCY_EXPIRY)?;
-    txn.open_table(tables::DUE)?;
-    txn.open_table(tables::PENDING_ACTIONS)?;
-    Ok(())
+    struct Create<'a>(&'a redb::WriteTransaction);
+    impl tables::TableVisitor for Create<'_> {
+        type Error = redb::TableError;
+        fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
+            &mut self,
+            table: redb::TableDefinition<'static, K, V>,
+        ) -> Result<(), redb::TableError> {
+            self.0.open_table(table).map(drop)
+        }
+    }
+    tables::for_each(&mut Create(txn))
 }
 
 /// Is the data file readable right now? Used by `/health`.

@@ -76,3 +76,37 @@ pub fn count_key(scope: CountScope<'_>) -> String {
         CountScope::UserStatus(u, s) => format!("us:{s}:{u}"),
     }
 }
+
+/// Something done to every table: created at open, copied by a snapshot,
+/// walked by verify. redb's `TableDefinition<K, V>` differs in type per table,
+/// so the list cannot be an array of values; a visitor with a generic method
+/// lets one function ([`for_each`]) hold the list instead.
+pub trait TableVisitor {
+    type Error;
+    fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        table: TableDefinition<'static, K, V>,
+    ) -> Result<(), Self::Error>;
+}
+
+/// The one list of tables. A table added here is created at every open,
+/// copied into every snapshot and walked by `vpsd verify`; a table missing
+/// here would silently be left out of backups.
+pub fn for_each<T: TableVisitor>(visitor: &mut T) -> Result<(), T::Error> {
+    visitor.visit(META)?;
+    visitor.visit(ORDERS)?;
+    visitor.visit(HISTORY)?;
+    visitor.visit(TASKS)?;
+    visitor.visit(OPEN_TASKS)?;
+    visitor.visit(BY_SEQ)?;
+    visitor.visit(BY_STATUS)?;
+    visitor.visit(BY_USER_STATUS)?;
+    visitor.visit(COUNTS)?;
+    visitor.visit(COUPON_USES)?;
+    visitor.visit(COUPON_USER_USES)?;
+    visitor.visit(IDEMPOTENCY)?;
+    visitor.visit(IDEMPOTENCY_EXPIRY)?;
+    visitor.visit(DUE)?;
+    visitor.visit(PENDING_ACTIONS)?;
+    Ok(())
+}

@@ -137,6 +137,29 @@ fn backup_response_and_file_permissions() {
     );
 }
 
+/// A backup folder that cannot be created is the operator's problem, not an
+/// unavailable data file: 500, with the path kept out of the answer.
+#[test]
+fn backup_into_an_impossible_folder_is_an_internal_error_not_storage() {
+    // A path under a regular file fails for root too, unlike permission bits.
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let folder = blocker.path().join("backups");
+    let app = spawn_app_with(|c| c.backup.dir = folder.clone());
+    app.create_order("alice");
+    let r = backup(&app);
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert_eq!(r.code(), "INTERNAL_SERVER_ERROR");
+    assert!(!r.text.contains("backups"), "{}", r.text);
+    let m = app.get("/metrics", Auth::Admin).text;
+    assert!(
+        m.lines()
+            .any(|l| l == "vpsd_backups_total{result=\"failure\"} 1"),
+        "{m}"
+    );
+    // The data file itself is fine: orders still work.
+    app.create_order("alice");
+}
+
 #[test]
 fn scheduled_backups_keep_the_newest_files() {
     let app = spawn_app_with(|c| {

@@ -1,0 +1,467 @@
+//! `vpsd verify`: opens a data file or snapshot (exclusively), runs redb's
+//! integrity check, opens every table of the list ([`tables::for_each`]), then
+//! checks every record, index entry, count, coupon counter and history chain.
+//! Each check is one area; the first inconsistency found is the error.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use redb::{
+    ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle,
+};
+
+use super::super::tables::{self, count_key, CountScope, TableVisitor};
+use super::super::{codec, IdempotencyRecord, OpenError};
+use crate::domain::task::ProvisioningTask;
+use crate::domain::{HistoryEntry, Order, OrderStatus};
+
+/// What `vpsd verify` counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub orders: u64,
+    pub items: u64,
+    pub history: u64,
+    pub tasks: u64,
+    /// Rows per table, by table name: every table of the list is present.
+    pub rows: BTreeMap<String, u64>,
+}
+
+/// Why a file failed verification. The text is what `vpsd verify` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Missing, locked, or not a redb file.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("redb integrity check failed (the file needed repair)")]
+    NeedsRepair,
+    #[error("redb integrity check failed: {0}")]
+    Integrity(#[source] redb::DatabaseError),
+    /// redb panicked inside its check: the file is damaged beyond its errors.
+    #[error("redb integrity check failed: the file is corrupt")]
+    IntegrityPanicked,
+    /// A table of the list is missing or has other key or value types.
+    #[error("{table} table: {source}")]
+    Table {
+        table: String,
+        #[source]
+        source: redb::Error,
+    },
+    /// Reading failed part-way through a check.
+    #[error("{0}")]
+    Read(#[from] redb::Error),
+    /// The file was written by a newer vpsd.
+    #[error("schema version {found} is newer than this vpsd supports ({supported})")]
+    NewerSchema { found: u64, supported: u64 },
+    /// A record does not decode.
+    #[error("{record}: {source}")]
+    Decode {
+        record: String,
+        #[source]
+        source: codec::CodecError,
+    },
+    /// Rows decode but contradict each other; the text names the first one.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+macro_rules! read_errors {
+    ($($from:ty),*) => {$(
+        impl From<$from> for VerifyError {
+            fn from(e: $from) -> VerifyError {
+                VerifyError::Read(e.into())
+            }
+        }
+    )*};
+}
+read_errors!(redb::StorageError, redb::TableError, redb::TransactionError);
+
+fn inconsistent(text: String) -> VerifyError {
+    VerifyError::Inconsistent(text)
+}
+
+fn decode<T: codec::Record>(
+    bytes: &[u8],
+    record: impl FnOnce() -> String,
+) -> Result<T, VerifyError> {
+    codec::decode(bytes).map_err(|source| VerifyError::Decode {
+        record: record(),
+        source,
+    })
+}
+
+/// Opens a data file or snapshot (exclusively), runs redb's integrity check,
+/// and checks every table, record, index entry, count and history chain.
+pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
+    let mut db = super::super::open_offline(path)?;
+    match super::super::quietly(|| db.check_integrity()) {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => return Err(VerifyError::NeedsRepair),
+        Ok(Err(e)) => return Err(VerifyError::Integrity(e)),
+        Err(_) => return Err(VerifyError::IntegrityPanicked),
+    }
+    let txn = db.begin_read()?;
+    let mut walk = CountRows {
+        txn: &txn,
+        rows: BTreeMap::new(),
+    };
+    tables::for_each(&mut walk)?;
+    let rows = walk.rows;
+    Ok(VerifyReport {
+        rows,
+        ..check_contents(&txn)?
+    })
+}
+
+/// Opens every table of the list and counts its rows.
+struct CountRows<'a> {
+    txn: &'a ReadTransaction,
+    rows: BTreeMap<String, u64>,
+}
+
+impl TableVisitor for CountRows<'_> {
+    type Error = VerifyError;
+
+    fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        table: TableDefinition<'static, K, V>,
+    ) -> Result<(), VerifyError> {
+        let name = table.name().to_string();
+        let failed = |e: redb::Error| VerifyError::Table {
+            table: name.clone(),
+            source: e,
+        };
+        let len = self
+            .txn
+            .open_table(table)
+            .map_err(|e| failed(e.into()))?
+            .len()
+            .map_err(|e| failed(e.into()))?;
+        self.rows.insert(name, len);
+        Ok(())
+    }
+}
+
+fn check_contents(txn: &ReadTransaction) -> Result<VerifyReport, VerifyError> {
+    let last_seq = check_schema(txn)?;
+    let expected = Expected::from_orders(txn, last_seq)?;
+    check_order_indexes(txn, &expected.orders)?;
+    check_counts(txn, &expected.counts)?;
+    check_coupon_counters(txn, &expected)?;
+    let history = check_history(txn, &expected.orders)?;
+    let tasks = check_tasks(txn, &expected.orders)?;
+    check_idempotency(txn)?;
+    Ok(VerifyReport {
+        orders: expected.orders.len() as u64,
+        items: expected.items,
+        history,
+        tasks,
+        rows: BTreeMap::new(),
+    })
+}
+
+/// The file's schema is one this vpsd reads; returns the last order sequence.
+fn check_schema(txn: &ReadTransaction) -> Result<u64, VerifyError> {
+    let meta = txn.open_table(tables::META)?;
+    let version = meta
+        .get(tables::META_SCHEMA_VERSION)?
+        .map(|v| v.value())
+        .ok_or_else(|| inconsistent("meta: no schema version".into()))?;
+    if version > tables::SCHEMA_VERSION {
+        return Err(VerifyError::NewerSchema {
+            found: version,
+            supported: tables::SCHEMA_VERSION,
+        });
+    }
+    Ok(meta
+        .get(tables::META_ORDER_SEQ)?
+        .map(|v| v.value())
+        .unwrap_or(0))
+}
+
+/// The orders, and what every index, count and coupon counter should
+/// therefore hold.
+#[derive(Default)]
+struct Expected {
+    orders: HashMap<u128, Order>,
+    seqs: BTreeSet<u64>,
+    items: u64,
+    counts: BTreeMap<String, u64>,
+    coupon_uses: BTreeMap<String, u64>,
+    coupon_user_uses: BTreeMap<(String, String), u64>,
+}
+
+impl Expected {
+    fn from_orders(txn: &ReadTransaction, last_seq: u64) -> Result<Expected, VerifyError> {
+        let mut expected = Expected::default();
+        for entry in txn.open_table(tables::ORDERS)?.iter()? {
+            let (key, bytes) = entry?;
+            let id = key.value();
+            let order: Order = decode(bytes.value(), || {
+                format!("order {}", uuid::Uuid::from_u128(id))
+            })?;
+            if order.id.as_u128() != id {
+                return Err(inconsistent(format!(
+                    "order stored under {} has id {}",
+                    uuid::Uuid::from_u128(id),
+                    order.id
+                )));
+            }
+            if order.seq == 0 || order.seq > last_seq || !expected.seqs.insert(order.seq) {
+                return Err(inconsistent(format!(
+                    "order {} has a bad or duplicate sequence {}",
+                    order.id, order.seq
+                )));
+            }
+            expected.add(order);
+        }
+        Ok(expected)
+    }
+
+    fn add(&mut self, order: Order) {
+        let code = order.status.code();
+        for scope in [
+            CountScope::All,
+            CountScope::Status(code),
+            CountScope::UserStatus(&order.user_id, code),
+        ] {
+            *self.counts.entry(count_key(scope)).or_default() += 1;
+        }
+        if order.coupon_counted {
+            if let Some(c) = &order.pricing.coupon_code {
+                *self.coupon_uses.entry(c.clone()).or_default() += 1;
+                *self
+                    .coupon_user_uses
+                    .entry((c.clone(), order.user_id.clone()))
+                    .or_default() += 1;
+            }
+        }
+        self.items += order.items.len() as u64;
+        self.orders.insert(order.id.as_u128(), order);
+    }
+}
+
+/// The key's stored bytes, so keys of any index type compare alike.
+fn key_bytes<K: redb::Value>(key: &K::SelfType<'_>) -> Vec<u8> {
+    K::as_bytes(key).as_ref().to_vec()
+}
+
+/// Both ways: every entry points to an order whose fields give back the
+/// entry's key, and (sizes being equal) every order has its entry.
+fn check_index<K: redb::Key + 'static>(
+    txn: &ReadTransaction,
+    index: TableDefinition<'static, K, u128>,
+    orders: &HashMap<u128, Order>,
+    key_of: impl Fn(&Order) -> Vec<u8>,
+) -> Result<(), VerifyError> {
+    let name = index.name();
+    let table = txn.open_table(index)?;
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        let id = v.value();
+        let order = orders.get(&id).ok_or_else(|| {
+            inconsistent(format!(
+                "index {name}: entry points to missing order {}",
+                uuid::Uuid::from_u128(id)
+            ))
+        })?;
+        if key_bytes::<K>(&k.value()) != key_of(order) {
+            return Err(inconsistent(format!(
+                "index {name}: entry for order {} does not match the order",
+                order.id
+            )));
+        }
+    }
+    let len = table.len()?;
+    if len != orders.len() as u64 {
+        return Err(inconsistent(format!(
+            "index {name} has {len} entries for {} orders",
+            orders.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_order_indexes(
+    txn: &ReadTransaction,
+    orders: &HashMap<u128, Order>,
+) -> Result<(), VerifyError> {
+    check_index(txn, tables::BY_SEQ, orders, |o| key_bytes::<u64>(&o.seq))?;
+    check_index(txn, tables::BY_STATUS, orders, |o| {
+        key_bytes::<(u8, u64)>(&(o.status.code(), o.seq))
+    })?;
+    check_index(txn, tables::BY_USER_STATUS, orders, |o| {
+        key_bytes::<(&str, u8, u64)>(&(o.user_id.as_str(), o.status.code(), o.seq))
+    })
+}
+
+fn check_counts(txn: &ReadTransaction, counts: &BTreeMap<String, u64>) -> Result<(), VerifyError> {
+    let mut stored = BTreeMap::new();
+    for entry in txn.open_table(tables::COUNTS)?.iter()? {
+        let (k, v) = entry?;
+        stored.insert(k.value().to_string(), v.value());
+    }
+    if stored == *counts {
+        return Ok(());
+    }
+    let differing = counts
+        .iter()
+        .find(|(k, v)| stored.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .or_else(|| stored.keys().find(|k| !counts.contains_key(*k)).cloned())
+        .unwrap_or_default();
+    Err(inconsistent(format!(
+        "counts: {differing:?} does not match the orders"
+    )))
+}
+
+/// Stored redemptions equal those of the orders that hold each coupon.
+fn check_coupon_counters(txn: &ReadTransaction, expected: &Expected) -> Result<(), VerifyError> {
+    for entry in txn.open_table(tables::COUPON_USES)?.iter()? {
+        let (k, v) = entry?;
+        if expected.coupon_uses.get(k.value()).copied().unwrap_or(0) != v.value() {
+            return Err(inconsistent(format!(
+                "coupon_uses: {:?} does not match the orders",
+                k.value()
+            )));
+        }
+    }
+    for entry in txn.open_table(tables::COUPON_USER_USES)?.iter()? {
+        let (k, v) = entry?;
+        let (code, user) = k.value();
+        let counted = expected
+            .coupon_user_uses
+            .get(&(code.to_string(), user.to_string()))
+            .copied()
+            .unwrap_or(0);
+        if counted != v.value() {
+            return Err(inconsistent(format!(
+                "coupon_user_uses: {code:?} for {user:?} does not match the orders"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// (row number, row) of each order, by order sequence, in key order.
+type HistoryRows = HashMap<u64, Vec<(u32, HistoryEntry)>>;
+
+/// Every history row, grouped; and their total.
+fn history_rows(txn: &ReadTransaction) -> Result<(HistoryRows, u64), VerifyError> {
+    let mut rows = HistoryRows::new();
+    let mut total = 0;
+    for entry in txn.open_table(tables::HISTORY)?.iter()? {
+        let (k, v) = entry?;
+        let (seq, n) = k.value();
+        let row: HistoryEntry = decode(v.value(), || format!("history of order #{seq} row {n}"))?;
+        rows.entry(seq).or_default().push((n, row));
+        total += 1;
+    }
+    Ok((rows, total))
+}
+
+/// Rows 0..history_len exist for every order and chain: each row starts where
+/// the last status change ended (payment events change no status), and the
+/// chain ends at the order's status.
+fn check_history(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<u64, VerifyError> {
+    let (rows, total) = history_rows(txn)?;
+    let seqs: BTreeSet<u64> = orders.values().map(|o| o.seq).collect();
+    if let Some(seq) = rows.keys().find(|s| !seqs.contains(s)) {
+        return Err(inconsistent(format!(
+            "history rows for missing order #{seq}"
+        )));
+    }
+    for order in orders.values() {
+        let list = rows.get(&order.seq).map(Vec::as_slice).unwrap_or(&[]);
+        check_chain(order, list)?;
+    }
+    Ok(total)
+}
+
+fn check_chain(order: &Order, list: &[(u32, HistoryEntry)]) -> Result<(), VerifyError> {
+    if list.len() != order.history_len as usize
+        || list.iter().enumerate().any(|(i, (n, _))| *n as usize != i)
+    {
+        return Err(inconsistent(format!(
+            "order {}: history rows are missing or out of order",
+            order.id
+        )));
+    }
+    let mut last: Option<OrderStatus> = None;
+    for (n, row) in list {
+        if row.previous_status != last {
+            return Err(inconsistent(format!(
+                "order {}: history row {n} starts at {:?}, expected {last:?}",
+                order.id, row.previous_status
+            )));
+        }
+        if let Some(status) = row.new_status.status() {
+            last = Some(status);
+        }
+    }
+    if last != Some(order.status) {
+        return Err(inconsistent(format!(
+            "order {}: history ends at {last:?} but the order is {}",
+            order.id, order.status
+        )));
+    }
+    let paid = list
+        .iter()
+        .any(|(_, r)| r.new_status == crate::domain::HistoryStatus::Paid);
+    if paid != order.paid_at.is_some() {
+        return Err(inconsistent(format!(
+            "order {}: paidAt does not match its history",
+            order.id
+        )));
+    }
+    Ok(())
+}
+
+/// Every task belongs to an order, and open_tasks lists exactly the open ones.
+fn check_tasks(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<u64, VerifyError> {
+    let mut open = BTreeSet::new();
+    let mut total = 0;
+    for entry in txn.open_table(tables::TASKS)?.iter()? {
+        let (k, v) = entry?;
+        let id = k.value();
+        let task: ProvisioningTask = decode(v.value(), || {
+            format!("task of {}", uuid::Uuid::from_u128(id))
+        })?;
+        if task.order_id.as_u128() != id || !orders.contains_key(&id) {
+            return Err(inconsistent(format!(
+                "task {} does not belong to an existing order",
+                task.id
+            )));
+        }
+        if task.is_open() {
+            open.insert(id);
+        }
+        total += 1;
+    }
+    let mut listed = BTreeSet::new();
+    for entry in txn.open_table(tables::OPEN_TASKS)?.iter()? {
+        listed.insert(entry?.0.value());
+    }
+    if listed != open {
+        return Err(inconsistent(
+            "open_tasks does not match the tasks that are PENDING or IN_PROGRESS".into(),
+        ));
+    }
+    Ok(total)
+}
+
+/// Every idempotency record has the expiry entry the sweeper deletes it by.
+fn check_idempotency(txn: &ReadTransaction) -> Result<(), VerifyError> {
+    let expiry = txn.open_table(tables::IDEMPOTENCY_EXPIRY)?;
+    for entry in txn.open_table(tables::IDEMPOTENCY)?.iter()? {
+        let (k, v) = entry?;
+        let (scope, key) = k.value();
+        let record: IdempotencyRecord = decode(v.value(), || format!("idempotency key {key:?}"))?;
+        if expiry.get((record.expires_at, scope, key))?.is_none() {
+            return Err(inconsistent(format!(
+                "idempotency key {key:?} has no expiry entry"
+            )));
+        }
+    }
+    Ok(())
+}
