@@ -302,7 +302,8 @@ async fn schedule_housekeeping(
 async fn open_store(config: &Config) -> Result<Store, StartError> {
     let path = config.storage.path.clone();
     let cache = usize::try_from(config.storage.cache_mb << 20).unwrap_or(usize::MAX);
-    let store = tokio::task::spawn_blocking(move || Store::open_with_cache(&path, cache))
+    let policy = config.lifecycle.policy();
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&path, cache, policy))
         .await
         .map_err(StartFailure::StoreTask)?
         .map_err(StartFailure::Store)?;

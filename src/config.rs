@@ -20,6 +20,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub cloud: CloudConfig,
     pub provisioning: ProvisioningConfig,
+    pub lifecycle: LifecycleConfig,
     pub backup: BackupConfig,
     pub log: LogConfig,
 }
@@ -203,6 +204,56 @@ impl Default for ProvisioningConfig {
     }
 }
 
+/// After ACTIVE (SPEC §9): automatic expiry and the reminders before it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Suspend and terminate automatically after `expiresAt` (default off, so a
+    /// v1 deployment that switches to vpsd never loses a server it did not
+    /// mean to).
+    pub enforce: bool,
+    /// Grace after `expiresAt` before termination, by duration name; a
+    /// duration left out keeps its default (MONTHLY 1 day, others 3 days).
+    pub grace_seconds: std::collections::BTreeMap<String, u64>,
+    /// Reminder thresholds before `expiresAt` (`order.expiring` events).
+    pub remind_before_seconds: Vec<u64>,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            enforce: false,
+            grace_seconds: std::collections::BTreeMap::new(),
+            remind_before_seconds: vec![604_800, 259_200, 86_400, 28_800],
+        }
+    }
+}
+
+impl LifecycleConfig {
+    /// The domain's policy; durations are checked by [`Config::validate`].
+    pub fn policy(&self) -> crate::domain::expiry::Policy {
+        let mut policy = crate::domain::expiry::Policy {
+            enforce: self.enforce,
+            remind_before_ms: self
+                .remind_before_seconds
+                .iter()
+                .map(|s| seconds_to_ms(*s))
+                .collect(),
+            ..Default::default()
+        };
+        for (i, duration) in crate::domain::PlanDuration::ALL.iter().enumerate() {
+            if let Some(secs) = self.grace_seconds.get(duration.as_str()) {
+                policy.grace_ms[i] = seconds_to_ms(*secs);
+            }
+        }
+        policy
+    }
+}
+
+fn seconds_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupConfig {
@@ -357,6 +408,7 @@ impl Config {
         self.validate_catalog()?;
         self.validate_cloud()?;
         self.validate_provisioning()?;
+        self.validate_lifecycle()?;
         self.validate_backup()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
@@ -442,6 +494,25 @@ impl Config {
         }
         if self.provisioning.max_attempts == 0 {
             return invalid("provisioning.max_attempts", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn validate_lifecycle(&self) -> Result<(), ConfigError> {
+        for name in self.lifecycle.grace_seconds.keys() {
+            if crate::domain::PlanDuration::parse(name).is_none() {
+                return invalid(
+                    "lifecycle.grace_seconds",
+                    format!("{name:?} is not a duration (MONTHLY, QUARTERLY, SEMI_ANNUAL, ANNUAL)"),
+                );
+            }
+        }
+        let ten_years = 10 * 365 * 86_400;
+        let too_long = |s: &u64| *s > ten_years;
+        if self.lifecycle.grace_seconds.values().any(too_long)
+            || self.lifecycle.remind_before_seconds.iter().any(too_long)
+        {
+            return invalid("lifecycle", "periods must be at most ten years");
         }
         Ok(())
     }

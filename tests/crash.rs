@@ -424,3 +424,93 @@ fn corrupt_foreign_newer_or_locked_files_fail_start_with_one_clear_line() {
         eprintln!("{name}: {}", stderr.trim_end());
     }
 }
+
+/// SIGKILL right after a suspend and a terminate were acknowledged: after the
+/// restart each action is carried out, exactly once (SPEC §9).
+#[test]
+fn sigkill_right_after_suspend_or_terminate_still_acts_exactly_once() {
+    let fake = FakeDo::start();
+    fake.set_default_script(DropletScript::new().active_after(1).ip_after(1));
+    fake.set_action_delay(Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path());
+    support::use_fake_do(&mut config, &fake);
+    let http = agent();
+    let token = hs256_token(SECRET, json!({"sub": "alice", "exp": now_secs() + 600}));
+    let bearer = format!("Bearer {token}");
+
+    let daemon = Daemon::start(&config, dir.path());
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let body = json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"});
+        let (status, created) = post(
+            &http,
+            &daemon.url("/api/v1/orders"),
+            ("Authorization", &bearer),
+            body,
+        );
+        assert_eq!(status, 201);
+        let id = created["data"]["id"].as_str().unwrap().to_string();
+        let pay = daemon.url(&format!("/api/v1/internal/orders/{id}/payment-status"));
+        assert_eq!(
+            post(
+                &http,
+                &pay,
+                ("X-API-Key", API_KEY),
+                json!({"status": "PAID"})
+            )
+            .0,
+            200
+        );
+        ids.push(id);
+    }
+    for id in &ids {
+        let url = daemon.url(&format!("/api/v1/internal/orders/{id}"));
+        wait_for(Duration::from_secs(30), || {
+            (get(&http, &url)["data"]["status"] == "ACTIVE").then_some(())
+        })
+        .expect("active");
+    }
+    let droplet_of = |order: &serde_json::Value| -> u64 {
+        order["data"]["provisioningTask"]["dropletId"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let suspended_droplet = droplet_of(&get(
+        &http,
+        &daemon.url(&format!("/api/v1/internal/orders/{}", ids[0])),
+    ));
+    let suspend = daemon.url(&format!("/api/v1/internal/orders/{}/suspend", ids[0]));
+    assert_eq!(
+        post(&http, &suspend, ("X-API-Key", API_KEY), json!({})).0,
+        200
+    );
+    let terminate = daemon.url(&format!("/api/v1/internal/orders/{}/terminate", ids[1]));
+    assert_eq!(
+        post(&http, &terminate, ("X-API-Key", API_KEY), json!({})).0,
+        200
+    );
+    daemon.kill9();
+
+    let daemon = Daemon::start(&config, dir.path());
+    for id in &ids {
+        let url = daemon.url(&format!("/api/v1/internal/orders/{id}"));
+        wait_for(Duration::from_secs(30), || {
+            let order = get(&http, &url);
+            order["data"]["provisioningTask"]["pendingAction"]
+                .is_null()
+                .then_some(())
+        })
+        .expect("the owed action was confirmed after the restart");
+    }
+    assert_eq!(
+        fake.power_requests(suspended_droplet, "power_off").accepted,
+        1
+    );
+    let tag = format!("vpsd-order-{}", ids[1]);
+    assert_eq!(fake.delete_by_tag_requests(&tag).accepted, 1);
+    assert!(fake.droplet_ids_with_tag(&tag).is_empty());
+    assert_eq!(daemon.terminate(), Some(0));
+}

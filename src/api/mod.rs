@@ -353,6 +353,7 @@ async fn list_page(
     let query = crate::domain::ListQuery {
         user,
         status: params.status,
+        expires_before: params.expires_before,
         page: params.page,
         limit: params.limit,
     };

@@ -453,6 +453,7 @@ pub struct ListParams {
     pub limit: u32,
     pub status: Option<OrderStatus>,
     pub user_id: Option<String>,
+    pub expires_before: Option<Millis>,
 }
 
 pub fn list_params(query: &str, allow_user_filter: bool) -> Result<ListParams, AppError> {
@@ -463,6 +464,7 @@ pub fn list_params(query: &str, allow_user_filter: bool) -> Result<ListParams, A
         limit: 10,
         status: None,
         user_id: None,
+        expires_before: None,
     };
     let mut errors = Vec::new();
     for (key, value) in pairs {
@@ -490,6 +492,15 @@ pub fn list_params(query: &str, allow_user_filter: bool) -> Result<ListParams, A
                     ));
                 } else {
                     params.user_id = Some(value);
+                }
+            }
+            "expiresBefore" if allow_user_filter => {
+                match crate::domain::time::parse_rfc3339(&value) {
+                    Some(at) => params.expires_before = Some(at),
+                    None => errors.push(FieldError::new(
+                        "expiresBefore",
+                        "must be an RFC 3339 timestamp",
+                    )),
                 }
             }
             // Unknown parameters are ignored, as v1 clients send cache-busters.

@@ -16,6 +16,8 @@ pub struct OrderRecord {
 pub struct ListQuery {
     pub user: Option<String>,
     pub status: Option<OrderStatus>,
+    /// Only live orders whose `expiresAt` is before this (admin list).
+    pub expires_before: Option<super::time::Millis>,
     /// 1-based.
     pub page: u32,
     pub limit: u32,

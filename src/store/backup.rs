@@ -291,6 +291,7 @@ mod tests {
         let walked: Vec<String> = report.rows.keys().cloned().collect();
         names.0.sort();
         assert_eq!(walked, names.0);
-        assert_eq!(report.rows["meta"], 1);
+        // A new file stores its schema version and the due-index policy.
+        assert_eq!(report.rows["meta"], 2);
     }
 }

@@ -125,7 +125,7 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
 
 /// Frozen copies of older record layouts. Never edit one: it describes bytes
 /// already on disk.
-mod legacy {
+pub(crate) mod legacy {
     use serde::{Deserialize, Serialize};
     use uuid::Uuid;
 
@@ -174,6 +174,34 @@ mod legacy {
                 term: crate::domain::Term::default(),
             }
         }
+    }
+
+    /// The bytes a vpsd before the paid period wrote for `order` (tests).
+    #[cfg(test)]
+    pub(crate) fn encode_order_v1(order: &crate::domain::Order) -> Vec<u8> {
+        let o = order.clone();
+        let v1 = OrderV1 {
+            id: o.id,
+            seq: o.seq,
+            user_id: o.user_id,
+            status: o.status,
+            plan_id: o.plan_id,
+            plan_name: o.plan_name,
+            image_id: o.image_id,
+            image_name: o.image_name,
+            duration: o.duration,
+            pricing: o.pricing,
+            coupon_counted: o.coupon_counted,
+            items: o.items,
+            droplet: o.droplet,
+            paid_at: o.paid_at,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            history_len: o.history_len,
+        };
+        let mut out = vec![1u8];
+        let _ = bincode::serde::encode_into_std_write(&v1, &mut out, bincode::config::standard());
+        out
     }
 
     /// `IdempotencyRecord` v1: the response as rendered then.

@@ -147,3 +147,93 @@ fn store(
         .map_err(|e| fail("cannot write an order", &e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableDatabase;
+
+    use super::*;
+    use crate::domain::order::test_order;
+    use crate::domain::{Actor, HistoryEntry};
+    use crate::store::Store;
+
+    fn row(prev: Option<OrderStatus>, new: HistoryStatus, at: i64) -> Vec<u8> {
+        codec::encode(&HistoryEntry {
+            id: uuid::Uuid::new_v4(),
+            previous_status: prev,
+            new_status: new,
+            actor: Actor::System,
+            reason: None,
+            metadata: None,
+            created_at: at,
+        })
+    }
+
+    /// A data file as the previous vpsd left it: schema 1, an ACTIVE v1 order
+    /// that became ACTIVE on Jan 31.
+    fn write_v1_file(path: &std::path::Path, order: &Order, active_at: i64) {
+        let db = redb::Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(tables::META).unwrap();
+            meta.insert(tables::META_SCHEMA_VERSION, 1).unwrap();
+            meta.insert(tables::META_ORDER_SEQ, order.seq).unwrap();
+            let mut orders = txn.open_table(tables::ORDERS).unwrap();
+            let bytes = codec::legacy::encode_order_v1(order);
+            orders.insert(order.id.as_u128(), bytes.as_slice()).unwrap();
+            let mut history = txn.open_table(tables::HISTORY).unwrap();
+            use HistoryStatus as H;
+            use OrderStatus as S;
+            let rows = [
+                row(None, H::PendingPayment, 1),
+                row(Some(S::PendingPayment), H::Paid, 2),
+                row(Some(S::Paid), H::Provisioning, 3),
+                row(Some(S::Provisioning), H::Active, active_at),
+            ];
+            for (n, bytes) in rows.iter().enumerate() {
+                history
+                    .insert((order.seq, n as u32), bytes.as_slice())
+                    .unwrap();
+            }
+            let mut by_status = txn.open_table(tables::BY_STATUS).unwrap();
+            by_status
+                .insert((S::Active.code(), order.seq), order.id.as_u128())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn active_v1_orders_get_their_period_from_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.redb");
+        let mut order = test_order("u");
+        order.seq = 1;
+        order.status = OrderStatus::Active;
+        order.history_len = 4;
+        let jan31 = crate::domain::time::parse_rfc3339("2024-01-31T10:00:00Z").unwrap();
+        write_v1_file(&path, &order, jan31);
+
+        let store = Store::open(&path).unwrap();
+        let migrated = store.get_order(order.id).unwrap().unwrap().order;
+        assert_eq!(migrated.term.activated_at, Some(jan31));
+        assert_eq!(
+            migrated.term.expires_at,
+            crate::domain::time::parse_rfc3339("2024-02-29T10:00:00Z")
+        );
+        let due = migrated.term.next_due.expect("reminders are due");
+        let db = store.database().unwrap();
+        let txn = db.begin_read().unwrap();
+        let index = txn.open_table(tables::DUE).unwrap();
+        assert!(index.get((due, order.id.as_u128())).unwrap().is_some());
+        let meta = txn.open_table(tables::META).unwrap();
+        let version = meta
+            .get(tables::META_SCHEMA_VERSION)
+            .unwrap()
+            .unwrap()
+            .value();
+        assert_eq!(version, tables::SCHEMA_VERSION);
+        drop((index, meta, txn, db));
+        store.shutdown();
+    }
+}

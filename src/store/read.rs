@@ -60,6 +60,9 @@ impl Store {
     }
 
     pub fn list_orders(&self, q: &ListQuery) -> Result<Page, StoreError> {
+        if let Some(before) = q.expires_before {
+            return self.list_expiring(q, before);
+        }
         let txn = self.snapshot()?;
         let skip = (q.page.saturating_sub(1) as usize).saturating_mul(q.limit as usize);
         let take = q.limit as usize;
@@ -125,6 +128,46 @@ impl Store {
             .map(|v| v.value())
             .unwrap_or(0);
         self.page_of(&txn, ids, total)
+    }
+
+    /// Live (ACTIVE / SUSPENDED) orders whose `expiresAt` is before `before`,
+    /// soonest first. Only live orders have a period, so this reads their
+    /// status ranges: O(live orders), fine for "what lapses this week".
+    fn list_expiring(&self, q: &ListQuery, before: i64) -> Result<Page, StoreError> {
+        let txn = self.snapshot()?;
+        let by_status = txn.open_table(tables::BY_STATUS).map_err(storage_err)?;
+        let orders = txn.open_table(tables::ORDERS).map_err(storage_err)?;
+        let statuses = [OrderStatus::Active, OrderStatus::Suspended];
+        let mut matches = Vec::new();
+        for status in statuses
+            .into_iter()
+            .filter(|s| q.status.is_none_or(|w| w == *s))
+        {
+            let c = status.code();
+            for entry in by_status
+                .range((c, 0)..=(c, u64::MAX))
+                .map_err(storage_err)?
+            {
+                let (key, id) = entry.map_err(storage_err)?;
+                let Some(bytes) = orders.get(id.value()).map_err(storage_err)? else {
+                    continue;
+                };
+                let order: Order = codec::decode(bytes.value()).map_err(corrupt)?;
+                let mine = q.user.as_ref().is_none_or(|u| *u == order.user_id);
+                if let Some(expires) = order.term.expires_at.filter(|e| *e < before && mine) {
+                    matches.push((expires, key.value().1, id.value()));
+                }
+            }
+        }
+        matches.sort_unstable();
+        let skip = (q.page.saturating_sub(1) as usize).saturating_mul(q.limit as usize);
+        let ids = matches
+            .iter()
+            .skip(skip)
+            .take(q.limit as usize)
+            .map(|m| m.2)
+            .collect();
+        self.page_of(&txn, ids, matches.len() as u64)
     }
 
     fn page_of(

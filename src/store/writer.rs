@@ -847,6 +847,7 @@ mod tests {
         assert!(store.get_order(b_id).unwrap().is_none());
         let page = store
             .list_orders(&crate::domain::ListQuery {
+                expires_before: None,
                 user: None,
                 status: None,
                 page: 1,

@@ -70,9 +70,16 @@ fn locked_droplets_are_retried_and_powered_off_exactly_once() {
     fake.lock_next_droplet_actions(2);
     act(&app, &id, "suspend");
     let (r, seen) = settle(&app, &id);
-    assert!(seen.iter().any(|c| c == "DROPLET_ACTION_FAILED"), "{seen:?}");
+    assert!(
+        seen.iter().any(|c| c == "DROPLET_ACTION_FAILED"),
+        "{seen:?}"
+    );
     assert_eq!(task(&r)["dropletStatus"], "off");
-    assert!(task(&r)["errorCode"].is_null(), "cleared once done: {}", r.text);
+    assert!(
+        task(&r)["errorCode"].is_null(),
+        "cleared once done: {}",
+        r.text
+    );
     assert_eq!(fake.power_requests(droplet, "power_off").accepted, 1);
 
     fake.fail_next_droplet_actions(Fault::ServerError, 1);

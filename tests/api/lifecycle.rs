@@ -95,9 +95,15 @@ fn suspend_powers_off_and_unsuspend_powers_on() {
     assert_eq!(again.status, 409);
     assert_eq!(again.code(), "ORDER_STATUS_CONFLICT");
     assert_eq!(again.body["error"]["details"]["currentStatus"], "SUSPENDED");
-    assert_eq!(again.body["error"]["details"]["requestedStatus"], "SUSPENDED");
+    assert_eq!(
+        again.body["error"]["details"]["requestedStatus"],
+        "SUSPENDED"
+    );
 
-    let r = app.post_empty(&format!("/api/v1/internal/orders/{id}/unsuspend"), Auth::Admin);
+    let r = app.post_empty(
+        &format!("/api/v1/internal/orders/{id}/unsuspend"),
+        Auth::Admin,
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.data()["status"], "ACTIVE");
     assert!(r.data()["suspendedAt"].is_null() && r.data()["suspendReason"].is_null());
@@ -126,9 +132,15 @@ fn owners_terminate_their_own_live_orders_only() {
     assert_eq!(foreign.status, 403);
     assert_eq!(foreign.code(), "ORDER_ACCESS_DENIED");
     let unpaid = app.create_order("alice").id();
-    let early = app.post_empty(&format!("/api/v1/orders/{unpaid}/terminate"), Auth::User("alice"));
+    let early = app.post_empty(
+        &format!("/api/v1/orders/{unpaid}/terminate"),
+        Auth::User("alice"),
+    );
     assert_eq!(early.status, 409);
-    assert_eq!(early.body["error"]["details"]["requestedStatus"], "TERMINATED");
+    assert_eq!(
+        early.body["error"]["details"]["requestedStatus"],
+        "TERMINATED"
+    );
 
     let r = app.post_empty(&path, Auth::User("alice"));
     assert_eq!(r.status, 200, "{}", r.text);
@@ -138,7 +150,12 @@ fn owners_terminate_their_own_live_orders_only() {
     assert!(r.data().get("statusHistory").is_none());
     let r = settle(&app, &id);
     assert_eq!(task(&r)["dropletStatus"], "deleted");
-    let last = r.data()["statusHistory"].as_array().unwrap().last().unwrap().clone();
+    let last = r.data()["statusHistory"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["actor"], "user:alice");
     assert_eq!(last["metadata"]["terminationReason"], "USER_DELETED");
     let twice = app.post_empty(&path, Auth::User("alice"));
@@ -149,10 +166,20 @@ fn owners_terminate_their_own_live_orders_only() {
 fn admins_terminate_failed_orders_for_policy_violations() {
     let app = spawn_app_with(|_| {});
     let id = active_order(&app, "alice");
-    let r = admin_post(&app, &id, "terminate", json!({"terminationReason": "POLICY_VIOLATION", "reason": "spam"}));
+    let r = admin_post(
+        &app,
+        &id,
+        "terminate",
+        json!({"terminationReason": "POLICY_VIOLATION", "reason": "spam"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.data()["terminationReason"], "POLICY_VIOLATION");
-    let bad = admin_post(&app, &id, "terminate", json!({"terminationReason": "USER_DELETED"}));
+    let bad = admin_post(
+        &app,
+        &id,
+        "terminate",
+        json!({"terminationReason": "USER_DELETED"}),
+    );
     assert_eq!(bad.status, 400, "{}", bad.text);
 }
 
@@ -166,12 +193,24 @@ fn renewals_extend_by_calendar_months_and_replay_under_a_key() {
     let path = format!("/api/v1/internal/orders/{id}/renewals");
     let key = [("Idempotency-Key", "renew-1")];
     let bytes = serde_json::to_vec(&body).unwrap();
-    let first = app.request("POST", &path, Auth::Admin, &key, Some(("application/json", &bytes)));
+    let first = app.request(
+        "POST",
+        &path,
+        Auth::Admin,
+        &key,
+        Some(("application/json", &bytes)),
+    );
     assert_eq!(first.status, 200, "{}", first.text);
     let e = vpsd::domain::time::parse_rfc3339(&expires).unwrap();
     let new_expiry = vpsd::domain::time::format_millis(vpsd::domain::expiry::add_months(e, 3));
     assert_eq!(first.data()["expiresAt"], new_expiry.as_str());
-    let replay = app.request("POST", &path, Auth::Admin, &key, Some(("application/json", &bytes)));
+    let replay = app.request(
+        "POST",
+        &path,
+        Auth::Admin,
+        &key,
+        Some(("application/json", &bytes)),
+    );
     assert_eq!(replay.text, first.text);
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
 
@@ -182,7 +221,12 @@ fn renewals_extend_by_calendar_months_and_replay_under_a_key() {
     assert_eq!(renewals[0]["periods"], 3);
     assert_eq!(renewals[0]["amount"], 450000);
     assert_eq!(renewals[0]["previousExpiry"], expires.as_str());
-    let last = r.data()["statusHistory"].as_array().unwrap().last().unwrap().clone();
+    let last = r.data()["statusHistory"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["previousStatus"], "ACTIVE");
     assert_eq!(last["newStatus"], "RENEWED");
     assert_eq!(last["reason"], "paid by transfer");
@@ -190,7 +234,13 @@ fn renewals_extend_by_calendar_months_and_replay_under_a_key() {
 
     let bad = admin_post(&app, &id, "renewals", json!({"periods": 13, "amount": -1}));
     assert_eq!(bad.status, 400);
-    assert_eq!(bad.body["error"]["details"]["fields"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        bad.body["error"]["details"]["fields"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -201,12 +251,24 @@ fn expiry_moves_both_ways_and_enforcement_suspends_then_terminates() {
     });
     let id = active_order(&app, "alice");
     let past = vpsd::domain::time::format_millis(vpsd::domain::time::now_millis() - 1000);
-    let r = admin_post(&app, &id, "expiry", json!({"expiresAt": past, "reason": "correction"}));
+    let r = admin_post(
+        &app,
+        &id,
+        "expiry",
+        json!({"expiresAt": past, "reason": "correction"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.data()["status"], "ACTIVE", "the sweep applies the rules, not the call");
+    assert_eq!(
+        r.data()["status"],
+        "ACTIVE",
+        "the sweep applies the rules, not the call"
+    );
     let r = app.wait_for_status(&id, &["SUSPENDED"], WAIT);
     assert_eq!(r.data()["suspendReason"], "EXPIRED");
-    let refused = app.post_empty(&format!("/api/v1/internal/orders/{id}/unsuspend"), Auth::Admin);
+    let refused = app.post_empty(
+        &format!("/api/v1/internal/orders/{id}/unsuspend"),
+        Auth::Admin,
+    );
     assert_eq!(refused.status, 409);
     assert_eq!(refused.code(), "ORDER_EXPIRED");
     assert!(refused.body["error"]["details"]["expiresAt"].is_string());
@@ -216,7 +278,10 @@ fn expiry_moves_both_ways_and_enforcement_suspends_then_terminates() {
     let r = admin_post(&app, &id, "expiry", json!({"expiresAt": future}));
     assert_eq!(r.data()["status"], "ACTIVE", "{}", r.text);
     assert_eq!(task(&r)["pendingAction"], "power_on");
-    let renewals = app.admin_order(&id).data()["renewals"].as_array().unwrap().clone();
+    let renewals = app.admin_order(&id).data()["renewals"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(renewals.last().unwrap()["renewalType"], "ADMIN_EXTENSION");
     assert_eq!(renewals.last().unwrap()["amount"], 0);
 
@@ -283,4 +348,33 @@ fn lists_take_the_new_statuses() {
     assert_eq!(r.body["meta"]["total"], 1);
     let r = app.get("/api/v1/orders?status=TERMINATED", Auth::User("alice"));
     assert_eq!(r.body["meta"]["total"], 0);
+}
+
+#[test]
+fn the_admin_list_finds_what_lapses_before_a_date() {
+    let app = spawn_app_with(|_| {});
+    let soon = active_order(&app, "alice");
+    let later = active_order(&app, "bob");
+    let in_two_days = vpsd::domain::time::now_millis() + 2 * 86_400_000;
+    let fmt = vpsd::domain::time::format_millis;
+    admin_post(
+        &app,
+        &soon,
+        "expiry",
+        json!({"expiresAt": fmt(in_two_days)}),
+    );
+    let week = fmt(vpsd::domain::time::now_millis() + 7 * 86_400_000);
+    let r = app.get(
+        &format!("/api/v1/internal/orders?expiresBefore={week}"),
+        Auth::Admin,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["meta"]["total"], 1);
+    assert_eq!(r.body["data"][0]["id"], soon.as_str());
+    let _ = later;
+    let bad = app.get(
+        "/api/v1/internal/orders?expiresBefore=tomorrow",
+        Auth::Admin,
+    );
+    assert_eq!(bad.status, 400);
 }

@@ -18,6 +18,7 @@ fn snapshot_ids(path: &str) -> HashSet<String> {
     let store = vpsd::store::Store::open(std::path::Path::new(path)).expect("open snapshot");
     let page = store
         .list_orders(&vpsd::domain::ListQuery {
+            expires_before: None,
             user: None,
             status: None,
             page: 1,

@@ -32,8 +32,10 @@ impl Daemon {
     pub fn try_start(config: &Config, dir: &Path) -> Result<Daemon, String> {
         let path = write_config(config, dir);
         // VPSD_BIN runs another build through the same harness (A/B benchmarks).
-        let binary = std::env::var_os("VPSD_BIN")
-            .map_or_else(|| env!("CARGO_BIN_EXE_vpsd").into(), std::path::PathBuf::from);
+        let binary = std::env::var_os("VPSD_BIN").map_or_else(
+            || env!("CARGO_BIN_EXE_vpsd").into(),
+            std::path::PathBuf::from,
+        );
         let mut child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(&path)

@@ -287,8 +287,10 @@ fn activation_sets_a_calendar_month_expiry() {
 
 #[test]
 fn renewing_a_suspension_for_expiry_resumes_with_two_rows() {
-    let mut policy = Policy::default();
-    policy.enforce = true;
+    let policy = Policy {
+        enforce: true,
+        ..Policy::default()
+    };
     let mut record = active_record(0);
     let expires = record.order.term.expires_at.unwrap();
     let after = expires + 1;
