@@ -53,6 +53,106 @@ fn main() {
     if run("sweep") {
         bench_sweep();
     }
+    if run("enforce") {
+        bench_enforce();
+    }
+}
+
+/// A store of `total` ACTIVE orders of which `due` expired a second ago and
+/// the rest expire in 30 days; enforcement on, no reminders (so only expiry
+/// makes an order due).
+fn active_store(name: &str, total: usize, due: usize) -> (Store, vpsd::domain::expiry::Policy) {
+    use vpsd::domain::expiry::{due_of, Policy};
+    let policy = Policy {
+        enforce: true,
+        remind_before_ms: Vec::new(),
+        ..Policy::default()
+    };
+    let dir = fresh_dir(name);
+    let store = Store::open_with(&dir.join("vpsd.redb"), 32 << 20, policy.clone()).expect("open");
+    let catalog = catalog();
+    let now = vpsd::domain::time::now_millis();
+    let mut ops = Vec::with_capacity(total);
+    for i in 0..total {
+        let (order, _) = sample_order(&catalog, &format!("user-{}", i % 500), i);
+        let actor = Actor::User(order.user_id.clone());
+        let mut change = vpsd::domain::lifecycle::create(order, &actor, now);
+        let o = &mut change.order;
+        o.status = vpsd::domain::OrderStatus::Active;
+        o.term.activated_at = Some(now - 86_400_000);
+        o.term.expires_at = Some(if i < due {
+            now - 1000
+        } else {
+            now + 30 * 86_400_000
+        });
+        o.term.next_due = due_of(o, &policy);
+        ops.push(WriteOp::Create {
+            change: Box::new(change),
+            coupon: None,
+            idempotency: None,
+        });
+        if ops.len() == 4096 {
+            store.writer().submit_all_blocking(std::mem::take(&mut ops));
+        }
+    }
+    store.writer().submit_all_blocking(ops);
+    (store, policy)
+}
+
+fn bench_enforce() {
+    println!("\n## Expiry sweep: 100,000 ACTIVE orders with 1,000 due vs 1,000 all due");
+    let mut big = Vec::new();
+    let mut small = Vec::new();
+    let mut idle = Vec::new();
+    for run in 0..RUNS {
+        let mut secs = [0.0f64; 3];
+        let shapes = [(100_000, 1_000), (1_000, 1_000), (100_000, 0)];
+        for (slot, (total, due)) in shapes.into_iter().enumerate() {
+            let (store, _) = active_store("enforce", total, due);
+            let provisioner = vpsd::provision::Provisioner::new(
+                store.clone(),
+                Arc::new(vpsd::cloud::sandbox::Sandbox::new(Duration::ZERO)),
+                sweep_settings(),
+                Arc::new(vpsd::metrics::Metrics::new().expect("metrics")),
+            );
+            let started = Instant::now();
+            let changed = provisioner.enforce_now();
+            secs[slot] = started.elapsed().as_secs_f64();
+            assert_eq!(changed, due, "every due order, and only those, changed");
+            store.shutdown();
+        }
+        println!(
+            "  run {}: 100k/1k due {:.3} s | 1k/1k due {:.3} s | 100k/none due {:.6} s",
+            run + 1,
+            secs[0],
+            secs[1],
+            secs[2]
+        );
+        big.push(secs[0]);
+        small.push(secs[1]);
+        idle.push(secs[2]);
+    }
+    let (b, s) = (median_f(&mut big), median_f(&mut small));
+    let i = median_f(&mut idle);
+    println!(
+        "  median: 100k/1k due {b:.3} s, 1k/1k due {s:.3} s, ratio {:.2}x; 100k/none due {i:.6} s",
+        b / s
+    );
+}
+
+fn sweep_settings() -> vpsd::provision::Settings {
+    vpsd::provision::Settings {
+        max_attempts: 60,
+        destroy_failed_droplets: false,
+        ipv6: false,
+        poll_interval: Duration::from_secs(5),
+        list_threshold: 10,
+    }
+}
+
+fn median_f(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn work_dir() -> PathBuf {
@@ -545,18 +645,8 @@ fn bench_sweep() {
             "test-token",
             Duration::from_secs(30),
         ));
-        let provisioner = vpsd::provision::Provisioner::new(
-            store.clone(),
-            cloud,
-            vpsd::provision::Settings {
-                max_attempts: 60,
-                destroy_failed_droplets: false,
-                ipv6: false,
-                poll_interval: Duration::from_secs(5),
-                list_threshold: 10,
-            },
-            metrics,
-        );
+        let provisioner =
+            vpsd::provision::Provisioner::new(store.clone(), cloud, sweep_settings(), metrics);
         fake.clear_requests();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

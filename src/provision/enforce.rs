@@ -12,6 +12,12 @@ use crate::store::WriteOp;
 const CHUNK: usize = 512;
 
 impl Provisioner {
+    /// Runs the expiry sweep alone, now (tests, benchmarks).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn enforce_now(&self) -> usize {
+        self.enforce_blocking()
+    }
+
     /// Ticks every due order; returns how many changed.
     pub(super) fn enforce_blocking(&self) -> usize {
         let now = now_millis();
