@@ -150,6 +150,7 @@ fn check_contents(txn: &ReadTransaction) -> Result<VerifyReport, VerifyError> {
     check_coupon_counters(txn, &expected)?;
     let history = check_history(txn, &expected.orders)?;
     let tasks = check_tasks(txn, &expected.orders)?;
+    check_due(txn, &expected.orders)?;
     check_idempotency(txn)?;
     Ok(VerifyReport {
         orders: expected.orders.len() as u64,
@@ -420,6 +421,7 @@ fn check_chain(order: &Order, list: &[(u32, HistoryEntry)]) -> Result<(), Verify
 /// Every task belongs to an order, and open_tasks lists exactly the open ones.
 fn check_tasks(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<u64, VerifyError> {
     let mut open = BTreeSet::new();
+    let mut owing = BTreeSet::new();
     let mut total = 0;
     for entry in txn.open_table(tables::TASKS)?.iter()? {
         let (k, v) = entry?;
@@ -436,7 +438,19 @@ fn check_tasks(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<u
         if task.is_open() {
             open.insert(id);
         }
+        if task.action.is_some() {
+            owing.insert(id);
+        }
         total += 1;
+    }
+    let mut pending = BTreeSet::new();
+    for entry in txn.open_table(tables::PENDING_ACTIONS)?.iter()? {
+        pending.insert(entry?.0.value());
+    }
+    if pending != owing {
+        return Err(inconsistent(
+            "pending_actions does not match the tasks that owe a droplet action".into(),
+        ));
     }
     let mut listed = BTreeSet::new();
     for entry in txn.open_table(tables::OPEN_TASKS)?.iter()? {
@@ -448,6 +462,37 @@ fn check_tasks(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<u
         ));
     }
     Ok(total)
+}
+
+/// The due index holds exactly each live order's `next_due` (SPEC §9 sweeps
+/// read nothing else), and only live orders have one.
+fn check_due(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<(), VerifyError> {
+    let mut expected = BTreeSet::new();
+    for (id, order) in orders {
+        let live = matches!(order.status, OrderStatus::Active | OrderStatus::Suspended);
+        match order.term.next_due {
+            Some(due) if live => {
+                expected.insert((due, *id));
+            }
+            Some(_) => {
+                return Err(inconsistent(format!(
+                    "order {} is {} but has a due time",
+                    order.id, order.status
+                )))
+            }
+            None => {}
+        }
+    }
+    let mut listed = BTreeSet::new();
+    for entry in txn.open_table(tables::DUE)?.iter()? {
+        listed.insert(entry?.0.value());
+    }
+    if listed != expected {
+        return Err(inconsistent(
+            "orders_due does not match the orders' due times".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Every idempotency record has the expiry entry the sweeper deletes it by.
