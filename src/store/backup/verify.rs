@@ -131,12 +131,13 @@ impl TableVisitor for CountRows<'_> {
             table: name.clone(),
             source: e,
         };
-        let len = self
-            .txn
-            .open_table(table)
-            .map_err(|e| failed(e.into()))?
-            .len()
-            .map_err(|e| failed(e.into()))?;
+        let len = match self.txn.open_table(table) {
+            Ok(t) => t.len().map_err(|e| failed(e.into()))?,
+            // A file written before the table existed (an older schema,
+            // migrated when a daemon opens it) simply has none of its rows.
+            Err(redb::TableError::TableDoesNotExist(_)) if written_before_tables(self.txn)? => 0,
+            Err(e) => return Err(failed(e.into())),
+        };
         self.rows.insert(name, len);
         Ok(())
     }
@@ -159,6 +160,26 @@ fn check_contents(txn: &ReadTransaction) -> Result<VerifyReport, VerifyError> {
         tasks,
         rows: BTreeMap::new(),
     })
+}
+
+/// Whether the file predates this build's table list (an older schema), so a
+/// missing table is expected rather than damage.
+fn written_before_tables(txn: &ReadTransaction) -> Result<bool, VerifyError> {
+    let meta = txn.open_table(tables::META)?;
+    let version = meta.get(tables::META_SCHEMA_VERSION)?.map(|v| v.value());
+    Ok(version.is_some_and(|v| v < tables::SCHEMA_VERSION))
+}
+
+/// Opens a table; `None` when the file predates it (an older schema).
+fn open_if_present<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    table: TableDefinition<'static, K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, VerifyError> {
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) if written_before_tables(txn)? => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The file's schema is one this vpsd reads; returns the last order sequence.
@@ -444,8 +465,10 @@ fn check_tasks(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<u
         total += 1;
     }
     let mut pending = BTreeSet::new();
-    for entry in txn.open_table(tables::PENDING_ACTIONS)?.iter()? {
-        pending.insert(entry?.0.value());
+    if let Some(table) = open_if_present(txn, tables::PENDING_ACTIONS)? {
+        for entry in table.iter()? {
+            pending.insert(entry?.0.value());
+        }
     }
     if pending != owing {
         return Err(inconsistent(
@@ -484,8 +507,10 @@ fn check_due(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<(),
         }
     }
     let mut listed = BTreeSet::new();
-    for entry in txn.open_table(tables::DUE)?.iter()? {
-        listed.insert(entry?.0.value());
+    if let Some(table) = open_if_present(txn, tables::DUE)? {
+        for entry in table.iter()? {
+            listed.insert(entry?.0.value());
+        }
     }
     if listed != expected {
         return Err(inconsistent(
