@@ -23,13 +23,7 @@ pub async fn get(call: Call<'_>) -> Result<HttpResponse, AppError> {
 }
 
 pub async fn payment_status(call: Call<'_>) -> Result<HttpResponse, AppError> {
-    let key = request::idempotency_key(
-        call.headers,
-        "internal".into(),
-        "POST",
-        call.path,
-        &call.body,
-    )?;
+    let key = call.internal_key()?;
     let parsed = request::json_object(call.headers, &call.body, true).and_then(|map| {
         let (paid, notes) = request::payment_status(map.as_ref().unwrap_or(&Default::default()))?;
         let id = request::order_id(call.id)?;
@@ -44,9 +38,7 @@ pub async fn payment_status(call: Call<'_>) -> Result<HttpResponse, AppError> {
 }
 
 pub async fn cancel(call: Call<'_>) -> Result<HttpResponse, AppError> {
-    let map = request::json_object(call.headers, &call.body, false)?;
-    let reason = request::cancel_reason(map.as_ref())?;
-    let id = request::order_id(call.id)?;
+    let (reason, id) = call.reason_and_id()?;
     let orders = &call.state.orders;
     let record = orders.cancel_by_admin(id, reason, call.admin()).await?;
     Ok(order_response(StatusCode::OK, &record))

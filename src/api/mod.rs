@@ -81,6 +81,25 @@ impl Call<'_> {
         }
     }
 
+    /// An optional `{"reason"?}` body, then the `{id}`: the SPEC's precedence
+    /// (body 400 before a bad id).
+    fn reason_and_id(&self) -> Result<(Option<String>, uuid::Uuid), AppError> {
+        let map = request::json_object(self.headers, &self.body, false)?;
+        let reason = request::cancel_reason(map.as_ref())?;
+        Ok((reason, request::order_id(self.id)?))
+    }
+
+    /// The `Idempotency-Key` of an internal POST, scoped to the API key.
+    fn internal_key(&self) -> Result<Option<crate::service::IdempotencyKey>, AppError> {
+        request::idempotency_key(
+            self.headers,
+            "internal".into(),
+            "POST",
+            self.path,
+            &self.body,
+        )
+    }
+
     /// The operator named by `X-Admin-Id` (internal routes only).
     fn admin(&self) -> Option<String> {
         match &self.caller {

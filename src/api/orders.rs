@@ -32,9 +32,7 @@ pub async fn get(call: Call<'_>) -> Result<HttpResponse, AppError> {
 }
 
 pub async fn cancel(call: Call<'_>) -> Result<HttpResponse, AppError> {
-    let map = request::json_object(call.headers, &call.body, false)?;
-    let reason = request::cancel_reason(map.as_ref())?;
-    let id = request::order_id(call.id)?;
+    let (reason, id) = call.reason_and_id()?;
     let record = call
         .state
         .orders

@@ -27,17 +27,13 @@ pub async fn terminate(call: Call<'_>) -> Result<HttpResponse, AppError> {
 }
 
 pub async fn suspend(call: Call<'_>) -> Result<HttpResponse, AppError> {
-    let map = request::json_object(call.headers, &call.body, false)?;
-    let reason = request::cancel_reason(map.as_ref())?;
-    let id = request::order_id(call.id)?;
+    let (reason, id) = call.reason_and_id()?;
     let record = call.state.orders.suspend(id, reason, call.admin()).await?;
     Ok(order_response(StatusCode::OK, &record))
 }
 
 pub async fn unsuspend(call: Call<'_>) -> Result<HttpResponse, AppError> {
-    let map = request::json_object(call.headers, &call.body, false)?;
-    let reason = request::cancel_reason(map.as_ref())?;
-    let id = request::order_id(call.id)?;
+    let (reason, id) = call.reason_and_id()?;
     let record = call
         .state
         .orders
@@ -47,13 +43,7 @@ pub async fn unsuspend(call: Call<'_>) -> Result<HttpResponse, AppError> {
 }
 
 pub async fn renew(call: Call<'_>) -> Result<HttpResponse, AppError> {
-    let key = request::idempotency_key(
-        call.headers,
-        "internal".into(),
-        "POST",
-        call.path,
-        &call.body,
-    )?;
+    let key = call.internal_key()?;
     let parsed = request::json_object(call.headers, &call.body, true).and_then(|map| {
         let renewing = request::renewal(map.as_ref().unwrap_or(&Default::default()))?;
         Ok((request::order_id(call.id)?, renewing))
