@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod provision;
 pub mod service;
 pub mod store;
+pub mod webhooks;
 
 pub use app::{App, StartError};
 pub use config::Config;
