@@ -111,17 +111,6 @@ pub struct Change {
     pub events: Vec<OutEvent>,
 }
 
-impl Change {
-    /// Whether persisting it would change nothing.
-    pub fn is_empty(&self) -> bool {
-        self.history.is_empty()
-            && self.events.is_empty()
-            && self.task == TaskEffect::Unchanged
-            && self.previous_due == self.order.term.next_due
-            && self.previous_status == Some(self.order.status)
-    }
-}
-
 pub(super) struct Draft<'a> {
     pub record: &'a OrderRecord,
     pub order: Order,
