@@ -218,7 +218,7 @@ pub struct Renewal {
 wire_enum!(
     /// What a history row records: a new order status, or a payment event that
     /// leaves the status as it was (PAYMENT_FAILED). Stored as its wire name.
-    HistoryStatus {
+    text HistoryStatus {
         PendingPayment => "PENDING_PAYMENT",
         Paid => "PAID",
         Provisioning => "PROVISIONING",
@@ -264,7 +264,6 @@ pub struct HistoryEntry {
     /// `None` only on the first row (rendered as `""`).
     #[serde(with = "previous_status_text")]
     pub previous_status: Option<OrderStatus>,
-    #[serde(with = "as_text")]
     pub new_status: HistoryStatus,
     #[serde(with = "as_text")]
     pub actor: Actor,
@@ -313,15 +312,6 @@ impl Actor {
 trait WireText: Sized {
     fn to_text(&self) -> std::borrow::Cow<'_, str>;
     fn from_text(text: &str) -> Option<Self>;
-}
-
-impl WireText for HistoryStatus {
-    fn to_text(&self) -> std::borrow::Cow<'_, str> {
-        self.as_str().into()
-    }
-    fn from_text(text: &str) -> Option<Self> {
-        HistoryStatus::parse(text)
-    }
 }
 
 impl WireText for Actor {
