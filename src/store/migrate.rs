@@ -169,6 +169,17 @@ mod tests {
         })
     }
 
+    /// An ACTIVE order as the previous vpsd stored it, with the four history
+    /// rows [`write_v1_file`] writes.
+    fn active_v1_order() -> Order {
+        let mut order = test_order("u");
+        order.seq = 1;
+        order.status = OrderStatus::Active;
+        order.history_len = 4;
+        order.paid_at = Some(2);
+        order
+    }
+
     /// A data file as the previous vpsd left it: schema 1, an ACTIVE v1 order
     /// that became ACTIVE on Jan 31.
     fn write_v1_file(path: &std::path::Path, order: &Order, active_at: i64) {
@@ -226,10 +237,7 @@ mod tests {
     fn active_v1_orders_get_their_period_from_history() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.redb");
-        let mut order = test_order("u");
-        order.seq = 1;
-        order.status = OrderStatus::Active;
-        order.history_len = 4;
+        let order = active_v1_order();
         let jan31 = crate::domain::time::parse_rfc3339("2024-01-31T10:00:00Z").unwrap();
         write_v1_file(&path, &order, jan31);
 
@@ -260,11 +268,7 @@ mod tests {
     fn verify_reads_a_v1_file_as_it_is_and_once_migrated() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.redb");
-        let mut order = test_order("u");
-        order.seq = 1;
-        order.status = OrderStatus::Active;
-        order.history_len = 4;
-        order.paid_at = Some(2);
+        let order = active_v1_order();
         write_v1_file(&path, &order, 5_000);
         // The offline tool on an old backup: no due or owed-action tables yet.
         let report = crate::store::backup::verify(&path).expect("a v1 file verifies");
