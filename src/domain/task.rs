@@ -75,7 +75,7 @@ impl ProvisioningTask {
     /// The PENDING task written in the same transaction as PAID.
     pub fn for_paid_order(order: &Order, now: Millis) -> ProvisioningTask {
         ProvisioningTask {
-            id: Uuid::new_v4(),
+            id: super::new_id(),
             order_id: order.id,
             status: ProvisioningStatus::Pending,
             revision: 0,

@@ -127,13 +127,13 @@ fn build_order(
     mut droplet: DropletPlan,
 ) -> Order {
     let now = now_millis();
-    let id = Uuid::new_v4();
+    let id = crate::domain::new_id();
     droplet.hostname = request
         .hostname
         .clone()
         .unwrap_or_else(|| default_hostname(&id));
     let item = |item_type, reference_id: &str, description: String, unit_price| OrderItem {
-        id: Uuid::new_v4(),
+        id: crate::domain::new_id(),
         item_type,
         reference_id: reference_id.to_string(),
         description,

@@ -60,6 +60,48 @@ fn create_snapshots_promo_and_coupon_pricing_with_items_and_first_history_row() 
     assert_eq!(history[0]["actor"], "user:alice");
 }
 
+/// SPEC §1: new ids are time-ordered UUID v7, so ids minted later sort later
+/// (and rows created together share storage pages).
+#[test]
+fn new_orders_items_tasks_and_history_rows_get_time_ordered_v7_ids() {
+    let app = spawn_app();
+    let first = app.create_order("alice").id();
+    let second = app.create_order("alice").id();
+    assert_eq!(app.pay(&second).status, 200);
+    let detail = app.admin_order(&second);
+    let o = detail.data();
+    let mut ids = vec![first.clone(), second.clone()];
+    ids.extend(
+        o["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["id"].as_str().expect("item id").to_string()),
+    );
+    ids.extend(
+        o["statusHistory"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .map(|h| h["id"].as_str().expect("row id").to_string()),
+    );
+    ids.push(
+        o["provisioningTask"]["id"]
+            .as_str()
+            .expect("task id")
+            .to_string(),
+    );
+    for id in &ids {
+        let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 7, "{id} is not v7");
+    }
+    let (a, b) = (
+        uuid::Uuid::parse_str(&first).expect("id"),
+        uuid::Uuid::parse_str(&second).expect("id"),
+    );
+    assert!(a < b, "the later order's id sorts after the earlier one's");
+}
+
 #[test]
 fn a_user_reads_only_their_own_orders() {
     let app = spawn_app();

@@ -2,7 +2,7 @@
 //! from the status the previous one left, and `finish` derives what follows
 //! from the final state (the due time, the events).
 
-use uuid::Uuid;
+use crate::domain::new_id;
 
 use crate::domain::droplet::DropletAction;
 use crate::domain::expiry::{self, Policy};
@@ -177,7 +177,7 @@ impl<'a> Draft<'a> {
         self.order.history_len = self.order.history_len.saturating_add(1);
         self.order.updated_at = self.now;
         self.history.push(HistoryEntry {
-            id: Uuid::new_v4(),
+            id: new_id(),
             previous_status: previous,
             new_status,
             actor: self.actor.clone(),

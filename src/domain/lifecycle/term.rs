@@ -2,8 +2,8 @@
 //! plus the paid period after ACTIVE (SPEC §9): expiry, renewal, suspension,
 //! termination, and the droplet action each status owes.
 
+use crate::domain::new_id;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::draft::{CouponEffect, Draft, EventType, OutEvent};
 use super::{Command, Outcome, Refused, Renewing};
@@ -152,7 +152,7 @@ fn extend(d: &mut Draft<'_>, e: RenewalEntry, row: HistoryStatus, reason: Option
         "newExpiry": format_millis(e.new_expiry),
     });
     d.order.term.renewals.push(Renewal {
-        id: Uuid::new_v4(),
+        id: new_id(),
         renewal_type: e.kind,
         periods: e.periods,
         amount: e.amount,
