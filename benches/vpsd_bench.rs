@@ -2,7 +2,7 @@
 //! the same run, three times, and the median is reported (see BENCHMARKS.md).
 //!
 //!   cargo bench --bench vpsd_bench -- all            # everything
-//!   cargo bench --bench vpsd_bench -- write|read|list|startup|backup|sweep
+//!   cargo bench --bench vpsd_bench -- write|read|list|startup|backup|sweep|enforce|webhooks
 //!
 //! The daemon under test is the real release binary in its own process; the
 //! load generator is in this process, on one thread.
@@ -56,6 +56,9 @@ fn main() {
     if run("enforce") {
         bench_enforce();
     }
+    if run("webhooks") {
+        bench_webhooks();
+    }
 }
 
 /// A store of `total` ACTIVE orders of which `due` expired a second ago and
@@ -69,7 +72,11 @@ fn active_store(name: &str, total: usize, due: usize) -> (Store, vpsd::domain::e
         ..Policy::default()
     };
     let dir = fresh_dir(name);
-    let store = Store::open_with(&dir.join("vpsd.redb"), 32 << 20, policy.clone()).expect("open");
+    let rules = vpsd::store::Rules {
+        policy: policy.clone(),
+        outbox: Default::default(),
+    };
+    let store = Store::open_with(&dir.join("vpsd.redb"), 32 << 20, rules).expect("open");
     let catalog = catalog();
     let now = vpsd::domain::time::now_millis();
     let mut ops = Vec::with_capacity(total);
@@ -675,4 +682,119 @@ fn bench_sweep() {
         loadgen::median(calls),
         loadgen::median(secs)
     );
+}
+
+/// POST /orders with and without one fast local webhook endpoint, same run;
+/// then how long the outbox takes to deliver everything committed.
+fn bench_webhooks() {
+    println!("\n## POST /api/v1/orders with one local webhook endpoint vs none, {CONNECTIONS} connections");
+    let mut ratios = Vec::new();
+    let mut plain_rps = Vec::new();
+    let mut hooked_rps = Vec::new();
+    let mut hooked_p99 = Vec::new();
+    let mut drain_rates = Vec::new();
+    let mut rss = Vec::new();
+    for run in 0..RUNS {
+        let plain = post_orders(None);
+        let receiver = support::receiver::Receiver::start();
+        let hooked = post_orders(Some(&receiver));
+        println!(
+            "  run {}: none {:.0} orders/s p99 {:.2} ms | webhook {:.0} orders/s p99 {:.2} ms, {} events delivered {:.2} s after the load began ({:.0} events/s; backlog at the end of the load {}), ratio {:.2}x",
+            run + 1,
+            plain.report.per_second,
+            plain.report.p99_ms,
+            hooked.report.per_second,
+            hooked.report.p99_ms,
+            hooked.orders,
+            hooked.drained_after.as_secs_f64(),
+            hooked.drain_rate,
+            hooked.backlog_at_end,
+            hooked.report.per_second / plain.report.per_second
+        );
+        ratios.push(hooked.report.per_second / plain.report.per_second);
+        plain_rps.push(plain.report.per_second);
+        hooked_rps.push(hooked.report.per_second);
+        hooked_p99.push(hooked.report.p99_ms);
+        drain_rates.push(hooked.drain_rate / hooked.arrival_rate);
+        rss.push(hooked.rss_mb);
+    }
+    println!(
+        "  median: none {:.0} orders/s; webhook {:.0} orders/s (p99 {:.2} ms); ratio {:.2}x; delivery rate / arrival rate {:.2}x; peak RSS {:.1} MB",
+        loadgen::median(plain_rps),
+        loadgen::median(hooked_rps),
+        loadgen::median(hooked_p99),
+        loadgen::median(ratios),
+        loadgen::median(drain_rates),
+        loadgen::median(rss)
+    );
+}
+
+struct PostRun {
+    report: loadgen::LoadReport,
+    /// Orders committed, warm-up included (each one event).
+    orders: usize,
+    /// Orders per second over the whole load (warm-up included).
+    arrival_rate: f64,
+    /// From the start of the load until the receiver had every event.
+    drained_after: Duration,
+    /// Events per second over that span.
+    drain_rate: f64,
+    backlog_at_end: usize,
+    rss_mb: f64,
+}
+
+fn post_orders(receiver: Option<&support::receiver::Receiver>) -> PostRun {
+    let dir = fresh_dir("webhooks");
+    let data = dir.join("vpsd.redb");
+    let mut config = config_for(&dir, &data);
+    if let Some(r) = receiver {
+        support::add_webhook(&mut config, &r.url(), &["*"]);
+    }
+    let daemon = Daemon::start(&config, &dir);
+    let tokens: Vec<String> = (0..CONNECTIONS)
+        .map(|c| token(&format!("bench-{c}")))
+        .collect();
+    let body = r#"{"planId":"vps-basic","imageId":"ubuntu-22-04","duration":"MONTHLY","couponCode":"HEMAT20"}"#;
+    let make: loadgen::MakeRequest = Arc::new(move |conn, _| {
+        loadgen::post_json(
+            "/api/v1/orders",
+            &[("Authorization", &format!("Bearer {}", tokens[conn]))],
+            body,
+        )
+    });
+    let began = Instant::now();
+    let report = loadgen::run(daemon.addr, CONNECTIONS, WARMUP, MEASURE, 201, make);
+    let load_time = began.elapsed();
+    assert_eq!(report.errors, 0, "{report:?}");
+    let orders = order_count(&daemon);
+    let mut run = PostRun {
+        report,
+        orders,
+        arrival_rate: orders as f64 / load_time.as_secs_f64(),
+        drained_after: Duration::ZERO,
+        drain_rate: 0.0,
+        backlog_at_end: 0,
+        rss_mb: 0.0,
+    };
+    if let Some(r) = receiver {
+        run.backlog_at_end = orders.saturating_sub(r.received().len());
+        r.wait_for(orders, Duration::from_secs(120));
+        run.drained_after = began.elapsed();
+        run.drain_rate = orders as f64 / run.drained_after.as_secs_f64();
+    }
+    run.rss_mb = peak_rss_mb(daemon.child.id());
+    daemon.terminate();
+    run
+}
+
+fn order_count(daemon: &Daemon) -> usize {
+    let mut r = support::agent()
+        .get(daemon.url("/api/v1/internal/orders?limit=1"))
+        .header("X-API-Key", support::API_KEY)
+        .call()
+        .expect("order count");
+    let body: serde_json::Value =
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
+            .unwrap_or_default();
+    body["meta"]["total"].as_u64().unwrap_or(0) as usize
 }

@@ -156,7 +156,19 @@ impl App {
             jwt,
             api_key: ApiKey::new(config.auth.internal_api_key.as_deref()),
             body_limit: config.server.body_limit,
-            ops: OpsService::new(store.clone(), cloud, catalog.clone(), metrics.clone()),
+            ops: OpsService::new(
+                store.clone(),
+                cloud,
+                catalog.clone(),
+                metrics.clone(),
+                config
+                    .webhooks
+                    .endpoints
+                    .iter()
+                    .map(|e| e.url.clone())
+                    .collect(),
+            ),
+            webhooks: crate::service::webhooks::WebhookService::new(store.clone()),
             cors_origins: config.server.cors_origins.clone(),
             metrics,
             backups: backups.clone(),
@@ -214,6 +226,7 @@ impl App {
             .await
             .map_err(scheduler_failed("start the scheduler"))?;
         let reload = tokio::spawn(reload_on_sighup(catalog));
+        let senders = start_webhooks(&store, &config, state.metrics.clone()).await;
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, version = env!("CARGO_PKG_VERSION"), "vpsd listening");
 
@@ -241,6 +254,11 @@ impl App {
         }
         reload.abort();
         waker.abort();
+        // An attempt cut off here was not recorded: it goes out again after
+        // the restart, with the same webhook-id.
+        for sender in senders {
+            sender.abort();
+        }
         if let Err(e) = scheduler.shutdown().await {
             tracing::warn!(error = %e, "scheduler did not stop cleanly");
         }
@@ -275,6 +293,8 @@ async fn schedule_housekeeping(
         tracing::info!(schedule = %schedule, keep = config.backup.keep, dir = %config.backup.dir.display(), "scheduled backups on");
     }
     let writer = store.writer().clone();
+    let retention_ms = i64::try_from(config.webhooks.retention_hours.saturating_mul(3_600_000))
+        .unwrap_or(i64::MAX);
     let job =
         tokio_cron_scheduler::Job::new_repeated_async(Duration::from_secs(3600), move |_, _| {
             let writer = writer.clone();
@@ -290,6 +310,15 @@ async fn schedule_housekeeping(
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "could not sweep idempotency keys"),
                 }
+                let before = now.saturating_sub(retention_ms);
+                match writer
+                    .maintain(crate::store::Maintenance::PruneDelivered { before })
+                    .await
+                {
+                    Ok(n) if n > 0 => tracing::info!(pruned = n, "old webhook deliveries removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not prune webhook deliveries"),
+                }
             })
         })
         .map_err(add_failed)?;
@@ -297,13 +326,43 @@ async fn schedule_housekeeping(
     Ok(())
 }
 
+/// Fails deliveries to endpoints removed from the configuration, then starts
+/// one delivery worker per configured endpoint.
+async fn start_webhooks(
+    store: &Store,
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let now = crate::domain::time::now_millis();
+    match store
+        .writer()
+        .maintain(crate::store::Maintenance::FailUnrouted { now })
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            deliveries = n,
+            "pending webhook deliveries to endpoints no longer configured are now failed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not check webhook deliveries"),
+    }
+    let senders = crate::webhooks::deliver::start(store, &config.webhooks, metrics);
+    if !senders.is_empty() {
+        tracing::info!(endpoints = senders.len(), "webhook delivery on");
+    }
+    senders
+}
+
 /// Opens the data file off the async workers: redb's open can repair a file
 /// after a crash, which takes as long as the file is large.
 async fn open_store(config: &Config) -> Result<Store, StartError> {
     let path = config.storage.path.clone();
     let cache = usize::try_from(config.storage.cache_mb << 20).unwrap_or(usize::MAX);
-    let policy = config.lifecycle.policy();
-    let store = tokio::task::spawn_blocking(move || Store::open_with(&path, cache, policy))
+    let rules = crate::store::Rules {
+        policy: config.lifecycle.policy(),
+        outbox: config.webhooks.outbox(),
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&path, cache, rules))
         .await
         .map_err(StartFailure::StoreTask)?
         .map_err(StartFailure::Store)?;

@@ -21,6 +21,7 @@ pub struct Config {
     pub cloud: CloudConfig,
     pub provisioning: ProvisioningConfig,
     pub lifecycle: LifecycleConfig,
+    pub webhooks: crate::webhooks::config::WebhooksConfig,
     pub backup: BackupConfig,
     pub log: LogConfig,
 }
@@ -409,6 +410,9 @@ impl Config {
         self.validate_cloud()?;
         self.validate_provisioning()?;
         self.validate_lifecycle()?;
+        if let Err((key, problem)) = self.webhooks.validate() {
+            return invalid(key, problem);
+        }
         self.validate_backup()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
@@ -552,6 +556,7 @@ impl Config {
         mask(&mut shown.auth.jwt_secret);
         mask(&mut shown.auth.internal_api_key);
         mask(&mut shown.cloud.digitalocean.token);
+        shown.webhooks = shown.webhooks.masked();
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }

@@ -26,6 +26,12 @@ pub struct Metrics {
     pub backup_last_bytes: IntGauge,
     pub backup_age_seconds: IntGauge,
     pub data_file_bytes: IntGauge,
+    /// Webhook attempts by result: delivered, retried, failed (schedule used up).
+    pub webhook_deliveries: IntCounterVec,
+    /// Deliveries waiting (queued or between retries), at the last scrape.
+    pub webhook_pending: IntGauge,
+    /// Age of the oldest pending delivery, at the last scrape (0: none).
+    pub webhook_oldest_pending_seconds: IntGauge,
 }
 
 impl Metrics {
@@ -109,6 +115,22 @@ impl Metrics {
                 "Seconds since the last successful snapshot (-1: none yet)",
             )?,
             data_file_bytes: gauge(&r, "vpsd_data_file_bytes", "Size of the redb data file")?,
+            webhook_deliveries: counter_vec(
+                &r,
+                "vpsd_webhook_deliveries_total",
+                "Webhook delivery attempts by result (delivered, retried, failed)",
+                &["result"],
+            )?,
+            webhook_pending: gauge(
+                &r,
+                "vpsd_webhook_deliveries_pending",
+                "Webhook deliveries not yet delivered nor failed",
+            )?,
+            webhook_oldest_pending_seconds: gauge(
+                &r,
+                "vpsd_webhook_oldest_pending_age_seconds",
+                "Age of the oldest pending webhook delivery (0: none)",
+            )?,
             registry: r,
         })
     }

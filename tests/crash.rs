@@ -514,3 +514,44 @@ fn sigkill_right_after_suspend_or_terminate_still_acts_exactly_once() {
     assert!(fake.droplet_ids_with_tag(&tag).is_empty());
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+#[test]
+fn sigkill_between_commit_and_delivery_still_delivers_with_the_same_webhook_id() {
+    use support::receiver::{verifies, Answer, Receiver};
+    let hook = Receiver::start();
+    // The first attempt is in flight (unanswered) when the daemon dies.
+    hook.set_default(Answer::Hang(Duration::from_secs(120)));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path());
+    support::add_webhook(&mut config, &hook.url(), &["order.created"]);
+    config.webhooks.timeout_ms = 60_000;
+    let http = agent();
+    let token = hs256_token(SECRET, json!({"sub": "alice", "exp": now_secs() + 600}));
+
+    let daemon = Daemon::start(&config, dir.path());
+    let (status, created) = post(
+        &http,
+        &daemon.url("/api/v1/orders"),
+        ("Authorization", &format!("Bearer {token}")),
+        json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}),
+    );
+    assert_eq!(status, 201);
+    let first = hook.wait_for(1, Duration::from_secs(20));
+    daemon.kill9();
+
+    hook.set_default(Answer::Status(204));
+    let daemon = Daemon::start(&config, dir.path());
+    let got = hook.wait_for(2, Duration::from_secs(20));
+    assert_eq!(
+        got[1].id, first[0].id,
+        "the same webhook-id after the restart"
+    );
+    assert_eq!(got[1].order_id(), created["data"]["id"].as_str().unwrap());
+    assert!(verifies(support::WEBHOOK_SECRET, &got[1]));
+    let delivered = daemon.url("/api/v1/internal/webhooks/deliveries?status=delivered");
+    wait_for(Duration::from_secs(20), || {
+        (get(&http, &delivered)["meta"]["total"] == 1).then_some(())
+    })
+    .expect("recorded as delivered");
+    assert_eq!(daemon.terminate(), Some(0));
+}

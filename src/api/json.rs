@@ -115,13 +115,25 @@ struct HistoryJson<'a> {
     created_at: String,
 }
 
+/// A list's `meta` (SPEC §2 pagination).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Meta {
+pub struct Meta {
     page: u32,
     limit: u32,
     total: u64,
     total_pages: u64,
+}
+
+impl Meta {
+    pub fn new(page: u32, limit: u32, total: u64) -> Meta {
+        Meta {
+            page,
+            limit,
+            total,
+            total_pages: total.div_ceil(u64::from(limit.max(1))),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -244,6 +256,14 @@ fn history_row(h: &HistoryEntry) -> HistoryJson<'_> {
     }
 }
 
+/// The order in a webhook event: the admin view without `statusHistory`
+/// (SPEC §10), renewals included.
+pub fn order_for_event(record: &OrderRecord) -> OrderJson<'_> {
+    let mut json = order(record, None);
+    json.renewals = Some(record.order.term.renewals.iter().map(renewal).collect());
+    json
+}
+
 /// `{"data": value}`.
 pub fn data<T: Serialize>(value: T) -> Vec<u8> {
     serde_json::to_vec(&Data { data: value }).unwrap_or_default()
@@ -252,11 +272,6 @@ pub fn data<T: Serialize>(value: T) -> Vec<u8> {
 /// `{"data":[...],"meta":{page,limit,total,totalPages}}`.
 pub fn order_page(page: &Page, page_no: u32, limit: u32) -> Vec<u8> {
     let items: Vec<_> = page.items.iter().map(|r| order(r, None)).collect();
-    let meta = Meta {
-        page: page_no,
-        limit,
-        total: page.total,
-        total_pages: page.total.div_ceil(u64::from(limit.max(1))),
-    };
+    let meta = Meta::new(page_no, limit, page.total);
     serde_json::to_vec(&ListBody { data: items, meta }).unwrap_or_default()
 }

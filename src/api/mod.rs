@@ -15,6 +15,7 @@ mod internal;
 mod ops;
 mod orders;
 mod term;
+mod webhooks;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub struct ApiState {
     pub cors_origins: Vec<String>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub backups: Arc<crate::service::backups::BackupService>,
+    pub webhooks: crate::service::webhooks::WebhookService,
 }
 
 pub type HttpResponse = Response<Vec<u8>>;

@@ -9,7 +9,7 @@ use std::pin::Pin;
 
 use warp::http::Method;
 
-use super::{internal, ops, orders, term, Call, HttpResponse};
+use super::{internal, ops, orders, term, webhooks, Call, HttpResponse};
 use crate::error::AppError;
 
 /// Who may call a route.
@@ -146,6 +146,18 @@ pub static ROUTES: &[Route] = &[
         POST,
         Access::Internal,
         handler!(term::expiry),
+    ),
+    route(
+        "/api/v1/internal/webhooks/deliveries",
+        GET,
+        Access::Internal,
+        handler!(webhooks::list),
+    ),
+    route(
+        "/api/v1/internal/webhooks/deliveries/{id}/replay",
+        POST,
+        Access::Internal,
+        handler!(webhooks::replay),
     ),
 ];
 

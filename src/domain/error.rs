@@ -83,6 +83,9 @@ pub enum AppError {
     CatalogUnavailable(String),
     #[error("storage unavailable")]
     StorageUnavailable(String),
+    // Stored in idempotency records by variant index: append only.
+    #[error("webhook delivery not found")]
+    DeliveryNotFound,
 }
 
 impl AppError {

@@ -72,6 +72,16 @@ impl PendingAction {
 }
 
 impl ProvisioningTask {
+    /// True when this save confirms the delete `before` owed: the droplet is
+    /// gone (`order.droplet_deleted`).
+    pub fn confirms_delete(&self, before: &ProvisioningTask) -> bool {
+        before
+            .action
+            .as_ref()
+            .is_some_and(|a| a.action == super::droplet::DropletAction::Delete)
+            && self.action.is_none()
+    }
+
     /// The PENDING task written in the same transaction as PAID.
     pub fn for_paid_order(order: &Order, now: Millis) -> ProvisioningTask {
         ProvisioningTask {

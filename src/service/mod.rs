@@ -9,6 +9,7 @@ pub mod orders;
 pub mod pricing;
 pub mod rate_limit;
 pub mod term;
+pub mod webhooks;
 
 pub use crate::store::Replay;
 pub use idempotency::{IdempotencyKey, Reply};

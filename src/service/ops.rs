@@ -27,6 +27,9 @@ pub struct OpsService {
     cloud: Arc<dyn Cloud>,
     catalog: Arc<dyn Catalog>,
     metrics: Arc<Metrics>,
+    /// Configured webhook endpoints (their queues' heads give the oldest
+    /// pending delivery).
+    webhook_urls: Vec<String>,
 }
 
 impl OpsService {
@@ -35,12 +38,14 @@ impl OpsService {
         cloud: Arc<dyn Cloud>,
         catalog: Arc<dyn Catalog>,
         metrics: Arc<Metrics>,
+        webhook_urls: Vec<String>,
     ) -> OpsService {
         OpsService {
             store,
             cloud,
             catalog,
             metrics,
+            webhook_urls,
         }
     }
 
@@ -56,11 +61,12 @@ impl OpsService {
     /// workers: counting statuses and sizing the file touch the disk).
     pub async fn metrics_text(&self) -> Result<Vec<u8>, AppError> {
         let store = self.store.clone();
-        let (counts, file_bytes) = tokio::task::spawn_blocking(move || {
+        let urls = self.webhook_urls.clone();
+        let (counts, file_bytes, outbox) = tokio::task::spawn_blocking(move || {
             let bytes = std::fs::metadata(store.path())
                 .map(|m| m.len())
                 .unwrap_or(0);
-            (store.status_counts(), bytes)
+            (store.status_counts(), bytes, store.outbox_stats(&urls))
         })
         .await
         .map_err(|e| AppError::Internal(format!("metrics task failed: {e}")))?;
@@ -72,6 +78,14 @@ impl OpsService {
         }
         m.data_file_bytes
             .set(i64::try_from(file_bytes).unwrap_or(i64::MAX));
+        let outbox = outbox?;
+        m.webhook_pending
+            .set(i64::try_from(outbox.pending).unwrap_or(i64::MAX));
+        m.webhook_oldest_pending_seconds.set(
+            outbox
+                .oldest_pending_at
+                .map_or(0, |at| (now_millis() - at).max(0) / 1000),
+        );
         Metrics::catch_up(&m.cloud_calls, self.cloud.calls_sent());
         Metrics::catch_up(&m.cloud_rate_limited, self.cloud.rate_limited_count());
         let last = m.backup_last_success.get();

@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod codec;
 mod migrate;
+pub mod outbox;
 pub mod read;
 pub mod tables;
 pub mod writer;
@@ -19,7 +20,7 @@ use crate::domain::expiry::Policy;
 use crate::domain::lifecycle::{Change, Command};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::Actor;
-pub use writer::Writer;
+pub use writer::{Rules, Writer};
 
 pub use crate::domain::OrderRecord;
 
@@ -116,6 +117,14 @@ pub enum Maintenance {
     },
     /// Deletes idempotency keys that expired at or before `now`; returns how many.
     SweepIdempotency { now: i64 },
+    /// Webhook attempts' results; returns how many were still current.
+    RecordAttempts(Vec<outbox::AttemptRecord>),
+    /// Queues a delivery again; returns 0 when there is no such delivery.
+    ReplayDelivery { id: uuid::Uuid, now: i64 },
+    /// Deletes deliveries delivered before `before` (retention).
+    PruneDelivered { before: i64 },
+    /// Fails pending deliveries to endpoints no longer configured.
+    FailUnrouted { now: i64 },
 }
 
 /// A handle to the open data file: cheap to clone, shared by readers and the writer.
@@ -124,6 +133,8 @@ pub struct Store {
     db: Arc<DbSlot>,
     writer: Writer,
     path: PathBuf,
+    /// Bumped by the writer after each commit that queued webhook deliveries.
+    events: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The open database, replaceable. After an I/O failure (disk full, I/O
@@ -211,26 +222,33 @@ impl Store {
     /// Opens (or creates) the data file, checks its schema version, creates every
     /// table, and starts the writer thread.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, OpenError> {
-        Store::open_with(path, cache_bytes, Policy::default())
+        Store::open_with(path, cache_bytes, Rules::default())
     }
 
     /// Opens (or creates) the data file, brings it up to this build's schema
-    /// and to `policy` (see [`migrate`]), and starts the writer thread, which
-    /// decides every change under `policy`.
-    pub fn open_with(path: &Path, cache_bytes: usize, policy: Policy) -> Result<Store, OpenError> {
+    /// and to the expiry policy (see [`migrate`]), and starts the writer
+    /// thread, which decides every change under `rules`.
+    pub fn open_with(path: &Path, cache_bytes: usize, rules: Rules) -> Result<Store, OpenError> {
         let db = open_database(path, cache_bytes)?;
-        init_schema(&db, path, &policy)?;
+        init_schema(&db, path, &rules.policy)?;
         let db = Arc::new(DbSlot {
             current: std::sync::RwLock::new(Some(Arc::new(db))),
             path: path.to_path_buf(),
             cache_bytes,
         });
-        let writer = Writer::start(db.clone(), Arc::new(policy));
+        let (signal, events) = tokio::sync::watch::channel(0);
+        let writer = Writer::start(db.clone(), Arc::new(rules), signal);
         Ok(Store {
             db,
             writer,
             path: path.to_path_buf(),
+            events,
         })
+    }
+
+    /// Changes whenever a commit queued webhook deliveries.
+    pub fn queued_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.events.clone()
     }
 
     pub fn path(&self) -> &Path {

@@ -11,7 +11,8 @@
 use redb::TableDefinition;
 
 /// Bumped when a table or key layout changes; a newer file is refused at open.
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3 added the webhook outbox tables (created empty when an older file opens).
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// `schema_version`, `order_seq` (last assigned order sequence).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -19,6 +20,8 @@ pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_ORDER_SEQ: &str = "order_seq";
 /// Fingerprint of the expiry policy the `due` index was computed with.
 pub const META_DUE_POLICY: &str = "due_policy";
+/// Last assigned event sequence: the commit order of outgoing events.
+pub const META_EVENT_SEQ: &str = "event_seq";
 
 /// order id -> encoded `Order` (items are embedded: they never change).
 pub const ORDERS: TableDefinition<u128, &[u8]> = TableDefinition::new("orders");
@@ -59,12 +62,33 @@ pub const DUE: TableDefinition<(i64, u128), ()> = TableDefinition::new("orders_d
 /// order ids whose task owes a droplet action (power off / on, delete).
 pub const PENDING_ACTIONS: TableDefinition<u128, ()> = TableDefinition::new("pending_actions");
 
+/// event id -> encoded outbox event (the order as the change left it). Kept
+/// while any of its deliveries is.
+pub const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("webhook_events");
+/// delivery id -> encoded `Delivery` (one event to one endpoint).
+pub const DELIVERIES: TableDefinition<u128, &[u8]> = TableDefinition::new("webhook_deliveries");
+/// (endpoint url, event seq) -> delivery id: each endpoint's pending
+/// deliveries in commit order, the delivery workers' work list.
+pub const DELIVERY_QUEUE: TableDefinition<(&str, u64), u128> =
+    TableDefinition::new("webhook_queue");
+/// (status code, delivery id): the admin list by status, newest last (v7 ids).
+pub const DELIVERIES_BY_STATUS: TableDefinition<(u8, u128), ()> =
+    TableDefinition::new("webhook_deliveries_by_status");
+/// (order id, delivery id): an order's deliveries.
+pub const DELIVERIES_BY_ORDER: TableDefinition<(u128, u128), ()> =
+    TableDefinition::new("webhook_deliveries_by_order");
+/// (delivered at ms, delivery id): what the retention sweep prunes, oldest first.
+pub const DELIVERED_AT: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("webhook_delivered_at");
+
 /// Which slice of the orders a count describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountScope<'a> {
     All,
     Status(u8),
     UserStatus(&'a str, u8),
+    /// Webhook deliveries in one status (code from `store::outbox`).
+    Deliveries(u8),
 }
 
 /// Count keys are prefixed by kind, so a user id containing `:` cannot collide
@@ -74,6 +98,7 @@ pub fn count_key(scope: CountScope<'_>) -> String {
         CountScope::All => "all".to_string(),
         CountScope::Status(s) => format!("s:{s}"),
         CountScope::UserStatus(u, s) => format!("us:{s}:{u}"),
+        CountScope::Deliveries(s) => format!("wh:{s}"),
     }
 }
 
@@ -108,5 +133,11 @@ pub fn for_each<T: TableVisitor>(visitor: &mut T) -> Result<(), T::Error> {
     visitor.visit(IDEMPOTENCY_EXPIRY)?;
     visitor.visit(DUE)?;
     visitor.visit(PENDING_ACTIONS)?;
+    visitor.visit(EVENTS)?;
+    visitor.visit(DELIVERIES)?;
+    visitor.visit(DELIVERY_QUEUE)?;
+    visitor.visit(DELIVERIES_BY_STATUS)?;
+    visitor.visit(DELIVERIES_BY_ORDER)?;
+    visitor.visit(DELIVERED_AT)?;
     Ok(())
 }

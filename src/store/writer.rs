@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::outbox;
 use super::tables::{self, count_key, CountScope};
 use super::{
     codec, corrupt, storage_err, CouponClaim, DbSlot, IdempotencyRecord, IdempotencyWrite,
@@ -22,9 +23,12 @@ use super::{
 };
 use crate::domain::error::{AppError, CouponLimit, Rejection};
 use crate::domain::expiry::Policy;
-use crate::domain::lifecycle::{self, Change, Command, CouponEffect, TaskEffect};
+use crate::domain::lifecycle::{
+    self, Change, Command, CouponEffect, EventType, OutEvent, TaskEffect,
+};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::time::now_millis;
+use crate::domain::webhook::Outbox;
 use crate::domain::{Actor, Order, OrderStatus};
 
 /// Upper bound on operations per transaction, so one commit's latency stays bounded.
@@ -61,13 +65,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(db: Arc<DbSlot>, policy: Arc<Policy>) -> Writer {
+    pub(super) fn start(db: Arc<DbSlot>, rules: Arc<Rules>, events: Signal) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let injected_failures = Arc::new(AtomicU32::new(0));
         let faults = injected_failures.clone();
         let thread = std::thread::Builder::new()
             .name("vpsd-writer".into())
-            .spawn(move || run(db, rx, faults, policy))
+            .spawn(move || run(db, rx, faults, rules, events))
             .ok();
         Writer {
             tx,
@@ -153,6 +157,17 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the store is shutting down".into())
 }
 
+/// What every decision is taken under: the expiry policy, and where events go.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub policy: Policy,
+    pub outbox: Outbox,
+}
+
+/// Bumped after every commit that queued webhook deliveries, so the delivery
+/// workers wake without polling.
+pub(crate) type Signal = tokio::sync::watch::Sender<u64>;
+
 /// How long after a failed reopen the writer tries again.
 const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -160,7 +175,8 @@ fn run(
     slot: Arc<DbSlot>,
     mut rx: mpsc::Receiver<Message>,
     faults: Arc<AtomicU32>,
-    policy: Arc<Policy>,
+    rules: Arc<Rules>,
+    events: Signal,
 ) {
     let mut stop = false;
     // Set when redb reported an I/O failure: its handle is then unusable
@@ -185,13 +201,16 @@ fn run(
             reopen(&mut broken);
         }
         let outcome = match slot.get() {
-            Ok(db) => commit_batch(&db, works, &faults, &policy),
+            Ok(db) => commit_batch(&db, works, &faults, &rules),
             Err(e) => Err(BatchError {
                 error: e,
                 io: false,
             }),
         };
-        if answer(replies, outcome) {
+        if matches!(&outcome, Ok((_, queued)) if *queued > 0) {
+            events.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        if answer(replies, outcome.map(|(results, _)| results)) {
             broken = true;
             reopen(&mut broken);
         }
@@ -279,20 +298,20 @@ fn commit_batch(
     db: &Database,
     ops: Vec<Work>,
     faults: &AtomicU32,
-    policy: &Policy,
-) -> Result<Vec<Applied>, BatchError> {
+    rules: &Rules,
+) -> Result<(Vec<Applied>, usize), BatchError> {
     let io = |error: StoreError| BatchError { error, io: true };
     let txn = db.begin_write().map_err(|e| io(storage_err(e)))?;
-    let results = {
+    let (results, queued) = {
         let mut t = Tables::open(&txn).map_err(io)?;
         let mut results = Vec::with_capacity(ops.len());
         for work in ops {
             results.push(match work {
-                Work::Op(op) => Applied::Op(Box::new(apply(&mut t, op, policy).map_err(io)?)),
-                Work::Maintain(m) => Applied::Count(maintain(&mut t, m).map_err(io)?),
+                Work::Op(op) => Applied::Op(Box::new(apply(&mut t, op, rules).map_err(io)?)),
+                Work::Maintain(m) => Applied::Count(maintain(&mut t, m, rules).map_err(io)?),
             });
         }
-        results
+        (results, t.queued)
     };
     // A constant `false` outside test builds: production commits skip the check.
     let injected = cfg!(any(test, feature = "testing"))
@@ -307,7 +326,7 @@ fn commit_batch(
         });
     }
     txn.commit().map_err(|e| io(storage_err(e)))?;
-    Ok(results)
+    Ok((results, queued))
 }
 
 /// Every table, opened once per transaction.
@@ -327,6 +346,14 @@ pub(crate) struct Tables<'txn> {
     pub idempotency_expiry: Table<'txn, (i64, &'static str, &'static str), ()>,
     pub due: Table<'txn, (i64, u128), ()>,
     pub pending_actions: Table<'txn, u128, ()>,
+    pub events: Table<'txn, u128, &'static [u8]>,
+    pub deliveries: Table<'txn, u128, &'static [u8]>,
+    pub delivery_queue: Table<'txn, (&'static str, u64), u128>,
+    pub deliveries_by_status: Table<'txn, (u8, u128), ()>,
+    pub deliveries_by_order: Table<'txn, (u128, u128), ()>,
+    pub delivered_at: Table<'txn, (i64, u128), ()>,
+    /// Deliveries queued (or queued again) in this transaction.
+    pub queued: usize,
 }
 
 impl<'txn> Tables<'txn> {
@@ -355,18 +382,31 @@ impl<'txn> Tables<'txn> {
             pending_actions: txn
                 .open_table(tables::PENDING_ACTIONS)
                 .map_err(storage_err)?,
+            events: txn.open_table(tables::EVENTS).map_err(storage_err)?,
+            deliveries: txn.open_table(tables::DELIVERIES).map_err(storage_err)?,
+            delivery_queue: txn
+                .open_table(tables::DELIVERY_QUEUE)
+                .map_err(storage_err)?,
+            deliveries_by_status: txn
+                .open_table(tables::DELIVERIES_BY_STATUS)
+                .map_err(storage_err)?,
+            deliveries_by_order: txn
+                .open_table(tables::DELIVERIES_BY_ORDER)
+                .map_err(storage_err)?,
+            delivered_at: txn.open_table(tables::DELIVERED_AT).map_err(storage_err)?,
+            queued: 0,
         })
     }
 }
 
-fn apply(t: &mut Tables<'_>, op: WriteOp, policy: &Policy) -> Result<OpResult, StoreError> {
+fn apply(t: &mut Tables<'_>, op: WriteOp, rules: &Rules) -> Result<OpResult, StoreError> {
     match op {
         WriteOp::Create {
             change,
             coupon,
             idempotency,
         } => {
-            let result = create_order(t, *change, coupon.as_ref())?;
+            let result = create_order(t, *change, coupon.as_ref(), &rules.outbox)?;
             finish(t, result, idempotency)
         }
         WriteOp::Apply {
@@ -380,15 +420,31 @@ fn apply(t: &mut Tables<'_>, op: WriteOp, policy: &Policy) -> Result<OpResult, S
                 id: order_id.as_u128(),
                 owner: owner.as_deref(),
             };
-            let result = apply_command(t, target, command, &actor, policy)?;
+            let result = apply_command(t, target, command, &actor, rules)?;
             finish(t, result, idempotency)
         }
-        WriteOp::SaveTask { task, commands } => save_task(t, *task, commands, policy),
+        WriteOp::SaveTask { task, commands } => save_task(t, *task, commands, rules),
     }
 }
 
-fn maintain(t: &mut Tables<'_>, work: Maintenance) -> Result<u64, StoreError> {
+fn maintain(t: &mut Tables<'_>, work: Maintenance, rules: &Rules) -> Result<u64, StoreError> {
     match work {
+        Maintenance::RecordAttempts(attempts) => {
+            let mut recorded = 0;
+            for attempt in attempts {
+                if outbox::record_attempt(t, &rules.outbox, attempt)?.is_some() {
+                    recorded += 1;
+                }
+            }
+            Ok(recorded)
+        }
+        Maintenance::ReplayDelivery { id, now } => {
+            let found = outbox::replay(t, id, now)?;
+            t.queued += usize::from(found);
+            Ok(u64::from(found))
+        }
+        Maintenance::PruneDelivered { before } => outbox::prune_delivered(t, before),
+        Maintenance::FailUnrouted { now } => outbox::fail_unrouted(t, &rules.outbox, now),
         Maintenance::StoreResponse { scope, key, record } => {
             put_idempotency(t, &scope, &key, &record)?;
             Ok(1)
@@ -471,6 +527,7 @@ fn create_order(
     t: &mut Tables<'_>,
     mut change: Change,
     coupon: Option<&CouponClaim>,
+    outbox: &Outbox,
 ) -> Result<OpResult, StoreError> {
     if let Some(claim) = coupon {
         if let Err(limit) = claim_coupon(t, claim, &change.order.user_id)? {
@@ -488,10 +545,12 @@ fn create_order(
         .map_err(storage_err)?;
     bump(t, CountScope::All, 1)?;
     persist(t, &change)?;
-    Ok(Ok(OrderRecord {
+    let record = OrderRecord {
         order: change.order,
         task: None,
-    }))
+    };
+    announce(t, outbox, &record, &change.events)?;
+    Ok(Ok(record))
 }
 
 /// Counts one redemption unless a limit is reached (checked and counted in
@@ -529,7 +588,7 @@ fn apply_command(
     target: Target<'_>,
     command: Command,
     actor: &Actor,
-    policy: &Policy,
+    rules: &Rules,
 ) -> Result<OpResult, StoreError> {
     let Some(order) = load_order(t, target.id)? else {
         return Ok(Err(Rejection::OrderNotFound));
@@ -541,7 +600,7 @@ fn apply_command(
         order,
         task: load_task(t, target.id)?,
     };
-    let change = match lifecycle::decide(&record, command, actor, now_millis(), policy) {
+    let change = match lifecycle::decide(&record, command, actor, now_millis(), &rules.policy) {
         Ok(change) => change,
         Err(refused) => return Ok(Err(Rejection::Refused(refused))),
     };
@@ -550,17 +609,19 @@ fn apply_command(
         TaskEffect::Write(task) => Some(*task),
         TaskEffect::Unchanged => record.task,
     };
-    Ok(Ok(OrderRecord {
+    let record = OrderRecord {
         order: change.order,
         task,
-    }))
+    };
+    announce(t, &rules.outbox, &record, &change.events)?;
+    Ok(Ok(record))
 }
 
 fn save_task(
     t: &mut Tables<'_>,
     mut task: ProvisioningTask,
     commands: Vec<Command>,
-    policy: &Policy,
+    rules: &Rules,
 ) -> Result<OpResult, StoreError> {
     let now = now_millis();
     let id = task.order_id.as_u128();
@@ -580,7 +641,7 @@ fn save_task(
     };
     let mut changes = Vec::with_capacity(commands.len());
     for command in commands {
-        match lifecycle::decide(&record, command, &Actor::System, now, policy) {
+        match lifecycle::decide(&record, command, &Actor::System, now, &rules.policy) {
             Ok(change) => {
                 record.order = change.order.clone();
                 if let TaskEffect::Write(task) = &change.task {
@@ -597,7 +658,40 @@ fn save_task(
     if let Some(task) = &record.task {
         write_task(t, task)?;
     }
+    // Each event carries the order as its change left it, and the task as
+    // this save leaves it (the droplet's address for `order.active`).
+    for change in &changes {
+        let snapshot = OrderRecord {
+            order: change.order.clone(),
+            task: record.task.clone(),
+        };
+        announce(t, &rules.outbox, &snapshot, &change.events)?;
+    }
+    if let (Some(before), Some(after)) = (&stored, &record.task) {
+        if after.confirms_delete(before) {
+            let deleted = [OutEvent {
+                kind: EventType::DropletDeleted,
+                seconds_left: None,
+            }];
+            announce(t, &rules.outbox, &record, &deleted)?;
+        }
+    }
     Ok(Ok(record))
+}
+
+/// Queues the change's events for the endpoints that take them.
+fn announce(
+    t: &mut Tables<'_>,
+    outbox: &Outbox,
+    record: &OrderRecord,
+    events: &[OutEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() || outbox.routes.is_empty() {
+        return Ok(());
+    }
+    let queued = outbox::record_events(t, outbox, record, events, now_millis())?;
+    t.queued += queued;
+    Ok(())
 }
 
 /// Writes what a decision changed: the order's part, the task and the coupon.
@@ -688,7 +782,11 @@ fn index_status(
     bump(t, CountScope::UserStatus(user, code), delta)
 }
 
-fn bump(t: &mut Tables<'_>, scope: CountScope<'_>, delta: i64) -> Result<(), StoreError> {
+pub(crate) fn bump(
+    t: &mut Tables<'_>,
+    scope: CountScope<'_>,
+    delta: i64,
+) -> Result<(), StoreError> {
     let key = count_key(scope);
     let current = get_u64(&t.counts, key.as_str())?;
     let next = current.saturating_add_signed(delta);
@@ -723,7 +821,7 @@ fn get_user_uses(t: &Tables<'_>, code: &str, user: &str) -> Result<u64, StoreErr
         .unwrap_or(0))
 }
 
-fn get_u64(table: &Table<'_, &'static str, u64>, key: &str) -> Result<u64, StoreError> {
+pub(crate) fn get_u64(table: &Table<'_, &'static str, u64>, key: &str) -> Result<u64, StoreError> {
     Ok(table
         .get(key)
         .map_err(storage_err)?
@@ -798,14 +896,14 @@ mod tests {
             &store.database().unwrap(),
             vec![create(x)],
             &faults,
-            &Policy::default(),
+            &Rules::default(),
         )
         .unwrap();
-        let results = commit_batch(
+        let (results, _) = commit_batch(
             &store.database().unwrap(),
             vec![pay(x_id), pay(x_id), create(y)],
             &faults,
-            &Policy::default(),
+            &Rules::default(),
         )
         .unwrap();
         assert!(op_result(&results[0]).is_ok());
@@ -834,7 +932,7 @@ mod tests {
             &store.database().unwrap(),
             vec![create(a), create(b)],
             &faults,
-            &Policy::default(),
+            &Rules::default(),
         );
         assert!(matches!(
             result,

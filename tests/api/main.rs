@@ -18,4 +18,5 @@ mod orders;
 mod payment;
 mod persistence;
 mod provisioning;
+mod webhooks;
 mod write_path;

@@ -6,6 +6,7 @@
 pub mod fake_catalog;
 pub mod fake_do;
 pub mod process;
+pub mod receiver;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,22 @@ pub fn base_config(dir: &Path) -> Config {
     c.backup.dir = dir.join("backups");
     c.server.shutdown_grace_ms = 5000;
     c
+}
+
+/// The Standard Webhooks specification's example secret.
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Adds `url` as a webhook endpoint taking `events` (`["*"]`: all), signed
+/// with [`WEBHOOK_SECRET`].
+pub fn add_webhook(config: &mut Config, url: &str, events: &[&str]) {
+    config
+        .webhooks
+        .endpoints
+        .push(vpsd::webhooks::config::EndpointConfig {
+            url: url.to_string(),
+            secret: WEBHOOK_SECRET.into(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+        });
 }
 
 /// Points `config` at a fake DigitalOcean (its default token), with the

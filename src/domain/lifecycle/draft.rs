@@ -29,43 +29,28 @@ pub enum CouponEffect {
     Release,
 }
 
-/// Events other systems are told about (SPEC §10 types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventType {
-    Created,
-    Paid,
-    PaymentFailed,
-    Canceled,
-    Provisioning,
-    Active,
-    Failed,
-    Suspended,
-    Unsuspended,
-    Renewed,
-    ExpiryChanged,
-    Expiring,
-    Terminated,
-}
+crate::domain::wire::wire_enum!(
+    /// Events other systems are told about (SPEC §10 types). Stored by name in
+    /// the outbox, so variants may be added in any place.
+    text EventType {
+        Created => "order.created",
+        Paid => "order.paid",
+        PaymentFailed => "order.payment_failed",
+        Canceled => "order.canceled",
+        Provisioning => "order.provisioning",
+        Active => "order.active",
+        Failed => "order.failed",
+        Suspended => "order.suspended",
+        Unsuspended => "order.unsuspended",
+        Renewed => "order.renewed",
+        ExpiryChanged => "order.expiry_changed",
+        Expiring => "order.expiring",
+        Terminated => "order.terminated",
+        DropletDeleted => "order.droplet_deleted",
+    }
+);
 
 impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Created => "order.created",
-            EventType::Paid => "order.paid",
-            EventType::PaymentFailed => "order.payment_failed",
-            EventType::Canceled => "order.canceled",
-            EventType::Provisioning => "order.provisioning",
-            EventType::Active => "order.active",
-            EventType::Failed => "order.failed",
-            EventType::Suspended => "order.suspended",
-            EventType::Unsuspended => "order.unsuspended",
-            EventType::Renewed => "order.renewed",
-            EventType::ExpiryChanged => "order.expiry_changed",
-            EventType::Expiring => "order.expiring",
-            EventType::Terminated => "order.terminated",
-        }
-    }
-
     /// The event a history row announces; `from` tells a first activation
     /// (`order.active`) from a resumption (`order.unsuspended`).
     fn for_row(from: Option<OrderStatus>, row: HistoryStatus) -> EventType {

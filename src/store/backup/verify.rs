@@ -76,7 +76,7 @@ macro_rules! read_errors {
 }
 read_errors!(redb::StorageError, redb::TableError, redb::TransactionError);
 
-fn inconsistent(text: String) -> VerifyError {
+pub(super) fn inconsistent(text: String) -> VerifyError {
     VerifyError::Inconsistent(text)
 }
 
@@ -145,8 +145,11 @@ impl TableVisitor for CountRows<'_> {
 
 fn check_contents(txn: &ReadTransaction) -> Result<VerifyReport, VerifyError> {
     let last_seq = check_schema(txn)?;
-    let expected = Expected::from_orders(txn, last_seq)?;
+    let mut expected = Expected::from_orders(txn, last_seq)?;
     check_order_indexes(txn, &expected.orders)?;
+    expected
+        .counts
+        .extend(super::verify_outbox::check_outbox(txn)?);
     check_counts(txn, &expected.counts)?;
     check_coupon_counters(txn, &expected)?;
     let history = check_history(txn, &expected.orders)?;
@@ -171,7 +174,7 @@ fn written_before_tables(txn: &ReadTransaction) -> Result<bool, VerifyError> {
 }
 
 /// Opens a table; `None` when the file predates it (an older schema).
-fn open_if_present<K: redb::Key + 'static, V: redb::Value + 'static>(
+pub(super) fn open_if_present<K: redb::Key + 'static, V: redb::Value + 'static>(
     txn: &ReadTransaction,
     table: TableDefinition<'static, K, V>,
 ) -> Result<Option<redb::ReadOnlyTable<K, V>>, VerifyError> {

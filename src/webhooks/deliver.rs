@@ -1,0 +1,286 @@
+//! Delivery workers: one task per endpoint reads that endpoint's queue and
+//! sends what is due, a bounded number at a time, on blocking threads. Never
+//! on the request path nor the writer thread: a request only commits the
+//! event; a slow or dead endpoint holds its own worker and nobody else.
+//!
+//! Order: the queue hands out only the first pending delivery of each order,
+//! so one order's events reach an endpoint in commit order (a later event
+//! waits while an earlier one is retrying). Delivery is at least once: a
+//! crash between a receiver's 2xx and our record of it sends that event again
+//! with the same `webhook-id`, which receivers use to drop duplicates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::config::{shown_url, WebhooksConfig};
+use super::sign::{sign, WebhookSecret};
+use crate::domain::time::now_millis;
+use crate::domain::webhook::{AttemptOutcome, Delivery, DeliveryStatus, OutboxEvent};
+use crate::metrics::Metrics;
+use crate::store::outbox::AttemptRecord;
+use crate::store::{Maintenance, Store};
+
+/// Attempts in flight per endpoint.
+const CONCURRENCY: usize = 16;
+/// With nothing queued a worker sleeps until the writer signals; this bounds
+/// the sleep anyway, so a missed signal costs at most this much.
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// After a storage error, before the next look.
+const STORAGE_PAUSE: Duration = Duration::from_secs(1);
+
+/// One configured receiver, with what signs for it.
+struct Endpoint {
+    url: String,
+    secret: WebhookSecret,
+}
+
+/// What every worker shares.
+struct Sender {
+    store: Store,
+    agent: ureq::Agent,
+    metrics: Arc<Metrics>,
+    /// Failed attempts a round allows before the delivery is `failed`.
+    retries: usize,
+}
+
+/// Starts one worker per configured endpoint; they run until aborted.
+pub fn start(
+    store: &Store,
+    config: &WebhooksConfig,
+    metrics: Arc<Metrics>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
+        .http_status_as_error(false)
+        // SPEC §10: a redirect is a failure, and the signed body never
+        // travels to a host nobody configured.
+        .max_redirects(0)
+        .user_agent(concat!("vpsd/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let sender = Arc::new(Sender {
+        store: store.clone(),
+        agent,
+        metrics,
+        retries: config.retry_schedule_seconds.len(),
+    });
+    config
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            let secret = WebhookSecret::parse(&e.secret).ok()?;
+            let endpoint = Arc::new(Endpoint {
+                url: e.url.clone(),
+                secret,
+            });
+            Some(tokio::spawn(serve(sender.clone(), endpoint)))
+        })
+        .collect()
+}
+
+/// One attempt, run on an endpoint's own sending thread.
+type Job = Box<dyn FnOnce(&Sender, &Endpoint) + Send>;
+
+/// The endpoint's sending threads. Attempts block on the network for up to
+/// `webhooks.timeout_ms`; on threads of their own, a dead endpoint cannot use
+/// up the runtime's blocking pool that requests and the store rely on.
+fn sending_threads(sender: &Arc<Sender>, endpoint: &Arc<Endpoint>) -> std::sync::mpsc::Sender<Job> {
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    let queue = Arc::new(std::sync::Mutex::new(queue));
+    for n in 0..CONCURRENCY {
+        let (queue, sender, endpoint) = (queue.clone(), sender.clone(), endpoint.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("vpsd-webhook-{n}"))
+            .spawn(move || loop {
+                let next = match queue.lock() {
+                    Ok(q) => q.recv(),
+                    Err(_) => return,
+                };
+                match next {
+                    Ok(job) => job(&sender, &endpoint),
+                    Err(_) => return,
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a webhook sending thread");
+        }
+    }
+    jobs
+}
+
+async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
+    let pool = sending_threads(&sender, &endpoint);
+    let mut queued = sender.store.queued_events();
+    loop {
+        // Marked seen before reading, so a commit after the read wakes us.
+        queued.borrow_and_update();
+        let now = now_millis();
+        let (store, url) = (sender.store.clone(), endpoint.url.clone());
+        let due =
+            tokio::task::spawn_blocking(move || store.due_deliveries(&url, now, CONCURRENCY)).await;
+        let due = match due {
+            Ok(Ok(due)) => due,
+            Ok(Err(e)) => {
+                tracing::warn!(endpoint = %shown_url(&endpoint.url), error = %e, "cannot read the webhook queue");
+                tokio::time::sleep(STORAGE_PAUSE).await;
+                continue;
+            }
+            Err(_) => return,
+        };
+        if due.due.is_empty() {
+            let wait = due.next_at.map_or(IDLE_RECHECK, |at| {
+                Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0))
+                    .min(IDLE_RECHECK)
+            });
+            tokio::select! {
+                changed = queued.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
+        let attempts = due.due.into_iter().map(|(delivery, event)| {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job: Job = Box::new(move |sender: &Sender, endpoint: &Endpoint| {
+                let _ = reply.send(attempt(sender, endpoint, &delivery, &event));
+            });
+            let queued = pool.send(job).is_ok();
+            async move {
+                match queued {
+                    true => answer.await.ok(),
+                    false => None,
+                }
+            }
+        });
+        // An attempt whose thread died is simply not recorded: it stays
+        // pending and goes out again.
+        let records: Vec<AttemptRecord> = futures_util::future::join_all(attempts)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if let Err(e) = sender
+            .store
+            .writer()
+            .maintain(Maintenance::RecordAttempts(records))
+            .await
+        {
+            // Not recorded: these deliveries are still pending and go out
+            // again (same webhook-id): at least once.
+            tracing::warn!(error = %e, "cannot record webhook attempts");
+            tokio::time::sleep(STORAGE_PAUSE).await;
+        }
+    }
+}
+
+/// One POST, signed; its outcome as the outbox records it.
+fn attempt(
+    sender: &Sender,
+    endpoint: &Endpoint,
+    delivery: &Delivery,
+    event: &OutboxEvent,
+) -> AttemptRecord {
+    let body = body(event);
+    let id = event.id.to_string();
+    let timestamp = now_millis().div_euclid(1000);
+    let signature = sign(&endpoint.secret, &id, timestamp, &body);
+    let response = sender
+        .agent
+        .post(&endpoint.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .send(&body[..]);
+    let outcome = match response {
+        Ok(r) if r.status().is_success() => AttemptOutcome::Delivered {
+            status: r.status().as_u16(),
+        },
+        Ok(r) => AttemptOutcome::Refused {
+            status: Some(r.status().as_u16()),
+            error: format!("the endpoint answered HTTP {}", r.status().as_u16()),
+        },
+        Err(e) => AttemptOutcome::Refused {
+            status: None,
+            error: describe(&e),
+        },
+    };
+    note(sender, endpoint, delivery, &outcome);
+    AttemptRecord {
+        delivery: delivery.id,
+        attempts_before: delivery.attempts,
+        outcome,
+        // The schedule's waits count from the end of a failed attempt, so
+        // a receiver never sees two attempts closer than the wait.
+        at: now_millis(),
+    }
+}
+
+fn note(sender: &Sender, endpoint: &Endpoint, delivery: &Delivery, outcome: &AttemptOutcome) {
+    let failures = (delivery.attempts + 1).saturating_sub(delivery.round_start) as usize;
+    let result = match outcome {
+        AttemptOutcome::Delivered { .. } => DeliveryStatus::Delivered.as_str(),
+        AttemptOutcome::Refused { .. } if failures > sender.retries => {
+            DeliveryStatus::Failed.as_str()
+        }
+        AttemptOutcome::Refused { .. } => "retried",
+    };
+    sender
+        .metrics
+        .webhook_deliveries
+        .with_label_values(&[result])
+        .inc();
+    if let AttemptOutcome::Refused { error, .. } = outcome {
+        tracing::info!(
+            endpoint = %shown_url(&endpoint.url),
+            delivery = %delivery.id,
+            event = delivery.event_type.as_str(),
+            attempt = delivery.attempts + 1,
+            error = %error,
+            "webhook attempt failed"
+        );
+    }
+}
+
+/// Our own words for a transport failure: ureq's text can carry the URL
+/// (and its credentials) or internal addresses.
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(_) => "no response within webhooks.timeout_ms".into(),
+        ureq::Error::HostNotFound => "the endpoint's host does not resolve".into(),
+        ureq::Error::ConnectionFailed => "cannot connect to the endpoint".into(),
+        ureq::Error::Io(io) => format!("connection failed ({})", io.kind()),
+        ureq::Error::Tls(_) => "TLS failed".into(),
+        _ => "the request failed".into(),
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    timestamp: String,
+    data: Data<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Data<'a> {
+    order: crate::api::json::OrderJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds_left: Option<i64>,
+}
+
+/// The signed body: deterministic, so every attempt sends the same bytes.
+pub fn body(event: &OutboxEvent) -> Vec<u8> {
+    let body = Body {
+        kind: event.kind.as_str(),
+        timestamp: crate::domain::time::format_millis(event.committed_at),
+        data: Data {
+            order: crate::api::json::order_for_event(&event.record),
+            seconds_left: event.seconds_left,
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
