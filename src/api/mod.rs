@@ -371,7 +371,7 @@ fn finish_headers(
             );
             headers.insert(
                 "access-control-allow-methods",
-                HeaderValue::from_static("GET, POST, OPTIONS"),
+                HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
             );
         }
     }
