@@ -156,6 +156,7 @@ impl App {
             jwt,
             api_key: ApiKey::new(config.auth.internal_api_key.as_deref()),
             body_limit: config.server.body_limit,
+            body_timeout: Duration::from_millis(config.server.body_timeout_ms),
             ops: OpsService::new(
                 store.clone(),
                 cloud,
@@ -231,12 +232,15 @@ impl App {
         tracing::info!(addr = ?addr, version = env!("CARGO_PKG_VERSION"), "vpsd listening");
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = warp::serve(api::filter(state))
-            .incoming(listener)
-            .graceful(async move {
+        let server = crate::server::serve(
+            listener,
+            warp::service(api::filter(state)),
+            connection_limits(&config),
+            async move {
                 let _ = stop_rx.await;
-            })
-            .run();
+            },
+        );
+        // Aborting this task (grace expired) drops every connection with it.
         let mut server = tokio::spawn(server);
         tokio::select! {
             _ = shutdown => {}
@@ -383,6 +387,15 @@ fn warn_about_development_settings(config: &Config) {
         tracing::warn!(
             "no internal API key configured: internal endpoints answer 401 API_KEY_NOT_CONFIGURED"
         );
+    }
+}
+
+fn connection_limits(config: &Config) -> crate::server::Limits {
+    let s = &config.server;
+    crate::server::Limits {
+        header_timeout: Duration::from_millis(s.header_timeout_ms),
+        idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+        max_connections: usize::try_from(s.max_connections).unwrap_or(usize::MAX),
     }
 }
 

@@ -39,6 +39,18 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Origins allowed by CORS; empty turns CORS off.
     pub cors_origins: Vec<String>,
+    /// A new connection, or a request whose first byte arrived, must finish
+    /// sending its headers within this many milliseconds.
+    pub header_timeout_ms: u64,
+    /// A request body must arrive completely within this many milliseconds
+    /// of the handler starting to read it.
+    pub body_timeout_ms: u64,
+    /// A keep-alive connection with no request in progress is closed after
+    /// this many milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Connections open at once; further clients wait (in the listen
+    /// backlog) until one closes.
+    pub max_connections: u32,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +61,10 @@ impl Default for ServerConfig {
             order_rate_limit_per_minute: 0,
             shutdown_grace_ms: 10_000,
             cors_origins: Vec::new(),
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
         }
     }
 }
@@ -438,6 +454,19 @@ impl Config {
         }
         if self.server.body_limit == 0 {
             return invalid("server.body_limit", "must be at least 1 byte");
+        }
+        for (key, ms) in [
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
+            ("server.body_timeout_ms", self.server.body_timeout_ms),
+            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+        ] {
+            // 0 would cut every connection at once; a day is already no limit.
+            if !(1..=86_400_000).contains(&ms) {
+                return invalid(key, "must be from 1 to 86400000 milliseconds");
+            }
+        }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections", "must be at least 1");
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod metrics;
 pub mod provision;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod webhooks;

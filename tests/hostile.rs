@@ -587,3 +587,53 @@ fn hostile_requests_get_the_envelope_change_nothing_and_leak_nothing() {
     );
     assert!(logs.len() >= calls.len(), "one log line per request");
 }
+
+/// Sends raw bytes on a fresh connection and reads until the server closes it.
+fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn made_up_methods_and_unparsable_requests_stay_out_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path());
+    let daemon = Daemon::start(&config, dir.path());
+    let long = format!("FOOBAR{}", "X".repeat(20_000));
+    for method in ["FOOBAR", long.as_str()] {
+        let request =
+            format!("{method} /api/v1/health HTTP/1.1\r\nHost: vpsd\r\nConnection: close\r\n\r\n");
+        let response = raw_exchange(daemon.addr, request.as_bytes());
+        assert!(response.starts_with("HTTP/1.1 405"), "{response:.200}");
+    }
+    let response = raw_exchange(
+        daemon.addr,
+        b"GET /api/v1/health HTTP/1.1\r\nHost: vpsd\r\nBad Header: x\r\n\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 400"), "{response:.200}");
+    let (exit, logs) = daemon.terminate_with_logs();
+    assert_eq!(exit, Some(0));
+    let requests: Vec<&String> = logs.iter().filter(|l| l.contains("\"request\"")).collect();
+    assert!(requests.len() >= 2, "{logs:#?}");
+    for line in &logs {
+        assert!(
+            !line.contains("FOOBAR"),
+            "a request's method reached the log: {line:.300}"
+        );
+        assert!(
+            !line.contains("\"ERROR\""),
+            "an unparsable request logged an error: {line}"
+        );
+    }
+    assert!(
+        logs.iter().any(|l| l.contains("\"OTHER\"")),
+        "made-up methods are logged as OTHER: {logs:#?}"
+    );
+}

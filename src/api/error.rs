@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use warp::http::StatusCode;
 
 use crate::error::AppError;
+use crate::service::idempotency::MAX_FIELDS;
 
 /// Status, code and public details of an error.
 pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
@@ -13,7 +14,9 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
         E::BadRequest { fields, .. } => (
             StatusCode::BAD_REQUEST,
             "BAD_REQUEST",
-            Some(json!({ "fields": fields })),
+            // Capped as stored (`service::idempotency::storable`), so a replay
+            // renders the same list.
+            Some(json!({ "fields": &fields[..fields.len().min(MAX_FIELDS)] })),
         ),
         E::InvalidPlan(_) => (StatusCode::BAD_REQUEST, "INVALID_PLAN", None),
         E::InvalidImage(_) => (StatusCode::BAD_REQUEST, "INVALID_IMAGE", None),

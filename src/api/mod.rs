@@ -38,6 +38,8 @@ pub struct ApiState {
     pub jwt: JwtVerifier,
     pub api_key: ApiKey,
     pub body_limit: u64,
+    /// How long reading a request body may take (`server.body_timeout_ms`).
+    pub body_timeout: std::time::Duration,
     /// Health and metrics.
     pub ops: OpsService,
     pub cors_origins: Vec<String>,
@@ -160,13 +162,16 @@ where
     let route = matched.map(|(route, _)| route);
     let label = route.map_or("unmatched", |r| r.pattern);
     let preflight = method == Method::OPTIONS && !state.cors_origins.is_empty();
+    // HEAD is answered wherever GET is: the GET runs, and its body is dropped.
+    let head = method == Method::HEAD;
+    let serve_as = if head { &Method::GET } else { &method };
     let result = match matched {
         _ if preflight => Ok(empty_response(StatusCode::NO_CONTENT)),
         None => Err(AppError::NotFound),
-        Some((route, _)) if !route.methods.contains(&method) => Err(AppError::MethodNotAllowed),
+        Some((route, _)) if !route.methods.contains(serve_as) => Err(AppError::MethodNotAllowed),
         Some((route, id)) => {
             let parts = Parts {
-                method: &method,
+                method: serve_as,
                 path,
                 id: id.unwrap_or(""),
                 query,
@@ -186,18 +191,25 @@ where
     };
     if response.status() == StatusCode::METHOD_NOT_ALLOWED {
         if let Some(route) = route {
-            let list: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
+            let mut list: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
+            if route.methods.contains(&Method::GET) {
+                list.push(Method::HEAD.as_str());
+            }
             if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
                 response.headers_mut().insert(warp::http::header::ALLOW, v);
             }
         }
     }
     finish_headers(state, &headers, &mut response, &request_id);
+    if head {
+        without_body(&mut response);
+    }
     let status = response.status();
+    let method_label = crate::metrics::method_label(&method);
     state
         .metrics
         .http_requests
-        .with_label_values(&[label, method.as_str(), status.as_str()])
+        .with_label_values(&[label, method_label, status.as_str()])
         .inc();
     state
         .metrics
@@ -206,7 +218,7 @@ where
         .observe(started.elapsed().as_secs_f64());
     tracing::info!(
         request_id = %request_id,
-        method = %method,
+        method = method_label,
         route = label,
         status = status.as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -247,7 +259,11 @@ where
         }
     };
     let body = if *parts.method == Method::POST {
-        request::read_body(parts.headers, body, state.body_limit).await?
+        let reading = request::read_body(parts.headers, body, state.body_limit);
+        match tokio::time::timeout(state.body_timeout, reading).await {
+            Ok(read) => read?,
+            Err(_) => return Ok(body_timeout_response(state.body_timeout)),
+        }
     } else {
         Bytes::new()
     };
@@ -264,6 +280,26 @@ where
     (route.handler)(call).await
 }
 
+/// A body that did not arrive in time: 408 in the envelope, and the
+/// connection closes (the rest of the body is never read).
+fn body_timeout_response(limit: std::time::Duration) -> HttpResponse {
+    let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    let body = serde_json::json!({"error": {
+        "code": "REQUEST_TIMEOUT",
+        "message": format!("the request body did not arrive within {ms} ms"),
+        "details": {"timeoutMs": ms},
+    }});
+    let mut response = json_response(
+        StatusCode::REQUEST_TIMEOUT,
+        serde_json::to_vec(&body).unwrap_or_default(),
+    );
+    response.headers_mut().insert(
+        warp::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    response
+}
+
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -272,6 +308,15 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// A HEAD answer: the GET's status and headers, its length, no body.
+fn without_body(response: &mut HttpResponse) {
+    let length = std::mem::take(response.body_mut()).len();
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_LENGTH,
+        HeaderValue::from(length),
+    );
 }
 
 fn empty_response(status: StatusCode) -> HttpResponse {
@@ -328,7 +373,7 @@ fn finish_headers(
             );
             headers.insert(
                 "access-control-allow-methods",
-                HeaderValue::from_static("GET, POST, OPTIONS"),
+                HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
             );
         }
     }

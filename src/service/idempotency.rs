@@ -11,10 +11,20 @@ use std::sync::{Arc, Mutex};
 
 use crate::domain::OrderRecord;
 use crate::error::AppError;
-use crate::store::{IdempotencyWrite, Replay};
+use crate::store::{IdempotencyRecord, IdempotencyWrite, Replay};
 
 /// How long a stored response is replayed.
 pub const TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// At most this many entries of `details.fields` are answered and stored
+/// (SPEC §12): a body of thousands of unknown keys must not become a response,
+/// and a stored record, thousands of entries long.
+pub const MAX_FIELDS: usize = 20;
+
+/// The largest refusal kept under an idempotency key, encoded (SPEC §12). With
+/// [`MAX_FIELDS`] and clipped field names every refusal vpsd makes fits; one
+/// that does not is answered but not kept, so a repeat is validated afresh.
+pub const MAX_STORED_BYTES: usize = 16 * 1024;
 
 /// A validated `Idempotency-Key` with its scope and the request's fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,5 +85,56 @@ pub fn write_for(key: &IdempotencyKey, now: i64) -> IdempotencyWrite {
         key: key.key.clone(),
         fingerprint: key.fingerprint,
         expires_at: now.saturating_add(TTL_MS),
+    }
+}
+
+/// The refusal as it is kept under a key, when it is kept at all: only a
+/// replayable one, and with `details.fields` cut to what the API answers, so a
+/// replay renders exactly the first response.
+pub fn storable(refusal: &AppError) -> Option<AppError> {
+    if !refusal.is_replayable() {
+        return None;
+    }
+    let mut kept = refusal.clone();
+    if let AppError::BadRequest { fields, .. } = &mut kept {
+        fields.truncate(MAX_FIELDS);
+    }
+    Some(kept)
+}
+
+/// Whether `record` is small enough to keep (see [`MAX_STORED_BYTES`]).
+pub fn fits(record: &IdempotencyRecord) -> bool {
+    crate::store::codec::encode(record).len() <= MAX_STORED_BYTES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::error::FieldError;
+
+    #[test]
+    fn a_refusal_is_kept_with_at_most_max_fields_and_fits() {
+        let fields = (0..5000)
+            .map(|i| FieldError::new(format!("k{i:063}"), "is not a known field"))
+            .collect();
+        let kept = storable(&AppError::invalid_fields(fields)).expect("kept");
+        let AppError::BadRequest { fields, .. } = &kept else {
+            panic!("{kept:?}");
+        };
+        assert_eq!(fields.len(), MAX_FIELDS);
+        let record = IdempotencyRecord {
+            fingerprint: [0; 32],
+            outcome: Replay::Outcome(Box::new(Err(kept))),
+            expires_at: 0,
+        };
+        assert!(fits(&record));
+        let huge = IdempotencyRecord {
+            outcome: Replay::Outcome(Box::new(Err(AppError::bad_request(
+                "x".repeat(MAX_STORED_BYTES),
+            )))),
+            ..record
+        };
+        assert!(!fits(&huge));
+        assert!(storable(&AppError::CatalogUnavailable("down".into())).is_none());
     }
 }

@@ -293,8 +293,8 @@ impl OrderService {
         if let (Some(write), Err(refusal)) = (write, &outcome) {
             // Refused before it reached the writer (validation, catalog): keep
             // the refusal ourselves, so replays are exact for every outcome.
-            if refusal.is_replayable() {
-                self.store_refusal(write, refusal.clone()).await;
+            if let Some(kept) = idempotency::storable(refusal) {
+                self.store_refusal(write, kept).await;
             }
         }
         Reply::Fresh(outcome)
@@ -306,6 +306,13 @@ impl OrderService {
             outcome: Replay::Outcome(Box::new(Err(refusal))),
             expires_at: write.expires_at,
         };
+        if !idempotency::fits(&record) {
+            tracing::warn!(
+                limit = idempotency::MAX_STORED_BYTES,
+                "a 4xx response is too large to keep under its Idempotency-Key; not stored"
+            );
+            return;
+        }
         let work = Maintenance::StoreResponse {
             scope: write.scope,
             key: write.key,

@@ -521,3 +521,159 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lifecycle::{self, Command};
+    use crate::domain::webhook::{EventFilter, Route};
+    use crate::domain::Actor;
+    use crate::store::{Maintenance, Rules, WriteOp};
+
+    fn store_with_endpoints(dir: &std::path::Path, urls: &[&str]) -> Store {
+        let outbox = Outbox {
+            routes: urls
+                .iter()
+                .map(|u| Route {
+                    url: u.to_string(),
+                    events: EventFilter::All,
+                })
+                .collect(),
+            retry_schedule_ms: vec![1_000],
+        };
+        let rules = Rules {
+            outbox,
+            ..Rules::default()
+        };
+        Store::open_with(&dir.join("d.redb"), 1 << 20, rules).unwrap()
+    }
+
+    fn create_and_pay(store: &Store) -> Uuid {
+        let order = crate::domain::order::test_order("alice");
+        let id = order.id;
+        let change = lifecycle::create(order, &Actor::User("alice".into()), 1);
+        let create = WriteOp::Create {
+            change: Box::new(change),
+            coupon: None,
+            idempotency: None,
+        };
+        store.write_blocking(create).unwrap().unwrap();
+        let pay = WriteOp::Apply {
+            order_id: id,
+            command: Command::Pay { notes: None },
+            actor: Actor::Admin(None),
+            owner: None,
+            idempotency: None,
+        };
+        store.write_blocking(pay).unwrap().unwrap();
+        id
+    }
+
+    fn attempt(d: &Delivery, outcome: AttemptOutcome, at: Millis) -> AttemptRecord {
+        AttemptRecord {
+            delivery: d.id,
+            attempts_before: d.attempts,
+            outcome,
+            at,
+        }
+    }
+
+    #[test]
+    fn events_fan_out_move_through_their_states_verify_and_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = ("http://127.0.0.1:1/a", "http://127.0.0.1:1/b");
+        let store = store_with_endpoints(dir.path(), &[a, b]);
+        let id = create_and_pay(&store);
+        let due = store.due_deliveries(a, i64::MAX, 10).unwrap();
+        assert_eq!(
+            due.due.len(),
+            1,
+            "one order: only its first event is handed out"
+        );
+        let (created, event) = &due.due[0];
+        assert_eq!(event.kind, EventType::Created);
+        assert_eq!(event.record.order.id, id);
+        assert_eq!(event.deliveries.len(), 2, "one delivery per endpoint");
+
+        let writer = store.writer();
+        let delivered = AttemptOutcome::Delivered { status: 200 };
+        let n = writer
+            .maintain_blocking(Maintenance::RecordAttempts(vec![
+                attempt(created, delivered.clone(), 5_000),
+                // The same attempt again is stale and changes nothing.
+                attempt(created, delivered.clone(), 5_000),
+            ]))
+            .unwrap();
+        assert_eq!(n, 1);
+        let next = store.due_deliveries(a, i64::MAX, 10).unwrap();
+        assert_eq!(
+            next.due[0].1.kind,
+            EventType::Paid,
+            "then the next in commit order"
+        );
+
+        let page = store
+            .list_deliveries(&DeliveryQuery {
+                status: None,
+                order_id: Some(id),
+                page: 1,
+                limit: 10,
+            })
+            .unwrap();
+        assert_eq!(page.total, 4, "2 events x 2 endpoints");
+        let stats = store.outbox_stats(&[a.into(), b.into()]).unwrap();
+        assert_eq!(stats.pending, 3);
+
+        // Pruning keeps the event while endpoint b still owes it.
+        let pruned = writer
+            .maintain_blocking(Maintenance::PruneDelivered { before: 6_000 })
+            .unwrap();
+        assert_eq!(pruned, 1);
+        assert!(store.delivery(created.id).unwrap().is_none());
+        let for_b = store.due_deliveries(b, i64::MAX, 10).unwrap();
+        assert_eq!(
+            for_b.due[0].1.id, event.id,
+            "the event outlives one endpoint's row"
+        );
+        store.shutdown();
+        drop(store);
+        crate::store::backup::verify(&dir.path().join("d.redb")).expect("the outbox verifies");
+    }
+
+    #[test]
+    fn deliveries_to_a_removed_endpoint_fail_at_start_and_can_be_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = "http://127.0.0.1:1/gone";
+        let store = store_with_endpoints(dir.path(), &[gone]);
+        create_and_pay(&store);
+        store.shutdown();
+        drop(store);
+        let store = store_with_endpoints(dir.path(), &[]);
+        let failed = store
+            .writer()
+            .maintain_blocking(Maintenance::FailUnrouted { now: 9 })
+            .unwrap();
+        assert_eq!(failed, 2);
+        let page = store
+            .list_deliveries(&DeliveryQuery {
+                status: Some(DeliveryStatus::Failed),
+                order_id: None,
+                page: 1,
+                limit: 10,
+            })
+            .unwrap();
+        assert_eq!(page.total, 2);
+        let replayed = store
+            .writer()
+            .maintain_blocking(Maintenance::ReplayDelivery {
+                id: page.items[0].id,
+                now: 10,
+            })
+            .unwrap();
+        assert_eq!(replayed, 1);
+        assert_eq!(store.outbox_stats(&[gone.into()]).unwrap().pending, 1);
+        store.shutdown();
+        drop(store);
+        crate::store::backup::verify(&dir.path().join("d.redb")).expect("still consistent");
+    }
+}

@@ -461,7 +461,12 @@ fn finish(
     idempotency: Option<IdempotencyWrite>,
 ) -> Result<OpResult, StoreError> {
     if let Some(w) = idempotency {
-        let outcome = result.clone().map_err(AppError::from);
+        let mut outcome = result.clone().map_err(AppError::from);
+        if let Ok(record) = &mut outcome {
+            // Never rendered, and up to 64 KiB: dropping them keeps a stored
+            // reply small (SPEC §12: at most 16 KiB) and its replay identical.
+            record.order.droplet.ssh_public_keys.clear();
+        }
         if outcome.as_ref().err().is_none_or(AppError::is_replayable) {
             let record = IdempotencyRecord {
                 fingerprint: w.fingerprint,

@@ -13,6 +13,7 @@ mod faults;
 mod hostile;
 mod idempotency;
 mod lifecycle;
+mod limits;
 mod operations;
 mod orders;
 mod payment;
