@@ -179,7 +179,6 @@ fn log_notes(notes: &[Note]) {
 
 fn serve(config: Config, notes: &[Note]) -> ExitCode {
     init_logging(&config);
-    log_notes(notes);
     // Blocking work is short (reads, catalog calls): a bounded pool keeps a
     // burst from spawning hundreds of threads.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -192,6 +191,9 @@ fn serve(config: Config, notes: &[Note]) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let app = vpsd::App::build(config).await?;
+        // Only once everything is built: a failed start prints its one
+        // error line and nothing else.
+        log_notes(notes);
         let stop = shutdown_signal()?;
         app.run(stop).await
     });
