@@ -520,17 +520,23 @@ fn an_image_the_plan_does_not_list_is_invalid_image() {
         .requests()
         .iter()
         .any(|r| r.path == "/api/v1/catalog/images"));
-    // A plan that lists no images offers them all.
-    let r = v1_order(
-        &app,
-        V1_USER,
-        V1_LATER_PLAN,
-        V1_OTHER_IMAGE,
-        "MONTHLY",
-        None,
-    );
+    let r = v1_order(&app, V1_USER, V1_PLAN, V1_IMAGE, "MONTHLY", None);
     assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(total(&app), 1);
+
+    // The rule alone, on a plan with whole prices and a documented shape.
+    let catalog = FakeCatalog::with_sample();
+    catalog.add_image(json!({"id": "img-debian", "providerSlug": "debian-12-x64",
+        "displayName": "Debian 12", "isActive": true}));
+    let app = v1_catalog_app(&catalog);
+    // No list yet: every image is offered.
+    let r = v1_order(&app, "alice", "plan-basic", "img-debian", "MONTHLY", None);
+    assert_eq!(r.status, 201, "{}", r.text);
+    catalog.set_plan_images("plan-basic", &["img-ubuntu"]);
+    let r = v1_order(&app, "alice", "plan-basic", "img-debian", "MONTHLY", None);
+    assert_eq!((r.status, r.code()), (400, "INVALID_IMAGE"), "{}", r.text);
+    let r = v1_order(&app, "alice", "plan-basic", "img-ubuntu", "MONTHLY", None);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(total(&app), 2);
 }
 
 #[test]
