@@ -356,6 +356,72 @@ const V1_ENV: &[(&str, &str)] = &[
     ("PROVISIONING_MAX_ATTEMPTS", "provisioning.max_attempts"),
 ];
 
+/// Other names v1 deployments use for the same keys. They are read before
+/// [`V1_ENV`], so when both are set the primary name wins.
+const V1_ALIASES: &[(&str, &str)] = &[
+    ("CATALOG_SERVICE_BASE_URL", "catalog.url"),
+    ("DO_ACCESS_TOKEN", "cloud.digitalocean.token"),
+];
+
+/// The environment variables that can set `key`, strongest first.
+fn env_names_for(key: &str) -> Vec<String> {
+    let mut names = vec![format!("VPSD_{}", key.replace('.', "__").to_uppercase())];
+    for table in [V1_ENV, V1_ALIASES] {
+        names.extend(
+            table
+                .iter()
+                .filter(|(_, k)| *k == key)
+                .map(|(name, _)| name.to_string()),
+        );
+    }
+    names
+}
+
+/// Maps a table of flat names onto config keys.
+fn flat_env(table: &'static [(&'static str, &'static str)]) -> Env {
+    Env::raw()
+        .only(&table.iter().map(|(name, _)| *name).collect::<Vec<_>>())
+        .map(move |name| {
+            table
+                .iter()
+                .find(|(n, _)| name == *n)
+                .map(|(_, key)| (*key).into())
+                .unwrap_or_else(|| name.into())
+        })
+}
+
+/// Something start-up decided about the configuration that the operator
+/// should read in the log: which catalog source and cloud provider won and
+/// why, or a value vpsd adjusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub level: NoteLevel,
+    /// The key the note is about, e.g. `catalog.source`.
+    pub key: &'static str,
+    /// The value in effect.
+    pub value: String,
+    /// Why, naming where the deciding values came from (never a secret).
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteLevel {
+    Info,
+    Warn,
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} = {}: {}", self.key, self.value, self.why)
+    }
+}
+
+/// The reconciler's schedule has whole-second resolution.
+const MIN_POLL_INTERVAL_MS: u64 = 1000;
+/// 256 bits, the HMAC-SHA256 key size RFC 7518 §3.2 requires.
+const MIN_HS256_SECRET_BYTES: usize = 32;
+const MIN_API_KEY_CHARS: usize = 16;
+
 /// A configuration problem, printed as one line at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -385,6 +451,11 @@ impl Config {
     /// `explicit` is `--config FILE` (must exist); otherwise `Config.toml` in the
     /// working directory is read if present.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_notes(explicit).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], and what start-up should log about the result.
+    pub fn load_with_notes(explicit: Option<&Path>) -> Result<(Config, Vec<Note>), ConfigError> {
         let file = match explicit {
             Some(path) => {
                 if !path.is_file() {
@@ -394,18 +465,10 @@ impl Config {
             }
             None => Toml::file("Config.toml"),
         };
-        let v1 = Env::raw()
-            .only(&V1_ENV.iter().map(|(name, _)| *name).collect::<Vec<_>>())
-            .map(|name| {
-                V1_ENV
-                    .iter()
-                    .find(|(n, _)| name == *n)
-                    .map(|(_, key)| (*key).into())
-                    .unwrap_or_else(|| name.into())
-            });
         let figment = Figment::new()
             .merge(file)
-            .merge(v1)
+            .merge(flat_env(V1_ALIASES))
+            .merge(flat_env(V1_ENV))
             .merge(Env::prefixed("VPSD_").split("__"));
         let mut config: Config = figment
             .extract()
@@ -413,8 +476,123 @@ impl Config {
         if let Ok(port) = std::env::var("PORT") {
             config.server.bind = with_port(&config.server.bind, &port)?;
         }
+        let mut notes = Vec::new();
+        let origin = |key: &str| origin_of(&figment, key);
+        config.choose_catalog_source(&origin, &mut notes);
+        config.choose_cloud_provider(&origin, &mut notes)?;
+        config.round_up_poll_interval(&mut notes);
         config.validate()?;
-        Ok(config)
+        Ok((config, notes))
+    }
+
+    /// A catalog URL without an explicit `catalog.source` means `http`: a v1
+    /// deployment sets only `CATALOG_SERVICE_URL` and must get its catalog.
+    /// "Explicit" is a value in the config file or the environment; serde's
+    /// defaults are not (the shipped `Config.toml` leaves the key out for
+    /// this reason).
+    fn choose_catalog_source(&mut self, origin: &Origin<'_>, notes: &mut Vec<Note>) {
+        let url_set = self
+            .catalog
+            .url
+            .as_deref()
+            .is_some_and(|u| !u.trim().is_empty());
+        let explicit = origin("catalog.source");
+        let (level, why) = match (&explicit, url_set) {
+            (Some(from), true) if self.catalog.source == CatalogSource::Embedded => (
+                NoteLevel::Warn,
+                format!(
+                    "catalog.source is set in {from}; the catalog URL from {} is not used",
+                    origin("catalog.url").unwrap_or_default()
+                ),
+            ),
+            (Some(from), _) => (NoteLevel::Info, format!("catalog.source is set in {from}")),
+            (None, true) => {
+                self.catalog.source = CatalogSource::Http;
+                (
+                    NoteLevel::Info,
+                    format!(
+                        "a catalog URL is set ({}) and catalog.source is not",
+                        origin("catalog.url").unwrap_or_default()
+                    ),
+                )
+            }
+            (None, false) => (
+                NoteLevel::Info,
+                "the default: no catalog URL is configured (CATALOG_SERVICE_URL)".to_string(),
+            ),
+        };
+        notes.push(Note {
+            level,
+            key: "catalog.source",
+            value: format!("{:?}", self.catalog.source).to_lowercase(),
+            why,
+        });
+    }
+
+    /// A DigitalOcean token without an explicit `cloud.provider` means
+    /// `digitalocean`; an explicit sandbox with a token is refused, because a
+    /// sandbox must never run (and hand out fake IPs) where a real token was
+    /// given.
+    fn choose_cloud_provider(
+        &mut self,
+        origin: &Origin<'_>,
+        notes: &mut Vec<Note>,
+    ) -> Result<(), ConfigError> {
+        let token_set = self
+            .cloud
+            .digitalocean
+            .token
+            .as_deref()
+            .is_some_and(|t| !t.trim().is_empty());
+        let token_from = || origin("cloud.digitalocean.token").unwrap_or_default();
+        let why = match (origin("cloud.provider"), token_set) {
+            (Some(from), true) if self.cloud.provider == CloudProvider::Sandbox => {
+                return Err(ConfigError::Invalid {
+                    key: "cloud.provider",
+                    problem: format!(
+                        "is \"sandbox\" (set in {from}) but a DigitalOcean token is configured ({}); a sandbox never runs where a real token was given: set cloud.provider = \"digitalocean\" or remove the token",
+                        token_from()
+                    ),
+                });
+            }
+            (Some(from), _) => format!("cloud.provider is set in {from}"),
+            (None, true) => {
+                self.cloud.provider = CloudProvider::Digitalocean;
+                format!(
+                    "a DigitalOcean token is set ({}) and cloud.provider is not",
+                    token_from()
+                )
+            }
+            (None, false) => {
+                "the default: no DigitalOcean token is configured (DIGITALOCEAN_API_TOKEN)"
+                    .to_string()
+            }
+        };
+        notes.push(Note {
+            level: NoteLevel::Info,
+            key: "cloud.provider",
+            value: format!("{:?}", self.cloud.provider).to_lowercase(),
+            why,
+        });
+        Ok(())
+    }
+
+    /// v1 accepted sub-second poll intervals (its own tests use 100 ms); the
+    /// reconciler's schedule counts whole seconds, so such a value is raised
+    /// to one second rather than stopping a v1 deployment from starting.
+    fn round_up_poll_interval(&mut self, notes: &mut Vec<Note>) {
+        let asked = self.provisioning.poll_interval_ms;
+        if asked < MIN_POLL_INTERVAL_MS {
+            self.provisioning.poll_interval_ms = MIN_POLL_INTERVAL_MS;
+            notes.push(Note {
+                level: NoteLevel::Warn,
+                key: "provisioning.poll_interval_ms",
+                value: MIN_POLL_INTERVAL_MS.to_string(),
+                why: format!(
+                    "{asked} is below the reconciler's one-second resolution; rounded up to {MIN_POLL_INTERVAL_MS}"
+                ),
+            });
+        }
     }
 
     /// Checks what serde cannot: values that parse but make no sense. Sections
@@ -422,6 +600,7 @@ impl Config {
     /// are wrong the one reported does not depend on the environment.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_server()?;
+        self.validate_auth()?;
         self.validate_catalog()?;
         self.validate_cloud()?;
         self.validate_provisioning()?;
@@ -471,6 +650,33 @@ impl Config {
         Ok(())
     }
 
+    /// Short secrets are guessable offline (an HS256 token is a hash of the
+    /// secret) or by brute force (the API key), so they stop start-up.
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        if a.jwt_algorithm == JwtAlgorithm::HS256 {
+            if let Some(secret) = a.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
+                if secret.len() < MIN_HS256_SECRET_BYTES {
+                    return invalid(
+                        "auth.jwt_secret",
+                        format!("an HS256 secret must be at least {MIN_HS256_SECRET_BYTES} bytes (env JWT_SECRET)"),
+                    );
+                }
+            }
+        }
+        if let Some(key) = a.internal_api_key.as_deref().filter(|k| !k.is_empty()) {
+            if key.chars().count() < MIN_API_KEY_CHARS {
+                return invalid(
+                    "auth.internal_api_key",
+                    format!(
+                        "must be at least {MIN_API_KEY_CHARS} characters (env INTERNAL_API_KEY)"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn validate_catalog(&self) -> Result<(), ConfigError> {
         let c = &self.catalog;
         if c.timeout_ms == 0 {
@@ -487,7 +693,10 @@ impl Config {
         }
         if let Some(url) = &c.url {
             if !is_http_url(url) {
-                return invalid("catalog.url", format!("{url:?} is not an http(s) URL"));
+                return invalid(
+                    "catalog.url",
+                    format!("{:?} is not an http(s) URL", mask_url(url)),
+                );
             }
         }
         Ok(())
@@ -498,7 +707,17 @@ impl Config {
         if !is_http_url(&d.api_url) {
             return invalid(
                 "cloud.digitalocean.api_url",
-                format!("{:?} is not an http(s) URL", d.api_url),
+                format!("{:?} is not an http(s) URL", mask_url(&d.api_url)),
+            );
+        }
+        // The token rides on every request: plain http only to this machine.
+        if !d.api_url.starts_with("https://") && !is_loopback_url(&d.api_url) {
+            return invalid(
+                "cloud.digitalocean.api_url",
+                format!(
+                    "{:?} must be https (plain http is allowed only to a loopback host)",
+                    mask_url(&d.api_url)
+                ),
             );
         }
         if d.default_region.trim().is_empty() {
@@ -519,7 +738,8 @@ impl Config {
     }
 
     fn validate_provisioning(&self) -> Result<(), ConfigError> {
-        if self.provisioning.poll_interval_ms < 1000 {
+        // `load` rounds smaller values up; this guards configs built in code.
+        if self.provisioning.poll_interval_ms < MIN_POLL_INTERVAL_MS {
             return invalid(
                 "provisioning.poll_interval_ms",
                 "must be at least 1000 (the reconciler's schedule counts whole seconds)",
@@ -586,6 +806,8 @@ impl Config {
         mask(&mut shown.auth.internal_api_key);
         mask(&mut shown.cloud.digitalocean.token);
         shown.webhooks = shown.webhooks.masked();
+        shown.catalog.url = shown.catalog.url.as_deref().map(mask_url);
+        shown.cloud.digitalocean.api_url = mask_url(&shown.cloud.digitalocean.api_url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
@@ -620,6 +842,58 @@ mod croner_check {
 
 fn is_http_url(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// `scheme://user:pass@host/...` -> `scheme://***@host/...`: credentials in a
+/// URL are secrets like any other.
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}{tail}", &authority[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Whether the URL's host is `localhost` or a loopback address.
+fn is_loopback_url(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        // [::1]:8080
+        Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
+        None => host_port.split_once(':').map_or(host_port, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Where a key's value came from, for start-up notes: the environment
+/// variable that set it, else the file; `None` when nothing set it (serde's
+/// default applies).
+type Origin<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+fn origin_of(figment: &Figment, key: &str) -> Option<String> {
+    figment.find_value(key).ok()?;
+    let from_env = env_names_for(key)
+        .into_iter()
+        .find(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    Some(match from_env {
+        Some(name) => name,
+        None => match figment.find_metadata(key).and_then(|m| m.source.as_ref()) {
+            Some(source) => source.to_string(),
+            None => "the configuration".to_string(),
+        },
+    })
 }
 
 fn with_port(bind: &str, port: &str) -> Result<String, ConfigError> {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use vpsd::config::{Config, LogFormat};
+use vpsd::config::{Config, LogFormat, Note, NoteLevel};
 
 #[derive(Parser)]
 #[command(name = "vpsd", version, about = "VPS order & provisioning daemon")]
@@ -53,12 +53,12 @@ fn main() -> ExitCode {
     if let Some(Command::Verify { file }) = &cli.command {
         return verify(file);
     }
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
+    let (config, notes) = match Config::load_with_notes(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
         Err(e) => return fail(&e.to_string()),
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config),
+        Command::Serve => serve(config, &notes),
         Command::Token { sub, ttl } => {
             let minted = vpsd::api::auth::parse_ttl(&ttl)
                 .map_err(|e| format!("--ttl: {e}"))
@@ -72,6 +72,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Config => {
+            // As TOML comments, so the output stays a loadable file.
+            for note in &notes {
+                println!("# {note}");
+            }
             print!("{}", config.masked_toml());
             ExitCode::SUCCESS
         }
@@ -115,22 +119,65 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Crates that see request bytes: at debug and trace they log headers and
+/// hex dumps of what goes over the wire, Authorization included.
+const HTTP_CLIENT_CRATES: &[&str] = &[
+    "ureq",
+    "ureq_proto",
+    "rustls",
+    "webpki",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "http",
+];
+
+/// Whether `target` belongs to one of [`HTTP_CLIENT_CRATES`].
+fn is_http_client(target: &str) -> bool {
+    HTTP_CLIENT_CRATES.iter().any(|name| {
+        target
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
 fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // A second global filter, so no RUST_LOG directive (however specific)
+    // can open the HTTP clients' debug output: tokens never reach a log.
+    let cap = tracing_subscriber::filter::filter_fn(|meta| {
+        !(is_http_client(meta.target()) && *meta.level() > tracing::Level::INFO)
+    });
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(cap);
     match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
+        LogFormat::Text => registry.with(fmt).init(),
     }
 }
 
-fn serve(config: Config) -> ExitCode {
+/// Start-up decisions about the configuration, logged once logging is up.
+fn log_notes(notes: &[Note]) {
+    for note in notes {
+        match note.level {
+            NoteLevel::Info => {
+                tracing::info!(setting = note.key, value = %note.value, why = %note.why, "configuration: {note}")
+            }
+            NoteLevel::Warn => {
+                tracing::warn!(setting = note.key, value = %note.value, why = %note.why, "configuration: {note}")
+            }
+        }
+    }
+}
+
+fn serve(config: Config, notes: &[Note]) -> ExitCode {
     init_logging(&config);
     // Blocking work is short (reads, catalog calls): a bounded pool keeps a
     // burst from spawning hundreds of threads.
@@ -144,6 +191,9 @@ fn serve(config: Config) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let app = vpsd::App::build(config).await?;
+        // Only once everything is built: a failed start prints its one
+        // error line and nothing else.
+        log_notes(notes);
         let stop = shutdown_signal()?;
         app.run(stop).await
     });

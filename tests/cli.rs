@@ -17,8 +17,8 @@ bind = "127.0.0.1:0"
 path = "{data}"
 [auth]
 jwt_algorithm = "HS256"
-jwt_secret = "cli-secret"
-internal_api_key = "cli-key"
+jwt_secret = "cli-secret-of-at-least-thirty-two-bytes"
+internal_api_key = "cli-key-0123456789"
 [catalog]
 file = "{catalog}"
 {extra}
@@ -74,7 +74,7 @@ fn token_prints_only_a_verifiable_token() {
     validation.set_required_spec_claims(&["exp", "sub"]);
     let data = jsonwebtoken::decode::<serde_json::Value>(
         token,
-        &jsonwebtoken::DecodingKey::from_secret(b"cli-secret"),
+        &jsonwebtoken::DecodingKey::from_secret(b"cli-secret-of-at-least-thirty-two-bytes"),
         &validation,
     )
     .unwrap();
@@ -110,7 +110,7 @@ fn config_masks_secrets_and_honours_v1_and_nested_env_names() {
     let out = vpsd(
         &["config", "--config", config.to_str().unwrap()],
         &[
-            ("INTERNAL_API_KEY", "12345"),
+            ("INTERNAL_API_KEY", "1234567890123456"),
             ("DIGITALOCEAN_API_TOKEN", "dop_v1_supersecret"),
             ("PROVISIONING_MAX_ATTEMPTS", "7"),
             ("PORT", "4100"),
@@ -232,6 +232,204 @@ fn serve_starts_logs_warnings_and_exits_zero_on_sigterm() {
     assert!(!rest
         .iter()
         .any(|l| l.contains("cli-secret") || l.contains("cli-key")));
+}
+
+/// Starts `vpsd serve` with JSON logs and `env`; returns the child, the lines
+/// up to "vpsd listening" and the channel of later lines.
+fn serve_json(
+    config: &Path,
+    env: &[(&str, &str)],
+    cwd: &Path,
+) -> (
+    std::process::Child,
+    Vec<serde_json::Value>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .current_dir(cwd)
+        .env_clear()
+        .env("VPSD_LOG__FORMAT", "json")
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("vpsd did not start: {lines:?}");
+            }
+        };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("not a JSON log line: {line} (after {lines:?})");
+        };
+        let listening = json["fields"]["message"] == "vpsd listening";
+        lines.push(json);
+        if listening {
+            return (child, lines, rx);
+        }
+    }
+}
+
+#[test]
+fn a_v1_poll_interval_below_a_second_is_rounded_up_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    // v1's own tests run with 100 ms.
+    let (mut child, lines, _rx) = serve_json(
+        &config,
+        &[("PROVISIONING_POLL_INTERVAL_MS", "100")],
+        dir.path(),
+    );
+    let warning = lines
+        .iter()
+        .find(|l| l["fields"]["setting"] == "provisioning.poll_interval_ms")
+        .unwrap_or_else(|| panic!("no note about the poll interval: {lines:?}"));
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["fields"]["value"], "1000");
+    unsafe_kill(child.id(), 15);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    let out = vpsd(
+        &["config", "--config", config.to_str().unwrap()],
+        &[("PROVISIONING_POLL_INTERVAL_MS", "100")],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("poll_interval_ms = 1000"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("# provisioning.poll_interval_ms = 1000")),
+        "{text}"
+    );
+}
+
+#[test]
+fn weak_secrets_plain_http_to_digitalocean_and_a_sandbox_with_a_token_stop_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let cfg = config.to_str().unwrap();
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("JWT_SECRET", "x")], "auth.jwt_secret"),
+        (
+            &[("JWT_SECRET", "thirty-one-bytes-is-one-too-few")],
+            "auth.jwt_secret",
+        ),
+        (&[("INTERNAL_API_KEY", "k")], "auth.internal_api_key"),
+        (
+            &[
+                ("DIGITALOCEAN_API_TOKEN", "dop_v1_token"),
+                (
+                    "VPSD_CLOUD__DIGITALOCEAN__API_URL",
+                    "http://api.example.com",
+                ),
+            ],
+            "cloud.digitalocean.api_url",
+        ),
+        (
+            &[
+                ("DIGITALOCEAN_API_TOKEN", "dop_v1_token"),
+                ("VPSD_CLOUD__PROVIDER", "sandbox"),
+            ],
+            "cloud.provider",
+        ),
+    ];
+    for (env, key) in cases {
+        for command in ["config", "serve"] {
+            let out = vpsd(&[command, "--config", cfg], env, dir.path());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{command} {env:?} started: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            assert!(err.contains(key), "{env:?}: {err}");
+            assert!(!err.contains("dop_v1_token"), "{err}");
+        }
+    }
+    // The sandbox refusal is about a sandbox written down as such: in the file too.
+    let sandbox = write_config(dir.path(), "[cloud]\nprovider = \"sandbox\"\n");
+    let out = vpsd(
+        &["config", "--config", sandbox.to_str().unwrap()],
+        &[("DO_ACCESS_TOKEN", "dop_v1_token")],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cloud.provider"));
+    // Loopback http (a local fake or proxy) and https are fine; 32 bytes are enough.
+    for url in [
+        "http://127.0.0.1:9",
+        "http://localhost:9",
+        "http://[::1]:9",
+        "https://api.digitalocean.com",
+    ] {
+        let out = vpsd(
+            &["config", "--config", cfg],
+            &[
+                ("VPSD_CLOUD__DIGITALOCEAN__API_URL", url),
+                ("JWT_SECRET", "exactly-thirty-two-bytes-long!!!"),
+            ],
+            dir.path(),
+        );
+        assert!(
+            out.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn config_masks_credentials_inside_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let out = vpsd(
+        &["config", "--config", config.to_str().unwrap()],
+        &[
+            (
+                "CATALOG_SERVICE_URL",
+                "https://svc-user:hunter2secret@catalog.internal:3002/base",
+            ),
+            (
+                "VPSD_CLOUD__DIGITALOCEAN__API_URL",
+                "https://proxy-user:proxypass@api.digitalocean.com",
+            ),
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for secret in ["hunter2secret", "svc-user", "proxypass", "proxy-user"] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
+    assert!(
+        text.contains("url = \"https://***@catalog.internal:3002/base\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("api_url = \"https://***@api.digitalocean.com\""),
+        "{text}"
+    );
 }
 
 #[test]

@@ -73,6 +73,10 @@ fn hostile_requests_get_the_envelope_change_nothing_and_leak_nothing() {
     config.auth.jwt_secret = Some(HS_SECRET.into());
     config.auth.jwt_issuer = Some(ISS.into());
     config.auth.jwt_audience = Some(AUD.into());
+    // A token means the DigitalOcean provider (a sandbox never runs with
+    // one): a local fake, so the token really travels and must still leak nowhere.
+    let fake_do = support::fake_do::FakeDo::start_with_token(DO_TOKEN);
+    support::use_fake_do(&mut config, &fake_do);
     config.cloud.digitalocean.token = Some(DO_TOKEN.into());
     config.provisioning.poll_interval_ms = 600_000;
     let daemon = Daemon::start(&config, dir.path());
@@ -314,12 +318,13 @@ fn hostile_requests_get_the_envelope_change_nothing_and_leak_nothing() {
         (
             "unicode planId",
             json!({"planId": "paket-🚀-計画", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}),
-            (400, "INVALID_PLAN"),
+            // Outside the id pattern (SPEC §12): refused before the catalog is asked.
+            (400, "BAD_REQUEST"),
         ),
         (
             "unicode imageId",
             json!({"planId": "vps-basic", "imageId": "образ", "duration": "MONTHLY"}),
-            (400, "INVALID_IMAGE"),
+            (400, "BAD_REQUEST"),
         ),
         (
             "unicode couponCode",

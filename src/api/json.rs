@@ -1,10 +1,16 @@
 //! Domain values in the SPEC's JSON shapes (camelCase, RFC 3339 millisecond
 //! timestamps, ids as strings). Only this module knows the wire names.
+//!
+//! An order is rendered for a [`View`]: customers (user routes) see a fixed
+//! public text per provisioning `errorCode`, because DigitalOcean's own
+//! message can name internal hosts or quote part of a token; operators
+//! (internal routes) see DigitalOcean's message. The plain [`order`] and
+//! [`order_page`] are the operator view.
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::task::ProvisioningTask;
+use crate::domain::task::{ProvisioningError, ProvisioningTask};
 use crate::domain::time::format_millis;
 use crate::domain::{HistoryEntry, OrderItem, Pricing, Renewal};
 use crate::domain::{OrderRecord, Page};
@@ -147,7 +153,40 @@ struct ListBody<T> {
     meta: Meta,
 }
 
+/// Who reads a rendered order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The order's owner, through the user routes.
+    Customer,
+    /// The payment system or an operator, through the internal routes.
+    Operator,
+}
+
+/// What a customer reads in `errorMessage` for a provisioning error: what
+/// happened and what comes next, in words that hold for every occurrence.
+pub fn public_error_text(code: ProvisioningError) -> &'static str {
+    use ProvisioningError::*;
+    match code {
+        DropletCreationFailed => "The server could not be created. Our team has been notified and will follow up.",
+        DropletErrored => "The server failed while starting. Our team has been notified and will follow up.",
+        DropletNotFound => "The server could not be found after it was created. Our team has been notified and will follow up.",
+        DigitaloceanUnauthorized => "Provisioning is paused by a configuration problem on our side. Our team has been notified.",
+        DigitaloceanUnavailable => "The cloud provider is temporarily unavailable; provisioning will retry automatically.",
+        ProvisioningTimeout => "The server did not become ready in time. Our team has been notified and will follow up.",
+        DropletActionFailed => "A power action on the server has not completed yet; it will be retried automatically.",
+    }
+}
+
+/// The operator view of an order.
 pub fn order<'a>(record: &'a OrderRecord, history: Option<&'a [HistoryEntry]>) -> OrderJson<'a> {
+    order_for(View::Operator, record, history)
+}
+
+pub fn order_for<'a>(
+    view: View,
+    record: &'a OrderRecord,
+    history: Option<&'a [HistoryEntry]>,
+) -> OrderJson<'a> {
     let o = &record.order;
     OrderJson {
         id: o.id.to_string(),
@@ -162,7 +201,7 @@ pub fn order<'a>(record: &'a OrderRecord, history: Option<&'a [HistoryEntry]>) -
         final_price: o.pricing.final_price,
         currency: &o.pricing.currency,
         items: o.items.iter().map(item).collect(),
-        provisioning_task: record.task.as_ref().map(task),
+        provisioning_task: record.task.as_ref().map(|t| task(view, t)),
         paid_at: o.paid_at.map(format_millis),
         created_at: format_millis(o.created_at),
         updated_at: format_millis(o.updated_at),
@@ -214,7 +253,7 @@ fn item(i: &OrderItem) -> ItemJson<'_> {
     }
 }
 
-fn task(t: &ProvisioningTask) -> TaskJson<'_> {
+fn task(view: View, t: &ProvisioningTask) -> TaskJson<'_> {
     let d = t.droplet.as_ref();
     TaskJson {
         id: t.id.to_string(),
@@ -232,7 +271,12 @@ fn task(t: &ProvisioningTask) -> TaskJson<'_> {
         ipv4_private: d.and_then(|d| d.ipv4_private.as_deref()),
         ipv6_public: d.and_then(|d| d.ipv6_public.as_deref()),
         error_code: t.error_code.map(|c| c.as_str()),
-        error_message: t.error_message.as_deref(),
+        error_message: match view {
+            View::Operator => t.error_message.as_deref(),
+            // The code decides the text; a message without a code (none is
+            // written so) shows nothing rather than the raw text.
+            View::Customer => t.error_code.map(public_error_text),
+        },
         pending_action: t.action.as_ref().map(|a| a.action.as_str()),
         started_at: t.started_at.map(format_millis),
         completed_at: t.completed_at.map(format_millis),
@@ -269,9 +313,17 @@ pub fn data<T: Serialize>(value: T) -> Vec<u8> {
     serde_json::to_vec(&Data { data: value }).unwrap_or_default()
 }
 
-/// `{"data":[...],"meta":{page,limit,total,totalPages}}`.
+/// `{"data":[...],"meta":{page,limit,total,totalPages}}`, operator view.
 pub fn order_page(page: &Page, page_no: u32, limit: u32) -> Vec<u8> {
-    let items: Vec<_> = page.items.iter().map(|r| order(r, None)).collect();
+    order_page_for(View::Operator, page, page_no, limit)
+}
+
+pub fn order_page_for(view: View, page: &Page, page_no: u32, limit: u32) -> Vec<u8> {
+    let items: Vec<_> = page
+        .items
+        .iter()
+        .map(|r| order_for(view, r, None))
+        .collect();
     let meta = Meta::new(page_no, limit, page.total);
     serde_json::to_vec(&ListBody { data: items, meta }).unwrap_or_default()
 }

@@ -379,22 +379,40 @@ fn finish_headers(
     }
 }
 
-/// `{"data": <order>}` with `status`.
+/// `{"data": <order>}` with `status`, operator view.
 fn order_response(status: StatusCode, record: &crate::domain::OrderRecord) -> HttpResponse {
-    json_response(status, json::data(json::order(record, None)))
+    order_response_as(json::View::Operator, status, record)
+}
+
+/// `{"data": <order>}` with `status`, as `view` may see it.
+fn order_response_as(
+    view: json::View,
+    status: StatusCode,
+    record: &crate::domain::OrderRecord,
+) -> HttpResponse {
+    json_response(status, json::data(json::order_for(view, record, None)))
 }
 
 /// Renders a command's reply. A replay is rendered from the stored outcome by
 /// the same code as a fresh one, so it is byte-for-byte the first response,
 /// and is marked with `Idempotent-Replayed: true`.
 fn respond(reply: crate::service::Reply, success: StatusCode) -> Result<HttpResponse, AppError> {
+    respond_as(json::View::Operator, reply, success)
+}
+
+/// [`respond`] for `view`.
+fn respond_as(
+    view: json::View,
+    reply: crate::service::Reply,
+    success: StatusCode,
+) -> Result<HttpResponse, AppError> {
     use crate::service::{Replay, Reply};
     match reply {
-        Reply::Fresh(outcome) => outcome.map(|record| order_response(success, &record)),
+        Reply::Fresh(outcome) => outcome.map(|record| order_response_as(view, success, &record)),
         Reply::Replayed(replay) => {
             let mut response = match replay {
                 Replay::Outcome(outcome) => match *outcome {
-                    Ok(record) => order_response(success, &record),
+                    Ok(record) => order_response_as(view, success, &record),
                     Err(e) => error_response(&e),
                 },
                 Replay::Rendered { status, body } => {
@@ -410,8 +428,18 @@ fn respond(reply: crate::service::Reply, success: StatusCode) -> Result<HttpResp
     }
 }
 
-/// One page of orders (`user` narrows it to one user's).
+/// One page of orders (`user` narrows it to one user's), operator view.
 async fn list_page(
+    state: &ApiState,
+    user: Option<String>,
+    params: request::ListParams,
+) -> Result<HttpResponse, AppError> {
+    list_page_as(json::View::Operator, state, user, params).await
+}
+
+/// [`list_page`] for `view`.
+async fn list_page_as(
+    view: json::View,
     state: &ApiState,
     user: Option<String>,
     params: request::ListParams,
@@ -426,6 +454,6 @@ async fn list_page(
     let page = state.orders.list(query).await?;
     Ok(json_response(
         StatusCode::OK,
-        json::order_page(&page, params.page, params.limit),
+        json::order_page_for(view, &page, params.page, params.limit),
     ))
 }

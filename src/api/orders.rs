@@ -1,8 +1,10 @@
-//! User routes (`/api/v1/orders...`, JWT): the caller's own orders only.
+//! User routes (`/api/v1/orders...`, JWT): the caller's own orders only,
+//! rendered in the customer view (see [`super::json::View`]).
 
 use warp::http::{Method, StatusCode};
 
-use super::{list_page, order_response, request, respond, Call, HttpResponse};
+use super::json::View::Customer;
+use super::{list_page_as, order_response_as, request, respond_as, Call, HttpResponse};
 use crate::error::AppError;
 
 /// GET lists the caller's orders; POST creates one.
@@ -11,7 +13,7 @@ pub async fn list_or_create(call: Call<'_>) -> Result<HttpResponse, AppError> {
         return create(call).await;
     }
     let params = request::list_params(call.query, false)?;
-    list_page(call.state, Some(call.user().to_string()), params).await
+    list_page_as(Customer, call.state, Some(call.user().to_string()), params).await
 }
 
 async fn create(call: Call<'_>) -> Result<HttpResponse, AppError> {
@@ -22,13 +24,13 @@ async fn create(call: Call<'_>) -> Result<HttpResponse, AppError> {
     let parsed = request::json_object(call.headers, &call.body, true)
         .and_then(|map| request::new_order(map.as_ref().unwrap_or(&Default::default())));
     let reply = call.state.orders.create_order(user, parsed, key).await;
-    respond(reply, StatusCode::CREATED)
+    respond_as(Customer, reply, StatusCode::CREATED)
 }
 
 pub async fn get(call: Call<'_>) -> Result<HttpResponse, AppError> {
     let id = request::order_id(call.id)?;
     let record = call.state.orders.get_for_user(call.user(), id).await?;
-    Ok(order_response(StatusCode::OK, &record))
+    Ok(order_response_as(Customer, StatusCode::OK, &record))
 }
 
 pub async fn cancel(call: Call<'_>) -> Result<HttpResponse, AppError> {
@@ -38,5 +40,5 @@ pub async fn cancel(call: Call<'_>) -> Result<HttpResponse, AppError> {
         .orders
         .cancel_by_user(call.user(), id, reason)
         .await?;
-    Ok(order_response(StatusCode::OK, &record))
+    Ok(order_response_as(Customer, StatusCode::OK, &record))
 }

@@ -171,6 +171,17 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A catalog id (SPEC §12): 1-64 characters of `A-Za-z0-9._:-`, and not
+    /// `.` or `..`, which a path would read as a directory step.
+    fn catalog_id(&mut self, field: &str) -> Option<String> {
+        let id = self.text(field, true, MAX_ID_LEN)?;
+        if let Err(why) = check_catalog_id(&id) {
+            self.fail(field, why);
+            return None;
+        }
+        Some(id)
+    }
+
     /// A whole-number field within `min..=max`; `null` counts as absent.
     fn integer(&mut self, field: &str, required: bool, min: u64, max: u64) -> Option<u64> {
         match self.map.get(field) {
@@ -214,7 +225,7 @@ fn clip(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
-const MAX_ID_LEN: usize = 128;
+const MAX_ID_LEN: usize = 64;
 const MAX_NOTE_LEN: usize = 1000;
 pub const MAX_SSH_KEYS: usize = 10;
 
@@ -231,8 +242,8 @@ pub fn new_order(map: &Map<String, Value>) -> Result<NewOrder, AppError> {
             "sshPublicKeys",
         ],
     );
-    let plan_id = f.text("planId", true, MAX_ID_LEN);
-    let image_id = f.text("imageId", true, MAX_ID_LEN);
+    let plan_id = f.catalog_id("planId");
+    let image_id = f.catalog_id("imageId");
     let duration = match f.text("duration", true, 32) {
         Some(d) => match PlanDuration::parse(&d) {
             Some(d) => Some(d),
@@ -293,6 +304,18 @@ pub fn new_order(map: &Map<String, Value>) -> Result<NewOrder, AppError> {
             ssh_public_keys,
         })
     })
+}
+
+/// The characters of a plan or image id (length is checked by the caller).
+pub fn check_catalog_id(id: &str) -> Result<(), &'static str> {
+    if id == "." || id == ".." {
+        return Err("must not be \".\" or \"..\"");
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+    if !id.chars().all(allowed) {
+        return Err("may contain only letters, digits and . _ : -");
+    }
+    Ok(())
 }
 
 /// 1-63 characters of `a-z 0-9 . -`, starting with a letter and ending with a
@@ -593,6 +616,16 @@ mod tests {
         )
         .is_err());
         assert!(check_ssh_key("hello").is_err());
+    }
+
+    #[test]
+    fn catalog_ids() {
+        for ok in ["vps-basic", "a", "plan:v2", "x.y_z", "...", "9a1f-uuid"] {
+            assert!(check_catalog_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [".", "..", "a/b", "a b", "a?b", "a%2F", "é"] {
+            assert!(check_catalog_id(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

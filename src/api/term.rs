@@ -4,7 +4,7 @@
 
 use warp::http::StatusCode;
 
-use super::{order_response, request, respond, Call, HttpResponse};
+use super::{order_response, order_response_as, request, respond, Call, HttpResponse};
 use crate::error::AppError;
 
 /// The owner terminates (`POST /orders/{id}/terminate`, no body needed).
@@ -12,7 +12,11 @@ pub async fn terminate_own(call: Call<'_>) -> Result<HttpResponse, AppError> {
     request::json_object(call.headers, &call.body, false)?;
     let id = request::order_id(call.id)?;
     let record = call.state.orders.terminate_by_user(call.user(), id).await?;
-    Ok(order_response(StatusCode::OK, &record))
+    Ok(order_response_as(
+        super::json::View::Customer,
+        StatusCode::OK,
+        &record,
+    ))
 }
 
 pub async fn terminate(call: Call<'_>) -> Result<HttpResponse, AppError> {

@@ -9,7 +9,7 @@ use crate::domain::time::format_millis;
 use crate::domain::webhook::{Delivery, DeliveryStatus};
 use crate::error::{AppError, FieldError};
 use crate::store::outbox::{DeliveryPage, DeliveryQuery};
-use crate::webhooks::config::shown_url;
+use crate::config::mask_url;
 
 pub async fn list(call: Call<'_>) -> Result<HttpResponse, AppError> {
     let query = delivery_query(call.query)?;
@@ -92,7 +92,7 @@ pub fn delivery_json(d: &Delivery) -> DeliveryJson {
         id: d.id.to_string(),
         event_type: d.event_type.as_str(),
         order_id: d.order_id.to_string(),
-        url: shown_url(&d.url),
+        url: mask_url(&d.url),
         status: d.status.as_str(),
         attempts: d.attempts,
         last_attempt_at: d.last_attempt_at.map(format_millis),

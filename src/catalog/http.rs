@@ -1,11 +1,18 @@
 //! The Webrana catalog-service (SPEC §3), over blocking ureq calls.
 //!
-//! Only a clear answer counts: 404/400 means "unknown", a `valid:false` body means
-//! "rejected". Anything else (no answer, timeout, 5xx, an unexpected status, a body
-//! that is not the documented shape) is `CatalogUnavailable`, so an order is refused
-//! with 503 rather than built on a guess.
+//! Only a clear answer counts: 404/400/422 on a plan or image means "unknown", a
+//! `valid:false` body or a 4xx from coupon validate means "rejected". Anything else
+//! (no answer, timeout, 5xx, a redirect, a body that is not the documented shape)
+//! is `CatalogUnavailable`, so an order is refused with 503 rather than built on a
+//! guess.
+//!
+//! The real (v1 era) service differs from its documentation in ways this module
+//! absorbs (SPEC §3): plans without `providerSizeSlug`/`isActive`, float prices,
+//! 400 for a validate body it dislikes (non-UUID ids), the plan's image list at
+//! `images?planId=`, and the later plan shape with `availablePeriods`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -20,6 +27,12 @@ use crate::domain::PlanDuration;
 const MAX_BODY: u64 = 1 << 20;
 /// How much of an unexpected body is quoted in an error, for the logs.
 const QUOTE_CHARS: usize = 120;
+/// Plans and coupons remembered as "already warned about rounding"; beyond
+/// this the warning simply repeats, and memory stays bounded.
+const MAX_WARNED: usize = 1024;
+/// The coupon refusal reason for a validate request the service refused
+/// outright (a 4xx without a `valid:false` answer).
+pub const CATALOG_REJECTED: &str = "CATALOG_REJECTED";
 
 pub struct HttpCatalog {
     /// Built once: keeps connections alive between calls and carries the timeout.
@@ -28,6 +41,8 @@ pub struct HttpCatalog {
     base_url: String,
     /// `catalog.sizes`: plan id -> DO size slug, when the service names none.
     sizes: BTreeMap<String, String>,
+    /// Plans and coupons whose fractional prices were already logged.
+    warned: Mutex<HashSet<String>>,
 }
 
 impl HttpCatalog {
@@ -37,13 +52,47 @@ impl HttpCatalog {
             .timeout_global(Some(timeout))
             // 4xx/5xx are answers to read, not transport errors.
             .http_status_as_error(false)
+            // A redirect is not the catalog answering: read it as an
+            // unexpected status rather than follow it elsewhere.
+            .max_redirects(0)
             .build()
             .new_agent();
         HttpCatalog {
             agent,
             base_url: base_url.trim_end_matches('/').to_string(),
             sizes: sizes.clone(),
+            warned: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Logs, once per plan or coupon, that its price had a fraction and was
+    /// rounded (v1 did the same; the service stores floats).
+    fn warn_rounded(&self, what: &str, id: &str) {
+        let key = format!("{what}:{id}");
+        let first = {
+            let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            if warned.len() >= MAX_WARNED {
+                warned.clear();
+            }
+            warned.insert(key)
+        };
+        if first {
+            tracing::warn!(
+                what,
+                id,
+                "catalog-service amount has a fraction; rounded half away from zero to a whole minor unit"
+            );
+        }
+    }
+
+    /// Image ids the plan offers (`GET images?planId=`); empty offers all.
+    fn plan_image_ids(&self, plan_id: &str) -> Result<Vec<String>, CatalogUnavailable> {
+        let answer = self.get(&format!(
+            "/api/v1/catalog/images?planId={}",
+            encode_segment(plan_id)
+        ))?;
+        let listed: Vec<ListedImage> = answer.data()?;
+        Ok(listed.into_iter().map(|image| image.id).collect())
     }
 
     fn get(&self, path: &str) -> Result<Answer, CatalogUnavailable> {
@@ -66,9 +115,17 @@ impl super::Catalog for HttpCatalog {
             return Ok(None);
         }
         let data: PlanData = answer.data()?;
-        data.into_info(id, &self.sizes)
-            .map(Some)
-            .map_err(|e| answer.garbage(&e))
+        let (mut plan, rounded) = data
+            .into_info(id, &self.sizes)
+            .map_err(|e| answer.garbage(&e))?;
+        if rounded {
+            self.warn_rounded("plan", &plan.id);
+        }
+        // Only an orderable plan needs its image list: the others are refused.
+        if plan.active && plan.size_slug.is_some() {
+            plan.allowed_image_ids = self.plan_image_ids(&plan.id)?;
+        }
+        Ok(Some(plan))
     }
 
     fn image(&self, id: &str) -> Result<Option<ImageInfo>, CatalogUnavailable> {
@@ -88,26 +145,35 @@ impl super::Catalog for HttpCatalog {
             "amount": req.amount,
         });
         let answer = self.post("/api/v1/catalog/coupons/validate", &body)?;
-        // The service may refuse a coupon with a 4xx as well as with a 200.
-        if answer.is_client_error() {
+        // A 4xx is the service refusing this coupon request for good (the real
+        // one answers 400 to a planId or userId that is not a UUID v4); only a
+        // timeout or "too many requests" may pass by themselves.
+        if answer.is_client_error() && !matches!(answer.status, 408 | 429) {
             let refusal = serde_json::from_str::<Envelope<CouponData>>(&answer.body)
                 .ok()
                 .and_then(|envelope| envelope.data)
                 .filter(|data| !data.valid);
-            return match refusal {
-                Some(data) => Ok(invalid(data.reason)),
-                None => Err(answer.unexpected_status()),
-            };
+            return Ok(match refusal {
+                Some(data) => invalid(data.reason),
+                None => {
+                    tracing::warn!(
+                        status = answer.status,
+                        answer = %quote(&answer.body),
+                        "catalog-service refused a coupon validation request"
+                    );
+                    invalid(Some(CATALOG_REJECTED.to_string()))
+                }
+            });
         }
         let data: CouponData = answer.data()?;
         if !data.valid {
             return Ok(invalid(data.reason));
         }
-        let discount = data
+        let (discount, rounded) = data
             .discount_amount
             .as_ref()
             .ok_or_else(|| "no discountAmount".to_string())
-            .and_then(|v| amount("discountAmount", v))
+            .and_then(|v| money("discountAmount", v))
             .map_err(|e| answer.garbage(&e))?;
         let code = data
             .coupon
@@ -115,10 +181,14 @@ impl super::Catalog for HttpCatalog {
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| req.code.clone())
             .to_uppercase();
+        if rounded {
+            self.warn_rounded("coupon", &code);
+        }
         Ok(CouponVerdict::Valid(CouponGrant {
             code,
             discount: discount.min(req.amount),
-            // The service counts its own redemptions.
+            // The v1 service has no redeem route: usage limits are not
+            // counted in http mode (README, "Catalog-service").
             limits: None,
         }))
     }
@@ -170,9 +240,10 @@ impl Answer {
         }
     }
 
-    /// The documented "no such plan/image" answers.
+    /// The "no such plan/image" answers: 404, and the 400/422 a service
+    /// gives an id it cannot even look up.
     fn is_unknown(&self) -> bool {
-        self.status == 404 || self.status == 400
+        matches!(self.status, 400 | 404 | 422)
     }
 
     fn is_client_error(&self) -> bool {
@@ -240,6 +311,20 @@ struct PlanData {
     is_active: Option<bool>,
     #[serde(default)]
     pricings: Vec<PricingData>,
+    /// The later service's shape: the raw plan row plus its billing periods.
+    #[serde(default)]
+    available_periods: Vec<PeriodData>,
+}
+
+#[derive(Deserialize)]
+struct PeriodData {
+    period: String,
+    price: Value,
+}
+
+#[derive(Deserialize)]
+struct ListedImage {
+    id: String,
 }
 
 #[derive(Deserialize)]
@@ -250,41 +335,71 @@ struct PricingData {
     price_after_promo: Option<Value>,
 }
 
+/// Durations priced over HTTP: the service knows MONTHLY and YEARLY (ANNUAL
+/// here); QUARTERLY, SEMI_ANNUAL and DAILY stay unpriced.
+fn http_duration(name: &str) -> Option<PlanDuration> {
+    match name {
+        "MONTHLY" => Some(PlanDuration::Monthly),
+        "YEARLY" => Some(PlanDuration::Annual),
+        _ => None,
+    }
+}
+
 impl PlanData {
-    fn into_info(self, asked: &str, sizes: &BTreeMap<String, String>) -> Result<PlanInfo, String> {
+    /// The plan, and whether any price had a fraction that was rounded.
+    fn into_info(
+        self,
+        asked: &str,
+        sizes: &BTreeMap<String, String>,
+    ) -> Result<(PlanInfo, bool), String> {
         let id = self
             .id
             .filter(|i| !i.is_empty())
             .unwrap_or_else(|| asked.to_string());
         let mut prices: Vec<PlanPrice> = Vec::new();
+        let mut rounded = false;
+        let mut add = |price: PlanPrice| {
+            if prices.iter().all(|q| q.duration != price.duration) {
+                prices.push(price);
+            }
+        };
         for p in &self.pricings {
-            // Only these two exist over HTTP; QUARTERLY and SEMI_ANNUAL stay unpriced.
-            let duration = match p.duration.as_str() {
-                "MONTHLY" => PlanDuration::Monthly,
-                "YEARLY" => PlanDuration::Annual,
-                _ => continue,
+            let Some(duration) = http_duration(&p.duration) else {
+                continue;
             };
-            let base = amount("price", &p.price)?;
-            let after_promo = match &p.price_after_promo {
-                None | Some(Value::Null) => base,
-                Some(v) => amount("priceAfterPromo", v)?,
+            let (base, r1) = money("price", &p.price)?;
+            let (after_promo, r2) = match &p.price_after_promo {
+                None | Some(Value::Null) => (base, false),
+                Some(v) => money("priceAfterPromo", v)?,
             };
+            rounded |= r1 || r2;
             if after_promo > base {
                 return Err(format!("{} priceAfterPromo above price", p.duration));
             }
-            if prices.iter().all(|q| q.duration != duration) {
-                prices.push(PlanPrice {
-                    duration,
-                    base,
-                    after_promo,
-                });
-            }
+            add(PlanPrice {
+                duration,
+                base,
+                after_promo,
+            });
+        }
+        // The later shape has no promo: the price after promo is the price.
+        for p in &self.available_periods {
+            let Some(duration) = http_duration(&p.period) else {
+                continue;
+            };
+            let (base, r) = money("price", &p.price)?;
+            rounded |= r;
+            add(PlanPrice {
+                duration,
+                base,
+                after_promo: base,
+            });
         }
         let size_slug = self
             .provider_size_slug
             .filter(|s| !s.is_empty())
             .or_else(|| sizes.get(&id).cloned());
-        Ok(PlanInfo {
+        let info = PlanInfo {
             display_name: self
                 .display_name
                 .or(self.name)
@@ -294,12 +409,14 @@ impl PlanData {
             memory_mb: small("memoryMb", &self.memory_mb)?,
             disk_gb: small("diskGb", &self.disk_gb)?,
             size_slug,
+            // The v1 service sends no `isActive` (it serves active plans only).
             active: self.is_active.unwrap_or(true),
             prices,
-            // The service has no per-plan image list.
+            // Filled from `images?planId=` by the caller.
             allowed_image_ids: Vec::new(),
             id,
-        })
+        };
+        Ok((info, rounded))
     }
 }
 
@@ -352,36 +469,43 @@ struct CouponDetails {
     code: Option<String>,
 }
 
-/// Money and sizes arrive as JSON integers, numeric strings or floats with a zero
-/// fraction (Prisma decimals); only whole, non-negative values are money.
+/// Sizes arrive as JSON integers, numeric strings or floats with a zero
+/// fraction (Prisma decimals); only whole, non-negative values count.
 fn amount(field: &str, value: &Value) -> Result<u64, String> {
-    let bad = || format!("{field} is not a whole non-negative amount: {value}");
-    match value {
-        Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                Ok(u)
-            } else {
-                n.as_f64().and_then(whole).ok_or_else(bad)
-            }
-        }
-        Value::String(s) => {
-            let s = s.trim();
-            if let Ok(u) = s.parse::<u64>() {
-                Ok(u)
-            } else {
-                s.parse::<f64>().ok().and_then(whole).ok_or_else(bad)
-            }
-        }
-        _ => Err(bad()),
+    match money(field, value)? {
+        (n, false) => Ok(n),
+        (_, true) => Err(format!("{field} is not a whole number: {value}")),
     }
 }
 
-fn whole(f: f64) -> Option<u64> {
+/// Money as the service sends it: integers, numeric strings or floats (its
+/// columns are floats). A fraction is rounded half away from zero to the whole
+/// minor unit, as v1 did; the flag says it happened. Negative, non-finite or
+/// inexact (beyond 2^53) values are not money.
+fn money(field: &str, value: &Value) -> Result<(u64, bool), String> {
+    let bad = || format!("{field} is not a non-negative amount: {value}");
+    let float = match value {
+        Value::Number(n) => match n.as_u64() {
+            Some(u) => return Ok((u, false)),
+            None => n.as_f64(),
+        },
+        Value::String(s) => match s.trim().parse::<u64>() {
+            Ok(u) => return Ok((u, false)),
+            Err(_) => s.trim().parse::<f64>().ok(),
+        },
+        _ => None,
+    };
+    float.and_then(round_money).ok_or_else(bad)
+}
+
+fn round_money(f: f64) -> Option<(u64, bool)> {
     // 2^53: beyond it an f64 no longer holds every integer, so it is not exact money.
     const EXACT: f64 = 9_007_199_254_740_992.0;
-    if f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= EXACT {
+    // `round` is half away from zero.
+    let whole = f.round();
+    if f.is_finite() && f >= 0.0 && whole <= EXACT {
         // The checks above make this cast exact.
-        Some(f as u64)
+        Some((whole as u64, f.fract() != 0.0))
     } else {
         None
     }
@@ -393,11 +517,15 @@ fn small(field: &str, value: &Value) -> Result<u32, String> {
 }
 
 /// Percent-encodes one path segment: everything but RFC 3986 unreserved characters,
-/// so an id can never add a path segment, a query or a fragment.
+/// so an id can never add a path segment, a query or a fragment. A segment of
+/// dots only is encoded too: `.` and `..` would otherwise be dot-segments that
+/// move up the path.
 fn encode_segment(segment: &str) -> String {
+    let dots_only = segment.bytes().all(|b| b == b'.');
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+        let unreserved = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~');
+        if unreserved || (byte == b'.' && !dots_only) {
             out.push(char::from(byte));
         } else {
             out.push_str(&format!("%{byte:02X}"));
@@ -452,6 +580,12 @@ mod tests {
                     ));
                 }
                 std::thread::sleep(delay);
+                // A plan's image list: none, so every image is offered.
+                let (status, body) = if line.contains("/images?planId=") {
+                    (200, r#"{"data":[]}"#)
+                } else {
+                    (status, body)
+                };
                 let mut stream = reader.into_inner();
                 let _ = write!(
                     stream,
@@ -481,7 +615,9 @@ mod tests {
     fn encodes_everything_but_unreserved() {
         assert_eq!(encode_segment("vps-basic_1.0~x"), "vps-basic_1.0~x");
         assert_eq!(encode_segment("a/b c?d#é"), "a%2Fb%20c%3Fd%23%C3%A9");
-        assert_eq!(encode_segment(".."), "..");
+        assert_eq!(encode_segment(".."), "%2E%2E");
+        assert_eq!(encode_segment("."), "%2E");
+        assert_eq!(encode_segment("a..b"), "a..b");
     }
 
     #[test]
@@ -498,6 +634,53 @@ mod tests {
         assert_eq!(ok(serde_json::json!("NaN")), None);
         assert_eq!(ok(serde_json::json!(null)), None);
         assert_eq!(ok(serde_json::json!(1e300)), None);
+    }
+
+    #[test]
+    fn fractional_money_is_rounded_half_away_from_zero() {
+        let m = |v: Value| money("x", &v).ok();
+        assert_eq!(m(serde_json::json!(150000)), Some((150_000, false)));
+        assert_eq!(m(serde_json::json!(150000.0)), Some((150_000, false)));
+        assert_eq!(m(serde_json::json!(150000.5)), Some((150_001, true)));
+        assert_eq!(m(serde_json::json!(150000.49)), Some((150_000, true)));
+        assert_eq!(m(serde_json::json!("99.5")), Some((100, true)));
+        assert_eq!(m(serde_json::json!(0.5)), Some((1, true)));
+        assert_eq!(m(serde_json::json!(-0.5)), None);
+        assert_eq!(m(serde_json::json!(1e300)), None);
+        assert_eq!(m(serde_json::json!("NaN")), None);
+    }
+
+    #[test]
+    fn reads_the_later_available_periods_shape() {
+        let (url, _) = serve(
+            200,
+            r#"{"data":{"id":"p-map","name":"basic","displayName":"Basic","cpu":1,"memoryMb":1024,"diskGb":25,
+                "providerSizeSlug":"s-1vcpu-1gb","isActive":true,"priceMonthly":150000.4,"priceYearly":1500000,
+                "availablePeriods":[{"period":"DAILY","price":5000,"pricePerMonth":150000},
+                                    {"period":"MONTHLY","price":150000.4,"pricePerMonth":150000.4},
+                                    {"period":"YEARLY","price":1500000,"pricePerMonth":125000}]}}"#,
+            Duration::ZERO,
+        );
+        let plan = match catalog(&url).plan("p-map") {
+            Ok(Some(p)) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(plan.size_slug.as_deref(), Some("s-1vcpu-1gb"));
+        assert_eq!(
+            plan.prices,
+            vec![
+                PlanPrice {
+                    duration: PlanDuration::Monthly,
+                    base: 150_000,
+                    after_promo: 150_000
+                },
+                PlanPrice {
+                    duration: PlanDuration::Annual,
+                    base: 1_500_000,
+                    after_promo: 1_500_000
+                },
+            ]
+        );
     }
 
     #[test]
@@ -555,7 +738,7 @@ mod tests {
 
     #[test]
     fn not_found_and_bad_request_mean_unknown() {
-        for status in [404, 400] {
+        for status in [404, 400, 422] {
             let (url, _) = serve(status, r#"{"message":"nope"}"#, Duration::ZERO);
             assert_eq!(catalog(&url).plan("x"), Ok(None));
             assert_eq!(catalog(&url).image("x"), Ok(None));
@@ -564,7 +747,7 @@ mod tests {
 
     #[test]
     fn garbage_and_failures_are_unavailable() {
-        let cases: [(u16, &'static str); 7] = [
+        let cases: [(u16, &'static str); 8] = [
             (500, r#"{"data":null}"#),
             (503, ""),
             (401, r#"{"error":"who"}"#),
@@ -572,8 +755,9 @@ mod tests {
             (200, r#"{"data":null}"#),
             (
                 200,
-                r#"{"data":{"id":"p","cpu":1,"memoryMb":1,"diskGb":1,"pricings":[{"duration":"MONTHLY","price":10.5}]}}"#,
+                r#"{"data":{"id":"p","cpu":1,"memoryMb":1,"diskGb":1,"pricings":[{"duration":"MONTHLY","price":"ten"}]}}"#,
             ),
+            (302, ""),
             (
                 200,
                 r#"{"data":{"id":"p","cpu":1,"memoryMb":1,"diskGb":1,"pricings":[{"duration":"MONTHLY","price":-10}]}}"#,
@@ -674,9 +858,27 @@ mod tests {
                 "status {status}"
             );
         }
-        // A 4xx that is not a refusal is not an answer about the coupon.
-        let (url, _) = serve(404, r#"{"message":"Cannot POST"}"#, Duration::ZERO);
-        assert!(catalog(&url).validate_coupon(&coupon_req()).is_err());
+        // A 4xx without a verdict is the service refusing the request itself
+        // (the real one: 400 for a non-UUID planId/userId): a refusal too.
+        for status in [400, 404, 422] {
+            let (url, _) = serve(
+                status,
+                r#"{"error":{"code":"BAD_REQUEST","message":["planId harus berupa UUID valid"]}}"#,
+                Duration::ZERO,
+            );
+            assert_eq!(
+                catalog(&url).validate_coupon(&coupon_req()),
+                Ok(CouponVerdict::Invalid {
+                    reason: CATALOG_REJECTED.into()
+                }),
+                "status {status}"
+            );
+        }
+        // Busy or timed out is not a verdict.
+        for status in [408, 429] {
+            let (url, _) = serve(status, "", Duration::ZERO);
+            assert!(catalog(&url).validate_coupon(&coupon_req()).is_err());
+        }
         // Valid without an amount is garbage.
         let (url, _) = serve(200, r#"{"data":{"valid":true}}"#, Duration::ZERO);
         assert!(catalog(&url).validate_coupon(&coupon_req()).is_err());

@@ -5,9 +5,12 @@
 //! than turned into errors so that 4xx/5xx bodies and rate-limit headers are seen.
 //!
 //! The client keeps itself under DigitalOcean's limits: every answer's
-//! `RateLimit-Remaining` / `RateLimit-Reset` is remembered, and once the remaining
-//! budget drops to [`RATE_LIMIT_RESERVE`] calls are refused locally (without being
-//! sent) until the reset time. A 429 likewise blocks calls for its `Retry-After`.
+//! `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset` is remembered, and
+//! once the remaining budget drops to the reserve ([`RATE_LIMIT_RESERVE`], at most a
+//! tenth of the limit) calls are refused locally (without being sent) until the
+//! reset time. A 429 likewise blocks calls for its `Retry-After`.
+//!
+//! Redirects are never followed: the token must go to the configured API only.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -27,7 +30,18 @@ use crate::domain::time::parse_rfc3339;
 
 /// Calls kept in hand below DigitalOcean's hourly budget, so a burst from several
 /// sweeps cannot run the token into a hard 429 that also hits other users of it.
+/// A small budget lowers it (see [`reserve_for`]).
 pub const RATE_LIMIT_RESERVE: u64 = 5;
+
+/// The reserve for a budget of `limit` calls per window: at most a tenth of it.
+/// A reserve as large as the budget would leave one call per window (the one
+/// after each reset) and provisioning would never get past its tag look-up.
+pub fn reserve_for(limit: Option<u64>) -> u64 {
+    match limit {
+        Some(limit) => RATE_LIMIT_RESERVE.min(limit / 10),
+        None => RATE_LIMIT_RESERVE,
+    }
+}
 /// DigitalOcean's maximum page size for lists.
 const PER_PAGE: usize = 200;
 /// Upper bound on how long a single rate-limit wait is reported as; the caller
@@ -72,6 +86,8 @@ impl Method {
 /// What the last answers said about the rate-limit budget.
 #[derive(Debug, Default)]
 struct Gate {
+    /// `RateLimit-Limit`: the budget per window, which sizes the reserve.
+    limit: Option<u64>,
     remaining: Option<u64>,
     /// `RateLimit-Reset`, as wall-clock time because DigitalOcean sends epoch seconds.
     reset_at: Option<SystemTime>,
@@ -96,6 +112,9 @@ impl DigitalOcean {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
+            // A 3xx is an answer (an unexpected one), never a new destination
+            // for the token.
+            .max_redirects(0)
             .user_agent(concat!("vpsd/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -179,7 +198,7 @@ impl DigitalOcean {
             gate.blocked_until = None;
         }
         if let (Some(remaining), Some(reset_at)) = (gate.remaining, gate.reset_at) {
-            if remaining <= RATE_LIMIT_RESERVE {
+            if remaining <= reserve_for(gate.limit) {
                 match reset_at.duration_since(SystemTime::now()) {
                     Ok(wait) if !wait.is_zero() => {
                         return Err(CloudError::RateLimited {
@@ -196,12 +215,16 @@ impl DigitalOcean {
     }
 
     fn note_limits(&self, headers: &ureq::http::HeaderMap) {
+        let limit = header_u64(headers, "ratelimit-limit");
         let remaining = header_u64(headers, "ratelimit-remaining");
         let reset = header_u64(headers, "ratelimit-reset");
-        if remaining.is_none() && reset.is_none() {
+        if remaining.is_none() && reset.is_none() && limit.is_none() {
             return;
         }
         let mut gate = self.gate();
+        if limit.is_some() {
+            gate.limit = limit;
+        }
         if remaining.is_some() {
             gate.remaining = remaining;
         }

@@ -232,7 +232,7 @@ impl Sandbox {
         let tmp = path.with_extension("tmp");
         let written = serde_json::to_vec(&saved)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|bytes| write_private(&tmp, &bytes))
             .and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = written {
             tracing::warn!(file = %path.display(), error = %e, "cannot save sandbox droplets");
@@ -525,6 +525,24 @@ impl Cloud for Sandbox {
         }
         Ok(())
     }
+}
+
+/// Writes `bytes` to a fresh owner-only (0600) file: a leftover temp file is
+/// removed first, because a mode applies only when a file is created.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
 }
 
 #[cfg(test)]

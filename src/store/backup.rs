@@ -102,7 +102,7 @@ fn write_failed(e: impl Into<redb::Error>) -> BackupError {
 }
 
 fn create_dir(dir: &Path) -> Result<(), BackupError> {
-    std::fs::create_dir_all(dir).map_err(|source| BackupError::CreateDir {
+    super::create_private_dir(dir).map_err(|source| BackupError::CreateDir {
         path: dir.to_path_buf(),
         source,
     })

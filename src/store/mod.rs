@@ -301,7 +301,7 @@ fn describe_open_error(path: &Path, err: redb::DatabaseError) -> OpenError {
 /// orders are never readable by other local users, even for a moment.
 fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| {
+        create_private_dir(parent).map_err(|e| {
             OpenError(format!(
                 "cannot create data directory {}: {e}",
                 parent.display()
@@ -366,6 +366,19 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     QUIET.with(|q| q.set(false));
     result
+}
+
+/// Creates `dir` and any missing parents owner-only (0700); directories that
+/// already exist keep their mode (the operator chose it).
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::sign::WebhookSecret;
+use crate::config::mask_url;
 use crate::domain::webhook::{EventFilter, Outbox, Route};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,13 +72,13 @@ impl WebhooksConfig {
             if self.endpoints[..i].iter().any(|other| other.url == e.url) {
                 return Err((
                     "webhooks.endpoints.url",
-                    format!("{} is configured twice", shown_url(&e.url)),
+                    format!("{} is configured twice", mask_url(&e.url)),
                 ));
             }
             WebhookSecret::parse(&e.secret).map_err(|p| {
                 (
                     "webhooks.endpoints.secret",
-                    format!("endpoint {}: {p}", shown_url(&e.url)),
+                    format!("endpoint {}: {p}", mask_url(&e.url)),
                 )
             })?;
             EventFilter::parse(&e.events).map_err(|p| ("webhooks.endpoints.events", p))?;
@@ -127,7 +128,7 @@ impl WebhooksConfig {
         let mut shown = self.clone();
         for e in &mut shown.endpoints {
             e.secret = "***".into();
-            e.url = shown_url(&e.url);
+            e.url = mask_url(&e.url);
         }
         shown
     }
@@ -136,25 +137,13 @@ impl WebhooksConfig {
 fn check_url(url: &str) -> Result<(), String> {
     let uri: ureq::http::Uri = url
         .parse()
-        .map_err(|_| format!("{:?} is not a URL", shown_url(url)))?;
+        .map_err(|_| format!("{:?} is not a URL", mask_url(url)))?;
     match uri.scheme_str() {
         Some("http") | Some("https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
         _ => Err(format!(
             "{} must be an http:// or https:// URL with a host",
-            shown_url(url)
+            mask_url(url)
         )),
-    }
-}
-
-/// A URL with any `user:password@` replaced, for logs and `vpsd config`.
-pub fn shown_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_string(),
     }
 }
 

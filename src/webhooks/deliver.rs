@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::config::{shown_url, WebhooksConfig};
+use super::config::WebhooksConfig;
+use crate::config::mask_url;
 use super::sign::{sign, WebhookSecret};
 use crate::domain::time::now_millis;
 use crate::domain::webhook::{AttemptOutcome, Delivery, DeliveryStatus, OutboxEvent};
@@ -123,7 +124,7 @@ async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
         let due = match due {
             Ok(Ok(due)) => due,
             Ok(Err(e)) => {
-                tracing::warn!(endpoint = %shown_url(&endpoint.url), error = %e, "cannot read the webhook queue");
+                tracing::warn!(endpoint = %mask_url(&endpoint.url), error = %e, "cannot read the webhook queue");
                 tokio::time::sleep(STORAGE_PAUSE).await;
                 continue;
             }
@@ -233,7 +234,7 @@ fn note(sender: &Sender, endpoint: &Endpoint, delivery: &Delivery, outcome: &Att
         .inc();
     if let AttemptOutcome::Refused { error, .. } = outcome {
         tracing::info!(
-            endpoint = %shown_url(&endpoint.url),
+            endpoint = %mask_url(&endpoint.url),
             delivery = %delivery.id,
             event = delivery.event_type.as_str(),
             attempt = delivery.attempts + 1,

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod auth;
 mod catalog_http;
+mod dropin;
 mod droplet_actions;
 mod droplet_lifecycle;
 mod errors;

@@ -7,6 +7,9 @@
 //! - `GET /api/v1/catalog/plans/{id}`: `{"data": <plan>}` for a plan added with
 //!   [`FakeCatalog::add_plan`], else 404.
 //! - `GET /api/v1/catalog/images/{id}`: likewise with [`FakeCatalog::add_image`].
+//! - `GET /api/v1/catalog/images?planId={id}`: `{"data": [<image>..]}`, the active
+//!   images given to [`FakeCatalog::set_plan_images`] for that plan, else `[]`
+//!   (like the real service: a plan without mapped images lists none).
 //! - `POST /api/v1/catalog/coupons/validate` (body `{code, planId, userId, amount}`):
 //!   `{"data": <answer>}` as set with [`FakeCatalog::set_coupon`] for that code
 //!   (any case), else `{"data":{"valid":false,"reason":"NOT_FOUND"}}`. The answer is
@@ -16,6 +19,13 @@
 //! Ids in paths are percent-decoded before the look-up, as a real server would.
 //! [`FakeCatalog::set_mode`] and [`FakeCatalog::set_delay`] simulate an outage, a
 //! broken proxy or a slow service.
+//!
+//! [`FakeCatalog::like_v1_service`] behaves like the real (v1 era) catalog-service
+//! on PostgreSQL (SPEC §3, "How the real catalog-service behaves"): UUID ids,
+//! plans without `providerSizeSlug`/`isActive`, float prices, 400 from validate
+//! for a `planId`/`userId` that is not a UUID v4
+//! ([`FakeCatalog::set_require_uuids`]), plan image lists, and one plan in the
+//! later `availablePeriods` shape.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -55,12 +65,22 @@ struct State {
     images: HashMap<String, Value>,
     /// Keyed by upper-case code.
     coupons: HashMap<String, Value>,
+    /// Plan id -> image ids listed by `images?planId=`.
+    plan_images: HashMap<String, Vec<String>>,
+    /// Validate answers 400 to a `planId`/`userId` that is not a UUID v4.
+    require_uuids: bool,
     delay: Duration,
     mode: Mode,
     requests: Vec<Recorded>,
 }
 
 type Shared = Arc<Mutex<State>>;
+
+/// Ids of [`FakeCatalog::like_v1_service`] (UUID v4, as its database makes them).
+pub const V1_PLAN: &str = "5f0c7f2e-8a3b-4c1d-9e2f-1a2b3c4d5e6f";
+pub const V1_LATER_PLAN: &str = "6a1d8e3f-9b4c-4d2e-8f3a-2b3c4d5e6f70";
+pub const V1_IMAGE: &str = "7b2e9f4a-0c5d-4e3f-9a4b-3c4d5e6f7081";
+pub const V1_OTHER_IMAGE: &str = "8c3f0a5b-1d6e-4f4a-8b5c-4d5e6f708192";
 
 /// A running fake catalog-service. Dropping it stops the server.
 pub struct FakeCatalog {
@@ -77,6 +97,8 @@ impl FakeCatalog {
             plans: HashMap::new(),
             images: HashMap::new(),
             coupons: HashMap::new(),
+            plan_images: HashMap::new(),
+            require_uuids: false,
             delay: Duration::ZERO,
             mode: Mode::Normal,
             requests: Vec::new(),
@@ -149,6 +171,74 @@ impl FakeCatalog {
             }),
         );
         fake
+    }
+
+    /// A fake shaped like the real v1-era service (see the module docs):
+    /// - plan [`V1_PLAN`] ("VPS Basic", 1 vCPU, 1024 MB, 25 GB), no
+    ///   `providerSizeSlug` or `isActive` (map its size in `catalog.sizes`),
+    ///   float prices MONTHLY 150000.0 -> 135000.4 after a 10% promo, YEARLY
+    ///   1500000.5 with no promo; it offers [`V1_IMAGE`] only;
+    /// - plan [`V1_LATER_PLAN`] in the later shape (raw row with
+    ///   `providerSizeSlug` `s-2vcpu-2gb` and `availablePeriods` DAILY 9000,
+    ///   MONTHLY 250000, YEARLY 2500000), offering every image;
+    /// - images [`V1_IMAGE`] (ubuntu) and [`V1_OTHER_IMAGE`] (debian), active;
+    /// - coupon `HEMAT20`: valid, discountAmount 27000.5; validate refuses
+    ///   non-UUID ids with 400, as the service's DTO does.
+    pub fn like_v1_service() -> FakeCatalog {
+        let fake = FakeCatalog::start();
+        let promo = json!({"name": "Promo 10%", "discountType": "PERCENT", "discountValue": 10});
+        fake.add_plan(json!({
+            "id": V1_PLAN, "name": "basic", "displayName": "VPS Basic", "description": null,
+            "cpu": 1, "memoryMb": 1024, "diskGb": 25, "bandwidthTb": 1.0,
+            "provider": "digitalocean", "tags": [], "sortOrder": 1,
+            "pricings": [
+                {"duration": "MONTHLY", "price": 150000.0, "priceAfterPromo": 135000.4, "activePromo": promo},
+                {"duration": "YEARLY", "price": 1500000.5, "priceAfterPromo": null, "activePromo": null},
+            ],
+        }));
+        fake.add_plan(json!({
+            "id": V1_LATER_PLAN, "name": "standard", "displayName": "VPS Standard",
+            "cpu": 2, "memoryMb": 2048, "diskGb": 50, "provider": "digitalocean",
+            "providerSizeSlug": "s-2vcpu-2gb", "isActive": true,
+            "priceMonthly": 250000.0, "priceYearly": 2500000.0, "priceDaily": 9000.0,
+            "allowDaily": true, "allowMonthly": true, "allowYearly": true,
+            "availablePeriods": [
+                {"period": "DAILY", "price": 9000.0, "pricePerMonth": 270000.0},
+                {"period": "MONTHLY", "price": 250000.0, "pricePerMonth": 250000.0},
+                {"period": "YEARLY", "price": 2500000.0, "pricePerMonth": 208333.0},
+            ],
+        }));
+        for (id, slug, name) in [
+            (V1_IMAGE, "ubuntu-22-04-x64", "Ubuntu 22.04"),
+            (V1_OTHER_IMAGE, "debian-12-x64", "Debian 12"),
+        ] {
+            fake.add_image(json!({
+                "id": id, "provider": "digitalocean", "providerSlug": slug, "displayName": name,
+                "description": null, "category": "OS", "version": null, "isActive": true, "sortOrder": 0,
+            }));
+        }
+        fake.set_plan_images(V1_PLAN, &[V1_IMAGE]);
+        fake.set_coupon(
+            "HEMAT20",
+            json!({
+                "valid": true, "discountAmount": 27000.5, "finalPrice": 108000.0,
+                "coupon": {"code": "HEMAT20", "name": "Hemat 20%", "discountType": "PERCENT", "discountValue": 20.0},
+            }),
+        );
+        fake.set_require_uuids(true);
+        fake
+    }
+
+    /// The images `GET images?planId={plan}` lists (the active ones among `images`).
+    pub fn set_plan_images(&self, plan: &str, images: &[&str]) {
+        let ids = images.iter().map(|i| i.to_string()).collect();
+        self.lock().plan_images.insert(plan.to_string(), ids);
+    }
+
+    /// Whether validate answers 400 to a `planId` or `userId` that is not a
+    /// UUID v4, as the real service's request validation does.
+    pub fn set_require_uuids(&self, on: bool) {
+        self.lock().require_uuids = on;
     }
 
     /// The base URL to configure as `catalog.url`, e.g. `http://127.0.0.1:41234`.
@@ -229,16 +319,19 @@ fn serve(listener: std::net::TcpListener, state: Shared, stop: oneshot::Receiver
     runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::from_std(listener).expect("fake catalog: tokio listener");
+        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
         let routes = warp::method()
             .and(warp::path::full())
+            .and(query)
             .and(warp::body::bytes())
             .and(warp::any().map(move || Arc::clone(&state)))
             .then(
                 |method: warp::http::Method,
                  path: warp::path::FullPath,
+                 query: String,
                  body: bytes::Bytes,
                  state: Shared| async move {
-                    answer(&state, method.as_str(), path.as_str(), &body).await
+                    answer(&state, method.as_str(), path.as_str(), &query, &body).await
                 },
             );
         let (stopping, stopped) = oneshot::channel::<()>();
@@ -262,7 +355,13 @@ fn serve(listener: std::net::TcpListener, state: Shared, stop: oneshot::Receiver
     });
 }
 
-async fn answer(state: &Shared, method: &str, path: &str, body: &[u8]) -> warp::reply::Response {
+async fn answer(
+    state: &Shared,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> warp::reply::Response {
     let (delay, mode) = {
         let mut s = lock(state);
         s.requests.push(Recorded {
@@ -288,11 +387,17 @@ async fn answer(state: &Shared, method: &str, path: &str, body: &[u8]) -> warp::
                 .body(html.into())
                 .unwrap_or_default()
         }
-        Mode::Normal => normal(state, method, path, body),
+        Mode::Normal => normal(state, method, path, query, body),
     }
 }
 
-fn normal(state: &Shared, method: &str, path: &str, body: &[u8]) -> warp::reply::Response {
+fn normal(
+    state: &Shared,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> warp::reply::Response {
     let not_found = || {
         reply(
             StatusCode::NOT_FOUND,
@@ -315,6 +420,21 @@ fn normal(state: &Shared, method: &str, path: &str, body: &[u8]) -> warp::reply:
                 found(s.plans.get(&id))
             } else if let Some(id) = one_segment("/api/v1/catalog/images/") {
                 found(s.images.get(&id))
+            } else if path == "/api/v1/catalog/images" {
+                let plan = query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("planId="))
+                    .map(percent_decode)
+                    .unwrap_or_default();
+                let listed: Vec<&Value> = s
+                    .plan_images
+                    .get(&plan)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| s.images.get(id))
+                    .filter(|image| image["isActive"] != json!(false))
+                    .collect();
+                reply(StatusCode::OK, json!({ "data": listed }))
             } else {
                 not_found()
             }
@@ -329,6 +449,21 @@ fn normal(state: &Shared, method: &str, path: &str, body: &[u8]) -> warp::reply:
                     json!({"statusCode": 400, "message": "code is required"}),
                 );
             };
+            if s.require_uuids {
+                let sent = serde_json::from_slice::<Value>(body).unwrap_or_default();
+                for field in ["planId", "userId"] {
+                    if let Some(id) = sent.get(field).and_then(Value::as_str) {
+                        if !is_uuid_v4(id) {
+                            // The service's exception filter around class-validator's message.
+                            return reply(
+                                StatusCode::BAD_REQUEST,
+                                json!({"error": {"code": "BAD_REQUEST",
+                                       "message": [format!("{field} harus berupa UUID valid")]}}),
+                            );
+                        }
+                    }
+                }
+            }
             let unknown = json!({"valid": false, "reason": "NOT_FOUND"});
             let data = s.coupons.get(&code).unwrap_or(&unknown);
             reply(StatusCode::OK, json!({ "data": data }))
@@ -343,6 +478,20 @@ fn reply(status: StatusCode, body: Value) -> warp::reply::Response {
         .header("content-type", "application/json")
         .body(body.to_string().into())
         .unwrap_or_default()
+}
+
+/// `8-4-4-4-12` hex digits with version 4 and the RFC 4122 variant, as
+/// class-validator's `IsUUID('4')` checks.
+fn is_uuid_v4(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    let lengths = [8, 4, 4, 4, 12];
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip(lengths)
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+        && groups[2].starts_with('4')
+        && groups[3].starts_with(['8', '9', 'a', 'b', 'A', 'B'])
 }
 
 /// `%XX` to bytes; a malformed escape is kept as written.

@@ -393,6 +393,11 @@ struct State {
     /// Off until [`FakeDo::set_rate_limit`], so long tests never run dry.
     rate_decrements: bool,
     rate_reset_in: Duration,
+    /// `RateLimit-Limit`; [`FakeDo::set_rate_window`] changes it.
+    rate_limit: u64,
+    /// A refilling budget ([`FakeDo::set_rate_window`]): its length and when
+    /// the current window ends.
+    rate_window: Option<(Duration, SystemTime)>,
     requests: Vec<RecordedRequest>,
     /// How long power actions and deletes by tag take ([`FakeDo::set_action_delay`]).
     action_delay: Duration,
@@ -504,6 +509,8 @@ impl FakeDo {
                 rate_remaining: RATE_LIMIT_LIMIT - 1,
                 rate_decrements: false,
                 rate_reset_in: Duration::from_secs(60),
+                rate_limit: RATE_LIMIT_LIMIT,
+                rate_window: None,
                 requests: Vec::new(),
                 action_delay: Duration::ZERO,
                 next_power_action_id: FIRST_POWER_ACTION_ID,
@@ -639,6 +646,18 @@ impl FakeDo {
         state.rate_remaining = remaining;
         state.rate_decrements = true;
         state.rate_reset_in = reset_in;
+    }
+
+    /// A budget of `limit` calls per `window`, refilled when each window
+    /// ends, as DigitalOcean meters a token: `RateLimit-Limit` is `limit`,
+    /// `RateLimit-Reset` the window's end (rounded up to a second), and a call
+    /// with nothing left is answered 429 with `Retry-After`.
+    pub fn set_rate_window(&self, limit: u64, window: Duration) {
+        let mut state = self.shared.lock();
+        state.rate_limit = limit;
+        state.rate_remaining = limit;
+        state.rate_decrements = true;
+        state.rate_window = Some((window, SystemTime::now() + window));
     }
 
     // ----- droplets -----
@@ -937,8 +956,8 @@ async fn handle(
 }
 
 /// Under the lock: checks the token, decides, counts the rate budget and
-/// records the request. Returns the decision, `RateLimit-Remaining` and
-/// `RateLimit-Reset`.
+/// records the request. Returns the decision, `RateLimit-Limit` and
+/// `RateLimit-Remaining`, and `RateLimit-Reset`.
 fn decide_and_record(
     shared: &Shared,
     method: &str,
@@ -946,7 +965,7 @@ fn decide_and_record(
     query: &str,
     auth: Option<String>,
     body: &[u8],
-) -> (Decision, u64, u64) {
+) -> (Decision, (u64, u64), u64) {
     let body_text = String::from_utf8_lossy(body).into_owned();
     let full_path = if query.is_empty() {
         path.to_string()
@@ -955,7 +974,26 @@ fn decide_and_record(
     };
     let mut state = shared.lock();
     let auth_ok = auth.as_deref() == Some(format!("Bearer {}", state.token).as_str());
-    let decision = if auth_ok {
+    let window_end = state.rate_window.map(|(length, mut ends)| {
+        let now = SystemTime::now();
+        if now >= ends {
+            while ends <= now {
+                ends += length;
+            }
+            state.rate_remaining = state.rate_limit;
+            state.rate_window = Some((length, ends));
+        }
+        ends
+    });
+    let exhausted = window_end.is_some() && state.rate_remaining == 0;
+    let decision = if auth_ok && exhausted {
+        let wait = window_end
+            .and_then(|end| end.duration_since(SystemTime::now()).ok())
+            .unwrap_or_default();
+        let mut d = Decision::error(429, "too_many_requests", "API Rate limit exceeded.");
+        d.retry_after = Some(wait.as_secs() + 1);
+        d
+    } else if auth_ok {
         decide(
             &mut state,
             shared.addr,
@@ -987,11 +1025,15 @@ fn decide_and_record(
         auth_ok,
         status,
     });
-    let reset = epoch_secs(SystemTime::now() + state.rate_reset_in);
-    (decision, state.rate_remaining, reset)
+    let reset = match window_end {
+        // Rounded up: a reset reported early would invite a call that 429s.
+        Some(end) => epoch_secs(end + Duration::from_millis(999)),
+        None => epoch_secs(SystemTime::now() + state.rate_reset_in),
+    };
+    (decision, (state.rate_limit, state.rate_remaining), reset)
 }
 
-fn respond(decision: Decision, remaining: u64, reset: u64) -> Response {
+fn respond(decision: Decision, (limit, remaining): (u64, u64), reset: u64) -> Response {
     let mut res = match decision.body {
         Some(v) => warp::reply::json(&v).into_response(),
         None => warp::reply().into_response(),
@@ -999,7 +1041,7 @@ fn respond(decision: Decision, remaining: u64, reset: u64) -> Response {
     *res.status_mut() =
         StatusCode::from_u16(decision.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = res.headers_mut();
-    headers.insert("ratelimit-limit", HeaderValue::from(RATE_LIMIT_LIMIT));
+    headers.insert("ratelimit-limit", HeaderValue::from(limit));
     headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
     headers.insert("ratelimit-reset", HeaderValue::from(reset));
     if let Some(secs) = decision.retry_after {

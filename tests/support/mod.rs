@@ -15,8 +15,9 @@ use std::time::Duration;
 use serde_json::Value;
 use vpsd::config::{CloudProvider, Config, JwtAlgorithm};
 
-pub const SECRET: &str = "test-secret";
-pub const API_KEY: &str = "test-api-key";
+/// Long enough for start-up's checks: 32+ bytes (HS256) and 16+ characters.
+pub const SECRET: &str = "test-secret-of-at-least-32-bytes!";
+pub const API_KEY: &str = "test-api-key-0123456789";
 
 /// The config every test starts from: HS256, the shipped embedded catalog, the
 /// sandbox cloud, a data file in `dir`. Background sweeps are slow so tests

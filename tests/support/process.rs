@@ -14,6 +14,8 @@ pub struct Daemon {
     pub addr: SocketAddr,
     /// Log lines (JSON) the daemon wrote after start-up.
     pub logs: Receiver<String>,
+    /// The log lines written up to and including "vpsd listening".
+    pub startup: Vec<String>,
 }
 
 /// Writes `config` to `dir/vpsd.toml` for `--config`.
@@ -31,17 +33,28 @@ impl Daemon {
 
     pub fn try_start(config: &Config, dir: &Path) -> Result<Daemon, String> {
         let path = write_config(config, dir);
+        let path = path.to_str().ok_or("config path is not UTF-8")?;
+        Daemon::try_start_with(&["serve", "--config", path], dir, &[])
+    }
+
+    /// Starts the binary with `args` in `dir`, with only `env` (and JSON
+    /// logs) in its environment, and waits for its "listening" line.
+    pub fn try_start_with(
+        args: &[&str],
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, String> {
         // VPSD_BIN runs another build through the same harness (A/B benchmarks).
         let binary = std::env::var_os("VPSD_BIN").map_or_else(
             || env!("CARGO_BIN_EXE_vpsd").into(),
             std::path::PathBuf::from,
         );
         let mut child = Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(&path)
+            .args(args)
             .current_dir(dir)
             .env_clear()
             .env("VPSD_LOG__FORMAT", "json")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -70,10 +83,12 @@ impl Daemon {
                     let text = json["fields"]["addr"].as_str().unwrap_or_default();
                     let text = text.trim_start_matches("Some(").trim_end_matches(')');
                     let addr = text.parse().map_err(|e| format!("{text}: {e}"))?;
+                    seen.push(line);
                     return Ok(Daemon {
                         child,
                         addr,
                         logs: rx,
+                        startup: seen,
                     });
                 }
             }
