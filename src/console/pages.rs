@@ -1,0 +1,749 @@
+//! The read pages: Overview, Orders, Order, Attention, Backups, and the
+//! error pages. Order actions are in [`super::actions`].
+
+use maud::{html, Markup};
+use warp::http::{HeaderValue, Method, StatusCode};
+
+use super::chart::{self, Bar};
+use super::layout::{self, badge, csrf, money, notice, page, status_badge, time, when};
+use super::session::Session;
+use super::{html, redirect, HttpResponse, Req};
+use crate::domain::time::now_millis;
+use crate::domain::{HistoryEntry, ListQuery, OrderRecord, OrderStatus};
+use crate::error::AppError;
+use crate::service::console as read;
+
+// ----- error pages ---------------------------------------------------------
+
+pub fn error_page(
+    session: Option<&Session>,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+) -> HttpResponse {
+    let body = html! {
+        h1 { (title) }
+        (notice("error", text))
+        p {
+            @if session.is_some() {
+                a href="/admin/" { "Back to the overview" }
+            } @else {
+                a href="/admin/login" { "Go to the login page" }
+            }
+        }
+    };
+    html(status, page(title, session, "", body))
+}
+
+pub fn not_found(session: Option<&Session>) -> HttpResponse {
+    error_page(
+        session,
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no console page at this address.",
+    )
+}
+
+pub fn method_not_allowed(session: Option<&Session>, allowed: &[Method]) -> HttpResponse {
+    let mut response = error_page(
+        session,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Not allowed",
+        "This page cannot be used that way.",
+    );
+    let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+        response.headers_mut().insert(warp::http::header::ALLOW, v);
+    }
+    response
+}
+
+pub fn forbidden(session: Option<&Session>, text: &str) -> HttpResponse {
+    error_page(session, StatusCode::FORBIDDEN, "Refused", text)
+}
+
+/// A service error as a sentence on a page: never JSON, never internals.
+pub fn failure(session: Option<&Session>, e: &AppError) -> HttpResponse {
+    let (status, _, _) = crate::api::error::classify(e);
+    if let Some(detail) = crate::api::error::log_detail(e) {
+        tracing::error!(cause = detail, "console page failed");
+    }
+    error_page(session, status, "Something went wrong", &sentence(e, None))
+}
+
+/// What went wrong, for a person. `action` names what was attempted
+/// ("cancel the order") when there is one.
+pub fn sentence(e: &AppError, action: Option<&str>) -> String {
+    let attempt = action.unwrap_or("do that");
+    match e {
+        AppError::PaymentStatusConflict { current, .. } => format!(
+            "Cannot {attempt}: the order is {current}, and only an order awaiting payment (PENDING_PAYMENT) takes a payment result. Nothing was changed."
+        ),
+        AppError::OrderStatusConflict { current, .. } => format!(
+            "Cannot {attempt}: the order is {current} now, which does not allow it. Nothing was changed."
+        ),
+        AppError::OrderExpired { expires_at } => format!(
+            "Cannot {attempt}: the order expired at {expires_at}. Renew it or move its expiry into the future first."
+        ),
+        AppError::BadRequest { fields, message } if !fields.is_empty() => {
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|f| format!("{} {}", field_label(&f.field), f.message))
+                .collect();
+            format!("Please check the form: {}.", parts.join("; "))
+        }
+        AppError::BadRequest { message, .. } => format!("Please check the form: {message}."),
+        AppError::OrderNotFound => "There is no order with this id.".into(),
+        AppError::IdempotencyKeyInUse => {
+            "This form is being submitted already. Wait a moment, then reload the order.".into()
+        }
+        AppError::IdempotencyKeyReused => {
+            "This form was already submitted with other values. Open the form again to start afresh.".into()
+        }
+        AppError::StorageUnavailable(_) => {
+            "The data file cannot be written right now; nothing was changed. Try again shortly.".into()
+        }
+        AppError::CatalogUnavailable(_) => {
+            "The catalog service is unavailable; try again later.".into()
+        }
+        AppError::Internal(_) => {
+            "An unexpected error occurred; it has been logged. Nothing was changed.".into()
+        }
+        other => format!("Cannot {attempt}: {other}."),
+    }
+}
+
+/// The form label of an API field named in a validation error.
+fn field_label(field: &str) -> &str {
+    match field {
+        "amount" => "Amount",
+        "periods" => "Periods",
+        "renewalType" => "Renewal type",
+        "notes" => "Note",
+        "reason" => "Reason",
+        "expiresAt" => "New expiry",
+        "terminationReason" => "Termination reason",
+        "status" => "Payment result",
+        other => other,
+    }
+}
+
+// ----- overview ------------------------------------------------------------
+
+pub async fn overview(req: &Req<'_>) -> HttpResponse {
+    let session = req.session.as_ref();
+    let data = match read::overview(req.api().orders.store(), now_millis()).await {
+        Ok(data) => data,
+        Err(e) => return failure(session, &e),
+    };
+    let currency = data.currency.clone().unwrap_or_default();
+    let label = |start| time(start).get(5..10).unwrap_or_default().to_string();
+    let orders: Vec<Bar> = data
+        .days
+        .iter()
+        .map(|d| Bar {
+            label: label(d.start),
+            value: d.orders,
+        })
+        .collect();
+    let revenue: Vec<Bar> = data
+        .days
+        .iter()
+        .map(|d| Bar {
+            label: label(d.start),
+            value: d.revenue,
+        })
+        .collect();
+    let total: u64 = data.counts.iter().map(|(_, n)| n).sum();
+    let money_of = |v: u64| money(v, &currency);
+    let count_of = |v: u64| v.to_string();
+    let body = html! {
+        h1 { "Overview" }
+        section aria-labelledby="counts-h" {
+            h2 #counts-h { "Orders by status" }
+            @if total == 0 {
+                p.empty { "No orders yet. They appear here as soon as customers place them." }
+            }
+            ul.counts {
+                @for (status, n) in &data.counts {
+                    li {
+                        a href=(format!("/admin/orders?status={}", status.as_str())) {
+                            span.count { (n) }
+                            (status_badge(*status))
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="chart-h" {
+            h2 #chart-h { "Last 30 days" }
+            @if data.partial {
+                (notice("ok", &format!("Only the newest {} orders were counted; older days may be incomplete.", read::CHART_SCAN_LIMIT)))
+            }
+            div.charts {
+                figure {
+                    figcaption { "Orders created per day" }
+                    (chart::bars("orders-chart", "Orders created per day, last 30 days", "bar", &orders, &count_of))
+                }
+                figure {
+                    figcaption { "Paid revenue per day" @if !currency.is_empty() { " (" (currency) ")" } }
+                    (chart::bars("revenue-chart", "Paid revenue per day, last 30 days", "bar revenue", &revenue, &money_of))
+                }
+            }
+            details {
+                summary { "The numbers" }
+                div.table role="region" aria-label="Orders and revenue per day" tabindex="0" {
+                    table {
+                        thead { tr { th scope="col" { "Day" } th scope="col" { "Orders" } th scope="col" { "Paid revenue" } } }
+                        tbody {
+                            @for d in data.days.iter().rev() {
+                                tr {
+                                    td { (time(d.start).get(0..10).unwrap_or_default()) }
+                                    td.num { (d.orders) }
+                                    td.num { (money(d.revenue, &currency)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    html(StatusCode::OK, page("Overview", session, "/admin/", body))
+}
+
+// ----- orders --------------------------------------------------------------
+
+pub async fn orders(req: &Req<'_>) -> HttpResponse {
+    let session = req.session.as_ref();
+    // Empty filter fields come from the form's "any" choices: drop them, then
+    // read the rest exactly as the API reads its query string.
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query).unwrap_or_default();
+    let id_filter = pairs
+        .iter()
+        .find(|(k, v)| k == "id" && !v.trim().is_empty())
+        .map(|(_, v)| v.trim().to_string());
+    let kept: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(k, v)| k != "id" && !v.trim().is_empty())
+        .map(|(k, v)| (k, v.trim().to_string()))
+        .collect();
+    let query = serde_urlencoded::to_string(&kept).unwrap_or_default();
+    let params = crate::api::request::list_params(&query, true);
+    let status_value = kept
+        .iter()
+        .find(|(k, _)| k == "status")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let user_value = kept
+        .iter()
+        .find(|(k, _)| k == "userId")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let filters = filter_form(
+        &status_value,
+        &user_value,
+        id_filter.as_deref().unwrap_or(""),
+    );
+    let (status, content) = match (params, id_filter) {
+        (Err(e), _) => (
+            StatusCode::BAD_REQUEST,
+            notice("error", &sentence(&e, Some("filter the orders"))),
+        ),
+        (Ok(_), Some(id)) => match uuid::Uuid::try_parse(&id) {
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                notice(
+                    "error",
+                    "An order id looks like 6f0429ea-4344-496d-bd40-1f4e47a6220c (the whole id).",
+                ),
+            ),
+            Ok(id) => match req.api().orders.get(id).await {
+                Ok(record) => (StatusCode::OK, order_table(&[record])),
+                Err(AppError::OrderNotFound) => (
+                    StatusCode::OK,
+                    html! { p.empty { "No order has this id." } },
+                ),
+                Err(e) => return failure(session, &e),
+            },
+        },
+        (Ok(p), None) => {
+            let query = ListQuery {
+                user: p.user_id.clone(),
+                status: p.status,
+                expires_before: p.expires_before,
+                page: p.page,
+                limit: p.limit,
+            };
+            match req.api().orders.list(query).await {
+                Ok(found) => (
+                    StatusCode::OK,
+                    html! {
+                        @if found.items.is_empty() {
+                            @if found.total == 0 {
+                                p.empty { "No orders match these filters." }
+                            } @else {
+                                p.empty { "This page is past the last one." }
+                            }
+                        } @else {
+                            (order_table(&found.items))
+                        }
+                        (pager(&kept, p.page, p.limit, found.total))
+                    },
+                ),
+                Err(e) => return failure(session, &e),
+            }
+        }
+    };
+    let body = html! {
+        h1 { "Orders" }
+        (filters)
+        (content)
+    };
+    html(status, page("Orders", session, "/admin/orders", body))
+}
+
+fn filter_form(status: &str, user: &str, id: &str) -> Markup {
+    html! {
+        form.filters method="get" action="/admin/orders" role="search" aria-label="Filter orders" {
+            div.field {
+                label for="f-status" { "Status" }
+                select #f-status name="status" {
+                    option value="" selected[status.is_empty()] { "Any status" }
+                    @for s in OrderStatus::ALL {
+                        option value=(s.as_str()) selected[status == s.as_str()] { (s.as_str()) }
+                    }
+                }
+            }
+            div.field {
+                label for="f-user" { "User id" }
+                input #f-user type="text" name="userId" value=(user) maxlength="255";
+            }
+            div.field {
+                label for="f-id" { "Order id" }
+                input #f-id type="text" name="id" value=(id) maxlength="36" spellcheck="false";
+            }
+            div.buttons {
+                button type="submit" { "Filter" }
+                a href="/admin/orders" { "Clear" }
+            }
+        }
+    }
+}
+
+pub fn order_table(records: &[OrderRecord]) -> Markup {
+    html! {
+        div.table role="region" aria-label="Orders" tabindex="0" {
+            table {
+                thead {
+                    tr {
+                        th scope="col" { "Order" }
+                        th scope="col" { "User" }
+                        th scope="col" { "Status" }
+                        th scope="col" { "Plan" }
+                        th scope="col" { "Price" }
+                        th scope="col" { "Created" }
+                    }
+                }
+                tbody {
+                    @for r in records {
+                        @let o = &r.order;
+                        tr {
+                            td { a.mono href=(format!("/admin/orders/{}", o.id)) { (short(&o.id)) } }
+                            td { a href=(user_link(&o.user_id)) { (o.user_id) } }
+                            td { (status_badge(o.status)) }
+                            td { (o.plan_name) " · " (o.duration.as_str()) }
+                            td.num { (money(o.pricing.final_price, &o.pricing.currency)) }
+                            td { (when(Some(o.created_at))) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn user_link(user: &str) -> String {
+    let q = serde_urlencoded::to_string([("userId", user)]).unwrap_or_default();
+    format!("/admin/orders?{q}")
+}
+
+/// The first 8 characters of an id, as the droplet name uses.
+pub fn short(id: &uuid::Uuid) -> String {
+    id.to_string().chars().take(8).collect()
+}
+
+fn pager(kept: &[(String, String)], page_no: u32, limit: u32, total: u64) -> Markup {
+    let pages = total.div_ceil(u64::from(limit)).max(1);
+    let link = |p: u64| {
+        let mut q: Vec<(String, String)> =
+            kept.iter().filter(|(k, _)| k != "page").cloned().collect();
+        q.push(("page".into(), p.to_string()));
+        format!(
+            "/admin/orders?{}",
+            serde_urlencoded::to_string(&q).unwrap_or_default()
+        )
+    };
+    let page_no = u64::from(page_no);
+    html! {
+        nav.pager aria-label="Pages" {
+            @if page_no > 1 {
+                a href=(link((page_no - 1).min(pages))) rel="prev" { "← Previous" }
+            }
+            span { "Page " (page_no) " of " (pages) " · " (total) " orders" }
+            @if page_no < pages {
+                a href=(link(page_no + 1)) rel="next" { "Next →" }
+            }
+        }
+    }
+}
+
+// ----- order ---------------------------------------------------------------
+
+pub async fn order(req: &Req<'_>, id: &str) -> HttpResponse {
+    let session = req.session.as_ref();
+    let Ok(id) = uuid::Uuid::try_parse(id) else {
+        return not_found(session);
+    };
+    let done = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k == "done")
+        .and_then(|(_, v)| super::actions::done_text(&v));
+    let message = done.map(|t| notice("ok", t));
+    order_page(req, id, StatusCode::OK, message).await
+}
+
+/// The order page with `message` on top (a result, or why an action failed).
+pub async fn order_page(
+    req: &Req<'_>,
+    id: uuid::Uuid,
+    status: StatusCode,
+    message: Option<Markup>,
+) -> HttpResponse {
+    let session = req.session.as_ref();
+    let (record, history) = match req.api().orders.get_with_history(id).await {
+        Ok(found) => found,
+        Err(AppError::OrderNotFound) => {
+            return error_page(
+                session,
+                StatusCode::NOT_FOUND,
+                "No such order",
+                "There is no order with this id.",
+            )
+        }
+        Err(e) => return failure(session, &e),
+    };
+    let Some(session_ref) = session else {
+        return redirect("/admin/login");
+    };
+    let o = &record.order;
+    let title = format!("Order {}", short(&o.id));
+    // Each section is one function; the webhook deliveries of issue 11 are
+    // one more entry here.
+    let sections = [
+        super::actions::panel(session_ref, &record),
+        summary(&record),
+        pricing(&record),
+        task(&record),
+        renewals(&record),
+        timeline(&history),
+    ];
+    let body = html! {
+        p.crumbs { a href="/admin/orders" { "Orders" } " / " span.mono { (o.id) } }
+        h1 { (title) " " (status_badge(o.status)) }
+        @if let Some(message) = message { (message) }
+        @for section in sections { (section) }
+    };
+    html(status, page(&title, session, "/admin/orders", body))
+}
+
+fn summary(record: &OrderRecord) -> Markup {
+    let o = &record.order;
+    let t = &o.term;
+    html! {
+        section aria-labelledby="summary-h" {
+            h2 #summary-h { "Summary" }
+            dl.facts {
+                dt { "Order id" } dd.mono { (o.id) }
+                dt { "User" } dd { a href=(user_link(&o.user_id)) { (o.user_id) } }
+                dt { "Plan" } dd { (o.plan_name) " (" (o.plan_id) "), " (o.duration.as_str()) }
+                dt { "Image" } dd { (o.image_name) " (" (o.image_id) ")" }
+                dt { "Region / hostname" } dd { (o.droplet.region) " / " (o.droplet.hostname) }
+                dt { "Created" } dd { (when(Some(o.created_at))) }
+                dt { "Paid" } dd { (when(o.paid_at)) }
+                dt { "Activated" } dd { (when(t.activated_at)) }
+                dt { "Expires" } dd { (when(t.expires_at)) }
+                @if t.suspended_at.is_some() {
+                    dt { "Suspended" } dd { (when(t.suspended_at)) @if let Some(r) = t.suspend_reason { " (" (r.as_str()) ")" } }
+                }
+                @if t.terminated_at.is_some() {
+                    dt { "Terminated" } dd { (when(t.terminated_at)) @if let Some(r) = t.termination_reason { " (" (r.as_str()) ")" } }
+                }
+            }
+        }
+    }
+}
+
+fn pricing(record: &OrderRecord) -> Markup {
+    let o = &record.order;
+    let p = &o.pricing;
+    let c = p.currency.as_str();
+    html! {
+        section aria-labelledby="pricing-h" {
+            h2 #pricing-h { "Pricing and items" }
+            dl.facts {
+                dt { "Base price" } dd.num { (money(p.base_price, c)) }
+                dt { "Promo discount" } dd.num { "− " (money(p.promo_discount, c)) }
+                dt { "Coupon" } dd.num {
+                    @if let Some(code) = &p.coupon_code { (code) ": " }
+                    "− " (money(p.coupon_discount, c))
+                }
+                dt { "Final price" } dd.num { strong { (money(p.final_price, c)) } }
+            }
+            div.table role="region" aria-label="Items" tabindex="0" {
+                table {
+                    thead { tr { th scope="col" { "Type" } th scope="col" { "Description" } th scope="col" { "Unit price" } th scope="col" { "Qty" } th scope="col" { "Total" } } }
+                    tbody {
+                        @for item in &o.items {
+                            tr {
+                                td { (item.item_type.as_str()) }
+                                td { (item.description) }
+                                td.num { (money(item.unit_price, c)) }
+                                td.num { (item.quantity) }
+                                td.num { (money(item.total_price, c)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn task(record: &OrderRecord) -> Markup {
+    html! {
+        section aria-labelledby="task-h" {
+            h2 #task-h { "Provisioning and droplet" }
+            @match &record.task {
+                None => p.empty { "No provisioning task yet: one starts when the order is paid." },
+                Some(t) => {
+                    dl.facts {
+                        dt { "Task" } dd { (badge(t.status.as_str())) " · " (t.attempts) " attempts" }
+                        dt { "Region / size / image" } dd { (t.do_region) " / " (t.do_size) " / " (t.do_image) }
+                        @if let Some(d) = &t.droplet {
+                            dt { "Droplet" } dd { (d.name) " (id " (d.id) ") " (badge(d.status.as_str())) }
+                            dt { "Public IPv4" } dd.mono { (d.ipv4_public.as_deref().unwrap_or("—")) }
+                            dt { "Private IPv4" } dd.mono { (d.ipv4_private.as_deref().unwrap_or("—")) }
+                            @if let Some(v6) = &d.ipv6_public { dt { "IPv6" } dd.mono { (v6) } }
+                        } @else {
+                            dt { "Droplet" } dd { "none yet" }
+                        }
+                        @if let Some(a) = &t.action {
+                            dt { "Pending droplet action" } dd {
+                                (a.action.as_str())
+                                @if a.failures > 0 { " · failed " (a.failures) " times, retrying" }
+                            }
+                        }
+                        @if let Some(code) = t.error_code {
+                            dt { "Error" } dd.error-text { (code.as_str()) @if let Some(m) = &t.error_message { ": " (m) } }
+                        }
+                        dt { "Started / completed" } dd { (when(t.started_at)) " / " (when(t.completed_at)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn renewals(record: &OrderRecord) -> Markup {
+    let list = &record.order.term.renewals;
+    let c = record.order.pricing.currency.as_str();
+    html! {
+        section aria-labelledby="renewals-h" {
+            h2 #renewals-h { "Renewals" }
+            @if list.is_empty() {
+                p.empty { "No renewals or expiry changes yet." }
+            } @else {
+                div.table role="region" aria-label="Renewals" tabindex="0" {
+                    table {
+                        thead { tr { th scope="col" { "When" } th scope="col" { "Type" } th scope="col" { "Periods" } th scope="col" { "Amount" } th scope="col" { "Expiry" } th scope="col" { "By" } } }
+                        tbody {
+                            @for r in list.iter().rev() {
+                                tr {
+                                    td { (when(Some(r.created_at))) }
+                                    td { (r.renewal_type.as_str()) }
+                                    td.num { (r.periods) }
+                                    td.num { (money(r.amount, c)) }
+                                    td { (layout::time_opt(r.previous_expiry)) " → " (time(r.new_expiry)) }
+                                    td { (r.actor.render()) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn timeline(history: &[HistoryEntry]) -> Markup {
+    html! {
+        section aria-labelledby="history-h" {
+            h2 #history-h { "History" }
+            ol.timeline {
+                @for h in history.iter().rev() {
+                    li {
+                        p.when { (when(Some(h.created_at))) " · " (h.actor.render()) }
+                        p {
+                            @if let Some(prev) = h.previous_status { (status_badge(prev)) " → " }
+                            (badge(h.new_status.as_str()))
+                        }
+                        @if let Some(reason) = &h.reason { p { (reason) } }
+                        @if let Some(meta) = &h.metadata { p.meta.mono { (meta) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ----- attention -----------------------------------------------------------
+
+pub async fn attention(req: &Req<'_>) -> HttpResponse {
+    let session = req.session.as_ref();
+    let data = match read::attention(req.api().orders.store(), now_millis()).await {
+        Ok(data) => data,
+        Err(e) => return failure(session, &e),
+    };
+    let problem = |r: &OrderRecord| -> String {
+        r.task
+            .as_ref()
+            .map(|t| match (t.error_code, &t.action) {
+                (Some(code), _) => code.as_str().to_string(),
+                (None, Some(a)) => format!("{} failed {} times", a.action.as_str(), a.failures),
+                (None, None) => format!("{} attempts so far", t.attempts),
+            })
+            .unwrap_or_default()
+    };
+    // Failed webhook deliveries (issue 11) are one more section here.
+    let body = html! {
+        h1 { "Attention" }
+        @if data.is_empty() {
+            p.empty.all-clear { "Nothing needs attention: no failed orders, no stuck provisioning, no failing droplet actions." }
+        }
+        section aria-labelledby="failed-h" {
+            h2 #failed-h { "Failed provisioning (" (data.failed_total) ")" }
+            @if data.failed.is_empty() { p.empty { "No FAILED orders." } }
+            @else {
+                p.hint { "Open an order to retry provisioning or terminate it." }
+                (attention_table(&data.failed, &problem))
+            }
+        }
+        section aria-labelledby="stuck-h" {
+            h2 #stuck-h { "Provisioning for over 10 minutes or with an error (" (data.stuck.len()) ")" }
+            @if data.stuck.is_empty() { p.empty { "No provisioning is stuck." } }
+            @else { (attention_table(&data.stuck, &problem)) }
+        }
+        section aria-labelledby="actions-h" {
+            h2 #actions-h { "Droplet actions failing (" (data.actions_failing.len()) ")" }
+            @if data.actions_failing.is_empty() { p.empty { "Every owed power or delete action is on track." } }
+            @else { (attention_table(&data.actions_failing, &problem)) }
+        }
+    };
+    html(
+        StatusCode::OK,
+        page("Attention", session, "/admin/attention", body),
+    )
+}
+
+fn attention_table(records: &[OrderRecord], problem: &dyn Fn(&OrderRecord) -> String) -> Markup {
+    html! {
+        div.table role="region" aria-label="Orders needing attention" tabindex="0" {
+            table {
+                thead { tr { th scope="col" { "Order" } th scope="col" { "User" } th scope="col" { "Status" } th scope="col" { "Problem" } th scope="col" { "Since" } } }
+                tbody {
+                    @for r in records {
+                        tr {
+                            td { a.mono href=(format!("/admin/orders/{}", r.order.id)) { (short(&r.order.id)) } }
+                            td { (r.order.user_id) }
+                            td { (status_badge(r.order.status)) }
+                            td { (problem(r)) }
+                            td { (when(r.task.as_ref().map(|t| t.started_at.unwrap_or(t.created_at)).or(Some(r.order.updated_at)))) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ----- backups -------------------------------------------------------------
+
+pub async fn backups(req: &Req<'_>) -> HttpResponse {
+    let done = req.query.split('&').any(|p| p == "done=snapshot");
+    backups_page(
+        req,
+        StatusCode::OK,
+        done.then(|| notice("ok", "Snapshot written.")),
+    )
+    .await
+}
+
+async fn backups_page(req: &Req<'_>, status: StatusCode, message: Option<Markup>) -> HttpResponse {
+    let session = req.session.as_ref();
+    let Some(session_ref) = session else {
+        return redirect("/admin/login");
+    };
+    let dir = &req.console.backup_dir;
+    let list = match read::snapshots(dir).await {
+        Ok(list) => list,
+        Err(e) => return failure(session, &e),
+    };
+    let body = html! {
+        h1 { "Backups" }
+        @if let Some(message) = message { (message) }
+        p { "Snapshots in " code { (dir.display()) } " (" code { "backup.dir" } "). A restore is: stop vpsd, copy a snapshot over the data file, start." }
+        form method="post" action="/admin/backups" {
+            (csrf(session_ref))
+            button type="submit" { "Take a snapshot now" }
+        }
+        @if list.is_empty() {
+            p.empty { "No snapshots yet." }
+        } @else {
+            div.table role="region" aria-label="Snapshots" tabindex="0" {
+                table {
+                    thead { tr { th scope="col" { "File" } th scope="col" { "Size" } th scope="col" { "Written" } } }
+                    tbody {
+                        @for s in &list {
+                            tr {
+                                td.mono { (s.name) }
+                                td.num { (layout::size(s.bytes)) }
+                                td { (when(s.modified)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    html(status, page("Backups", session, "/admin/backups", body))
+}
+
+/// "Take a snapshot now": the same service call as `POST /internal/backups`.
+pub async fn take_backup(req: &Req<'_>) -> HttpResponse {
+    match req.api().backups.snapshot().await {
+        Ok(info) => {
+            tracing::info!(actor = %req.session.as_ref().map(|s| s.actor_text()).unwrap_or_default(), file = %info.path.display(), "console snapshot");
+            redirect("/admin/backups?done=snapshot")
+        }
+        Err(e) => {
+            if let Some(detail) = crate::api::error::log_detail(&e) {
+                tracing::error!(cause = detail, "console snapshot failed");
+            }
+            let (status, _, _) = crate::api::error::classify(&e);
+            let text = sentence(&e, Some("take a snapshot"));
+            backups_page(req, status, Some(notice("error", &text))).await
+        }
+    }
+}
