@@ -52,7 +52,7 @@ pub fn bars(
             @for tick in [0, top / 2, top] {
                 @let y = format!("{:.1}", y_of(tick));
                 line.grid x1=(LEFT) x2=(WIDTH - 8) y1=(y) y2=(y) {}
-                text.axis x=(LEFT - 6) y=(y) text-anchor="end" dominant-baseline="middle" { (format(tick)) }
+                text.axis x=(LEFT - 6) y=(y) text-anchor="end" dominant-baseline="middle" { (compact(tick)) }
             }
             @for (i, bar) in data.iter().enumerate() {
                 @let x = LEFT as f64 + slot * i as f64 + (slot - bar_w) / 2.0;
@@ -61,11 +61,31 @@ pub fn bars(
                 rect class=(class) x=(format!("{x:.1}")) y=(format!("{y:.1}")) width=(format!("{bar_w:.1}")) height=(format!("{h:.1}")) {
                     title { (bar.label) ": " (format(bar.value)) }
                 }
-                @if i % 7 == 0 || i + 1 == data.len() {
+                // Every seventh day counted back from the last, so labels never collide.
+                @if (data.len() - 1 - i).is_multiple_of(7) {
                     text.axis x=(format!("{:.1}", x + bar_w / 2.0)) y=(HEIGHT - 6) text-anchor="middle" { (bar.label) }
                 }
             }
         }
+    }
+}
+
+/// An axis value in a few characters: `950`, `12k`, `1.5M` (the unit is in
+/// the caption; exact values are in the bars' tooltips and the table).
+fn compact(v: u64) -> String {
+    let scaled = |div: f64, unit: &str| {
+        let x = v as f64 / div;
+        if x >= 10.0 || x.fract() == 0.0 {
+            format!("{x:.0}{unit}")
+        } else {
+            format!("{x:.1}{unit}")
+        }
+    };
+    match v {
+        0..1_000 => v.to_string(),
+        1_000..1_000_000 => scaled(1e3, "k"),
+        1_000_000..1_000_000_000 => scaled(1e6, "M"),
+        _ => scaled(1e9, "G"),
     }
 }
 
@@ -96,6 +116,9 @@ mod tests {
         assert_eq!(nice_ceiling(3), 5);
         assert_eq!(nice_ceiling(7), 10);
         assert_eq!(nice_ceiling(108_000), 200_000);
+        assert_eq!(compact(950), "950");
+        assert_eq!(compact(200_000), "200k");
+        assert_eq!(compact(1_500_000), "1.5M");
     }
 
     #[test]

@@ -334,7 +334,7 @@ fn filter_form(status: &str, user: &str, id: &str) -> Markup {
 pub fn order_table(records: &[OrderRecord]) -> Markup {
     html! {
         div.table role="region" aria-label="Orders" tabindex="0" {
-            table {
+            table.stack {
                 thead {
                     tr {
                         th scope="col" { "Order" }
@@ -349,12 +349,12 @@ pub fn order_table(records: &[OrderRecord]) -> Markup {
                     @for r in records {
                         @let o = &r.order;
                         tr {
-                            td { a.mono href=(format!("/admin/orders/{}", o.id)) { (short(&o.id)) } }
-                            td { a href=(user_link(&o.user_id)) { (o.user_id) } }
-                            td { (status_badge(o.status)) }
-                            td { (o.plan_name) " · " (o.duration.as_str()) }
-                            td.num { (money(o.pricing.final_price, &o.pricing.currency)) }
-                            td { (when(Some(o.created_at))) }
+                            td data-label="Order" { a.mono href=(format!("/admin/orders/{}", o.id)) { (short(&o.id)) } }
+                            td data-label="User" { a href=(user_link(&o.user_id)) { (o.user_id) } }
+                            td data-label="Status" { (status_badge(o.status)) }
+                            td data-label="Plan" { (o.plan_name) " · " (o.duration.as_str()) }
+                            td.num data-label="Price" { (money(o.pricing.final_price, &o.pricing.currency)) }
+                            td data-label="Created" { (when(Some(o.created_at))) }
                         }
                     }
                 }
