@@ -752,3 +752,65 @@ fn orders_filters_and_pages_read_like_the_api() {
         page.text
     );
 }
+
+#[test]
+fn attention_lists_failed_orders_and_failing_droplet_actions_and_retry_works_from_the_console() {
+    let fake = support::fake_do::FakeDo::start();
+    let app = spawn_app_with(|c| support::use_fake_do(c, &fake));
+    // One order fails provisioning: DigitalOcean refuses the create.
+    fake.reject_next_create_droplet_limit();
+    let failed = app.create_order("u-attn").id();
+    assert_eq!(app.pay(&failed).status, 200);
+    app.wait_for_status(&failed, &["FAILED"], Duration::from_secs(30));
+    // Another is ACTIVE, then suspended while its droplet stays locked.
+    let locked = app.create_order("u-attn").id();
+    assert_eq!(app.pay(&locked).status, 200);
+    app.wait_for_status(&locked, &["ACTIVE"], Duration::from_secs(30));
+    fake.lock_next_droplet_actions(1000);
+    let r = app.post_empty(
+        &format!("/api/v1/internal/orders/{locked}/suspend"),
+        Auth::Admin,
+    );
+    assert_eq!(r.status, 200);
+    let retried = support::wait_for(Duration::from_secs(30), || {
+        app.sweep();
+        let r = app.admin_order(&locked);
+        (r.data()["provisioningTask"]["errorCode"] == "DROPLET_ACTION_FAILED").then_some(())
+    });
+    assert!(retried.is_some(), "the power-off never failed");
+
+    let mut b = Browser::new(&app);
+    b.login("alice");
+    let page = b.get("/admin/attention");
+    assert_eq!(page.status, 200);
+    let failed_section = page.text.split("id=\"failed-h\"").nth(1).unwrap_or("");
+    let failed_section = failed_section.split("id=\"stuck-h\"").next().unwrap_or("");
+    assert!(failed_section.contains(&failed[..8]), "{}", page.text);
+    let actions_section = page.text.split("id=\"actions-h\"").nth(1).unwrap_or("");
+    assert!(actions_section.contains(&locked[..8]), "{}", page.text);
+    assert!(!page.text.contains("Nothing needs attention"));
+
+    // A FAILED order offers retry and terminate; retry does what the API's does.
+    let order = b.get(&format!("/admin/orders/{failed}"));
+    assert!(order
+        .text
+        .contains(&format!("/admin/orders/{failed}/retry\"")));
+    assert!(order
+        .text
+        .contains(&format!("/admin/orders/{failed}/terminate\"")));
+    assert!(order.text.contains("DROPLET_CREATION_FAILED"));
+    let csrf = b.csrf();
+    let r = b.post(&format!("/admin/orders/{failed}/retry"), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.text);
+    let rows = history(&app, &failed);
+    let retry = rows
+        .iter()
+        .rev()
+        .find(|r| r["previousStatus"] == "FAILED")
+        .expect("a retry row");
+    assert_eq!(retry["newStatus"], "PROVISIONING");
+    assert_eq!(retry["actor"], "admin:alice");
+    let r = b.post(&format!("/admin/orders/{failed}/retry"), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 409, "a second retry conflicts like the API's");
+    assert!(r.text.contains("Cannot retry provisioning"), "{}", r.text);
+}

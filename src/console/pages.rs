@@ -669,12 +669,23 @@ fn attention_table(records: &[OrderRecord], problem: &dyn Fn(&OrderRecord) -> St
                             td { (r.order.user_id) }
                             td { (status_badge(r.order.status)) }
                             td { (problem(r)) }
-                            td { (when(r.task.as_ref().map(|t| t.started_at.unwrap_or(t.created_at)).or(Some(r.order.updated_at)))) }
+                            td { (when(Some(since(r)))) }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// When the trouble began: the owed action's request, else the task's start.
+fn since(r: &OrderRecord) -> crate::domain::time::Millis {
+    match &r.task {
+        Some(t) => match &t.action {
+            Some(a) => a.requested_at,
+            None => t.started_at.unwrap_or(t.created_at),
+        },
+        None => r.order.updated_at,
     }
 }
 

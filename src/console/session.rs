@@ -228,6 +228,28 @@ mod tests {
     }
 
     #[test]
+    fn a_session_ends_at_its_ttl_and_at_logout() {
+        let sessions = Sessions::new(Duration::from_millis(50));
+        let (id, session) = sessions.create(Some("alice".into())).unwrap();
+        assert_eq!(session.actor_text(), "admin:alice");
+        let mut headers = HeaderMap::new();
+        let cookie = format!("{COOKIE}={id}");
+        headers.insert(warp::http::header::COOKIE, cookie.parse().unwrap());
+        assert!(sessions.find(&headers).is_some());
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(sessions.find(&headers).is_none(), "expired");
+
+        let sessions = Sessions::new(Duration::from_secs(60));
+        let (id, _) = sessions.create(None).unwrap();
+        let mut headers = HeaderMap::new();
+        let cookie = format!("{COOKIE}={id}");
+        headers.insert(warp::http::header::COOKIE, cookie.parse().unwrap());
+        assert_eq!(sessions.find(&headers).unwrap().actor_text(), "admin");
+        sessions.end(&headers);
+        assert!(sessions.find(&headers).is_none(), "logged out");
+    }
+
+    #[test]
     fn cookies_are_read_by_name() {
         let mut headers = HeaderMap::new();
         headers.insert(
