@@ -85,10 +85,7 @@ impl Run<'_> {
             if reload {
                 self.driver.refresh();
             }
-            self.driver
-                .try_find("h1")
-                .map(|_| self.driver.text("h1"))
-                .filter(|h| h.contains(text))
+            self.driver.try_text("h1").filter(|h| h.contains(text))
         });
         assert!(
             found.is_some(),
@@ -208,7 +205,10 @@ fn an_operator_works_an_order_through_the_console_in_chromium() {
     let active = wait(Duration::from_secs(30), || {
         app.sweep();
         run.driver.refresh();
-        run.driver.text("h1").contains("ACTIVE").then_some(())
+        run.driver
+            .try_text("h1")
+            .filter(|h| h.contains("ACTIVE"))
+            .map(drop)
     });
     assert!(active.is_some(), "the order never showed ACTIVE");
     let ip = app.admin_order(&newest).data()["provisioningTask"]["ipv4Public"]
@@ -274,9 +274,9 @@ fn an_operator_works_an_order_through_the_console_in_chromium() {
     run.driver.click("main form button[type='submit']");
     let written = wait(Duration::from_secs(15), || {
         run.driver
-            .text("main")
-            .contains("Snapshot written.")
-            .then_some(())
+            .try_text("main")
+            .filter(|t| t.contains("Snapshot written."))
+            .map(drop)
     });
     assert!(written.is_some(), "no snapshot notice");
     assert!(run.driver.text("main").contains("vpsd-"));

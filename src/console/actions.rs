@@ -143,9 +143,16 @@ pub fn done_text(slug: &str) -> Option<&'static str> {
     })
 }
 
-/// A fresh idempotency key for a form that charges or extends.
-fn fresh_key() -> String {
-    format!("console-{}", session::random_token().unwrap_or_default())
+/// A fresh idempotency key for a form that charges or extends, as a hidden
+/// field. Should the OS random source fail, the form goes without one (as an
+/// API call without `Idempotency-Key`) rather than share a guessable key.
+fn fresh_key() -> Markup {
+    match session::random_token() {
+        Some(token) => {
+            html! { input type="hidden" name="idem" value=(format!("console-{token}")); }
+        }
+        None => html! {},
+    }
 }
 
 /// The order page's action panel: exactly the actions the status allows.
@@ -167,9 +174,7 @@ pub fn panel(session: &Session, record: &OrderRecord) -> Markup {
                         @if action.inline() {
                             form.inline method="post" action=(target) {
                                 (csrf(session))
-                                @if *action == Action::Pay {
-                                    input type="hidden" name="idem" value=(fresh_key());
-                                }
+                                @if *action == Action::Pay { (fresh_key()) }
                                 button type="submit" { (action.label()) }
                             }
                         } @else {
@@ -238,7 +243,7 @@ fn render_form(
                 (csrf(session))
                 @if action.destructive() { input type="hidden" name="confirm" value="yes"; }
                 @if matches!(action, Action::Pay | Action::PaymentFailed | Action::Renew) {
-                    input type="hidden" name="idem" value=(fresh_key());
+                    (fresh_key())
                 }
                 (fields(action, values))
                 div.buttons {

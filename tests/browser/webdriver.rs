@@ -186,12 +186,28 @@ impl Driver {
         );
     }
 
+    /// The rendered text of the first element matching `css`, read in one
+    /// script call (no element handle to go stale while a page reloads);
+    /// `None` when nothing matches or the page is between documents.
+    pub fn try_text(&self, css: &str) -> Option<String> {
+        let url = format!("{}/session/{}/execute/sync", self.base, self.session);
+        let script =
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;";
+        let mut response = self
+            .agent
+            .post(&url)
+            .send_json(json!({ "script": script, "args": [css] }))
+            .ok()?;
+        if response.status().as_u16() >= 300 {
+            return None;
+        }
+        let value: Value = response.body_mut().read_json().ok()?;
+        value["value"].as_str().map(str::to_string)
+    }
+
     pub fn text(&self, css: &str) -> String {
-        let el = self.find(css);
-        self.call("GET", &format!("/element/{el}/text"), None)
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        self.try_text(css)
+            .unwrap_or_else(|| panic!("no text for {css:?} on {}", self.url()))
     }
 
     /// Presses one key on whatever has focus.
