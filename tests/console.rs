@@ -814,3 +814,27 @@ fn attention_lists_failed_orders_and_failing_droplet_actions_and_retry_works_fro
     assert_eq!(r.status, 409, "a second retry conflicts like the API's");
     assert!(r.text.contains("Cannot retry provisioning"), "{}", r.text);
 }
+
+#[test]
+fn admin_settings_are_checked_at_start_up() {
+    let mut config = vpsd::Config::default();
+    assert!(!config.console_enabled(), "no API key: no console");
+    config.auth.internal_api_key = Some("a-long-enough-key".into());
+    assert!(config.console_enabled(), "on by default with a key");
+    config.admin.enabled = Some(false);
+    assert!(!config.console_enabled());
+
+    let mut config = vpsd::Config::default();
+    config.admin.enabled = Some(true);
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("admin.enabled"), "{e}");
+    let mut config = vpsd::Config::default();
+    config.admin.session_ttl_seconds = 5;
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("admin.session_ttl_seconds"), "{e}");
+    let mut config = vpsd::Config::default();
+    config.server.public_url = Some("ftp://example.com".into());
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("server.public_url"), "{e}");
+    assert_eq!(vpsd::Config::default().admin.session_ttl_seconds, 28_800);
+}
