@@ -380,7 +380,8 @@ pub async fn submit(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
             let (status, _, _) = crate::api::error::classify(&e);
             let text = pages::sentence(&e, Some(action.attempt()));
             if action.inline() || matches!(e, AppError::OrderNotFound) {
-                return pages::order_page(req, id, status, Some(notice("error", &text))).await;
+                return super::order::order_page(req, id, status, Some(notice("error", &text)))
+                    .await;
             }
             match req.api().orders.get(id).await {
                 Ok(record) => render_form(req, &record, action, status, Some(&text), &req.form),

@@ -17,6 +17,7 @@ mod chart;
 mod form;
 mod layout;
 mod login;
+mod order;
 mod pages;
 mod session;
 
@@ -357,7 +358,7 @@ impl Console {
             (Route::Logout, _) => login::logout(&req),
             (Route::Overview, _) => pages::overview(&req).await,
             (Route::Orders, _) => pages::orders(&req).await,
-            (Route::Order, _) => pages::order(&req, id.unwrap_or("")).await,
+            (Route::Order, _) => order::order(&req, id.unwrap_or("")).await,
             (Route::Action, false) => {
                 actions::form_page(&req, id.unwrap_or(""), action.unwrap_or("")).await
             }
