@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use warp::Filter;
 
 use crate::api::auth::{ApiKey, JwtVerifier};
 use crate::api::{self, ApiState};
@@ -232,9 +233,14 @@ impl App {
         tracing::info!(addr = ?addr, version = env!("CARGO_PKG_VERSION"), "vpsd listening");
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // The operator console claims `/admin` paths; everything else is the API's.
+        let console = crate::console::Console::from_config(&config, state.clone());
+        let routes = crate::console::filter(console)
+            .or(api::filter(state))
+            .unify();
         let server = crate::server::serve(
             listener,
-            warp::service(api::filter(state)),
+            warp::service(routes),
             connection_limits(&config),
             async move {
                 let _ = stop_rx.await;

@@ -24,6 +24,7 @@ pub struct Config {
     pub webhooks: crate::webhooks::config::WebhooksConfig,
     pub backup: BackupConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +52,9 @@ pub struct ServerConfig {
     /// Connections open at once; further clients wait (in the listen
     /// backlog) until one closes.
     pub max_connections: u32,
+    /// Where operators reach vpsd (e.g. `https://vps.example.com`); an https
+    /// URL marks the console's session cookie `Secure`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +69,7 @@ impl Default for ServerConfig {
             body_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
             max_connections: 1024,
+            public_url: None,
         }
     }
 }
@@ -314,6 +319,67 @@ impl Default for LogConfig {
             // The scheduler crate narrates its own start-up at info.
             level: "info,tokio_cron_scheduler=warn".into(),
         }
+    }
+}
+
+/// The operator console (SPEC §11).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Unset means on exactly when an internal API key is configured: the key
+    /// is the console's password, so without one nobody could log in.
+    pub enabled: Option<bool>,
+    /// How long a console login lasts, seconds.
+    pub session_ttl_seconds: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: None,
+            session_ttl_seconds: 28_800,
+        }
+    }
+}
+
+impl Config {
+    /// Whether `/admin/` serves the console.
+    pub fn console_enabled(&self) -> bool {
+        let has_key = self
+            .auth
+            .internal_api_key
+            .as_deref()
+            .is_some_and(|k| !k.is_empty());
+        self.admin.enabled.unwrap_or(has_key) && has_key
+    }
+
+    fn validate_admin(&self) -> Result<(), ConfigError> {
+        let has_key = self
+            .auth
+            .internal_api_key
+            .as_deref()
+            .is_some_and(|k| !k.is_empty());
+        if self.admin.enabled == Some(true) && !has_key {
+            return invalid(
+                "admin.enabled",
+                "the console logs in with auth.internal_api_key (env INTERNAL_API_KEY), which is not set",
+            );
+        }
+        if !(60..=30 * 86_400).contains(&self.admin.session_ttl_seconds) {
+            return invalid(
+                "admin.session_ttl_seconds",
+                "must be from 60 (one minute) to 2592000 (30 days)",
+            );
+        }
+        if let Some(url) = &self.server.public_url {
+            if !is_http_url(url) {
+                return invalid(
+                    "server.public_url",
+                    format!("{url:?} is not an http(s) URL"),
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -609,6 +675,7 @@ impl Config {
             return invalid(key, problem);
         }
         self.validate_backup()?;
+        self.validate_admin()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
                 "log.level",

@@ -9,6 +9,7 @@ pub mod app;
 pub mod catalog;
 pub mod cloud;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod error;
 pub mod metrics;

@@ -3,6 +3,7 @@
 //! `store::WriteOp`.
 
 pub mod backups;
+pub mod console;
 pub mod idempotency;
 pub mod ops;
 pub mod orders;

@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::config::WebhooksConfig;
-use crate::config::mask_url;
 use super::sign::{sign, WebhookSecret};
+use crate::config::mask_url;
 use crate::domain::time::now_millis;
 use crate::domain::webhook::{AttemptOutcome, Delivery, DeliveryStatus, OutboxEvent};
 use crate::metrics::Metrics;

@@ -1,0 +1,442 @@
+//! The operator console (SPEC §11): server-rendered HTML under `/admin/`,
+//! templates compiled into the binary with maud, one stylesheet, no script.
+//!
+//! It is a second warp filter in front of the API's: it claims `/admin` and
+//! `/admin/...` (only when the console is enabled) before it reads a body, so
+//! every other path falls through to the API untouched. Every change it makes
+//! goes through the same service calls as the API, with the operator's
+//! session standing in for `X-API-Key` and `X-Admin-Id`.
+//!
+//! Request flow: [`Console::handle`] routes ([`route`]), checks the session
+//! (a page without one redirects to the login form, a POST without one is
+//! 403), checks the CSRF token of every POST, runs the page, then adds the
+//! headers every console response carries ([`finish`]).
+
+mod actions;
+mod chart;
+mod form;
+mod layout;
+mod login;
+mod order;
+mod pages;
+mod session;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use futures_util::Stream;
+use maud::Markup;
+use warp::http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use warp::Filter;
+
+use crate::api::auth::ApiKey;
+use crate::api::{ApiState, HttpResponse};
+use crate::config::Config;
+use session::{LoginLimiter, Session, Sessions};
+
+/// The whole Content-Security-Policy: no script, no inline style, no framing.
+pub const CSP: &str = "default-src 'self'; frame-ancestors 'none'";
+
+/// Largest form body the console reads.
+const FORM_LIMIT: u64 = 16 * 1024;
+
+/// The console's state, shared by all its requests.
+pub struct Console {
+    api: Arc<ApiState>,
+    /// Checks the key typed into the login form exactly as `X-API-Key` is checked.
+    key: ApiKey,
+    sessions: Sessions,
+    limiter: LoginLimiter,
+    /// `server.public_url` is https: cookies get `Secure`.
+    secure: bool,
+    backup_dir: PathBuf,
+}
+
+impl Console {
+    /// `None` when the console is off (`admin.enabled`, or no API key).
+    pub fn from_config(config: &Config, api: Arc<ApiState>) -> Option<Arc<Console>> {
+        if !config.console_enabled() {
+            return None;
+        }
+        let secure = config
+            .server
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        Some(Arc::new(Console {
+            api,
+            key: ApiKey::new(config.auth.internal_api_key.as_deref()),
+            sessions: Sessions::new(Duration::from_secs(config.admin.session_ttl_seconds)),
+            limiter: LoginLimiter::default(),
+            secure,
+            backup_dir: config.backup.dir.clone(),
+        }))
+    }
+}
+
+/// Whether `path` is the console's.
+fn owns(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/")
+}
+
+/// The console's filter: answers `/admin` paths when `console` is on, and
+/// rejects every other request (before touching its body) so the API's filter
+/// that follows gets it.
+pub fn filter(
+    console: Option<Arc<Console>>,
+) -> impl Filter<Extract = (HttpResponse,), Error = warp::Rejection> + Clone + Send + Sync + 'static
+{
+    let claim = warp::path::full().and_then(move |path: warp::path::FullPath| {
+        let console = console.clone();
+        async move {
+            match console {
+                Some(console) if owns(path.as_str()) => Ok((console, path)),
+                _ => Err(warp::reject::not_found()),
+            }
+        }
+    });
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    claim
+        .untuple_one()
+        .and(warp::method())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .then(
+            |console: Arc<Console>,
+             path: warp::path::FullPath,
+             method: Method,
+             query: String,
+             headers: HeaderMap,
+             remote: Option<SocketAddr>,
+             body| async move {
+                let request = Incoming {
+                    method,
+                    path: path.as_str().to_string(),
+                    query,
+                    headers,
+                    client: remote.map(|a| a.ip()),
+                };
+                console.handle(request, body).await
+            },
+        )
+}
+
+/// A request as it arrives, before its body is read.
+struct Incoming {
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    /// The peer address. Behind a reverse proxy this is the proxy's: every
+    /// client then shares one failed-login budget (see README).
+    client: Option<IpAddr>,
+}
+
+/// What a page handler gets.
+pub(crate) struct Req<'a> {
+    console: &'a Console,
+    query: &'a str,
+    headers: &'a HeaderMap,
+    client: Option<IpAddr>,
+    /// A POST's form body (under [`FORM_LIMIT`]); empty for GETs.
+    form: form::Form,
+    /// The operator, on every route that needs one.
+    session: Option<Session>,
+}
+
+impl Req<'_> {
+    fn api(&self) -> &ApiState {
+        &self.console.api
+    }
+
+    /// The operator's name for the actor `admin:{name}`.
+    fn operator(&self) -> Option<String> {
+        self.session.as_ref().and_then(|s| s.operator.clone())
+    }
+}
+
+/// The console's routes. `{id}` is an order id, `{action}` an order action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Overview,
+    Login,
+    Logout,
+    Style,
+    Icon,
+    Orders,
+    Order,
+    Action,
+    Attention,
+    Backups,
+}
+
+impl Route {
+    /// The metrics and log label.
+    fn label(self) -> &'static str {
+        match self {
+            Route::Overview => "/admin/",
+            Route::Login => "/admin/login",
+            Route::Logout => "/admin/logout",
+            Route::Style => "/admin/style.css",
+            Route::Icon => "/admin/favicon.svg",
+            Route::Orders => "/admin/orders",
+            Route::Order => "/admin/orders/{id}",
+            Route::Action => "/admin/orders/{id}/{action}",
+            Route::Attention => "/admin/attention",
+            Route::Backups => "/admin/backups",
+        }
+    }
+
+    fn methods(self) -> &'static [Method] {
+        const GET: &[Method] = &[Method::GET, Method::HEAD];
+        const POST: &[Method] = &[Method::POST];
+        const BOTH: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
+        match self {
+            Route::Login | Route::Action | Route::Backups => BOTH,
+            Route::Logout => POST,
+            _ => GET,
+        }
+    }
+
+    /// Open without a session: the login form and what it needs.
+    fn is_public(self) -> bool {
+        matches!(self, Route::Login | Route::Style | Route::Icon)
+    }
+}
+
+/// The route `path` names, with the order id and action segments.
+fn route(path: &str) -> Option<(Route, Option<&str>, Option<&str>)> {
+    let rest = path.strip_prefix("/admin")?;
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let parts: Vec<&str> = if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split('/').collect()
+    };
+    Some(match parts.as_slice() {
+        [] => (Route::Overview, None, None),
+        ["login"] => (Route::Login, None, None),
+        ["logout"] => (Route::Logout, None, None),
+        ["style.css"] => (Route::Style, None, None),
+        ["favicon.svg"] => (Route::Icon, None, None),
+        ["orders"] => (Route::Orders, None, None),
+        ["orders", id] if !id.is_empty() => (Route::Order, Some(*id), None),
+        ["orders", id, action] if !id.is_empty() => (Route::Action, Some(*id), Some(*action)),
+        ["attention"] => (Route::Attention, None, None),
+        ["backups"] => (Route::Backups, None, None),
+        _ => return None,
+    })
+}
+
+/// A method label with bounded values (SPEC §12).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+impl Console {
+    async fn handle<S, B>(&self, incoming: Incoming, body: S) -> HttpResponse
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Send,
+        B: Buf + Send,
+    {
+        let started = Instant::now();
+        let matched = route(&incoming.path);
+        let label = matched.map_or("/admin/unmatched", |(r, _, _)| r.label());
+        let mut response = self.dispatch(&incoming, matched, body).await;
+        finish(&mut response, matched.map(|(r, _, _)| r));
+        if incoming.method == Method::HEAD {
+            response.body_mut().clear();
+        }
+        let status = response.status();
+        let method = method_label(&incoming.method);
+        let metrics = &self.api.metrics;
+        metrics
+            .http_requests
+            .with_label_values(&[label, method, status.as_str()])
+            .inc();
+        metrics
+            .http_duration
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(
+            method,
+            route = label,
+            status = status.as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "console request"
+        );
+        response
+    }
+
+    async fn dispatch<S, B>(
+        &self,
+        incoming: &Incoming,
+        matched: Option<(Route, Option<&str>, Option<&str>)>,
+        body: S,
+    ) -> HttpResponse
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Send,
+        B: Buf + Send,
+    {
+        let session = self.sessions.find(&incoming.headers);
+        let Some((route, id, action)) = matched else {
+            return pages::not_found(session.as_ref());
+        };
+        if !route.methods().contains(&incoming.method) {
+            return pages::method_not_allowed(session.as_ref(), route.methods());
+        }
+        let post = incoming.method == Method::POST;
+        if !route.is_public() && session.is_none() {
+            return if post {
+                pages::forbidden(
+                    None,
+                    "Your session has ended. Log in again, then repeat what you were doing.",
+                )
+            } else {
+                redirect("/admin/login")
+            };
+        }
+        let body = if post {
+            match crate::api::request::read_body(&incoming.headers, body, FORM_LIMIT).await {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    return pages::error_page(
+                        session.as_ref(),
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Form too large",
+                        "That form was larger than the console accepts; nothing was changed.",
+                    )
+                }
+            }
+        } else {
+            Bytes::new()
+        };
+        let form = form::Form::parse(&body);
+        // Every form of a session carries its token; the login form's is tied
+        // to a pre-login cookie instead (checked by the login handler).
+        if post && route != Route::Login {
+            let valid = session
+                .as_ref()
+                .zip(form.get("csrf"))
+                .is_some_and(|(s, token)| session::same_token(&s.csrf, token));
+            if !valid {
+                tracing::warn!(route = route.label(), client = ?incoming.client, "console POST refused: missing or wrong CSRF token");
+                return pages::forbidden(
+                    session.as_ref(),
+                    "This form has expired or did not come from this console, so nothing was changed. Reload the page and try again.",
+                );
+            }
+        }
+        let req = Req {
+            console: self,
+            query: &incoming.query,
+            headers: &incoming.headers,
+            client: incoming.client,
+            form,
+            session,
+        };
+        match (route, post) {
+            (Route::Style, _) => asset("text/css; charset=utf-8", STYLE),
+            (Route::Icon, _) => asset("image/svg+xml", ICON),
+            (Route::Login, false) => login::form_page(&req),
+            (Route::Login, true) => login::submit(&req).await,
+            (Route::Logout, _) => login::logout(&req),
+            (Route::Overview, _) => pages::overview(&req).await,
+            (Route::Orders, _) => pages::orders(&req).await,
+            (Route::Order, _) => order::order(&req, id.unwrap_or("")).await,
+            (Route::Action, false) => {
+                actions::form_page(&req, id.unwrap_or(""), action.unwrap_or("")).await
+            }
+            (Route::Action, true) => {
+                actions::submit(&req, id.unwrap_or(""), action.unwrap_or("")).await
+            }
+            (Route::Attention, _) => pages::attention(&req).await,
+            (Route::Backups, false) => pages::backups(&req).await,
+            (Route::Backups, true) => pages::take_backup(&req).await,
+        }
+    }
+}
+
+const STYLE: &str = include_str!("style.css");
+const ICON: &str = include_str!("favicon.svg");
+
+fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
+    let mut response = Response::new(body.as_bytes().to_vec());
+    let headers = response.headers_mut();
+    headers.insert(
+        warp::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    headers.insert(
+        warp::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+/// An HTML page with `status`.
+pub(crate) fn html(status: StatusCode, markup: Markup) -> HttpResponse {
+    let mut response = Response::new(markup.into_string().into_bytes());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+/// 303 See Other: after a POST the browser GETs the result (no resubmission
+/// on reload).
+pub(crate) fn redirect(location: &str) -> HttpResponse {
+    let mut response = Response::new(Vec::new());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        response
+            .headers_mut()
+            .insert(warp::http::header::LOCATION, v);
+    }
+    response
+}
+
+pub(crate) fn with_cookie(mut response: HttpResponse, cookie: &str) -> HttpResponse {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        response
+            .headers_mut()
+            .append(warp::http::header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// Headers on every console response: the CSP, no framing, no sniffing, no
+/// referrer leaving the console, and no caching of pages that show data.
+fn finish(response: &mut HttpResponse, route: Option<Route>) {
+    let headers = response.headers_mut();
+    headers.insert("content-security-policy", HeaderValue::from_static(CSP));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    if !matches!(route, Some(Route::Style | Route::Icon)) {
+        headers.insert(
+            warp::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+    }
+}

@@ -1,0 +1,553 @@
+//! The read pages: Overview, Orders, Attention, Backups, and the error
+//! pages. The Order page is [`super::order`]; its actions [`super::actions`].
+
+use maud::{html, Markup};
+use warp::http::{HeaderValue, Method, StatusCode};
+
+use super::chart::{self, Bar};
+use super::layout::{self, csrf, money, notice, page, status_badge, time, when};
+use super::session::Session;
+use super::{html, redirect, HttpResponse, Req};
+use crate::domain::time::now_millis;
+use crate::domain::{ListQuery, OrderRecord, OrderStatus};
+use crate::error::AppError;
+use crate::service::console as read;
+
+// ----- error pages ---------------------------------------------------------
+
+pub fn error_page(
+    session: Option<&Session>,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+) -> HttpResponse {
+    let body = html! {
+        h1 { (title) }
+        (notice("error", text))
+        p {
+            @if session.is_some() {
+                a href="/admin/" { "Back to the overview" }
+            } @else {
+                a href="/admin/login" { "Go to the login page" }
+            }
+        }
+    };
+    html(status, page(title, session, "", body))
+}
+
+pub fn not_found(session: Option<&Session>) -> HttpResponse {
+    error_page(
+        session,
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no console page at this address.",
+    )
+}
+
+pub fn method_not_allowed(session: Option<&Session>, allowed: &[Method]) -> HttpResponse {
+    let mut response = error_page(
+        session,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Not allowed",
+        "This page cannot be used that way.",
+    );
+    let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+        response.headers_mut().insert(warp::http::header::ALLOW, v);
+    }
+    response
+}
+
+pub fn forbidden(session: Option<&Session>, text: &str) -> HttpResponse {
+    error_page(session, StatusCode::FORBIDDEN, "Refused", text)
+}
+
+/// A service error as a sentence on a page: never JSON, never internals.
+pub fn failure(session: Option<&Session>, e: &AppError) -> HttpResponse {
+    let (status, _, _) = crate::api::error::classify(e);
+    if let Some(detail) = crate::api::error::log_detail(e) {
+        tracing::error!(cause = detail, "console page failed");
+    }
+    error_page(session, status, "Something went wrong", &sentence(e, None))
+}
+
+/// What went wrong, for a person. `action` names what was attempted
+/// ("cancel the order") when there is one.
+pub fn sentence(e: &AppError, action: Option<&str>) -> String {
+    let attempt = action.unwrap_or("do that");
+    match e {
+        AppError::PaymentStatusConflict { current, .. } => format!(
+            "Cannot {attempt}: the order is {current}, and only an order awaiting payment (PENDING_PAYMENT) takes a payment result. Nothing was changed."
+        ),
+        AppError::OrderStatusConflict { current, .. } => format!(
+            "Cannot {attempt}: the order is {current} now, which does not allow it. Nothing was changed."
+        ),
+        AppError::OrderExpired { expires_at } => format!(
+            "Cannot {attempt}: the order expired at {expires_at}. Renew it or move its expiry into the future first."
+        ),
+        AppError::BadRequest { fields, message } if !fields.is_empty() => {
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|f| format!("{} {}", field_label(&f.field), f.message))
+                .collect();
+            format!("Please check the form: {}.", parts.join("; "))
+        }
+        AppError::BadRequest { message, .. } => format!("Please check the form: {message}."),
+        AppError::OrderNotFound => "There is no order with this id.".into(),
+        AppError::IdempotencyKeyInUse => {
+            "This form is being submitted already. Wait a moment, then reload the order.".into()
+        }
+        AppError::IdempotencyKeyReused => {
+            "This form was already submitted with other values. Open the form again to start afresh.".into()
+        }
+        AppError::StorageUnavailable(_) => {
+            "The data file cannot be written right now; nothing was changed. Try again shortly.".into()
+        }
+        AppError::CatalogUnavailable(_) => {
+            "The catalog service is unavailable; try again later.".into()
+        }
+        AppError::Internal(_) => {
+            "An unexpected error occurred; it has been logged. Nothing was changed.".into()
+        }
+        other => format!("Cannot {attempt}: {other}."),
+    }
+}
+
+/// The form label of an API field named in a validation error.
+fn field_label(field: &str) -> &str {
+    match field {
+        "amount" => "Amount",
+        "periods" => "Periods",
+        "renewalType" => "Renewal type",
+        "notes" => "Note",
+        "reason" => "Reason",
+        "expiresAt" => "New expiry",
+        "terminationReason" => "Termination reason",
+        "status" => "Payment result",
+        other => other,
+    }
+}
+
+// ----- overview ------------------------------------------------------------
+
+pub async fn overview(req: &Req<'_>) -> HttpResponse {
+    let session = req.session.as_ref();
+    let data = match read::overview(req.api().orders.store(), now_millis()).await {
+        Ok(data) => data,
+        Err(e) => return failure(session, &e),
+    };
+    let currency = data.currency.clone().unwrap_or_default();
+    let label = |start| time(start).get(5..10).unwrap_or_default().to_string();
+    let orders: Vec<Bar> = data
+        .days
+        .iter()
+        .map(|d| Bar {
+            label: label(d.start),
+            value: d.orders,
+        })
+        .collect();
+    let revenue: Vec<Bar> = data
+        .days
+        .iter()
+        .map(|d| Bar {
+            label: label(d.start),
+            value: d.revenue,
+        })
+        .collect();
+    let total: u64 = data.counts.iter().map(|(_, n)| n).sum();
+    let money_of = |v: u64| money(v, &currency);
+    let count_of = |v: u64| v.to_string();
+    let body = html! {
+        h1 { "Overview" }
+        section aria-labelledby="counts-h" {
+            h2 #counts-h { "Orders by status" }
+            @if total == 0 {
+                p.empty { "No orders yet. They appear here as soon as customers place them." }
+            }
+            ul.counts {
+                @for (status, n) in &data.counts {
+                    li {
+                        a href=(format!("/admin/orders?status={}", status.as_str())) {
+                            span.count { (n) }
+                            (status_badge(*status))
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="chart-h" {
+            h2 #chart-h { "Last 30 days" }
+            @if data.partial {
+                (notice("ok", &format!("Only the newest {} orders were counted; older days may be incomplete.", read::CHART_SCAN_LIMIT)))
+            }
+            div.charts {
+                figure {
+                    figcaption { "Orders created per day" }
+                    (chart::bars("orders-chart", "Orders created per day, last 30 days", "bar", &orders, &count_of))
+                }
+                figure {
+                    figcaption { "Paid revenue per day" @if !currency.is_empty() { " (" (currency) ")" } }
+                    (chart::bars("revenue-chart", "Paid revenue per day, last 30 days", "bar revenue", &revenue, &money_of))
+                }
+            }
+            details {
+                summary { "The numbers" }
+                div.table role="region" aria-label="Orders and revenue per day" tabindex="0" {
+                    table {
+                        thead { tr { th scope="col" { "Day" } th scope="col" { "Orders" } th scope="col" { "Paid revenue" } } }
+                        tbody {
+                            @for d in data.days.iter().rev() {
+                                tr {
+                                    td { (time(d.start).get(0..10).unwrap_or_default()) }
+                                    td.num { (d.orders) }
+                                    td.num { (money(d.revenue, &currency)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    html(StatusCode::OK, page("Overview", session, "/admin/", body))
+}
+
+// ----- orders --------------------------------------------------------------
+
+pub async fn orders(req: &Req<'_>) -> HttpResponse {
+    let session = req.session.as_ref();
+    // Empty filter fields come from the form's "any" choices: drop them, then
+    // read the rest exactly as the API reads its query string.
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query).unwrap_or_default();
+    let id_filter = pairs
+        .iter()
+        .find(|(k, v)| k == "id" && !v.trim().is_empty())
+        .map(|(_, v)| v.trim().to_string());
+    let kept: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(k, v)| k != "id" && !v.trim().is_empty())
+        .map(|(k, v)| (k, v.trim().to_string()))
+        .collect();
+    let query = serde_urlencoded::to_string(&kept).unwrap_or_default();
+    let params = crate::api::request::list_params(&query, true);
+    let status_value = kept
+        .iter()
+        .find(|(k, _)| k == "status")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let user_value = kept
+        .iter()
+        .find(|(k, _)| k == "userId")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let filters = filter_form(
+        &status_value,
+        &user_value,
+        id_filter.as_deref().unwrap_or(""),
+    );
+    let (status, content) = match (params, id_filter) {
+        (Err(e), _) => (
+            StatusCode::BAD_REQUEST,
+            notice("error", &sentence(&e, Some("filter the orders"))),
+        ),
+        (Ok(_), Some(id)) => match uuid::Uuid::try_parse(&id) {
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                notice(
+                    "error",
+                    "An order id looks like 6f0429ea-4344-496d-bd40-1f4e47a6220c (the whole id).",
+                ),
+            ),
+            Ok(id) => match req.api().orders.get(id).await {
+                Ok(record) => (StatusCode::OK, order_table(&[record])),
+                Err(AppError::OrderNotFound) => (
+                    StatusCode::OK,
+                    html! { p.empty { "No order has this id." } },
+                ),
+                Err(e) => return failure(session, &e),
+            },
+        },
+        (Ok(p), None) => {
+            let query = ListQuery {
+                user: p.user_id.clone(),
+                status: p.status,
+                expires_before: p.expires_before,
+                page: p.page,
+                limit: p.limit,
+            };
+            match req.api().orders.list(query).await {
+                Ok(found) => (
+                    StatusCode::OK,
+                    html! {
+                        @if found.items.is_empty() {
+                            @if found.total == 0 {
+                                p.empty { "No orders match these filters." }
+                            } @else {
+                                p.empty { "This page is past the last one." }
+                            }
+                        } @else {
+                            (order_table(&found.items))
+                        }
+                        (pager(&kept, p.page, p.limit, found.total))
+                    },
+                ),
+                Err(e) => return failure(session, &e),
+            }
+        }
+    };
+    let body = html! {
+        h1 { "Orders" }
+        (filters)
+        (content)
+    };
+    html(status, page("Orders", session, "/admin/orders", body))
+}
+
+fn filter_form(status: &str, user: &str, id: &str) -> Markup {
+    html! {
+        form.filters method="get" action="/admin/orders" role="search" aria-label="Filter orders" {
+            div.field {
+                label for="f-status" { "Status" }
+                select #f-status name="status" {
+                    option value="" selected[status.is_empty()] { "Any status" }
+                    @for s in OrderStatus::ALL {
+                        option value=(s.as_str()) selected[status == s.as_str()] { (s.as_str()) }
+                    }
+                }
+            }
+            div.field {
+                label for="f-user" { "User id" }
+                input #f-user type="text" name="userId" value=(user) maxlength="255";
+            }
+            div.field {
+                label for="f-id" { "Order id" }
+                input #f-id type="text" name="id" value=(id) maxlength="36" spellcheck="false";
+            }
+            div.buttons {
+                button type="submit" { "Filter" }
+                a href="/admin/orders" { "Clear" }
+            }
+        }
+    }
+}
+
+pub fn order_table(records: &[OrderRecord]) -> Markup {
+    html! {
+        div.table role="region" aria-label="Orders" tabindex="0" {
+            table.stack {
+                thead {
+                    tr {
+                        th scope="col" { "Order" }
+                        th scope="col" { "User" }
+                        th scope="col" { "Status" }
+                        th scope="col" { "Plan" }
+                        th scope="col" { "Price" }
+                        th scope="col" { "Created" }
+                    }
+                }
+                tbody {
+                    @for r in records {
+                        @let o = &r.order;
+                        tr {
+                            td data-label="Order" { a.mono href=(format!("/admin/orders/{}", o.id)) { (short(&o.id)) } }
+                            td data-label="User" { a href=(user_link(&o.user_id)) { (o.user_id) } }
+                            td data-label="Status" { (status_badge(o.status)) }
+                            td data-label="Plan" { (o.plan_name) " · " (o.duration.as_str()) }
+                            td.num data-label="Price" { (money(o.pricing.final_price, &o.pricing.currency)) }
+                            td data-label="Created" { (when(Some(o.created_at))) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn user_link(user: &str) -> String {
+    let q = serde_urlencoded::to_string([("userId", user)]).unwrap_or_default();
+    format!("/admin/orders?{q}")
+}
+
+/// The last 8 characters of an id: its random part. New ids are UUID v7,
+/// whose first characters are a timestamp shared by every order of the same
+/// minute, so the front would not tell orders apart.
+pub fn short(id: &uuid::Uuid) -> String {
+    let text = id.to_string();
+    text[text.len() - 8..].to_string()
+}
+
+fn pager(kept: &[(String, String)], page_no: u32, limit: u32, total: u64) -> Markup {
+    let pages = total.div_ceil(u64::from(limit)).max(1);
+    let link = |p: u64| {
+        let mut q: Vec<(String, String)> =
+            kept.iter().filter(|(k, _)| k != "page").cloned().collect();
+        q.push(("page".into(), p.to_string()));
+        format!(
+            "/admin/orders?{}",
+            serde_urlencoded::to_string(&q).unwrap_or_default()
+        )
+    };
+    let page_no = u64::from(page_no);
+    html! {
+        nav.pager aria-label="Pages" {
+            @if page_no > 1 {
+                a href=(link((page_no - 1).min(pages))) rel="prev" { "← Previous" }
+            }
+            span { "Page " (page_no) " of " (pages) " · " (total) " orders" }
+            @if page_no < pages {
+                a href=(link(page_no + 1)) rel="next" { "Next →" }
+            }
+        }
+    }
+}
+
+// ----- attention -----------------------------------------------------------
+
+pub async fn attention(req: &Req<'_>) -> HttpResponse {
+    let session = req.session.as_ref();
+    let data = match read::attention(req.api().orders.store(), now_millis()).await {
+        Ok(data) => data,
+        Err(e) => return failure(session, &e),
+    };
+    let problem = |r: &OrderRecord| -> String {
+        r.task
+            .as_ref()
+            .map(|t| match (t.error_code, &t.action) {
+                (Some(code), _) => code.as_str().to_string(),
+                (None, Some(a)) => format!("{} failed {} times", a.action.as_str(), a.failures),
+                (None, None) => format!("{} attempts so far", t.attempts),
+            })
+            .unwrap_or_default()
+    };
+    // Failed webhook deliveries (issue 11) are one more section here.
+    let body = html! {
+        h1 { "Attention" }
+        @if data.is_empty() {
+            p.empty.all-clear { "Nothing needs attention: no failed orders, no stuck provisioning, no failing droplet actions." }
+        }
+        section aria-labelledby="failed-h" {
+            h2 #failed-h { "Failed provisioning (" (data.failed_total) ")" }
+            @if data.failed.is_empty() { p.empty { "No FAILED orders." } }
+            @else {
+                p.hint { "Open an order to retry provisioning or terminate it." }
+                (attention_table(&data.failed, &problem))
+            }
+        }
+        section aria-labelledby="stuck-h" {
+            h2 #stuck-h { "Provisioning for over 10 minutes or with an error (" (data.stuck.len()) ")" }
+            @if data.stuck.is_empty() { p.empty { "No provisioning is stuck." } }
+            @else { (attention_table(&data.stuck, &problem)) }
+        }
+        section aria-labelledby="actions-h" {
+            h2 #actions-h { "Droplet actions failing (" (data.actions_failing.len()) ")" }
+            @if data.actions_failing.is_empty() { p.empty { "Every owed power or delete action is on track." } }
+            @else { (attention_table(&data.actions_failing, &problem)) }
+        }
+    };
+    html(
+        StatusCode::OK,
+        page("Attention", session, "/admin/attention", body),
+    )
+}
+
+fn attention_table(records: &[OrderRecord], problem: &dyn Fn(&OrderRecord) -> String) -> Markup {
+    html! {
+        div.table role="region" aria-label="Orders needing attention" tabindex="0" {
+            table {
+                thead { tr { th scope="col" { "Order" } th scope="col" { "User" } th scope="col" { "Status" } th scope="col" { "Problem" } th scope="col" { "Since" } } }
+                tbody {
+                    @for r in records {
+                        tr {
+                            td { a.mono href=(format!("/admin/orders/{}", r.order.id)) { (short(&r.order.id)) } }
+                            td { (r.order.user_id) }
+                            td { (status_badge(r.order.status)) }
+                            td { (problem(r)) }
+                            td { (when(Some(since(r)))) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// When the trouble began: the owed action's request, else the task's start.
+fn since(r: &OrderRecord) -> crate::domain::time::Millis {
+    match &r.task {
+        Some(t) => match &t.action {
+            Some(a) => a.requested_at,
+            None => t.started_at.unwrap_or(t.created_at),
+        },
+        None => r.order.updated_at,
+    }
+}
+
+// ----- backups -------------------------------------------------------------
+
+pub async fn backups(req: &Req<'_>) -> HttpResponse {
+    let done = req.query.split('&').any(|p| p == "done=snapshot");
+    backups_page(
+        req,
+        StatusCode::OK,
+        done.then(|| notice("ok", "Snapshot written.")),
+    )
+    .await
+}
+
+async fn backups_page(req: &Req<'_>, status: StatusCode, message: Option<Markup>) -> HttpResponse {
+    let session = req.session.as_ref();
+    let Some(session_ref) = session else {
+        return redirect("/admin/login");
+    };
+    let dir = &req.console.backup_dir;
+    let list = match read::snapshots(dir).await {
+        Ok(list) => list,
+        Err(e) => return failure(session, &e),
+    };
+    let body = html! {
+        h1 { "Backups" }
+        @if let Some(message) = message { (message) }
+        p { "Snapshots in " code { (dir.display()) } " (" code { "backup.dir" } "). A restore is: stop vpsd, copy a snapshot over the data file, start." }
+        form method="post" action="/admin/backups" {
+            (csrf(session_ref))
+            button type="submit" { "Take a snapshot now" }
+        }
+        @if list.is_empty() {
+            p.empty { "No snapshots yet." }
+        } @else {
+            div.table role="region" aria-label="Snapshots" tabindex="0" {
+                table {
+                    thead { tr { th scope="col" { "File" } th scope="col" { "Size" } th scope="col" { "Written" } } }
+                    tbody {
+                        @for s in &list {
+                            tr {
+                                td.mono { (s.name) }
+                                td.num { (layout::size(s.bytes)) }
+                                td { (when(s.modified)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    html(status, page("Backups", session, "/admin/backups", body))
+}
+
+/// "Take a snapshot now": the same service call as `POST /internal/backups`.
+pub async fn take_backup(req: &Req<'_>) -> HttpResponse {
+    match req.api().backups.snapshot().await {
+        Ok(info) => {
+            tracing::info!(actor = %req.session.as_ref().map(|s| s.actor_text()).unwrap_or_default(), file = %info.path.display(), "console snapshot");
+            redirect("/admin/backups?done=snapshot")
+        }
+        Err(e) => {
+            if let Some(detail) = crate::api::error::log_detail(&e) {
+                tracing::error!(cause = detail, "console snapshot failed");
+            }
+            let (status, _, _) = crate::api::error::classify(&e);
+            let text = sentence(&e, Some("take a snapshot"));
+            backups_page(req, status, Some(notice("error", &text))).await
+        }
+    }
+}
