@@ -38,6 +38,10 @@ fn main() {
         hello_server();
         return;
     }
+    if args.first().map(String::as_str) == Some("sink-server") {
+        sink_server();
+        return;
+    }
     let which = args.first().cloned().unwrap_or_else(|| "all".into());
     let run = |name: &str| which == "all" || which == name;
     println!("machine: {} cores, {}", num_cores(), kernel());
@@ -407,10 +411,43 @@ fn hello_server() {
     });
 }
 
+/// A webhook receiver as cheap as a receiver gets: `POST /hook` answers 204
+/// and counts; `GET /count` tells the count. Its own process, like a real
+/// receiver, so its work does not run on the load generator's thread.
+fn sink_server() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use warp::Filter;
+        let count = Arc::new(AtomicU64::new(0));
+        let counted = count.clone();
+        let hook = warp::post()
+            .and(warp::path("hook"))
+            .and(warp::body::bytes())
+            .map(move |_body: bytes::Bytes| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                warp::http::StatusCode::NO_CONTENT
+            });
+        let total = warp::path("count").map(move || count.load(Ordering::Relaxed).to_string());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!("{}", listener.local_addr().expect("addr"));
+        warp::serve(hook.or(total)).incoming(listener).run().await;
+    });
+}
+
 fn spawn_hello() -> (std::process::Child, std::net::SocketAddr) {
+    spawn_helper("hello-server")
+}
+
+fn spawn_helper(mode: &str) -> (std::process::Child, std::net::SocketAddr) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
-        .arg("hello-server")
+        .arg(mode)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("hello server");
@@ -696,8 +733,10 @@ fn bench_webhooks() {
     let mut rss = Vec::new();
     for run in 0..RUNS {
         let plain = post_orders(None);
-        let receiver = support::receiver::Receiver::start();
-        let hooked = post_orders(Some(&receiver));
+        let (mut sink, addr) = spawn_helper("sink-server");
+        let hooked = post_orders(Some(addr));
+        let _ = sink.kill();
+        let _ = sink.wait();
         println!(
             "  run {}: none {:.0} orders/s p99 {:.2} ms | webhook {:.0} orders/s p99 {:.2} ms, {} events delivered {:.2} s after the load began ({:.0} events/s; backlog at the end of the load {}), ratio {:.2}x",
             run + 1,
@@ -743,12 +782,12 @@ struct PostRun {
     rss_mb: f64,
 }
 
-fn post_orders(receiver: Option<&support::receiver::Receiver>) -> PostRun {
+fn post_orders(sink: Option<std::net::SocketAddr>) -> PostRun {
     let dir = fresh_dir("webhooks");
     let data = dir.join("vpsd.redb");
     let mut config = config_for(&dir, &data);
-    if let Some(r) = receiver {
-        support::add_webhook(&mut config, &r.url(), &["*"]);
+    if let Some(addr) = sink {
+        support::add_webhook(&mut config, &format!("http://{addr}/hook"), &["*"]);
     }
     let daemon = Daemon::start(&config, &dir);
     let tokens: Vec<String> = (0..CONNECTIONS)
@@ -776,15 +815,28 @@ fn post_orders(receiver: Option<&support::receiver::Receiver>) -> PostRun {
         backlog_at_end: 0,
         rss_mb: 0.0,
     };
-    if let Some(r) = receiver {
-        run.backlog_at_end = orders.saturating_sub(r.received().len());
-        r.wait_for(orders, Duration::from_secs(120));
+    if let Some(addr) = sink {
+        run.backlog_at_end = orders.saturating_sub(sink_count(addr));
+        support::wait_for(Duration::from_secs(300), || {
+            (sink_count(addr) >= orders).then_some(())
+        })
+        .expect("every event delivered");
         run.drained_after = began.elapsed();
         run.drain_rate = orders as f64 / run.drained_after.as_secs_f64();
     }
     run.rss_mb = peak_rss_mb(daemon.child.id());
     daemon.terminate();
     run
+}
+
+fn sink_count(addr: std::net::SocketAddr) -> usize {
+    support::agent()
+        .get(format!("http://{addr}/count"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
 }
 
 fn order_count(daemon: &Daemon) -> usize {

@@ -25,9 +25,14 @@ use crate::store::{Maintenance, Store};
 
 /// Attempts in flight per endpoint.
 const CONCURRENCY: usize = 16;
+/// Deliveries handed out per pass: their results share one write, so a busy
+/// endpoint costs the writer one operation per batch, not one per event.
+const BATCH: usize = 256;
 /// With nothing queued a worker sleeps until the writer signals; this bounds
 /// the sleep anyway, so a missed signal costs at most this much.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// How long a worker woken by a commit waits before reading its queue.
+const COALESCE: Duration = Duration::from_millis(20);
 /// After a storage error, before the next look.
 const STORAGE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -58,6 +63,10 @@ pub fn start(
         // SPEC §10: a redirect is a failure, and the signed body never
         // travels to a host nobody configured.
         .max_redirects(0)
+        // One kept-alive connection per sending thread: no new TCP (or TLS)
+        // handshake per event.
+        .max_idle_connections_per_host(CONCURRENCY)
+        .max_idle_connections(CONCURRENCY * config.endpoints.len().max(1))
         .user_agent(concat!("vpsd/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
@@ -119,8 +128,7 @@ async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
         queued.borrow_and_update();
         let now = now_millis();
         let (store, url) = (sender.store.clone(), endpoint.url.clone());
-        let due =
-            tokio::task::spawn_blocking(move || store.due_deliveries(&url, now, CONCURRENCY)).await;
+        let due = tokio::task::spawn_blocking(move || store.due_deliveries(&url, now, BATCH)).await;
         let due = match due {
             Ok(Ok(due)) => due,
             Ok(Err(e)) => {
@@ -136,29 +144,45 @@ async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
                     .min(IDLE_RECHECK)
             });
             tokio::select! {
-                changed = queued.changed() => if changed.is_err() { return },
+                changed = queued.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // Under load commits come every few milliseconds; a
+                    // short pause lets one pass take many events instead of
+                    // one read and one write per commit.
+                    tokio::time::sleep(COALESCE).await;
+                }
                 _ = tokio::time::sleep(wait) => {}
             }
             continue;
         }
-        let attempts = due.due.into_iter().map(|(delivery, event)| {
+        // One job per sending thread, each sending its share in turn: a
+        // wake-up per thread, not per event.
+        let share = due.due.len().div_ceil(CONCURRENCY);
+        let mut due = due.due;
+        let mut jobs = Vec::new();
+        while !due.is_empty() {
+            let rest = due.split_off(share.min(due.len()));
+            let mine = std::mem::replace(&mut due, rest);
             let (reply, answer) = tokio::sync::oneshot::channel();
             let job: Job = Box::new(move |sender: &Sender, endpoint: &Endpoint| {
-                let _ = reply.send(attempt(sender, endpoint, &delivery, &event));
+                let records = mine
+                    .iter()
+                    .map(|(delivery, event)| attempt(sender, endpoint, delivery, event))
+                    .collect::<Vec<_>>();
+                let _ = reply.send(records);
             });
-            let queued = pool.send(job).is_ok();
-            async move {
-                match queued {
-                    true => answer.await.ok(),
-                    false => None,
-                }
+            if pool.send(job).is_ok() {
+                jobs.push(answer);
             }
-        });
-        // An attempt whose thread died is simply not recorded: it stays
-        // pending and goes out again.
-        let records: Vec<AttemptRecord> = futures_util::future::join_all(attempts)
+        }
+        // A share whose thread died is simply not recorded: it stays pending
+        // and goes out again.
+        let records: Vec<AttemptRecord> = futures_util::future::join_all(jobs)
             .await
             .into_iter()
+            .flatten()
             .flatten()
             .collect();
         if let Err(e) = sender
