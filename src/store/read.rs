@@ -66,18 +66,24 @@ impl Store {
         let txn = self.snapshot()?;
         let skip = (q.page.saturating_sub(1) as usize).saturating_mul(q.limit as usize);
         let take = q.limit as usize;
-        let (ids, scope) = match (&q.user, q.status) {
+        // A page past the end is answered from the counts: skipping through
+        // the whole range to find nothing would cost O(orders) per request.
+        let total = self.list_total(&txn, q)?;
+        if skip as u64 >= total {
+            return Ok(Page {
+                items: Vec::new(),
+                total,
+            });
+        }
+        let ids = match (&q.user, q.status) {
             (None, None) => {
                 let t = txn.open_table(tables::BY_SEQ).map_err(storage_err)?;
-                (page_ids!(t, 0..=u64::MAX, skip, take), CountScope::All)
+                page_ids!(t, 0..=u64::MAX, skip, take)
             }
             (None, Some(s)) => {
                 let t = txn.open_table(tables::BY_STATUS).map_err(storage_err)?;
                 let c = s.code();
-                (
-                    page_ids!(t, (c, 0)..=(c, u64::MAX), skip, take),
-                    CountScope::Status(c),
-                )
+                page_ids!(t, (c, 0)..=(c, u64::MAX), skip, take)
             }
             (Some(u), None) => {
                 // Newest first across the user's per-status ranges.
@@ -98,36 +104,37 @@ impl Store {
                             }),
                     );
                 }
-                let ids = merge_newest(ranges, skip, take)?;
-                let counts = txn.open_table(tables::COUNTS).map_err(storage_err)?;
-                let mut total = 0;
-                for status in OrderStatus::ALL {
-                    total += counts
-                        .get(count_key(CountScope::UserStatus(u, status.code())).as_str())
-                        .map_err(storage_err)?
-                        .map(|v| v.value())
-                        .unwrap_or(0);
-                }
-                return self.page_of(&txn, ids, total);
+                merge_newest(ranges, skip, take)?
             }
             (Some(u), Some(s)) => {
                 let t = txn
                     .open_table(tables::BY_USER_STATUS)
                     .map_err(storage_err)?;
                 let (u, c) = (u.as_str(), s.code());
-                (
-                    page_ids!(t, (u, c, 0)..=(u, c, u64::MAX), skip, take),
-                    CountScope::UserStatus(u, c),
-                )
+                page_ids!(t, (u, c, 0)..=(u, c, u64::MAX), skip, take)
             }
         };
-        let counts = txn.open_table(tables::COUNTS).map_err(storage_err)?;
-        let total = counts
-            .get(count_key(scope).as_str())
-            .map_err(storage_err)?
-            .map(|v| v.value())
-            .unwrap_or(0);
         self.page_of(&txn, ids, total)
+    }
+
+    /// How many orders the list's filters match, from the counts alone.
+    fn list_total(&self, txn: &ReadTransaction, q: &ListQuery) -> Result<u64, StoreError> {
+        let counts = txn.open_table(tables::COUNTS).map_err(storage_err)?;
+        let count = |scope: CountScope<'_>| -> Result<u64, StoreError> {
+            Ok(counts
+                .get(count_key(scope).as_str())
+                .map_err(storage_err)?
+                .map_or(0, |v| v.value()))
+        };
+        match (&q.user, q.status) {
+            (None, None) => count(CountScope::All),
+            (None, Some(s)) => count(CountScope::Status(s.code())),
+            (Some(u), Some(s)) => count(CountScope::UserStatus(u, s.code())),
+            (Some(u), None) => OrderStatus::ALL
+                .iter()
+                .map(|s| count(CountScope::UserStatus(u, s.code())))
+                .sum(),
+        }
     }
 
     /// Live (ACTIVE / SUSPENDED) orders whose `expiresAt` is before `before`,

@@ -341,3 +341,36 @@ fn rate_limit_caps_order_creation_per_user() {
     assert!((1..=60).contains(&retry));
     app.create_order("bob");
 }
+
+/// SPEC §12: a page past the end answers from the counts, for every filter.
+#[test]
+fn a_page_past_the_end_is_empty_with_the_true_total() {
+    let app = spawn_app();
+    for _ in 0..3 {
+        app.create_order("alice");
+    }
+    for (path, auth) in [
+        (
+            "/api/v1/orders?page=4294967295&limit=100",
+            Auth::User("alice"),
+        ),
+        (
+            "/api/v1/orders?page=2&limit=3&status=PENDING_PAYMENT",
+            Auth::User("alice"),
+        ),
+        ("/api/v1/internal/orders?page=99999&limit=100", Auth::Admin),
+        (
+            "/api/v1/internal/orders?page=99999&userId=alice",
+            Auth::Admin,
+        ),
+        (
+            "/api/v1/internal/orders?page=99999&status=PENDING_PAYMENT",
+            Auth::Admin,
+        ),
+    ] {
+        let r = app.get(path, auth);
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert_eq!(r.body["data"], serde_json::json!([]), "{path}");
+        assert_eq!(r.body["meta"]["total"], 3, "{path}");
+    }
+}
