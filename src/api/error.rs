@@ -104,9 +104,87 @@ fn public_message(e: &AppError) -> String {
     }
 }
 
+/// What a request was about, as the client sent it: the route's `{id}` and
+/// the create body's catalog fields. v1 named them in `error.details` (SPEC
+/// §12); they are taken from the request when the error is rendered, not kept
+/// in [`AppError`], so stored idempotency records keep their layout and a
+/// replay (same path, same body, else 422) renders the same details.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subject {
+    pub order_id: Option<String>,
+    pub plan_id: Option<String>,
+    pub image_id: Option<String>,
+    pub coupon_code: Option<String>,
+    pub duration: Option<String>,
+}
+
+impl Subject {
+    /// From the route's `{id}` segment (empty when the route has none) and
+    /// the request body, read leniently: only errors raised after the body
+    /// validated use it, and then its fields are exactly the validated ones.
+    pub fn of(id: &str, body: &[u8]) -> Subject {
+        let map = serde_json::from_slice::<Value>(body).ok();
+        let field = |name: &str| {
+            map.as_ref()
+                .and_then(|m| m.get(name))
+                .and_then(Value::as_str)
+                .map(|s| s.trim().to_string())
+        };
+        Subject {
+            order_id: (!id.is_empty()).then(|| id.to_string()),
+            plan_id: field("planId"),
+            image_id: field("imageId"),
+            coupon_code: field("couponCode"),
+            duration: field("duration"),
+        }
+    }
+}
+
+/// Whether `e`'s details name part of the request ([`Subject`]).
+pub fn names_subject(e: &AppError) -> bool {
+    matches!(
+        e,
+        AppError::InvalidPlan(_)
+            | AppError::InvalidImage(_)
+            | AppError::InvalidCoupon { .. }
+            | AppError::InvalidDuration(_)
+            | AppError::OrderNotFound
+            | AppError::OrderAccessDenied
+    )
+}
+
+/// [`classify`]'s details with what v1 named from the request added.
+fn details_about(e: &AppError, subject: &Subject) -> Option<Value> {
+    let (_, _, details) = classify(e);
+    let named: &[(&str, &Option<String>)] = match e {
+        AppError::InvalidPlan(_) => &[("planId", &subject.plan_id)],
+        AppError::InvalidImage(_) => &[("imageId", &subject.image_id)],
+        AppError::InvalidCoupon { .. } => &[("couponCode", &subject.coupon_code)],
+        AppError::InvalidDuration(_) => &[("duration", &subject.duration)],
+        AppError::OrderNotFound | AppError::OrderAccessDenied => &[("orderId", &subject.order_id)],
+        _ => &[],
+    };
+    let mut details = details;
+    for (name, value) in named {
+        if let Some(value) = value {
+            let obj = details.get_or_insert_with(|| json!({}));
+            if let Some(obj) = obj.as_object_mut() {
+                obj.insert((*name).to_string(), json!(value));
+            }
+        }
+    }
+    details
+}
+
 /// `{"error":{"code","message","details"?}}` and its status.
 pub fn envelope(e: &AppError) -> (StatusCode, Vec<u8>) {
-    let (status, code, details) = classify(e);
+    envelope_about(e, &Subject::default())
+}
+
+/// [`envelope`] for a request about `subject`.
+pub fn envelope_about(e: &AppError, subject: &Subject) -> (StatusCode, Vec<u8>) {
+    let (status, code, _) = classify(e);
+    let details = details_about(e, subject);
     let mut error = json!({ "code": code, "message": public_message(e) });
     if let (Some(details), Some(obj)) = (details, error.as_object_mut()) {
         obj.insert("details".into(), details);

@@ -4,7 +4,8 @@
 use serde_json::json;
 use warp::http::StatusCode;
 
-use super::{json, json_response, list_page, order_response, request, respond, Call, HttpResponse};
+use super::HttpResponse;
+use super::{json, json_response, list_page, order_response, request, respond_with, Call};
 use crate::error::AppError;
 use crate::service::PaymentUpdate;
 
@@ -34,7 +35,10 @@ pub async fn payment_status(call: Call<'_>) -> Result<HttpResponse, AppError> {
         .orders
         .set_payment_status(parsed, call.admin(), key)
         .await;
-    respond(reply, StatusCode::OK)
+    // v1's answer also names the status before the call (SPEC §2).
+    respond_with(&call, reply, StatusCode::OK, |record| {
+        json::data(json::payment_reply(record))
+    })
 }
 
 pub async fn cancel(call: Call<'_>) -> Result<HttpResponse, AppError> {

@@ -21,6 +21,9 @@ pub struct OrderJson<'a> {
     id: String,
     user_id: &'a str,
     status: &'static str,
+    /// Payment-status answers only: the status before the call, as v1 sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_status: Option<&'static str>,
     plan_id: &'a str,
     plan_name: &'a str,
     image_id: &'a str,
@@ -192,6 +195,7 @@ pub fn order_for<'a>(
         id: o.id.to_string(),
         user_id: &o.user_id,
         status: o.status.as_str(),
+        previous_status: None,
         plan_id: &o.plan_id,
         plan_name: &o.plan_name,
         image_id: &o.image_id,
@@ -298,6 +302,15 @@ fn history_row(h: &HistoryEntry) -> HistoryJson<'_> {
             .and_then(|text| serde_json::from_str(text).ok()),
         created_at: format_millis(h.created_at),
     }
+}
+
+/// A payment-status answer: the operator view with v1's `previousStatus`.
+/// An accepted payment event always starts from the same status, so the
+/// stored outcome (the order as committed) renders it again on replay.
+pub fn payment_reply(record: &OrderRecord) -> OrderJson<'_> {
+    let mut json = order(record, None);
+    json.previous_status = Some(crate::domain::lifecycle::PAYMENT_FROM.as_str());
+    json
 }
 
 /// The order in a webhook event: the admin view without `statusHistory`

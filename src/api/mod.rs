@@ -74,6 +74,8 @@ pub struct Call<'a> {
     pub headers: &'a HeaderMap,
     /// Read for POSTs only, under the body limit.
     pub body: Bytes,
+    /// What the request is about, for error details (see [`error::Subject`]).
+    pub subject: &'a error::Subject,
 }
 
 impl Call<'_> {
@@ -267,6 +269,7 @@ where
     } else {
         Bytes::new()
     };
+    let subject = error::Subject::of(parts.id, &body);
     let call = Call {
         state,
         caller,
@@ -276,8 +279,12 @@ where
         query: parts.query,
         headers: parts.headers,
         body,
+        subject: &subject,
     };
-    (route.handler)(call).await
+    match (route.handler)(call).await {
+        Err(e) if error::names_subject(&e) => Ok(error_response_about(&e, &subject)),
+        other => other,
+    }
 }
 
 /// A body that did not arrive in time: 408 in the envelope, and the
@@ -326,7 +333,12 @@ fn empty_response(status: StatusCode) -> HttpResponse {
 }
 
 pub fn error_response(e: &AppError) -> HttpResponse {
-    let (status, body) = error::envelope(e);
+    error_response_about(e, &error::Subject::default())
+}
+
+/// [`error_response`] naming what the request was about (v1's details).
+fn error_response_about(e: &AppError, subject: &error::Subject) -> HttpResponse {
+    let (status, body) = error::envelope_about(e, subject);
     let mut response = json_response(status, body);
     if let AppError::RateLimited { retry_after_secs } = e {
         if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
@@ -396,24 +408,43 @@ fn order_response_as(
 /// Renders a command's reply. A replay is rendered from the stored outcome by
 /// the same code as a fresh one, so it is byte-for-byte the first response,
 /// and is marked with `Idempotent-Replayed: true`.
-fn respond(reply: crate::service::Reply, success: StatusCode) -> Result<HttpResponse, AppError> {
-    respond_as(json::View::Operator, reply, success)
+fn respond(
+    call: &Call<'_>,
+    reply: crate::service::Reply,
+    success: StatusCode,
+) -> Result<HttpResponse, AppError> {
+    respond_as(call, json::View::Operator, reply, success)
 }
 
 /// [`respond`] for `view`.
 fn respond_as(
+    call: &Call<'_>,
     view: json::View,
     reply: crate::service::Reply,
     success: StatusCode,
 ) -> Result<HttpResponse, AppError> {
+    respond_with(call, reply, success, |record| {
+        json::data(json::order_for(view, record, None))
+    })
+}
+
+/// [`respond`] with the success body rendered by `render`. Fresh refusals go
+/// back to [`dispatch`], which renders them with the request's subject, as a
+/// replayed refusal is rendered here.
+fn respond_with(
+    call: &Call<'_>,
+    reply: crate::service::Reply,
+    success: StatusCode,
+    render: impl Fn(&crate::domain::OrderRecord) -> Vec<u8>,
+) -> Result<HttpResponse, AppError> {
     use crate::service::{Replay, Reply};
     match reply {
-        Reply::Fresh(outcome) => outcome.map(|record| order_response_as(view, success, &record)),
+        Reply::Fresh(outcome) => outcome.map(|record| json_response(success, render(&record))),
         Reply::Replayed(replay) => {
             let mut response = match replay {
                 Replay::Outcome(outcome) => match *outcome {
-                    Ok(record) => order_response_as(view, success, &record),
-                    Err(e) => error_response(&e),
+                    Ok(record) => json_response(success, render(&record)),
+                    Err(e) => error_response_about(&e, call.subject),
                 },
                 Replay::Rendered { status, body } => {
                     json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)

@@ -24,7 +24,7 @@ async fn create(call: Call<'_>) -> Result<HttpResponse, AppError> {
     let parsed = request::json_object(call.headers, &call.body, true)
         .and_then(|map| request::new_order(map.as_ref().unwrap_or(&Default::default())));
     let reply = call.state.orders.create_order(user, parsed, key).await;
-    respond_as(Customer, reply, StatusCode::CREATED)
+    respond_as(&call, Customer, reply, StatusCode::CREATED)
 }
 
 pub async fn get(call: Call<'_>) -> Result<HttpResponse, AppError> {

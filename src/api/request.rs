@@ -171,6 +171,50 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Free text (`notes`, `reason`): like [`Fields::text`], but newlines and
+    /// tabs are allowed, as v1 allowed them (SPEC §12). A carriage return only
+    /// as part of CRLF: alone it can overwrite a line on an operator's terminal.
+    fn free_text(&mut self, field: &str, max_len: usize) -> Option<String> {
+        let Some(Value::String(s)) = self.map.get(field) else {
+            return self.text(field, false, max_len);
+        };
+        let mut chars = s.chars().peekable();
+        let mut refused = false;
+        while let Some(c) = chars.next() {
+            let allowed = match c {
+                '\n' | '\t' => true,
+                '\r' => chars.peek() == Some(&'\n'),
+                c => !c.is_control(),
+            };
+            if !allowed {
+                refused = true;
+                break;
+            }
+        }
+        if refused {
+            self.fail(
+                field,
+                "must not contain control characters other than newlines and tabs",
+            );
+            return None;
+        }
+        // Same length and emptiness rules as other strings; the control
+        // characters allowed above are masked out of that check.
+        let masked: String = s
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let mut probe = Map::new();
+        probe.insert(field.to_string(), Value::String(masked));
+        let mut check = Fields {
+            map: &probe,
+            errors: Vec::new(),
+        };
+        let fine = check.text(field, false, max_len).is_some();
+        self.errors.extend(check.errors);
+        fine.then(|| s.clone())
+    }
+
     /// A catalog id (SPEC §12): 1-64 characters of `A-Za-z0-9._:-`, and not
     /// `.` or `..`, which a path would read as a directory step.
     fn catalog_id(&mut self, field: &str) -> Option<String> {
@@ -399,7 +443,7 @@ pub fn payment_status(map: &Map<String, Value>) -> Result<(bool, Option<String>)
         }
         None => None,
     };
-    let notes = f.text("notes", false, MAX_NOTE_LEN);
+    let notes = f.free_text("notes", MAX_NOTE_LEN);
     f.finish(|| Some((paid?, notes)))
 }
 
@@ -409,7 +453,7 @@ pub fn cancel_reason(map: Option<&Map<String, Value>>) -> Result<Option<String>,
         return Ok(None);
     };
     let mut f = Fields::new(map, &["reason"]);
-    let reason = f.text("reason", false, MAX_NOTE_LEN);
+    let reason = f.free_text("reason", MAX_NOTE_LEN);
     f.finish(|| Some(reason))
 }
 
@@ -422,7 +466,7 @@ pub fn admin_termination(
         return Ok((TerminationReason::AdminTerminated, None));
     };
     let mut f = Fields::new(map, &["reason", "terminationReason"]);
-    let reason = f.text("reason", false, MAX_NOTE_LEN);
+    let reason = f.free_text("reason", MAX_NOTE_LEN);
     let allowed = ["ADMIN_TERMINATED", "POLICY_VIOLATION"];
     let why = f
         .one_of("terminationReason", false, &allowed)
@@ -440,7 +484,7 @@ pub fn renewal(map: &Map<String, Value>) -> Result<Renewing, AppError> {
         .one_of("renewalType", false, &["MANUAL_RENEWAL", "AUTO_RENEWAL"])
         .and_then(|t| RenewalType::parse(&t))
         .unwrap_or(RenewalType::ManualRenewal);
-    let notes = f.text("notes", false, MAX_NOTE_LEN);
+    let notes = f.free_text("notes", MAX_NOTE_LEN);
     f.finish(|| {
         Some(Renewing {
             periods: u32::try_from(periods).ok()?,
@@ -459,7 +503,7 @@ pub fn expiry_change(map: &Map<String, Value>) -> Result<(Millis, Option<String>
     if at.is_some() && parsed.is_none() {
         f.fail("expiresAt", "must be an RFC 3339 timestamp");
     }
-    let reason = f.text("reason", false, MAX_NOTE_LEN);
+    let reason = f.free_text("reason", MAX_NOTE_LEN);
     f.finish(|| Some((parsed?, reason)))
 }
 

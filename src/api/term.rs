@@ -53,7 +53,7 @@ pub async fn renew(call: Call<'_>) -> Result<HttpResponse, AppError> {
         Ok((request::order_id(call.id)?, renewing))
     });
     let reply = call.state.orders.renew(parsed, call.admin(), key).await;
-    respond(reply, StatusCode::OK)
+    respond(&call, reply, StatusCode::OK)
 }
 
 pub async fn expiry(call: Call<'_>) -> Result<HttpResponse, AppError> {

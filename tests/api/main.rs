@@ -20,5 +20,6 @@ mod orders;
 mod payment;
 mod persistence;
 mod provisioning;
+mod v1_compat;
 mod webhooks;
 mod write_path;

@@ -11,6 +11,8 @@ use crate::domain::record::OrderRecord;
 use crate::domain::task::{PendingAction, ProvisioningTask};
 use crate::domain::time::Millis;
 
+use super::ORDER_CREATED;
+
 /// What happens to the provisioning task with a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskEffect {
@@ -129,9 +131,23 @@ impl<'a> Draft<'a> {
         }
     }
 
-    /// The first row of every order: `""` -> PENDING_PAYMENT.
+    /// The first row of every order: `""` -> PENDING_PAYMENT, in v1's words
+    /// (SPEC §12): consumers of v1 read what was ordered from this row.
     pub fn first_row(&mut self) {
-        self.row(None, HistoryStatus::PendingPayment, None, None);
+        let o = &self.order;
+        let metadata = serde_json::json!({
+            "planId": o.plan_id,
+            "imageId": o.image_id,
+            "duration": o.duration.as_str(),
+            "couponCode": o.pricing.coupon_code,
+        })
+        .to_string();
+        self.row(
+            None,
+            HistoryStatus::PendingPayment,
+            Some(ORDER_CREATED.to_string()),
+            Some(metadata),
+        );
     }
 
     /// A status change row; the order moves to `to`.

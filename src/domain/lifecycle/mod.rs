@@ -19,6 +19,11 @@ use draft::Draft;
 
 pub use draft::{Change, CouponEffect, EventType, OutEvent, TaskEffect};
 
+/// v1's `reason` on an order's first history row (SPEC §12).
+pub const ORDER_CREATED: &str = "Order created";
+/// v1's `reason` on a PAID row when the payment system sent no notes (SPEC §12).
+pub const PAID_BY_OVERRIDE: &str = "Payment verified via admin override";
+
 /// A renewal as the payment system reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Renewing {
@@ -177,6 +182,11 @@ pub enum Refused {
         expires_at: Millis,
     },
 }
+
+/// The status every accepted payment event starts from: the table allows PAID
+/// and PAYMENT_FAILED from PENDING_PAYMENT only, so a payment-status answer
+/// (v1's `previousStatus`, SPEC §2) names it without storing anything more.
+pub const PAYMENT_FROM: OrderStatus = OrderStatus::PendingPayment;
 
 /// The transition table. Anything not listed is a conflict.
 pub fn outcome(from: OrderStatus, event: Event) -> Result<Outcome, Conflict> {

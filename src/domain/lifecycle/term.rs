@@ -6,7 +6,7 @@ use crate::domain::new_id;
 use serde_json::json;
 
 use super::draft::{CouponEffect, Draft, EventType, OutEvent};
-use super::{Command, Outcome, Refused, Renewing};
+use super::{Command, Outcome, Refused, Renewing, PAID_BY_OVERRIDE};
 use crate::domain::droplet::DropletAction;
 use crate::domain::expiry::{self, add_months, months_of};
 use crate::domain::order::{
@@ -21,7 +21,15 @@ pub(super) fn apply(d: &mut Draft<'_>, command: Command, outcome: Outcome) {
         Command::Pay { notes } => {
             d.order.paid_at = Some(d.now);
             d.task = Some(ProvisioningTask::for_paid_order(&d.order, d.now));
-            moved(d, outcome, notes, None);
+            // v1 wrote this text when the payment system gave none (SPEC §12).
+            let (reason, metadata) = match notes {
+                Some(notes) => (Some(notes), None),
+                None => (
+                    Some(PAID_BY_OVERRIDE.to_string()),
+                    Some(json!({ "paymentMethod": "manual_override" }).to_string()),
+                ),
+            };
+            moved(d, outcome, reason, metadata);
         }
         Command::PaymentFailed { notes } => moved(d, outcome, notes, None),
         Command::Cancel { reason } => {

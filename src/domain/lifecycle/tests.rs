@@ -393,3 +393,44 @@ fn grace_zero_terminates_at_expiry_and_reminders_fire_once() {
         Some(TerminationReason::ExpiredNoRenewal)
     );
 }
+
+#[test]
+fn payment_events_start_only_from_payment_from() {
+    for from in OrderStatus::ALL {
+        for event in [Event::Paid, Event::PaymentFailed] {
+            assert_eq!(outcome(*from, event).is_ok(), *from == PAYMENT_FROM);
+        }
+    }
+}
+
+#[test]
+fn default_history_text_is_v1s() {
+    let (record, _) = new_record();
+    let created = create(record.order.clone(), &Actor::System, 1);
+    let first = &created.history[0];
+    assert_eq!(first.reason.as_deref(), Some(ORDER_CREATED));
+    let meta: serde_json::Value =
+        serde_json::from_str(first.metadata.as_deref().unwrap_or("")).unwrap();
+    assert_eq!(meta["planId"], record.order.plan_id.as_str());
+    assert_eq!(meta["imageId"], record.order.image_id.as_str());
+    assert_eq!(meta["duration"], record.order.duration.as_str());
+    assert!(meta.get("couponCode").is_some());
+    let paid = decide(
+        &record,
+        Command::Pay { notes: None },
+        &Actor::System,
+        5,
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(paid.history[0].reason.as_deref(), Some(PAID_BY_OVERRIDE));
+    assert_eq!(
+        paid.history[0].metadata.as_deref(),
+        Some(r#"{"paymentMethod":"manual_override"}"#)
+    );
+    let noted = Command::Pay {
+        notes: Some("ref 42".into()),
+    };
+    let paid = decide(&record, noted, &Actor::System, 5, &Policy::default()).unwrap();
+    assert_eq!(paid.history[0].reason.as_deref(), Some("ref 42"));
+}
