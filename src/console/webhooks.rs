@@ -140,7 +140,7 @@ async fn webhooks_page(
         h1 { "Webhooks" }
         @if let Some(message) = message { (message) }
         @if configured {
-            p.hint { "Deliveries of signed events to the configured endpoints, newest first. Replay sends a delivery again with the same webhook-id, so receivers that deduplicate see it once." }
+            p { "Deliveries of signed events to the configured endpoints, newest first. Replay sends a delivery again with the same webhook-id, so receivers that deduplicate see it once." }
         } @else {
             p.warning { "No webhook endpoint is configured: new changes send no events. Deliveries listed here were recorded while one was; a replay to an endpoint that is no longer configured fails at the next start." }
         }
@@ -202,21 +202,25 @@ pub fn table(
                     }
                 }
                 tbody {
+                    // Each cell holds one block, so the phone layout (label
+                    // beside content) keeps the content's own lines.
                     @for d in items {
                         tr {
-                            td data-label="Event" { span.mono { (d.event_type.as_str()) } br; span.hint { (when(Some(d.created_at))) } }
+                            td data-label="Event" { div { span.mono { (d.event_type.as_str()) } br; span.hint { (stamp(Some(d.created_at))) } } }
                             @if order_column {
                                 td data-label="Order" { a.mono href=(format!("/admin/orders/{}", d.order_id)) { (short(&d.order_id)) } }
                             }
-                            td.url.mono data-label="Endpoint" { (mask_url(&d.url)) }
+                            td.url data-label="Endpoint" { span.mono { (breakable_url(&mask_url(&d.url))) } }
                             td data-label="Status" { (badge(d.status.as_str())) }
                             td.num data-label="Attempts" { (d.attempts) }
                             td data-label="Last attempt" {
-                                (when(d.last_attempt_at))
-                                @if let Some(code) = d.last_response_status { br; "HTTP " (code) }
-                                @if let Some(error) = &d.last_error { br; span.error-text { (error) } }
+                                div {
+                                    (stamp(d.last_attempt_at))
+                                    @if let Some(code) = d.last_response_status { br; "HTTP " (code) }
+                                    @if let Some(error) = shown_error(d) { br; span.error-text { (error) } }
+                                }
                             }
-                            td data-label="Next attempt" { (when(d.next_attempt_at)) }
+                            td data-label="Next attempt" { div { (stamp(d.next_attempt_at)) } }
                             td data-label="Replay" {
                                 form.inline method="post" action=(format!("/admin/webhooks/{}/replay", d.id)) {
                                     (csrf(session))
@@ -229,6 +233,42 @@ pub fn table(
                 }
             }
         }
+    }
+}
+
+/// A time as date, then clock: two short lines keep the table narrow.
+fn stamp(ms: Option<crate::domain::time::Millis>) -> Markup {
+    let Some(ms) = ms else {
+        return when(None);
+    };
+    let text = super::layout::time(ms);
+    match text.split_once(' ') {
+        Some((date, clock)) => html! {
+            time datetime=(crate::domain::time::format_millis(ms)) { (date) br; (clock) }
+        },
+        None => when(Some(ms)),
+    }
+}
+
+/// A URL that may wrap after its slashes (not inside a host name or port).
+fn breakable_url(url: &str) -> Markup {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let parts: Vec<&str> = rest.split_inclusive('/').collect();
+    html! {
+        @if !scheme.is_empty() { (scheme) "://" }
+        @for (i, part) in parts.iter().enumerate() {
+            @if i > 0 { wbr; }
+            (part)
+        }
+    }
+}
+
+/// The last error, unless it only repeats the response status shown above it.
+fn shown_error(d: &Delivery) -> Option<&str> {
+    let error = d.last_error.as_deref()?;
+    match d.last_response_status {
+        Some(code) if error.ends_with(&format!("HTTP {code}")) => None,
+        _ => Some(error),
     }
 }
 
@@ -306,7 +346,7 @@ pub async fn attention_section(req: &Req<'_>, session: &Session) -> (bool, Marku
                     @if page.items.is_empty() {
                         p.empty { "No failed webhook deliveries." }
                     } @else {
-                        p.hint {
+                        p {
                             "These used up their retry schedule. "
                             a href="/admin/webhooks?status=failed" { "See all failed deliveries on the Webhooks page" }
                             " or replay one here once its endpoint answers again."
