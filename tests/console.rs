@@ -1010,6 +1010,11 @@ fn webhooks_page_lists_failed_deliveries_and_replay_needs_csrf_then_delivers() {
         page.text
     );
     assert!(page.text.contains("HTTP 204"));
+    assert!(
+        page.text.contains("Page 1 of 1 · 1 delivery<"),
+        "{}",
+        page.text
+    );
 
     // ... and from the order page back to the order.
     let r = b.post(
@@ -1073,7 +1078,7 @@ fn webhooks_page_tells_no_endpoint_from_no_match_and_reads_filters_like_the_api(
     assert!(
         page.text
             .contains("Status must be one of pending, delivered, failed")
-            && page.text.contains("Limit must be an integer from 1 to 100"),
+            && page.text.contains("limit must be an integer from 1 to 100"),
         "{}",
         page.text
     );

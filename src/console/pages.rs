@@ -128,8 +128,6 @@ fn field_label(field: &str) -> &str {
         "terminationReason" => "Termination reason",
         "status" => "Status",
         "orderId" => "Order id",
-        "page" => "Page",
-        "limit" => "Limit",
         other => other,
     }
 }
@@ -294,7 +292,7 @@ pub async fn orders(req: &Req<'_>) -> HttpResponse {
                         } @else {
                             (order_table(&found.items))
                         }
-                        (pager("/admin/orders", "orders", &kept, p.page, p.limit, found.total))
+                        (pager("/admin/orders", ("order", "orders"), &kept, p.page, p.limit, found.total))
                     },
                 ),
                 Err(e) => return failure(session, &e),
@@ -383,10 +381,10 @@ pub fn short(id: &uuid::Uuid) -> String {
 }
 
 /// Previous/next links of a list at `base`, keeping its filters; `noun` is
-/// what is counted ("orders").
+/// what is counted, singular and plural (`("order", "orders")`).
 pub fn pager(
     base: &str,
-    noun: &str,
+    noun: (&str, &str),
     kept: &[(String, String)],
     page_no: u32,
     limit: u32,
@@ -408,7 +406,7 @@ pub fn pager(
             @if page_no > 1 {
                 a href=(link((page_no - 1).min(pages))) rel="prev" { "← Previous" }
             }
-            span { "Page " (page_no) " of " (pages) " · " (total) " " (noun) }
+            span { "Page " (page_no) " of " (pages) " · " (total) " " (if total == 1 { noun.0 } else { noun.1 }) }
             @if page_no < pages {
                 a href=(link(page_no + 1)) rel="next" { "Next →" }
             }

@@ -130,7 +130,7 @@ async fn webhooks_page(
                     } @else {
                         (table(session_ref, &found.items, Origin::List(&kept), true))
                     }
-                    (pager("/admin/webhooks", "deliveries", &kept, q.page, q.limit, found.total))
+                    (pager("/admin/webhooks", ("delivery", "deliveries"), &kept, q.page, q.limit, found.total))
                 };
                 (status, content)
             }
