@@ -1,8 +1,8 @@
 //! The operator console in a real browser (SPEC §11): headless Chromium from
 //! the distribution, driven over WebDriver. Logs in with the keyboard,
 //! filters, opens an order, marks it paid, watches it go PROVISIONING then
-//! ACTIVE, suspends and terminates it, visits every page, takes a snapshot,
-//! logs out; the browser's console must stay free of errors. On every page it
+//! ACTIVE, suspends and terminates it, visits every page, filters the
+//! webhook deliveries and replays a failed one, takes a snapshot, logs out; the browser's console must stay free of errors. On every page it
 //! checks the basics an audit would: a title, a label for every control, text
 //! contrast of at least 4.5:1, no sideways scrolling (also at phone width).
 //! Screenshots of every page land in `target/console-screenshots/`.
@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::receiver::{Answer, Receiver};
 use support::{spawn_app_with, TestApp, API_KEY};
 use webdriver::{wait, Driver};
 
@@ -128,8 +129,16 @@ impl Run<'_> {
 
 #[test]
 fn an_operator_works_an_order_through_the_console_in_chromium() {
+    // A webhook endpoint that fails every delivery at first (no retries),
+    // so the Webhooks page has failed deliveries to show and replay.
+    let hook = Receiver::start();
+    hook.set_default(Answer::Status(500));
     // A sandbox droplet takes a moment to boot, so PROVISIONING is visible.
-    let app = spawn_app_with(|c| c.cloud.sandbox.boot_delay_ms = 1500);
+    let app = spawn_app_with(|c| {
+        c.cloud.sandbox.boot_delay_ms = 1500;
+        support::add_webhook(c, &hook.url(), &["*"]);
+        c.webhooks.retry_schedule_seconds = vec![];
+    });
     for _ in 0..2 {
         app.create_order("bob@example.com");
     }
@@ -267,7 +276,55 @@ fn an_operator_works_an_order_through_the_console_in_chromium() {
     // Attention and Backups.
     run.driver.click("nav a[href='/admin/attention']");
     run.wait_h1("Attention", false);
+    assert!(run
+        .driver
+        .text("main")
+        .contains("Failed webhook deliveries"));
     run.check("13-attention", DESKTOP);
+
+    // Webhooks: filter to the failed deliveries, replay the newest once the
+    // endpoint answers again, and see it delivered.
+    run.driver.click("nav a[href='/admin/webhooks']");
+    run.wait_h1("Webhooks", false);
+    run.driver.click("#w-status option[value='failed']");
+    run.driver.click("form.filters button[type='submit']");
+    let failed = wait(Duration::from_secs(10), || {
+        run.driver.url().contains("status=failed").then(|| {
+            run.driver
+                .execute("return document.querySelectorAll('tbody .badge.s-failed').length;")
+        })
+    })
+    .expect("the filter applied");
+    assert!(failed.as_u64().unwrap_or(0) >= 5, "{failed}");
+    assert!(run.driver.text("main").contains(&hook.url()));
+    run.check("14-webhooks", DESKTOP);
+    run.check("14-webhooks-phone", PHONE);
+    hook.set_default(Answer::Status(204));
+    let before = hook.received().len();
+    run.driver.click("form[action$='/replay'] button");
+    let queued = wait(Duration::from_secs(10), || {
+        run.driver
+            .try_text("main")
+            .filter(|t| t.contains("Delivery queued again"))
+            .map(drop)
+    });
+    assert!(queued.is_some(), "no replay notice on {}", run.driver.url());
+    hook.wait_for(before + 1, Duration::from_secs(15));
+    run.driver
+        .goto(&run.url("/admin/webhooks?status=delivered"));
+    let delivered = wait(Duration::from_secs(15), || {
+        run.driver.refresh();
+        let n = run
+            .driver
+            .execute("return document.querySelectorAll('tbody .badge.s-delivered').length;");
+        (n.as_u64() == Some(1)).then_some(())
+    });
+    assert!(
+        delivered.is_some(),
+        "the replayed delivery never showed delivered"
+    );
+    run.check("15-webhooks-replayed", DESKTOP);
+
     run.driver.click("nav a[href='/admin/backups']");
     run.wait_h1("Backups", false);
     assert!(run.driver.text("main").contains("No snapshots yet."));
@@ -280,13 +337,13 @@ fn an_operator_works_an_order_through_the_console_in_chromium() {
     });
     assert!(written.is_some(), "no snapshot notice");
     assert!(run.driver.text("main").contains("vpsd-"));
-    run.check("14-backups", DESKTOP);
-    run.check("14-backups-phone", PHONE);
+    run.check("16-backups", DESKTOP);
+    run.check("16-backups-phone", PHONE);
 
     // The overview again, now with paid revenue in the chart.
     run.driver.click("nav a[href='/admin/']");
     run.wait_h1("Overview", false);
-    run.check("15-overview-after", DESKTOP);
+    run.check("17-overview-after", DESKTOP);
 
     // Log out: the session is gone, pages send the browser to login again.
     run.driver.click("form.logout button");

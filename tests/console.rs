@@ -216,6 +216,8 @@ fn pages_need_a_session_and_show_no_data_without_one() {
         &format!("/admin/orders/{id}/terminate"),
         "/admin/attention",
         "/admin/backups",
+        "/admin/webhooks",
+        "/admin/webhooks?status=failed",
     ] {
         let r = b.get(path);
         assert_eq!(r.status, 303, "{path}: {}", r.text);
@@ -326,6 +328,8 @@ fn every_console_response_carries_the_csp_and_no_page_has_script_or_inline_style
         format!("/admin/orders/{id}/renew"),
         "/admin/attention".into(),
         "/admin/backups".into(),
+        "/admin/webhooks".into(),
+        "/admin/webhooks?status=nope".into(),
         "/admin/style.css".into(),
         "/admin/favicon.svg".into(),
         "/admin/orders/not-a-uuid".into(),
@@ -845,4 +849,239 @@ fn admin_settings_are_checked_at_start_up() {
     let e = config.validate().unwrap_err().to_string();
     assert!(e.contains("server.public_url"), "{e}");
     assert_eq!(vpsd::Config::default().admin.session_ttl_seconds, 28_800);
+}
+
+/// The admin API's deliveries for `query`.
+fn api_deliveries(app: &TestApp, query: &str) -> Vec<Value> {
+    let r = app.get(
+        &format!("/api/v1/internal/webhooks/deliveries{query}"),
+        Auth::Admin,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// Polls the admin API until `query` lists `n` deliveries; returns them.
+fn wait_for_deliveries(app: &TestApp, query: &str, n: usize) -> Vec<Value> {
+    support::wait_for(Duration::from_secs(20), || {
+        let rows = api_deliveries(app, query);
+        (rows.len() == n).then_some(rows)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "never {n} deliveries for {query}: {:?}",
+            api_deliveries(app, query)
+        )
+    })
+}
+
+#[test]
+fn webhooks_page_lists_failed_deliveries_and_replay_needs_csrf_then_delivers() {
+    use support::receiver::{Answer, Receiver};
+    let hook = Receiver::start();
+    hook.set_default(Answer::Status(500));
+    // A second endpoint with credentials in its URL: they are never shown.
+    let with_password = hook.url().replace("http://", "http://hookuser:s3cret-pw@");
+    let app = spawn_app_with(|c| {
+        support::add_webhook(c, &hook.url(), &["order.created"]);
+        support::add_webhook(c, &with_password, &["order.created"]);
+        c.webhooks.retry_schedule_seconds = vec![];
+    });
+    let id = app.create_order("u-hook").id();
+    let failed = wait_for_deliveries(&app, "?status=failed", 2);
+    let plain = failed
+        .iter()
+        .find(|d| d["url"] == hook.url().as_str())
+        .expect("the plain endpoint's delivery")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let masked = failed
+        .iter()
+        .find(|d| d["url"] != hook.url().as_str())
+        .expect("the masked endpoint's delivery")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(hook.received().len(), 2);
+
+    let mut b = Browser::new(&app);
+    // Without a session: no page, and a replay is refused.
+    let r = b.post(&format!("/admin/webhooks/{plain}/replay"), &[("csrf", "x")]);
+    assert_eq!(r.status, 403);
+    b.login("alice");
+
+    let page = b.get("/admin/webhooks?status=failed");
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("order.created"), "{}", page.text);
+    assert!(page.text.contains(&format!("href=\"/admin/orders/{id}\"")));
+    // The URL may wrap after its slashes (`<wbr>`), never inside the host.
+    let shown = hook.url().replace("/hook", "/<wbr>hook");
+    assert!(page.text.contains(&shown), "{}", page.text);
+    assert!(page.text.contains("http://***@127.0.0.1"), "{}", page.text);
+    assert!(!page.text.contains("s3cret-pw"), "a URL password leaked");
+    assert!(!page.text.contains("hookuser"));
+    assert!(page.text.contains("HTTP 500"));
+    assert!(page.text.contains("class=\"badge s-failed\""));
+    assert!(
+        page.text.contains("Page 1 of 1 · 2 deliveries"),
+        "{}",
+        page.text
+    );
+    assert!(page
+        .text
+        .contains(&format!("action=\"/admin/webhooks/{plain}/replay\"")));
+
+    // The order page lists its deliveries with the same button.
+    let order = b.get(&format!("/admin/orders/{id}"));
+    let section = order.text.split("id=\"webhooks-h\"").nth(1).unwrap_or("");
+    assert!(
+        section.contains(&format!("/admin/webhooks/{plain}/replay"))
+            && section.contains(&format!("/admin/webhooks/{masked}/replay")),
+        "{}",
+        order.text
+    );
+    assert!(!order.text.contains("s3cret-pw"));
+
+    // Attention lists both, and points at the filtered Webhooks page.
+    let attention = b.get("/admin/attention");
+    let section = attention
+        .text
+        .split("id=\"webhooks-h\"")
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        section.contains("Failed webhook deliveries (2)"),
+        "{}",
+        attention.text
+    );
+    assert!(section.contains("href=\"/admin/webhooks?status=failed\""));
+    assert!(section.contains(&format!("/admin/webhooks/{plain}/replay")));
+    assert!(!attention.text.contains("Nothing needs attention"));
+
+    // A replay without a valid CSRF token is 403 and changes nothing.
+    for form in [vec![], vec![("csrf", "0000")], vec![("csrf", "")]] {
+        let r = b.post(&format!("/admin/webhooks/{plain}/replay"), &form);
+        assert_eq!(r.status, 403, "{}", r.text);
+        assert!(r.text.contains("nothing was changed"));
+    }
+    assert_eq!(api_deliveries(&app, "?status=failed").len(), 2);
+    assert_eq!(api_deliveries(&app, "?status=pending").len(), 0);
+    assert_eq!(hook.received().len(), 2, "nothing was sent again");
+    // Replay is a POST only; an unknown delivery is a sentence, not JSON.
+    assert_eq!(
+        b.get(&format!("/admin/webhooks/{plain}/replay")).status,
+        405
+    );
+    let csrf = b.csrf();
+    let r = b.post(
+        &format!("/admin/webhooks/{}/replay", uuid::Uuid::now_v7()),
+        &[("csrf", &csrf), ("back", "status=failed")],
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(r.text.contains("There is no webhook delivery with this id"));
+
+    // With the token it is queued again and, the receiver now answering
+    // 204, delivered: from the Webhooks page back to its filters...
+    hook.set_default(Answer::Status(204));
+    let r = b.post(
+        &format!("/admin/webhooks/{plain}/replay"),
+        &[("csrf", &csrf), ("back", "status=failed&page=1")],
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    assert_eq!(
+        r.header("location"),
+        Some("/admin/webhooks?status=failed&page=1&done=replay")
+    );
+    let after = b.get("/admin/webhooks?status=failed&page=1&done=replay");
+    assert!(
+        after.text.contains("Delivery queued again"),
+        "{}",
+        after.text
+    );
+    let delivered = wait_for_deliveries(&app, "?status=delivered", 1);
+    assert_eq!(delivered[0]["id"], plain.as_str());
+    assert_eq!(delivered[0]["attempts"], 2);
+    assert_eq!(delivered[0]["lastResponseStatus"], 204);
+    let page = b.get("/admin/webhooks?status=delivered");
+    assert!(
+        page.text.contains("class=\"badge s-delivered\""),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("HTTP 204"));
+    assert!(
+        page.text.contains("Page 1 of 1 · 1 delivery<"),
+        "{}",
+        page.text
+    );
+
+    // ... and from the order page back to the order.
+    let r = b.post(
+        &format!("/admin/webhooks/{masked}/replay"),
+        &[("csrf", &csrf), ("back", "order")],
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/admin/orders/{id}?done=replay#webhooks-h").as_str())
+    );
+    let order = b.get(&format!("/admin/orders/{id}?done=replay"));
+    assert!(order.text.contains("Delivery queued again"));
+    wait_for_deliveries(&app, "?status=delivered", 2);
+    let attention = b.get("/admin/attention");
+    assert!(
+        attention.text.contains("No failed webhook deliveries."),
+        "{}",
+        attention.text
+    );
+}
+
+#[test]
+fn webhooks_page_tells_no_endpoint_from_no_match_and_reads_filters_like_the_api() {
+    let app = spawn_app();
+    let mut b = Browser::new(&app);
+    b.login("alice");
+    let page = b.get("/admin/webhooks");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text.contains("No webhook endpoint is configured"),
+        "{}",
+        page.text
+    );
+    assert!(b
+        .get("/admin/attention")
+        .text
+        .contains("no failed webhook deliveries"));
+
+    let hook = support::receiver::Receiver::start();
+    let app = spawn_app_with(|c| support::add_webhook(c, &hook.url(), &["*"]));
+    let id = app.create_order("u-empty").id();
+    wait_for_deliveries(&app, "?status=delivered", 1);
+    let mut b = Browser::new(&app);
+    b.login("alice");
+    let page = b.get("/admin/webhooks?status=failed&orderId=");
+    assert!(
+        page.text.contains("No deliveries match these filters."),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("No webhook endpoint is configured"));
+    let page = b.get(&format!("/admin/webhooks?orderId={id}"));
+    assert!(
+        page.text.contains("class=\"badge s-delivered\""),
+        "{}",
+        page.text
+    );
+    let page = b.get("/admin/webhooks?status=lost&limit=1000");
+    assert_eq!(page.status, 400);
+    assert!(
+        page.text
+            .contains("Status must be one of pending, delivered, failed")
+            && page.text.contains("limit must be an integer from 1 to 100"),
+        "{}",
+        page.text
+    );
+    let page = b.get("/admin/webhooks?page=9");
+    assert!(page.text.contains("This page is past the last one."));
 }

@@ -13,8 +13,7 @@ pub struct NavEntry {
     pub href: &'static str,
 }
 
-/// The navigation, in order. The Webhooks page (issue 11) is one more entry
-/// here plus its route in `console::route`.
+/// The navigation, in order; each entry has its route in `console::route`.
 pub const NAV: &[NavEntry] = &[
     NavEntry {
         label: "Overview",
@@ -27,6 +26,10 @@ pub const NAV: &[NavEntry] = &[
     NavEntry {
         label: "Attention",
         href: "/admin/attention",
+    },
+    NavEntry {
+        label: "Webhooks",
+        href: "/admin/webhooks",
     },
     NavEntry {
         label: "Backups",

@@ -20,6 +20,7 @@ mod login;
 mod order;
 mod pages;
 mod session;
+mod webhooks;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub struct Console {
     /// `server.public_url` is https: cookies get `Secure`.
     secure: bool,
     backup_dir: PathBuf,
+    /// `webhooks.endpoints` is not empty: the Webhooks page's empty state.
+    webhooks_configured: bool,
 }
 
 impl Console {
@@ -73,6 +76,7 @@ impl Console {
             limiter: LoginLimiter::default(),
             secure,
             backup_dir: config.backup.dir.clone(),
+            webhooks_configured: !config.webhooks.endpoints.is_empty(),
         }))
     }
 }
@@ -160,7 +164,8 @@ impl Req<'_> {
     }
 }
 
-/// The console's routes. `{id}` is an order id, `{action}` an order action.
+/// The console's routes. `{id}` is an order id (a delivery id under
+/// `webhooks/`), `{action}` an order action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Overview,
@@ -173,6 +178,8 @@ enum Route {
     Action,
     Attention,
     Backups,
+    Webhooks,
+    Replay,
 }
 
 impl Route {
@@ -189,6 +196,8 @@ impl Route {
             Route::Action => "/admin/orders/{id}/{action}",
             Route::Attention => "/admin/attention",
             Route::Backups => "/admin/backups",
+            Route::Webhooks => "/admin/webhooks",
+            Route::Replay => "/admin/webhooks/{id}/replay",
         }
     }
 
@@ -198,7 +207,7 @@ impl Route {
         const BOTH: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
         match self {
             Route::Login | Route::Action | Route::Backups => BOTH,
-            Route::Logout => POST,
+            Route::Logout | Route::Replay => POST,
             _ => GET,
         }
     }
@@ -230,6 +239,8 @@ fn route(path: &str) -> Option<(Route, Option<&str>, Option<&str>)> {
         ["orders", id, action] if !id.is_empty() => (Route::Action, Some(*id), Some(*action)),
         ["attention"] => (Route::Attention, None, None),
         ["backups"] => (Route::Backups, None, None),
+        ["webhooks"] => (Route::Webhooks, None, None),
+        ["webhooks", id, "replay"] if !id.is_empty() => (Route::Replay, Some(*id), None),
         _ => return None,
     })
 }
@@ -368,6 +379,8 @@ impl Console {
             (Route::Attention, _) => pages::attention(&req).await,
             (Route::Backups, false) => pages::backups(&req).await,
             (Route::Backups, true) => pages::take_backup(&req).await,
+            (Route::Webhooks, _) => webhooks::webhooks(&req).await,
+            (Route::Replay, _) => webhooks::replay(&req, id.unwrap_or("")).await,
         }
     }
 }

@@ -19,7 +19,10 @@ pub async fn order(req: &Req<'_>, id: &str) -> HttpResponse {
         .unwrap_or_default()
         .into_iter()
         .find(|(k, _)| k == "done")
-        .and_then(|(_, v)| super::actions::done_text(&v));
+        .and_then(|(_, v)| match v.as_str() {
+            "replay" => Some(super::webhooks::REPLAYED),
+            other => super::actions::done_text(other),
+        });
     let message = done.map(|t| notice("ok", t));
     order_page(req, id, StatusCode::OK, message).await
 }
@@ -49,14 +52,15 @@ pub async fn order_page(
     };
     let o = &record.order;
     let title = format!("Order {}", short(&o.id));
-    // Each section is one function; the webhook deliveries of issue 11 are
-    // one more entry here.
+    let deliveries = super::webhooks::for_order(req, o.id).await;
+    // Each section is one function.
     let sections = [
         super::actions::panel(session_ref, &record),
         summary(&record),
         pricing(&record),
         task(&record),
         renewals(&record),
+        super::webhooks::order_section(session_ref, o.id, &deliveries),
         timeline(&history),
     ];
     let body = html! {

@@ -94,6 +94,9 @@ pub fn sentence(e: &AppError, action: Option<&str>) -> String {
         }
         AppError::BadRequest { message, .. } => format!("Please check the form: {message}."),
         AppError::OrderNotFound => "There is no order with this id.".into(),
+        AppError::DeliveryNotFound => {
+            "There is no webhook delivery with this id (delivered ones are removed after webhooks.retention_hours). Nothing was changed.".into()
+        }
         AppError::IdempotencyKeyInUse => {
             "This form is being submitted already. Wait a moment, then reload the order.".into()
         }
@@ -123,7 +126,8 @@ fn field_label(field: &str) -> &str {
         "reason" => "Reason",
         "expiresAt" => "New expiry",
         "terminationReason" => "Termination reason",
-        "status" => "Payment result",
+        "status" => "Status",
+        "orderId" => "Order id",
         other => other,
     }
 }
@@ -288,7 +292,7 @@ pub async fn orders(req: &Req<'_>) -> HttpResponse {
                         } @else {
                             (order_table(&found.items))
                         }
-                        (pager(&kept, p.page, p.limit, found.total))
+                        (pager("/admin/orders", ("order", "orders"), &kept, p.page, p.limit, found.total))
                     },
                 ),
                 Err(e) => return failure(session, &e),
@@ -376,14 +380,23 @@ pub fn short(id: &uuid::Uuid) -> String {
     text[text.len() - 8..].to_string()
 }
 
-fn pager(kept: &[(String, String)], page_no: u32, limit: u32, total: u64) -> Markup {
+/// Previous/next links of a list at `base`, keeping its filters; `noun` is
+/// what is counted, singular and plural (`("order", "orders")`).
+pub fn pager(
+    base: &str,
+    noun: (&str, &str),
+    kept: &[(String, String)],
+    page_no: u32,
+    limit: u32,
+    total: u64,
+) -> Markup {
     let pages = total.div_ceil(u64::from(limit)).max(1);
     let link = |p: u64| {
         let mut q: Vec<(String, String)> =
             kept.iter().filter(|(k, _)| k != "page").cloned().collect();
         q.push(("page".into(), p.to_string()));
         format!(
-            "/admin/orders?{}",
+            "{base}?{}",
             serde_urlencoded::to_string(&q).unwrap_or_default()
         )
     };
@@ -393,7 +406,7 @@ fn pager(kept: &[(String, String)], page_no: u32, limit: u32, total: u64) -> Mar
             @if page_no > 1 {
                 a href=(link((page_no - 1).min(pages))) rel="prev" { "← Previous" }
             }
-            span { "Page " (page_no) " of " (pages) " · " (total) " orders" }
+            span { "Page " (page_no) " of " (pages) " · " (total) " " (if total == 1 { noun.0 } else { noun.1 }) }
             @if page_no < pages {
                 a href=(link(page_no + 1)) rel="next" { "Next →" }
             }
@@ -419,11 +432,15 @@ pub async fn attention(req: &Req<'_>) -> HttpResponse {
             })
             .unwrap_or_default()
     };
-    // Failed webhook deliveries (issue 11) are one more section here.
+    let Some(session_ref) = session else {
+        return redirect("/admin/login");
+    };
+    let (no_failed_deliveries, deliveries) =
+        super::webhooks::attention_section(req, session_ref).await;
     let body = html! {
         h1 { "Attention" }
-        @if data.is_empty() {
-            p.empty.all-clear { "Nothing needs attention: no failed orders, no stuck provisioning, no failing droplet actions." }
+        @if data.is_empty() && no_failed_deliveries {
+            p.empty.all-clear { "Nothing needs attention: no failed orders, no stuck provisioning, no failing droplet actions, no failed webhook deliveries." }
         }
         section aria-labelledby="failed-h" {
             h2 #failed-h { "Failed provisioning (" (data.failed_total) ")" }
@@ -443,6 +460,7 @@ pub async fn attention(req: &Req<'_>) -> HttpResponse {
             @if data.actions_failing.is_empty() { p.empty { "Every owed power or delete action is on track." } }
             @else { (attention_table(&data.actions_failing, &problem)) }
         }
+        (deliveries)
     };
     html(
         StatusCode::OK,
