@@ -8,8 +8,8 @@ use super::{json_response, request, Call, HttpResponse};
 use crate::config::mask_url;
 use crate::domain::time::format_millis;
 use crate::domain::webhook::{Delivery, DeliveryStatus};
+use crate::domain::webhook::{DeliveryPage, DeliveryQuery};
 use crate::error::{AppError, FieldError};
-use crate::store::outbox::{DeliveryPage, DeliveryQuery};
 
 pub async fn list(call: Call<'_>) -> Result<HttpResponse, AppError> {
     let query = delivery_query(call.query)?;

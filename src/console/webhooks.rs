@@ -12,8 +12,8 @@ use super::session::Session;
 use super::{html, redirect, HttpResponse, Req};
 use crate::config::mask_url;
 use crate::domain::webhook::{Delivery, DeliveryStatus};
+use crate::domain::webhook::{DeliveryPage, DeliveryQuery};
 use crate::error::{AppError, FieldError};
-use crate::store::outbox::{DeliveryPage, DeliveryQuery};
 
 /// The result sentence after a replay (`?done=replay`).
 pub const REPLAYED: &str = "Delivery queued again: it goes out shortly with the same webhook-id and a fresh retry schedule. Reload to see how it went.";

@@ -113,6 +113,22 @@ pub struct Delivery {
     pub delivered_at: Option<Millis>,
 }
 
+/// Filters of the admin list (`GET /internal/webhooks/deliveries`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    pub status: Option<DeliveryStatus>,
+    pub order_id: Option<Uuid>,
+    pub page: u32,
+    pub limit: u32,
+}
+
+/// One page of deliveries, newest first, and how many match in all.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryPage {
+    pub items: Vec<Delivery>,
+    pub total: u64,
+}
+
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {

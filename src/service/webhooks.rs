@@ -6,8 +6,8 @@ use uuid::Uuid;
 use super::orders::blocking;
 use crate::domain::time::now_millis;
 use crate::domain::webhook::Delivery;
+use crate::domain::webhook::{DeliveryPage, DeliveryQuery};
 use crate::error::AppError;
-use crate::store::outbox::{DeliveryPage, DeliveryQuery};
 use crate::store::{Maintenance, Store};
 
 pub struct WebhookService {

@@ -16,7 +16,9 @@ use super::{corrupt, storage_err, Store, StoreError};
 use crate::domain::lifecycle::{EventType, OutEvent};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::time::Millis;
-use crate::domain::webhook::{AttemptOutcome, Delivery, DeliveryStatus, Outbox, OutboxEvent};
+use crate::domain::webhook::{
+    AttemptOutcome, Delivery, DeliveryPage, DeliveryQuery, DeliveryStatus, Outbox, OutboxEvent,
+};
 use crate::domain::{Order, OrderRecord};
 
 impl Record for Delivery {
@@ -315,27 +317,43 @@ pub struct DueDeliveries {
     pub next_at: Option<Millis>,
 }
 
-/// Filters of the admin list (`GET /internal/webhooks/deliveries`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryQuery {
-    pub status: Option<DeliveryStatus>,
-    pub order_id: Option<Uuid>,
-    pub page: u32,
-    pub limit: u32,
-}
-
-/// One page of deliveries, newest first, and how many match in all.
-#[derive(Debug, Clone, Default)]
-pub struct DeliveryPage {
-    pub items: Vec<Delivery>,
-    pub total: u64,
-}
-
 /// Pending deliveries and the creation time of the oldest one (metrics).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OutboxStats {
     pub pending: u64,
     pub oldest_pending_at: Option<Millis>,
+}
+
+fn load_indexed(
+    deliveries: &redb::ReadOnlyTable<u128, &'static [u8]>,
+    id: u128,
+) -> Result<Delivery, StoreError> {
+    match deliveries.get(id).map_err(storage_err)? {
+        Some(bytes) => codec::decode(bytes.value()).map_err(corrupt),
+        None => Err(corrupt("an indexed delivery is missing")),
+    }
+}
+
+/// An order's deliveries in creation order, optionally of one status.
+fn deliveries_of(
+    by_order: &redb::ReadOnlyTable<(u128, u128), ()>,
+    deliveries: &redb::ReadOnlyTable<u128, &'static [u8]>,
+    order: Uuid,
+    status: Option<DeliveryStatus>,
+) -> Result<Vec<Delivery>, StoreError> {
+    let o = order.as_u128();
+    let mut found = Vec::new();
+    for entry in by_order
+        .range((o, 0)..=(o, u128::MAX))
+        .map_err(storage_err)?
+    {
+        let (key, _) = entry.map_err(storage_err)?;
+        let d = load_indexed(deliveries, key.value().1)?;
+        if status.is_none_or(|s| s == d.status) {
+            found.push(d);
+        }
+    }
+    Ok(found)
 }
 
 /// How far one worker pass reads an endpoint's queue: a long backlog (a dead
@@ -406,29 +424,13 @@ impl Store {
         let deliveries = txn.open_table(tables::DELIVERIES).map_err(storage_err)?;
         let skip = (q.page.saturating_sub(1) as usize).saturating_mul(q.limit as usize);
         let take = q.limit as usize;
-        let load = |id: u128| -> Result<Delivery, StoreError> {
-            match deliveries.get(id).map_err(storage_err)? {
-                Some(bytes) => codec::decode(bytes.value()).map_err(corrupt),
-                None => Err(corrupt("an indexed delivery is missing")),
-            }
-        };
+        let load = |id: u128| load_indexed(&deliveries, id);
         if let Some(order) = q.order_id {
             // An order has a handful of deliveries: filter them in memory.
             let by_order = txn
                 .open_table(tables::DELIVERIES_BY_ORDER)
                 .map_err(storage_err)?;
-            let o = order.as_u128();
-            let mut all = Vec::new();
-            for entry in by_order
-                .range((o, 0)..=(o, u128::MAX))
-                .map_err(storage_err)?
-            {
-                let (key, _) = entry.map_err(storage_err)?;
-                let d = load(key.value().1)?;
-                if q.status.is_none_or(|s| s == d.status) {
-                    all.push(d);
-                }
-            }
+            let mut all = deliveries_of(&by_order, &deliveries, order, q.status)?;
             all.reverse();
             let total = all.len() as u64;
             let items = all.into_iter().skip(skip).take(take).collect();
