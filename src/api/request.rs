@@ -11,6 +11,7 @@ use warp::http::HeaderMap;
 
 use crate::domain::lifecycle::Renewing;
 use crate::domain::time::Millis;
+use crate::domain::webhook::{DeliveryQuery, DeliveryStatus};
 use crate::domain::{OrderStatus, PlanDuration, RenewalType, TerminationReason};
 use crate::error::{AppError, FieldError};
 use crate::service::{IdempotencyKey, NewOrder};
@@ -576,6 +577,56 @@ pub fn list_params(query: &str, allow_user_filter: bool) -> Result<ListParams, A
     }
     if errors.is_empty() {
         Ok(params)
+    } else {
+        Err(AppError::invalid_fields(errors))
+    }
+}
+
+/// `status`, `orderId`, `page`, `limit` of the delivery list (API and
+/// console); unknown parameters are ignored as on the order lists.
+pub fn delivery_query(query: &str) -> Result<DeliveryQuery, AppError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|_| AppError::bad_request("the query string is malformed"))?;
+    delivery_filters(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// The same filters from already-decoded pairs.
+pub fn delivery_filters<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<DeliveryQuery, AppError> {
+    let mut q = DeliveryQuery {
+        status: None,
+        order_id: None,
+        page: 1,
+        limit: 10,
+    };
+    let mut errors = Vec::new();
+    for (key, value) in pairs {
+        match key {
+            "status" => match DeliveryStatus::parse(value) {
+                Some(s) => q.status = Some(s),
+                None => errors.push(FieldError::new(
+                    "status",
+                    "must be one of pending, delivered, failed",
+                )),
+            },
+            "orderId" => match Uuid::try_parse(value) {
+                Ok(id) => q.order_id = Some(id),
+                Err(_) => errors.push(FieldError::new("orderId", "must be a UUID")),
+            },
+            "page" => match value.parse::<u32>() {
+                Ok(p) if p >= 1 => q.page = p,
+                _ => errors.push(FieldError::new("page", "must be an integer of at least 1")),
+            },
+            "limit" => match value.parse::<u32>() {
+                Ok(l) if (1..=100).contains(&l) => q.limit = l,
+                _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 100")),
+            },
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(q)
     } else {
         Err(AppError::invalid_fields(errors))
     }

@@ -7,12 +7,12 @@ use warp::http::StatusCode;
 use super::{json_response, request, Call, HttpResponse};
 use crate::config::mask_url;
 use crate::domain::time::format_millis;
-use crate::domain::webhook::{Delivery, DeliveryStatus};
+use crate::domain::webhook::Delivery;
 use crate::domain::webhook::{DeliveryPage, DeliveryQuery};
-use crate::error::{AppError, FieldError};
+use crate::error::AppError;
 
 pub async fn list(call: Call<'_>) -> Result<HttpResponse, AppError> {
-    let query = delivery_query(call.query)?;
+    let query = request::delivery_query(call.query)?;
     let page = call.state.webhooks.list(query.clone()).await?;
     Ok(json_response(StatusCode::OK, page_json(&page, &query)))
 }
@@ -25,49 +25,6 @@ pub async fn replay(call: Call<'_>) -> Result<HttpResponse, AppError> {
         StatusCode::ACCEPTED,
         super::json::data(delivery_json(&delivery)),
     ))
-}
-
-/// `status`, `orderId`, `page`, `limit`; unknown parameters are ignored as on
-/// the order lists.
-fn delivery_query(query: &str) -> Result<DeliveryQuery, AppError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-        .map_err(|_| AppError::bad_request("the query string is malformed"))?;
-    let mut q = DeliveryQuery {
-        status: None,
-        order_id: None,
-        page: 1,
-        limit: 10,
-    };
-    let mut errors = Vec::new();
-    for (key, value) in pairs {
-        match key.as_str() {
-            "status" => match DeliveryStatus::parse(&value) {
-                Some(s) => q.status = Some(s),
-                None => errors.push(FieldError::new(
-                    "status",
-                    "must be one of pending, delivered, failed",
-                )),
-            },
-            "orderId" => match uuid::Uuid::try_parse(&value) {
-                Ok(id) => q.order_id = Some(id),
-                Err(_) => errors.push(FieldError::new("orderId", "must be a UUID")),
-            },
-            "page" => match value.parse::<u32>() {
-                Ok(p) if p >= 1 => q.page = p,
-                _ => errors.push(FieldError::new("page", "must be an integer of at least 1")),
-            },
-            "limit" => match value.parse::<u32>() {
-                Ok(l) if (1..=100).contains(&l) => q.limit = l,
-                _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 100")),
-            },
-            _ => {}
-        }
-    }
-    if errors.is_empty() {
-        Ok(q)
-    } else {
-        Err(AppError::invalid_fields(errors))
-    }
 }
 
 #[derive(Serialize)]

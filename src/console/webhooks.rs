@@ -13,7 +13,7 @@ use super::{html, redirect, HttpResponse, Req};
 use crate::config::mask_url;
 use crate::domain::webhook::{Delivery, DeliveryStatus};
 use crate::domain::webhook::{DeliveryPage, DeliveryQuery};
-use crate::error::{AppError, FieldError};
+use crate::error::AppError;
 
 /// The result sentence after a replay (`?done=replay`).
 pub const REPLAYED: &str = "Delivery queued again: it goes out shortly with the same webhook-id and a fresh retry schedule. Reload to see how it went.";
@@ -42,45 +42,7 @@ fn kept_filters(query: &str) -> Vec<(String, String)> {
 
 /// The filters read with the rules (and error sentences) of the API's list.
 fn delivery_query(kept: &[(String, String)]) -> Result<DeliveryQuery, AppError> {
-    let mut q = DeliveryQuery {
-        status: None,
-        order_id: None,
-        page: 1,
-        limit: 10,
-    };
-    let mut errors = Vec::new();
-    for (key, value) in kept {
-        match key.as_str() {
-            "status" => match DeliveryStatus::parse(value) {
-                Some(s) => q.status = Some(s),
-                None => errors.push(FieldError::new(
-                    "status",
-                    "must be one of pending, delivered, failed",
-                )),
-            },
-            "orderId" => match uuid::Uuid::try_parse(value) {
-                Ok(id) => q.order_id = Some(id),
-                Err(_) => errors.push(FieldError::new(
-                    "orderId",
-                    "must be a whole order id, like 6f0429ea-4344-496d-bd40-1f4e47a6220c",
-                )),
-            },
-            "page" => match value.parse::<u32>() {
-                Ok(p) if p >= 1 => q.page = p,
-                _ => errors.push(FieldError::new("page", "must be an integer of at least 1")),
-            },
-            "limit" => match value.parse::<u32>() {
-                Ok(l) if (1..=100).contains(&l) => q.limit = l,
-                _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 100")),
-            },
-            _ => {}
-        }
-    }
-    if errors.is_empty() {
-        Ok(q)
-    } else {
-        Err(AppError::invalid_fields(errors))
-    }
+    crate::api::request::delivery_filters(kept.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// GET `/admin/webhooks`.
