@@ -2,6 +2,9 @@
 //! - schema 1 -> 2: orders gained their paid period (`Order` record v2). An
 //!   ACTIVE v1 order gets `activatedAt` from its history (the row that moved it
 //!   to ACTIVE) and `expiresAt` = activatedAt + its duration in calendar months.
+//! - schema 3 -> 4: the per-user index no longer holds the status: each
+//!   `(user, status, seq)` entry of `orders_by_user_status` becomes a
+//!   `(user, seq)` entry of `orders_by_user`, and the old table is dropped.
 //! - the `due` index is rebuilt whenever the expiry policy (`lifecycle.*`)
 //!   differs from the one it was built with, since due times follow from it.
 
@@ -36,6 +39,9 @@ pub(super) fn run(
             store(&mut orders, &order, fail)?;
         }
     }
+    if stored_schema < 4 {
+        rekey_user_index(txn, fail)?;
+    }
     let mut meta = txn
         .open_table(tables::META)
         .map_err(|e| fail("cannot open meta", &e))?;
@@ -49,6 +55,31 @@ pub(super) fn run(
         meta.insert(tables::META_DUE_POLICY, wanted)
             .map_err(|e| fail("cannot write meta", &e))?;
     }
+    Ok(())
+}
+
+/// Schema 4's `orders_by_user` from schema 1-3's `orders_by_user_status`.
+fn rekey_user_index(txn: &WriteTransaction, fail: Fail<'_>) -> Result<(), OpenError> {
+    {
+        let legacy = txn
+            .open_table(tables::LEGACY_BY_USER_STATUS)
+            .map_err(|e| fail("cannot open the old per-user index", &e))?;
+        let mut by_user = txn
+            .open_table(tables::BY_USER)
+            .map_err(|e| fail("cannot open the per-user index", &e))?;
+        let entries = legacy
+            .iter()
+            .map_err(|e| fail("cannot read the old per-user index", &e))?;
+        for entry in entries {
+            let (key, id) = entry.map_err(|e| fail("cannot read the old per-user index", &e))?;
+            let (user, _, seq) = key.value();
+            by_user
+                .insert((user, seq), id.value())
+                .map_err(|e| fail("cannot write the per-user index", &e))?;
+        }
+    }
+    txn.delete_table(tables::LEGACY_BY_USER_STATUS)
+        .map_err(|e| fail("cannot drop the old per-user index", &e))?;
     Ok(())
 }
 
@@ -211,7 +242,7 @@ mod tests {
             by_status.insert((code, order.seq), id).unwrap();
             let mut by_seq = txn.open_table(tables::BY_SEQ).unwrap();
             by_seq.insert(order.seq, id).unwrap();
-            let mut by_user = txn.open_table(tables::BY_USER_STATUS).unwrap();
+            let mut by_user = txn.open_table(tables::LEGACY_BY_USER_STATUS).unwrap();
             let user = order.user_id.as_str();
             by_user.insert((user, code, order.seq), id).unwrap();
             let mut counts = txn.open_table(tables::COUNTS).unwrap();
@@ -260,6 +291,20 @@ mod tests {
             .unwrap()
             .value();
         assert_eq!(version, tables::SCHEMA_VERSION);
+        let mine = crate::domain::ListQuery {
+            expires_before: None,
+            user: Some(order.user_id.clone()),
+            status: Some(OrderStatus::Active),
+            page: 1,
+            limit: 10,
+        };
+        let listed = store.list_orders(&mine).unwrap();
+        assert_eq!(listed.total, 1);
+        assert_eq!(
+            listed.items[0].order.id, order.id,
+            "the re-keyed user index"
+        );
+        assert!(txn.open_table(tables::LEGACY_BY_USER_STATUS).is_err());
         drop((index, meta, txn, db));
         store.shutdown();
     }

@@ -86,33 +86,11 @@ impl Store {
                 page_ids!(t, (c, 0)..=(c, u64::MAX), skip, take)
             }
             (Some(u), None) => {
-                // Newest first across the user's per-status ranges.
-                let t = txn
-                    .open_table(tables::BY_USER_STATUS)
-                    .map_err(storage_err)?;
+                let t = txn.open_table(tables::BY_USER).map_err(storage_err)?;
                 let u = u.as_str();
-                let mut ranges = Vec::new();
-                for status in OrderStatus::ALL {
-                    let c = status.code();
-                    ranges.push(
-                        t.range((u, c, 0)..=(u, c, u64::MAX))
-                            .map_err(storage_err)?
-                            .rev()
-                            .map(|e| {
-                                e.map(|(k, v)| (k.value().2, v.value()))
-                                    .map_err(storage_err)
-                            }),
-                    );
-                }
-                merge_newest(ranges, skip, take)?
+                page_ids!(t, (u, 0)..=(u, u64::MAX), skip, take)
             }
-            (Some(u), Some(s)) => {
-                let t = txn
-                    .open_table(tables::BY_USER_STATUS)
-                    .map_err(storage_err)?;
-                let (u, c) = (u.as_str(), s.code());
-                page_ids!(t, (u, c, 0)..=(u, c, u64::MAX), skip, take)
-            }
+            (Some(u), Some(s)) => user_page_in_status(&txn, u, s, skip, take)?,
         };
         self.page_of(&txn, ids, total)
     }
@@ -279,37 +257,45 @@ impl Store {
     }
 }
 
-/// Merges newest-first streams of (seq, id) into one newest-first page.
-fn merge_newest<I>(mut streams: Vec<I>, skip: usize, take: usize) -> Result<Vec<u128>, StoreError>
-where
-    I: Iterator<Item = Result<(u64, u128), StoreError>>,
-{
-    let mut heads = Vec::with_capacity(streams.len());
-    for s in streams.iter_mut() {
-        heads.push(s.next().transpose()?);
-    }
-    let mut out = Vec::with_capacity(take);
+/// A user's orders in one status, newest first: the user's range filtered
+/// by the status index (see [`tables::BY_USER`] for why the status is not in
+/// the per-user key). Costs O(the user's orders up to the page), not
+/// O(page), which per-user order counts keep small.
+fn user_page_in_status(
+    txn: &ReadTransaction,
+    user: &str,
+    status: OrderStatus,
+    skip: usize,
+    take: usize,
+) -> Result<Vec<u128>, StoreError> {
+    let by_user = txn.open_table(tables::BY_USER).map_err(storage_err)?;
+    let by_status = txn.open_table(tables::BY_STATUS).map_err(storage_err)?;
+    let code = status.code();
+    let mut ids = Vec::with_capacity(take);
     let mut skipped = 0;
-    while out.len() < take {
-        let newest = heads
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| h.map(|(seq, _)| (seq, i)))
-            .max();
-        let Some((_, i)) = newest else {
+    for entry in by_user
+        .range((user, 0)..=(user, u64::MAX))
+        .map_err(storage_err)?
+        .rev()
+    {
+        if ids.len() == take {
             break;
-        };
-        let Some((_, id)) = heads[i] else {
-            break;
-        };
-        heads[i] = streams[i].next().transpose()?;
+        }
+        let (key, id) = entry.map_err(storage_err)?;
+        let in_status = by_status
+            .get((code, key.value().1))
+            .map_err(storage_err)?
+            .is_some();
+        if !in_status {
+            continue;
+        }
         if skipped < skip {
             skipped += 1;
         } else {
-            out.push(id);
+            ids.push(id.value());
         }
     }
-    Ok(out)
+    Ok(ids)
 }
 
 fn read_record(
@@ -330,25 +316,93 @@ fn read_record(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::domain::lifecycle::{self, Command};
+    use crate::domain::{Actor, ListQuery, OrderStatus};
+    use crate::store::{Store, WriteOp};
     use proptest::prelude::*;
 
-    proptest! {
-        #[test]
-        fn merging_status_ranges_equals_one_sorted_list(
-            seqs in proptest::collection::btree_set(1u64..10_000, 0..200),
-            assignment in proptest::collection::vec(0usize..6, 200),
-            skip in 0usize..50,
-            take in 1usize..30,
-        ) {
-            let all: Vec<u64> = seqs.iter().rev().copied().collect();
-            let mut streams = vec![Vec::new(); 6];
-            for (i, seq) in all.iter().enumerate() {
-                streams[assignment[i]].push(Ok((*seq, u128::from(*seq))));
+    const USERS: [&str; 3] = ["ann", "bob", "cy"];
+
+    /// Orders of three users, each left PENDING_PAYMENT (0), PAID (1) or
+    /// CANCELED (2); returns (user, status, id) newest first.
+    fn fill(store: &Store, orders: &[(usize, u8)]) -> Vec<(&'static str, OrderStatus, u128)> {
+        let mut made = Vec::new();
+        for &(user, fate) in orders {
+            let user = USERS[user];
+            let order = crate::domain::order::test_order(user);
+            let id = order.id;
+            let change = lifecycle::create(order, &Actor::User(user.into()), 1);
+            let create = WriteOp::Create {
+                change: Box::new(change),
+                coupon: None,
+                idempotency: None,
+            };
+            store.write_blocking(create).unwrap().unwrap();
+            let (command, status) = match fate {
+                0 => (None, OrderStatus::PendingPayment),
+                1 => (Some(Command::Pay { notes: None }), OrderStatus::Paid),
+                _ => (
+                    Some(Command::Cancel { reason: None }),
+                    OrderStatus::Canceled,
+                ),
+            };
+            if let Some(command) = command {
+                let apply = WriteOp::Apply {
+                    order_id: id,
+                    command,
+                    actor: Actor::Admin(None),
+                    owner: None,
+                    idempotency: None,
+                };
+                store.write_blocking(apply).unwrap().unwrap();
             }
-            let merged = merge_newest(streams.into_iter().map(Vec::into_iter).collect(), skip, take).unwrap();
-            let expected: Vec<u128> = all.iter().skip(skip).take(take).map(|s| u128::from(*s)).collect();
-            prop_assert_eq!(merged, expected);
+            made.push((user, status, id.as_u128()));
+        }
+        made.reverse();
+        made
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn a_users_pages_match_filtering_all_orders_newest_first(
+            orders in proptest::collection::vec((0usize..3, 0u8..3), 0..40),
+            user in 0usize..3,
+            status in proptest::option::of(0u8..3),
+            page in 1u32..5,
+            limit in 1u32..7,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("d.redb")).unwrap();
+            let made = fill(&store, &orders);
+            let status = status.map(|s| [
+                OrderStatus::PendingPayment,
+                OrderStatus::Paid,
+                OrderStatus::Canceled,
+            ][usize::from(s)]);
+            let query = ListQuery {
+                expires_before: None,
+                user: Some(USERS[user].to_string()),
+                status,
+                page,
+                limit,
+            };
+            let listed = store.list_orders(&query).unwrap();
+            let matching: Vec<u128> = made
+                .iter()
+                .filter(|(u, s, _)| *u == USERS[user] && status.is_none_or(|w| w == *s))
+                .map(|m| m.2)
+                .collect();
+            let expected: Vec<u128> = matching
+                .iter()
+                .skip(((page - 1) * limit) as usize)
+                .take(limit as usize)
+                .copied()
+                .collect();
+            let got: Vec<u128> = listed.items.iter().map(|r| r.order.id.as_u128()).collect();
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(listed.total, matching.len() as u64);
+            store.shutdown();
         }
     }
 }

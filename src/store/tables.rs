@@ -4,15 +4,15 @@
 //!
 //! Every table written per order is a page rewritten at each commit, so the
 //! layout keeps them few: history is keyed by the order's sequence (appends
-//! land on the same pages), and a user's orders across all statuses are read
-//! by merging that user's per-status ranges instead of keeping a second
-//! per-user index.
+//! land on the same pages), and the per-user index is written once at
+//! creation and never moves, so a status change touches only global ranges.
 
 use redb::TableDefinition;
 
 /// Bumped when a table or key layout changes; a newer file is refused at open.
 /// 3 added the webhook outbox tables (created empty when an older file opens).
-pub const SCHEMA_VERSION: u64 = 3;
+/// 4 replaced `orders_by_user_status` with `orders_by_user` (see [`BY_USER`]).
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// `schema_version`, `order_seq` (last assigned order sequence).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -36,8 +36,14 @@ pub const OPEN_TASKS: TableDefinition<u128, ()> = TableDefinition::new("open_tas
 pub const BY_SEQ: TableDefinition<u64, u128> = TableDefinition::new("orders_by_seq");
 /// (status code, seq) -> order id.
 pub const BY_STATUS: TableDefinition<(u8, u64), u128> = TableDefinition::new("orders_by_status");
-/// (user, status code, seq) -> order id.
-pub const BY_USER_STATUS: TableDefinition<(&str, u8, u64), u128> =
+/// (user, seq) -> order id, written once when the order is created. A status
+/// is not part of the key: an index sorted by user first spreads the orders
+/// one sweep suspends over every user's range, so moving them there made an
+/// expiry sweep cost O(users touched) pages. A user's orders in one status
+/// are found by checking each against [`BY_STATUS`] instead.
+pub const BY_USER: TableDefinition<(&str, u64), u128> = TableDefinition::new("orders_by_user");
+/// Schema 1-3's per-user index: read only to migrate and to verify old files.
+pub const LEGACY_BY_USER_STATUS: TableDefinition<(&str, u8, u64), u128> =
     TableDefinition::new("orders_by_user_status");
 /// Row counts per index range, kept in the same transaction as the rows so a
 /// list's `total` is one lookup. Keys: see [`count_key`].
@@ -125,7 +131,7 @@ pub fn for_each<T: TableVisitor>(visitor: &mut T) -> Result<(), T::Error> {
     visitor.visit(OPEN_TASKS)?;
     visitor.visit(BY_SEQ)?;
     visitor.visit(BY_STATUS)?;
-    visitor.visit(BY_USER_STATUS)?;
+    visitor.visit(BY_USER)?;
     visitor.visit(COUNTS)?;
     visitor.visit(COUPON_USES)?;
     visitor.visit(COUPON_USER_USES)?;

@@ -338,7 +338,7 @@ pub(crate) struct Tables<'txn> {
     pub open_tasks: Table<'txn, u128, ()>,
     pub by_seq: Table<'txn, u64, u128>,
     pub by_status: Table<'txn, (u8, u64), u128>,
-    pub by_user_status: Table<'txn, (&'static str, u8, u64), u128>,
+    pub by_user: Table<'txn, (&'static str, u64), u128>,
     pub counts: Table<'txn, &'static str, u64>,
     pub coupon_uses: Table<'txn, &'static str, u64>,
     pub coupon_user_uses: Table<'txn, (&'static str, &'static str), u64>,
@@ -366,9 +366,7 @@ impl<'txn> Tables<'txn> {
             open_tasks: txn.open_table(tables::OPEN_TASKS).map_err(storage_err)?,
             by_seq: txn.open_table(tables::BY_SEQ).map_err(storage_err)?,
             by_status: txn.open_table(tables::BY_STATUS).map_err(storage_err)?,
-            by_user_status: txn
-                .open_table(tables::BY_USER_STATUS)
-                .map_err(storage_err)?,
+            by_user: txn.open_table(tables::BY_USER).map_err(storage_err)?,
             counts: txn.open_table(tables::COUNTS).map_err(storage_err)?,
             coupon_uses: txn.open_table(tables::COUPON_USES).map_err(storage_err)?,
             coupon_user_uses: txn
@@ -547,6 +545,12 @@ fn create_order(
     change.order.seq = seq;
     t.by_seq
         .insert(seq, change.order.id.as_u128())
+        .map_err(storage_err)?;
+    t.by_user
+        .insert(
+            (change.order.user_id.as_str(), seq),
+            change.order.id.as_u128(),
+        )
         .map_err(storage_err)?;
     bump(t, CountScope::All, 1)?;
     persist(t, &change)?;
@@ -771,17 +775,12 @@ fn index_status(
     delta: i64,
 ) -> Result<(), StoreError> {
     let (code, seq, user) = (status.code(), order.seq, order.user_id.as_str());
-    let id = order.id.as_u128();
     if delta > 0 {
-        t.by_status.insert((code, seq), id).map_err(storage_err)?;
-        t.by_user_status
-            .insert((user, code, seq), id)
+        t.by_status
+            .insert((code, seq), order.id.as_u128())
             .map_err(storage_err)?;
     } else {
         t.by_status.remove((code, seq)).map_err(storage_err)?;
-        t.by_user_status
-            .remove((user, code, seq))
-            .map_err(storage_err)?;
     }
     bump(t, CountScope::Status(code), delta)?;
     bump(t, CountScope::UserStatus(user, code), delta)

@@ -266,9 +266,9 @@ fn verify_names_a_broken_index_and_a_truncated_file() {
         let db = redb::Database::create(&copy).unwrap();
         let txn = db.begin_write().unwrap();
         {
-            let mut index = txn.open_table(vpsd::store::tables::BY_USER_STATUS).unwrap();
+            let mut index = txn.open_table(vpsd::store::tables::BY_USER).unwrap();
             index
-                .insert(("bob", 0u8, 2u64), uuid::Uuid::new_v4().as_u128())
+                .insert(("bob", 2u64), uuid::Uuid::new_v4().as_u128())
                 .unwrap();
         }
         txn.commit().unwrap();
@@ -276,7 +276,7 @@ fn verify_names_a_broken_index_and_a_truncated_file() {
     let broken = run(&copy);
     assert_eq!(broken.status.code(), Some(1));
     let err = String::from_utf8_lossy(&broken.stderr);
-    assert!(err.contains("orders_by_user_status"), "{err}");
+    assert!(err.contains("orders_by_user"), "{err}");
 
     let truncated = dir.as_ref().unwrap().path().join("truncated.redb");
     let bytes = std::fs::read(&path).unwrap();

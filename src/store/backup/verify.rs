@@ -315,9 +315,16 @@ fn check_order_indexes(
     check_index(txn, tables::BY_STATUS, orders, |o| {
         key_bytes::<(u8, u64)>(&(o.status.code(), o.seq))
     })?;
-    check_index(txn, tables::BY_USER_STATUS, orders, |o| {
-        key_bytes::<(&str, u8, u64)>(&(o.user_id.as_str(), o.status.code(), o.seq))
-    })
+    // A backup taken before schema 4 still has the status in the per-user key.
+    if written_before_tables(txn)? {
+        check_index(txn, tables::LEGACY_BY_USER_STATUS, orders, |o| {
+            key_bytes::<(&str, u8, u64)>(&(o.user_id.as_str(), o.status.code(), o.seq))
+        })
+    } else {
+        check_index(txn, tables::BY_USER, orders, |o| {
+            key_bytes::<(&str, u64)>(&(o.user_id.as_str(), o.seq))
+        })
+    }
 }
 
 fn check_counts(txn: &ReadTransaction, counts: &BTreeMap<String, u64>) -> Result<(), VerifyError> {
