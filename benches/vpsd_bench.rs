@@ -157,7 +157,6 @@ fn sweep_settings() -> vpsd::provision::Settings {
         destroy_failed_droplets: false,
         ipv6: false,
         poll_interval: Duration::from_secs(5),
-        list_threshold: 10,
     }
 }
 
@@ -639,86 +638,106 @@ fn seeded_droplet(s: &support::fake_do::SeededDroplet) -> Droplet {
 }
 
 fn bench_sweep() {
-    println!("\n## Reconciler sweep over 10,000 in-progress orders (fake DigitalOcean)");
-    let mut calls = Vec::new();
-    let mut secs = Vec::new();
-    for run in 0..RUNS {
-        let fake = support::fake_do::FakeDo::start();
-        let seeded = fake.seed_droplets(10_000, "vpsd");
-        let dir = fresh_dir("sweep");
-        let store = Store::open(&dir.join("vpsd.redb")).expect("open");
-        let catalog = catalog();
-        let mut ops = Vec::new();
-        for (i, s) in seeded.iter().enumerate() {
-            let mut priced = sample_order(&catalog, &format!("user-{}", i % 500), i);
-            priced.0.id = uuid::Uuid::parse_str(&s.order_id).expect("uuid");
-            ops.push(create_op(priced));
-        }
-        store.writer().submit_all_blocking(ops);
-        let pay: Vec<WriteOp> = seeded
-            .iter()
-            .map(|s| WriteOp::Apply {
-                order_id: uuid::Uuid::parse_str(&s.order_id).expect("uuid"),
-                command: Command::Pay { notes: None },
-                actor: Actor::Admin(None),
-                owner: None,
-                idempotency: None,
-            })
-            .collect();
-        let paid = store.writer().submit_all_blocking(pay);
-        let start: Vec<WriteOp> = paid
-            .into_iter()
-            .zip(&seeded)
-            .map(|(r, s)| {
-                let record = r.expect("stored").expect("paid");
-                let mut task: ProvisioningTask = record.task.expect("task");
-                task.status = ProvisioningStatus::InProgress;
-                task.droplet = Some(seeded_droplet(s));
-                WriteOp::SaveTask {
-                    task: Box::new(task),
-                    commands: vec![Command::StartProvisioning],
-                }
-            })
-            .collect();
-        for r in store.writer().submit_all_blocking(start) {
-            r.expect("stored").expect("started");
-        }
-        let metrics = Arc::new(vpsd::metrics::Metrics::new().expect("metrics"));
-        let cloud = Arc::new(vpsd::cloud::digitalocean::DigitalOcean::new(
-            &fake.url(),
-            "test-token",
-            Duration::from_secs(30),
-        ));
-        let provisioner =
-            vpsd::provision::Provisioner::new(store.clone(), cloud, sweep_settings(), metrics);
-        fake.clear_requests();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("rt");
-        let t = Instant::now();
-        let report = runtime
-            .block_on(async { provisioner.sweep_once().await })
-            .expect("sweep");
-        let elapsed = t.elapsed().as_secs_f64();
-        let n = fake.requests().len();
-        println!(
-            "  run {}: {} API calls, {:.2} s, {} tasks saved, {} finished",
-            run + 1,
-            n,
-            elapsed,
-            report.saved,
-            report.finished
-        );
-        calls.push(n as f64);
-        secs.push(elapsed);
-        store.shutdown();
-    }
     println!(
-        "  median: {:.0} API calls, {:.2} s",
-        loadgen::median(calls),
-        loadgen::median(secs)
+        "\n## Reconciler sweep (fake DigitalOcean): API calls by open tasks and live droplets"
     );
+    for (open, live) in [(10_000, 10_000), (10, 5_000)] {
+        let mut calls = Vec::new();
+        let mut secs = Vec::new();
+        for run in 0..RUNS {
+            let (n, elapsed, report) = sweep_once(open, live);
+            println!(
+                "  {open} open / {live} live, run {}: {n} API calls, {elapsed:.2} s, {} tasks saved, {} finished",
+                run + 1,
+                report.saved,
+                report.finished
+            );
+            calls.push(n as f64);
+            secs.push(elapsed);
+        }
+        println!(
+            "  {open} open / {live} live median: {:.0} API calls, {:.2} s",
+            loadgen::median(calls),
+            loadgen::median(secs)
+        );
+    }
+}
+
+/// `live` vpsd droplets in the fake cloud: the first `open` belong to orders
+/// still provisioning (their droplet known), the rest to ACTIVE orders. One
+/// sweep; returns its DigitalOcean calls and time.
+fn sweep_once(open: usize, live: usize) -> (usize, f64, vpsd::provision::SweepReport) {
+    let fake = support::fake_do::FakeDo::start();
+    let seeded = fake.seed_droplets(live, "vpsd");
+    let dir = fresh_dir("sweep");
+    let store = Store::open(&dir.join("vpsd.redb")).expect("open");
+    let catalog = catalog();
+    let order_id =
+        |s: &support::fake_do::SeededDroplet| uuid::Uuid::parse_str(&s.order_id).expect("uuid");
+    let mut ops = Vec::new();
+    for (i, s) in seeded.iter().enumerate() {
+        let mut priced = sample_order(&catalog, &format!("user-{}", i % 500), i);
+        priced.0.id = order_id(s);
+        ops.push(create_op(priced));
+    }
+    store.writer().submit_all_blocking(ops);
+    let pay: Vec<WriteOp> = seeded
+        .iter()
+        .map(|s| WriteOp::Apply {
+            order_id: order_id(s),
+            command: Command::Pay { notes: None },
+            actor: Actor::Admin(None),
+            owner: None,
+            idempotency: None,
+        })
+        .collect();
+    let paid = store.writer().submit_all_blocking(pay);
+    let start: Vec<WriteOp> = paid
+        .into_iter()
+        .zip(&seeded)
+        .enumerate()
+        .map(|(i, (r, s))| {
+            let record = r.expect("stored").expect("paid");
+            let mut task: ProvisioningTask = record.task.expect("task");
+            task.droplet = Some(seeded_droplet(s));
+            let mut commands = vec![Command::StartProvisioning];
+            if i < open {
+                task.status = ProvisioningStatus::InProgress;
+            } else {
+                task.status = ProvisioningStatus::Success;
+                commands.push(Command::ProvisioningSucceeded { metadata: None });
+            }
+            WriteOp::SaveTask {
+                task: Box::new(task),
+                commands,
+            }
+        })
+        .collect();
+    for r in store.writer().submit_all_blocking(start) {
+        r.expect("stored").expect("started");
+    }
+    let metrics = Arc::new(vpsd::metrics::Metrics::new().expect("metrics"));
+    let cloud = Arc::new(vpsd::cloud::digitalocean::DigitalOcean::new(
+        &fake.url(),
+        "test-token",
+        Duration::from_secs(30),
+    ));
+    let provisioner =
+        vpsd::provision::Provisioner::new(store.clone(), cloud, sweep_settings(), metrics);
+    fake.clear_requests();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let t = Instant::now();
+    let report = runtime
+        .block_on(async { provisioner.sweep_once().await })
+        .expect("sweep");
+    let elapsed = t.elapsed().as_secs_f64();
+    let n = fake.requests().len();
+    assert_eq!(report.open, open, "the sweep saw the open tasks");
+    store.shutdown();
+    (n, elapsed, report)
 }
 
 /// POST /orders with and without one fast local webhook endpoint, same run;

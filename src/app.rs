@@ -411,7 +411,6 @@ fn provisioner_settings(config: &Config) -> provision::Settings {
         destroy_failed_droplets: config.provisioning.destroy_failed_droplets,
         ipv6: config.cloud.digitalocean.ipv6,
         poll_interval: Duration::from_millis(config.provisioning.poll_interval_ms),
-        list_threshold: 10,
     }
 }
 

@@ -43,7 +43,7 @@ pub fn reserve_for(limit: Option<u64>) -> u64 {
     }
 }
 /// DigitalOcean's maximum page size for lists.
-const PER_PAGE: usize = 200;
+const PER_PAGE: usize = super::LIST_PAGE_SIZE;
 /// Upper bound on how long a single rate-limit wait is reported as; the caller
 /// re-asks after it anyway, and an hour-long reset should not park a task for an hour.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);

@@ -113,6 +113,9 @@ pub enum CloudError {
     Unavailable(String),
 }
 
+/// Droplets per page when listing by tag: what a listing costs in calls.
+pub const LIST_PAGE_SIZE: usize = 200;
+
 pub trait Cloud: Send + Sync {
     /// `digitalocean` or `sandbox`, for logs and health.
     fn name(&self) -> &'static str;

@@ -11,7 +11,7 @@ mod actions;
 mod enforce;
 mod sweep;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,6 @@ pub struct Settings {
     pub destroy_failed_droplets: bool,
     pub ipv6: bool,
     pub poll_interval: Duration,
-    /// More open droplets than this are read by listing the common tag.
-    pub list_threshold: usize,
 }
 
 /// Back-off shared by all tasks: a 429 or an outage is DigitalOcean's, not a
@@ -50,6 +48,9 @@ pub struct Provisioner {
     running: tokio::sync::Mutex<()>,
     /// A wake-up arrived; the running (or next) sweep must go round again.
     again: AtomicBool,
+    /// Droplets the last listing of the common tag returned: with the store's
+    /// counts, what the next sweep knows of how many vpsd droplets are live.
+    last_listed: AtomicU64,
     /// Set at shutdown: a running sweep stops between tasks.
     stopping: AtomicBool,
     backoff: Mutex<Backoff>,
@@ -69,6 +70,7 @@ impl Provisioner {
             settings,
             running: tokio::sync::Mutex::new(()),
             again: AtomicBool::new(false),
+            last_listed: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             backoff: Mutex::new(Backoff::default()),
             metrics,

@@ -4,10 +4,11 @@
 //! implies, in one transaction per task.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Provisioner;
-use crate::cloud::{ActionStatus, CloudError, DropletSpec};
+use crate::cloud::{ActionStatus, CloudError, DropletSpec, LIST_PAGE_SIZE};
 use crate::domain::droplet::{Droplet, DropletStatus};
 use crate::domain::error::Rejection;
 use crate::domain::lifecycle::Command;
@@ -19,6 +20,15 @@ use crate::domain::time::now_millis;
 use crate::domain::OrderRecord;
 use crate::domain::{OrderStatus, ProvisioningStatus};
 use crate::store::WriteOp;
+
+/// Listing the common tag costs a call per page of every live vpsd droplet;
+/// observing one by one costs a call per droplet. The droplets to observe are
+/// live themselves, so they bound the count from below.
+pub fn listing_is_cheaper(to_observe: usize, live_droplets: u64) -> bool {
+    let live = live_droplets.max(to_observe as u64);
+    let pages = live.div_ceil(LIST_PAGE_SIZE as u64).max(1);
+    pages < to_observe as u64
+}
 
 /// What a sweep did, for logs, tests and benchmarks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -218,8 +228,31 @@ impl Provisioner {
         Ok(Observation::Droplet(answer.droplet))
     }
 
-    /// Observes every task whose droplet is known: one GET each, or, above the
-    /// threshold, the common tag listed 200 a page.
+    /// How many vpsd droplets are live, from what vpsd knows without asking:
+    /// orders whose status implies a droplet, or the last listing if it saw
+    /// more (droplets being deleted, or tagged by someone else).
+    fn live_droplets(&self) -> u64 {
+        let with_droplet = [
+            OrderStatus::Provisioning,
+            OrderStatus::Active,
+            OrderStatus::Suspended,
+        ];
+        let known = match self.store.status_counts() {
+            Ok(counts) => counts
+                .iter()
+                .filter(|(s, _)| with_droplet.contains(s))
+                .map(|(_, n)| n)
+                .sum(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read order counts; planning the sweep from the last listing");
+                0
+            }
+        };
+        known.max(self.last_listed.load(Ordering::Relaxed))
+    }
+
+    /// Observes every task whose droplet is known, the cheaper way (SPEC §8
+    /// "Sweeps"): one GET each, or the common tag listed page by page.
     fn observe_all(
         &self,
         tasks: Vec<(OrderRecord, ProvisioningTask)>,
@@ -227,20 +260,23 @@ impl Provisioner {
         if tasks.is_empty() {
             return Ok((0, 0));
         }
-        let listed: Option<HashMap<u64, Droplet>> = if tasks.len() > self.settings.list_threshold {
-            match self.cloud.list_by_tag(COMMON_TAG) {
-                Ok(droplets) => {
-                    self.cloud_ok();
-                    Some(droplets.into_iter().map(|d| (d.id, d)).collect())
+        let listed: Option<HashMap<u64, Droplet>> =
+            if listing_is_cheaper(tasks.len(), self.live_droplets()) {
+                match self.cloud.list_by_tag(COMMON_TAG) {
+                    Ok(droplets) => {
+                        self.cloud_ok();
+                        self.last_listed
+                            .store(droplets.len() as u64, Ordering::Relaxed);
+                        Some(droplets.into_iter().map(|d| (d.id, d)).collect())
+                    }
+                    Err(e) => {
+                        self.classify_all(&tasks, e);
+                        return Err(Halt);
+                    }
                 }
-                Err(e) => {
-                    self.classify_all(&tasks, e);
-                    return Err(Halt);
-                }
-            }
-        } else {
-            None
-        };
+            } else {
+                None
+            };
         let now = now_millis();
         let mut ops = Vec::with_capacity(tasks.len());
         let mut finished = 0;
@@ -444,5 +480,26 @@ pub(super) fn log_save(result: Result<crate::store::OpResult, crate::store::Stor
             tracing::error!(error = %e, "cannot save provisioning progress; it is retried next sweep");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listing_is_cheaper;
+
+    #[test]
+    fn a_few_open_tasks_among_many_droplets_are_read_one_by_one() {
+        // 10 GETs beat 25 pages of 5,000 droplets.
+        assert!(!listing_is_cheaper(10, 5_000));
+        // 10,000 open droplets: 50 pages instead of 10,000 GETs.
+        assert!(listing_is_cheaper(10_000, 10_000));
+        assert!(listing_is_cheaper(10_000, 0), "the open droplets are live");
+        // One page beats two GETs; one GET ties one page and is exact.
+        assert!(listing_is_cheaper(2, 150));
+        assert!(!listing_is_cheaper(1, 0));
+        assert!(!listing_is_cheaper(0, 100_000));
+        // 12,000 live droplets: 60 pages.
+        assert!(listing_is_cheaper(61, 12_000));
+        assert!(!listing_is_cheaper(60, 12_000));
     }
 }
