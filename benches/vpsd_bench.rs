@@ -205,6 +205,23 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU time (user + system) a process has used so far, in seconds; the
+/// per-order cost it gives holds up on a machine shared with other work,
+/// where throughput alone swings by 2x between runs.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line, in clock ticks (100 per second).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: Vec<f64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    ticks.iter().sum::<f64>() / 100.0
+}
+
 fn num_cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -780,10 +797,12 @@ fn bench_webhooks() {
     let mut hooked_p99 = Vec::new();
     let mut drain_rates = Vec::new();
     let mut rss = Vec::new();
+    let (mut cpu_plain, mut cpu_hooked, mut cpu_sink) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..RUNS {
         let plain = post_orders(None);
         let (mut sink, addr) = spawn_helper("sink-server");
-        let hooked = post_orders(Some(addr));
+        let mut hooked = post_orders(Some(addr));
+        hooked.sink_cpu_s = cpu_seconds(sink.id());
         let _ = sink.kill();
         let _ = sink.wait();
         println!(
@@ -799,6 +818,16 @@ fn bench_webhooks() {
             hooked.backlog_at_end,
             hooked.report.per_second / plain.report.per_second
         );
+        let per_order = |cpu_s: f64, run: &PostRun| cpu_s * 1e6 / run.orders.max(1) as f64;
+        println!(
+            "         CPU per order: none vpsd {:.0} us | webhook vpsd {:.0} us + receiver {:.0} us",
+            per_order(plain.cpu_s, &plain),
+            per_order(hooked.cpu_s, &hooked),
+            per_order(hooked.sink_cpu_s, &hooked)
+        );
+        cpu_plain.push(per_order(plain.cpu_s, &plain));
+        cpu_hooked.push(per_order(hooked.cpu_s, &hooked));
+        cpu_sink.push(per_order(hooked.sink_cpu_s, &hooked));
         ratios.push(hooked.report.per_second / plain.report.per_second);
         plain_rps.push(plain.report.per_second);
         hooked_rps.push(hooked.report.per_second);
@@ -815,6 +844,12 @@ fn bench_webhooks() {
         loadgen::median(drain_rates),
         loadgen::median(rss)
     );
+    println!(
+        "  median CPU per order: none vpsd {:.0} us; webhook vpsd {:.0} us + receiver {:.0} us",
+        loadgen::median(cpu_plain),
+        loadgen::median(cpu_hooked),
+        loadgen::median(cpu_sink)
+    );
 }
 
 struct PostRun {
@@ -829,6 +864,10 @@ struct PostRun {
     drain_rate: f64,
     backlog_at_end: usize,
     rss_mb: f64,
+    /// The daemon's CPU time over the run and the drain (start-up included).
+    cpu_s: f64,
+    /// The receiver's, over its whole life (set by the caller).
+    sink_cpu_s: f64,
 }
 
 fn post_orders(sink: Option<std::net::SocketAddr>) -> PostRun {
@@ -863,6 +902,8 @@ fn post_orders(sink: Option<std::net::SocketAddr>) -> PostRun {
         drain_rate: 0.0,
         backlog_at_end: 0,
         rss_mb: 0.0,
+        cpu_s: 0.0,
+        sink_cpu_s: 0.0,
     };
     if let Some(addr) = sink {
         run.backlog_at_end = orders.saturating_sub(sink_count(addr));
@@ -874,6 +915,7 @@ fn post_orders(sink: Option<std::net::SocketAddr>) -> PostRun {
         run.drain_rate = orders as f64 / run.drained_after.as_secs_f64();
     }
     run.rss_mb = peak_rss_mb(daemon.child.id());
+    run.cpu_s = cpu_seconds(daemon.child.id());
     daemon.terminate();
     run
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::config::WebhooksConfig;
-use super::sign::{sign, WebhookSecret};
+use super::resolve::RememberingResolver;
+use super::sign::{Signer, WebhookSecret};
 use crate::config::mask_url;
 use crate::domain::time::now_millis;
 use crate::domain::webhook::{AttemptOutcome, Delivery, DeliveryStatus, OutboxEvent};
@@ -39,7 +40,8 @@ const STORAGE_PAUSE: Duration = Duration::from_secs(1);
 /// One configured receiver, with what signs for it.
 struct Endpoint {
     url: String,
-    secret: WebhookSecret,
+    /// Keyed once; never logged.
+    signer: Signer,
 }
 
 /// What every worker shares.
@@ -57,7 +59,7 @@ pub fn start(
     config: &WebhooksConfig,
     metrics: Arc<Metrics>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let agent_config = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
         .http_status_as_error(false)
         // SPEC §10: a redirect is a failure, and the signed body never
@@ -68,8 +70,14 @@ pub fn start(
         .max_idle_connections_per_host(CONCURRENCY)
         .max_idle_connections(CONCURRENCY * config.endpoints.len().max(1))
         .user_agent(concat!("vpsd/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
+        .build();
+    // ureq's own connector (TCP, TLS); lookups remembered briefly, since the
+    // default resolver starts a thread per request (see `resolve`).
+    let agent = ureq::Agent::with_parts(
+        agent_config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        RememberingResolver::default(),
+    );
     let sender = Arc::new(Sender {
         store: store.clone(),
         agent,
@@ -83,7 +91,7 @@ pub fn start(
             let secret = WebhookSecret::parse(&e.secret).ok()?;
             let endpoint = Arc::new(Endpoint {
                 url: e.url.clone(),
-                secret,
+                signer: Signer::new(&secret),
             });
             Some(tokio::spawn(serve(sender.clone(), endpoint)))
         })
@@ -208,14 +216,14 @@ fn attempt(
 ) -> AttemptRecord {
     let body = body(event);
     let id = event.id.to_string();
-    let timestamp = now_millis().div_euclid(1000);
-    let signature = sign(&endpoint.secret, &id, timestamp, &body);
+    let timestamp = now_millis().div_euclid(1000).to_string();
+    let signature = endpoint.signer.sign(&id, &timestamp, &body);
     let response = sender
         .agent
         .post(&endpoint.url)
         .header("content-type", "application/json")
         .header("webhook-id", &id)
-        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-timestamp", &timestamp)
         .header("webhook-signature", signature)
         .send(&body[..]);
     let outcome = match response {

@@ -5,4 +5,5 @@
 
 pub mod config;
 pub mod deliver;
+mod resolve;
 pub mod sign;
