@@ -419,8 +419,11 @@ fn bench_read() {
     let data = dir.join("vpsd.redb");
     let ids = fill(&data, 10_000, 1000);
     let hot = token("hot-user");
+    // wrk, when installed, measures the same two servers beside the loadgen.
+    let wrk_script = wrk_available().then(|| wrk_get_script(&dir, &ids, &hot));
     let mut vpsd_rps = Vec::new();
     let mut hello_rps = Vec::new();
+    let (mut vpsd_wrk, mut hello_wrk) = (Vec::new(), Vec::new());
     let mut rss = Vec::new();
     for run in 0..RUNS {
         let daemon = Daemon::start(&config_for(&dir, &data), &dir);
@@ -433,17 +436,29 @@ fn bench_read() {
             )
         });
         let r = loadgen::run(daemon.addr, CONNECTIONS, WARMUP, MEASURE, 200, make);
-        rss.push(peak_rss_mb(daemon.child.id()));
         assert_eq!(r.errors, 0, "{r:?}");
+        let vw = wrk_script
+            .as_ref()
+            .map(|s| wrk_rps(daemon.addr, "/", Some(s)));
+        rss.push(peak_rss_mb(daemon.child.id()));
         daemon.terminate();
 
         let (mut hello, addr) = spawn_hello();
         let make: loadgen::MakeRequest = Arc::new(|_, _| loadgen::get("/hello", &[]));
         let h = loadgen::run(addr, CONNECTIONS, WARMUP, MEASURE, 200, make);
+        let hw = wrk_script.as_ref().map(|_| wrk_rps(addr, "/hello", None));
         let _ = hello.kill();
         let _ = hello.wait();
+        let wrk_line = match (vw, hw) {
+            (Some(v), Some(h)) => {
+                vpsd_wrk.push(v);
+                hello_wrk.push(h);
+                format!(" || wrk -t2 -c{CONNECTIONS}: vpsd {v:.0} req/s | hello {h:.0} req/s")
+            }
+            _ => String::new(),
+        };
         println!(
-            "  run {}: vpsd {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms) | hello-world warp {:.0} req/s",
+            "  run {}: vpsd {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms) | hello-world warp {:.0} req/s{wrk_line}",
             run + 1, r.per_second, r.p50_ms, r.p99_ms, h.per_second
         );
         vpsd_rps.push(r.per_second);
@@ -455,6 +470,55 @@ fn bench_read() {
         v / h,
         loadgen::median(rss)
     );
+    if !vpsd_wrk.is_empty() {
+        let (v, h) = (loadgen::median(vpsd_wrk), loadgen::median(hello_wrk));
+        println!(
+            "  median (wrk): vpsd {v:.0} req/s; hello-world {h:.0} req/s; ratio {:.2}x",
+            v / h
+        );
+    }
+}
+
+fn wrk_available() -> bool {
+    std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok()
+}
+
+/// A wrk script cycling through `ids` with the hot user's token.
+fn wrk_get_script(dir: &Path, ids: &[uuid::Uuid], token: &str) -> PathBuf {
+    let list: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
+    let script = format!(
+        "wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n\
+         local ids = {{{}}}\nlocal n = 0\n\
+         request = function()\n  n = n + 1\n  \
+         return wrk.format(\"GET\", \"/api/v1/orders/\" .. ids[(n % #ids) + 1])\nend\n",
+        list.join(",")
+    );
+    let path = dir.join("get.lua");
+    std::fs::write(&path, script).expect("wrk script");
+    path
+}
+
+/// Requests/s of `wrk -t2 -c64 -d5s`; any non-2xx answer fails the bench.
+fn wrk_rps(addr: std::net::SocketAddr, path: &str, script: Option<&PathBuf>) -> f64 {
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.args(["-t2", &format!("-c{CONNECTIONS}")])
+        .arg(format!("-d{}s", MEASURE.as_secs()));
+    if let Some(script) = script {
+        cmd.arg("-s").arg(script);
+    }
+    let out = cmd
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Non-2xx"), "wrk saw errors: {text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("wrk output: {text}"))
 }
 
 /// The baseline server: a warp route returning 200 bytes of JSON, in its own

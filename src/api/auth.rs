@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use warp::http::HeaderMap;
 
+use super::verified::{self, Validity, Verified};
 use crate::config::{AuthConfig, JwtAlgorithm};
 use crate::error::AppError;
 
@@ -16,11 +17,33 @@ use crate::error::AppError;
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
+    /// Tokens that passed, re-checked for `exp`/`nbf` at every use.
+    verified: Verified,
 }
 
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    /// Read again here (jsonwebtoken has validated them) to know until when
+    /// the token may be served from [`Verified`]. Any JSON is accepted, so
+    /// these fields never refuse a token jsonwebtoken accepted.
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
+    #[serde(default)]
+    nbf: Option<serde_json::Value>,
+}
+
+impl Claims {
+    /// `None` when a time claim is not a plain NumericDate: such a token is
+    /// verified in full every time rather than cached.
+    fn validity(&self) -> Option<Validity> {
+        let exp = verified::numeric_date(self.exp.as_ref()?)?;
+        let nbf = match &self.nbf {
+            None => None,
+            Some(v) => Some(verified::numeric_date(v)?),
+        };
+        Some(Validity { exp, nbf })
+    }
 }
 
 /// Longest `sub` accepted: it becomes part of index keys and actor strings.
@@ -79,33 +102,50 @@ impl JwtVerifier {
             None => validation.validate_aud = false,
         }
         validation.required_spec_claims = required;
-        Ok(JwtVerifier { key, validation })
+        Ok(JwtVerifier {
+            key,
+            validation,
+            verified: Verified::default(),
+        })
     }
 
     /// The caller's user id (`sub`), or 401.
     pub fn user(&self, headers: &HeaderMap) -> Result<String, AppError> {
-        let header = headers
-            .get(warp::http::header::AUTHORIZATION)
-            .ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
-        let value = header
-            .to_str()
-            .map_err(|_| AppError::Unauthorized("malformed Authorization header".into()))?;
-        let token = value
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
+        let token = bearer(headers)?;
+        let now = verified::now_secs();
+        if let Some(sub) = now.and_then(|now| self.verified.get(token, now)) {
+            return Ok(sub);
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| AppError::Unauthorized(describe(&e)))?;
-        let sub = data.claims.sub;
+        let claims = data.claims;
+        let sub = claims.sub.as_str();
         if sub.is_empty() || sub.len() > MAX_SUB_LEN || sub.chars().any(char::is_control) {
             return Err(AppError::Unauthorized(
                 "token subject is not a valid user id".into(),
             ));
         }
-        Ok(sub)
+        if let (Some(now), Some(validity)) = (now, claims.validity()) {
+            self.verified.remember(token, sub, validity, now);
+        }
+        Ok(claims.sub)
     }
+}
+
+/// The token of `Authorization: Bearer <token>`, or 401.
+fn bearer(headers: &HeaderMap) -> Result<&str, AppError> {
+    let header = headers
+        .get(warp::http::header::AUTHORIZATION)
+        .ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
+    let value = header
+        .to_str()
+        .map_err(|_| AppError::Unauthorized("malformed Authorization header".into()))?;
+    value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))
 }
 
 /// A short, safe reason: never the token, never key material.

@@ -58,6 +58,24 @@ fn user_routes_need_a_valid_token() {
     assert_eq!(app.get("/api/v1/orders", Auth::User("a")).status, 200);
 }
 
+/// Verified tokens are remembered; a remembered token must still be refused
+/// the second it expires.
+#[test]
+fn a_token_used_before_is_refused_once_it_expires() {
+    let app = spawn_app();
+    let exp = now_secs() + 2;
+    let token = hs256_token(SECRET, json!({"sub": "a", "exp": exp}));
+    assert_eq!(app.get("/api/v1/orders", Auth::Bearer(&token)).status, 200);
+    assert_eq!(app.get("/api/v1/orders", Auth::Bearer(&token)).status, 200);
+    // jsonwebtoken accepts exp == now; wait for the first second after it.
+    while now_secs() <= exp {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let r = app.get("/api/v1/orders", Auth::Bearer(&token));
+    assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"));
+    assert!(r.text.contains("expired"), "{}", r.text);
+}
+
 fn b64(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
