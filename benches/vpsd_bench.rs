@@ -78,7 +78,7 @@ fn active_store(name: &str, total: usize, due: usize) -> (Store, vpsd::domain::e
     let dir = fresh_dir(name);
     let rules = vpsd::store::Rules {
         policy: policy.clone(),
-        outbox: Default::default(),
+        ..Default::default()
     };
     let store = Store::open_with(&dir.join("vpsd.redb"), 32 << 20, rules).expect("open");
     let catalog = catalog();
