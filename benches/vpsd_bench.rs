@@ -3,6 +3,7 @@
 //!
 //!   cargo bench --bench vpsd_bench -- all            # everything
 //!   cargo bench --bench vpsd_bench -- write|read|list|startup|backup|sweep|enforce|webhooks
+//!   VPSD_BENCH_QUICK_REPAIR=1 cargo bench ...      # the daemon with storage.quick_repair on
 //!
 //! The daemon under test is the real release binary in its own process; the
 //! load generator is in this process, on one thread.
@@ -78,7 +79,7 @@ fn active_store(name: &str, total: usize, due: usize) -> (Store, vpsd::domain::e
     let dir = fresh_dir(name);
     let rules = vpsd::store::Rules {
         policy: policy.clone(),
-        outbox: Default::default(),
+        ..Default::default()
     };
     let store = Store::open_with(&dir.join("vpsd.redb"), 32 << 20, rules).expect("open");
     let catalog = catalog();
@@ -184,6 +185,8 @@ fn config_for(dir: &Path, data: &Path) -> vpsd::Config {
     c.storage.path = data.to_path_buf();
     // Lifecycle lines only: a log line per request would measure the logger.
     c.log.level = "warn,vpsd::app=info".into();
+    // A/B of `storage.quick_repair` with one build: VPSD_BENCH_QUICK_REPAIR=1.
+    c.storage.quick_repair = std::env::var_os("VPSD_BENCH_QUICK_REPAIR").is_some();
     c
 }
 

@@ -371,6 +371,7 @@ async fn open_store(config: &Config) -> Result<Store, StartError> {
     let rules = crate::store::Rules {
         policy: config.lifecycle.policy(),
         outbox: config.webhooks.outbox(),
+        quick_repair: config.storage.quick_repair,
     };
     let store = tokio::task::spawn_blocking(move || Store::open_with(&path, cache, rules))
         .await

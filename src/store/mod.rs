@@ -16,7 +16,6 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::domain::error::{AppError, Rejection};
-use crate::domain::expiry::Policy;
 use crate::domain::lifecycle::{Change, Command};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::Actor;
@@ -230,7 +229,7 @@ impl Store {
     /// thread, which decides every change under `rules`.
     pub fn open_with(path: &Path, cache_bytes: usize, rules: Rules) -> Result<Store, OpenError> {
         let db = open_database(path, cache_bytes)?;
-        init_schema(&db, path, &rules.policy)?;
+        init_schema(&db, path, &rules)?;
         let db = Arc::new(DbSlot {
             current: std::sync::RwLock::new(Some(Arc::new(db))),
             path: path.to_path_buf(),
@@ -394,13 +393,12 @@ pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File>
 
 /// Refuses files written by a newer vpsd, stamps new files, and creates every
 /// table so readers never meet a missing one.
-fn init_schema(db: &Database, path: &Path, policy: &Policy) -> Result<(), OpenError> {
+fn init_schema(db: &Database, path: &Path, rules: &Rules) -> Result<(), OpenError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         OpenError(format!("data file {}: {what}: {e}", path.display()))
     };
-    let txn = db
-        .begin_write()
-        .map_err(|e| fail("cannot begin a transaction", &e))?;
+    let txn =
+        begin_write(db, rules.quick_repair).map_err(|e| fail("cannot begin a transaction", &e))?;
     let stored = {
         let mut meta = txn
             .open_table(tables::META)
@@ -422,9 +420,24 @@ fn init_schema(db: &Database, path: &Path, policy: &Policy) -> Result<(), OpenEr
         stored.unwrap_or(tables::SCHEMA_VERSION)
     };
     create_tables(&txn).map_err(|e| fail("cannot create tables", &e))?;
-    migrate::run(&txn, stored, policy, &fail)?;
+    migrate::run(&txn, stored, &rules.policy, &fail)?;
     txn.commit().map_err(|e| fail("cannot commit", &e))?;
     Ok(())
+}
+
+/// Every write transaction on the data file starts here. With `quick_repair`
+/// each commit also records redb's allocator state and commits in two phases
+/// (one more fsync), so the open after a crash loads that state instead of
+/// walking every page of the file (about 1 s per GB). redb deletes the record
+/// at every commit and writes it again only under the flag, so it is all or
+/// nothing: the commit a crash follows must have had it.
+pub(crate) fn begin_write(
+    db: &Database,
+    quick_repair: bool,
+) -> Result<redb::WriteTransaction, redb::TransactionError> {
+    let mut txn = db.begin_write()?;
+    txn.set_quick_repair(quick_repair);
+    Ok(txn)
 }
 
 fn create_tables(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {

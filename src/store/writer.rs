@@ -157,11 +157,13 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the store is shutting down".into())
 }
 
-/// What every decision is taken under: the expiry policy, and where events go.
+/// What every decision is taken under: the expiry policy, and where events go;
+/// and how each commit is made (`storage.quick_repair`, see [`super::begin_write`]).
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     pub policy: Policy,
     pub outbox: Outbox,
+    pub quick_repair: bool,
 }
 
 /// Bumped after every commit that queued webhook deliveries, so the delivery
@@ -301,7 +303,7 @@ fn commit_batch(
     rules: &Rules,
 ) -> Result<(Vec<Applied>, usize), BatchError> {
     let io = |error: StoreError| BatchError { error, io: true };
-    let txn = db.begin_write().map_err(|e| io(storage_err(e)))?;
+    let txn = super::begin_write(db, rules.quick_repair).map_err(|e| io(storage_err(e)))?;
     let (results, queued) = {
         let mut t = Tables::open(&txn).map_err(io)?;
         let mut results = Vec::with_capacity(ops.len());
