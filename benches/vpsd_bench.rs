@@ -279,9 +279,9 @@ fn fill(path: &Path, n: usize, hot: usize) -> Vec<uuid::Uuid> {
 // ---------------------------------------------------------------- write
 
 fn bench_write() {
-    println!("\n## POST /api/v1/orders (durable), {CONNECTIONS} connections: fresh file, 1M-order file, fresh with lifecycle + one webhook endpoint; redb baseline");
+    println!("\n## POST /api/v1/orders (durable), {CONNECTIONS} connections: fresh file, 1M-order file, fresh with lifecycle + one webhook endpoint, fresh with quick repair; redb baseline");
     let large = big_file(1_000_000);
-    let mut runs: Vec<[WriteRun; 3]> = Vec::new();
+    let mut runs: Vec<[WriteRun; 4]> = Vec::new();
     let mut base_rps = Vec::new();
     let mut base_p99 = Vec::new();
     for run in 0..RUNS {
@@ -294,22 +294,30 @@ fn bench_write() {
         });
         let _ = sink.kill();
         let _ = sink.wait();
+        let quick = post_load("write-quick", None, |c| c.storage.quick_repair = true);
         let b = baseline_one_commit_per_insert(&fresh_dir("baseline").join("b.redb"), MEASURE);
         println!(
-            "  run {}: fresh {} | 1M {} | lifecycle+webhook {} | baseline {:.0} commits/s p99 {:.2} ms",
+            "  run {}: fresh {} | 1M {} | lifecycle+webhook {} | quick_repair {} | baseline {:.0} commits/s p99 {:.2} ms",
             run + 1,
             fresh.describe(),
             big.describe(),
             full.describe(),
+            quick.describe(),
             b.per_second,
             b.p99_ms
         );
-        runs.push([fresh, big, full]);
+        runs.push([fresh, big, full, quick]);
         base_rps.push(b.per_second);
         base_p99.push(b.p99_ms);
     }
-    let field = |i: usize, f: fn(&WriteRun) -> f64| loadgen::median(runs.iter().map(|r| f(&r[i])).collect());
-    let (fresh, big, full) = (field(0, |r| r.rps), field(1, |r| r.rps), field(2, |r| r.rps));
+    let field = |i: usize, f: fn(&WriteRun) -> f64| {
+        loadgen::median(runs.iter().map(|r| f(&r[i])).collect())
+    };
+    let (fresh, big, full) = (
+        field(0, |r| r.rps),
+        field(1, |r| r.rps),
+        field(2, |r| r.rps),
+    );
     let base = loadgen::median(base_rps);
     println!(
         "  median: fresh {fresh:.0} orders/s p99 {:.2} ms; 1M {big:.0} orders/s p99 {:.2} ms; lifecycle+webhook {full:.0} orders/s p99 {:.2} ms; baseline {base:.0} commits/s p99 {:.2} ms",
@@ -319,10 +327,12 @@ fn bench_write() {
         loadgen::median(base_p99)
     );
     println!(
-        "  ratios: 1M / fresh {:.2}x; fresh / baseline {:.2}x; lifecycle+webhook / baseline {:.2}x; peak RSS {:.1} MB (fresh), {:.1} MB (1M), {:.1} MB (lifecycle+webhook)",
+        "  ratios: 1M / fresh {:.2}x; fresh / baseline {:.2}x; lifecycle+webhook / baseline {:.2}x; quick_repair / fresh {:.2}x (p99 {:.2} ms); peak RSS {:.1} MB (fresh), {:.1} MB (1M), {:.1} MB (lifecycle+webhook)",
         big / fresh,
         fresh / base,
         full / base,
+        field(3, |r| r.rps) / fresh,
+        field(3, |r| r.p99_ms),
         field(0, |r| r.rss_mb),
         field(1, |r| r.rss_mb),
         field(2, |r| r.rss_mb)
@@ -330,6 +340,7 @@ fn bench_write() {
 }
 
 struct WriteRun {
+    orders: u64,
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -339,15 +350,19 @@ struct WriteRun {
 impl WriteRun {
     fn describe(&self) -> String {
         format!(
-            "{:.0} orders/s p50 {:.2} ms p99 {:.2} ms",
-            self.rps, self.p50_ms, self.p99_ms
+            "{} orders, {:.0} orders/s p50 {:.2} ms p99 {:.2} ms",
+            self.orders, self.rps, self.p50_ms, self.p99_ms
         )
     }
 }
 
 /// POST /orders at full load against a daemon on a fresh file, or on a copy
 /// of `seed` (so the cached big file stays as generated).
-fn post_load(name: &str, seed: Option<&Path>, configure: impl FnOnce(&mut vpsd::Config)) -> WriteRun {
+fn post_load(
+    name: &str,
+    seed: Option<&Path>,
+    configure: impl FnOnce(&mut vpsd::Config),
+) -> WriteRun {
     let dir = fresh_dir(name);
     let data = dir.join("vpsd.redb");
     if let Some(seed) = seed {
@@ -373,6 +388,7 @@ fn post_load(name: &str, seed: Option<&Path>, configure: impl FnOnce(&mut vpsd::
     daemon.terminate();
     let _ = std::fs::remove_dir_all(&dir);
     WriteRun {
+        orders: r.requests,
         rps: r.per_second,
         p50_ms: r.p50_ms,
         p99_ms: r.p99_ms,
@@ -639,24 +655,35 @@ fn bench_big_file(list: bool, startup: bool, backup: bool) {
             "  start-up to first 200 (1M orders): runs {starts:.3?} s, median {:.3} s",
             loadgen::median(starts.clone())
         );
-        // After SIGKILL redb must repair the file before it opens (it rebuilds
-        // its allocator state by walking the trees): the worst case.
-        let mut recoveries = Vec::new();
+        // After SIGKILL redb must repair the file before it opens: without
+        // quick repair it rebuilds its allocator state by walking the trees;
+        // with `storage.quick_repair` every commit saved that state. Both,
+        // alternating, so the trade-off is one run's figures.
+        let mut recoveries = [Vec::new(), Vec::new()];
         for _ in 0..RUNS {
-            let dir = fresh_dir("startup-crash");
-            let copy = dir.join("vpsd.redb");
-            std::fs::copy(&large, &copy).expect("copy");
-            let config = config_for(&dir, &copy);
-            Daemon::start(&config, &dir).kill9();
-            let t = Instant::now();
-            let daemon = Daemon::start(&config, &dir);
-            recoveries.push(t.elapsed().as_secs_f64());
-            daemon.terminate();
+            for (quick, times) in recoveries.iter_mut().enumerate() {
+                let dir = fresh_dir("startup-crash");
+                let copy = dir.join("vpsd.redb");
+                std::fs::copy(&large, &copy).expect("copy");
+                let mut config = config_for(&dir, &copy);
+                config.storage.quick_repair = quick == 1;
+                Daemon::start(&config, &dir).kill9();
+                let t = Instant::now();
+                let daemon = Daemon::start(&config, &dir);
+                times.push(t.elapsed().as_secs_f64());
+                daemon.terminate();
+                let _ = std::fs::remove_dir_all(&dir);
+            }
         }
-        println!(
-            "  start-up after SIGKILL (1M orders, redb repair): runs {recoveries:.3?} s, median {:.3} s",
-            loadgen::median(recoveries.clone())
-        );
+        for (label, times) in ["full repair (default)", "storage.quick_repair = true"]
+            .iter()
+            .zip(recoveries)
+        {
+            println!(
+                "  start-up after SIGKILL (1M orders, {label}): runs {times:.3?} s, median {:.3} s",
+                loadgen::median(times.clone())
+            );
+        }
     }
     if list {
         println!("\n## GET /api/v1/orders?page=1 (user with 100 orders), 16 connections");
