@@ -356,6 +356,23 @@ impl WriteRun {
     }
 }
 
+/// POST /orders from every connection, each its own user, every order with
+/// a coupon: the write load all POST benches share.
+fn post_load_on(daemon: &Daemon) -> loadgen::LoadReport {
+    let tokens: Vec<String> = (0..CONNECTIONS)
+        .map(|c| token(&format!("bench-{c}")))
+        .collect();
+    let body = r#"{"planId":"vps-basic","imageId":"ubuntu-22-04","duration":"MONTHLY","couponCode":"HEMAT20"}"#;
+    let make: loadgen::MakeRequest = Arc::new(move |conn, _| {
+        loadgen::post_json(
+            "/api/v1/orders",
+            &[("Authorization", &format!("Bearer {}", tokens[conn]))],
+            body,
+        )
+    });
+    loadgen::run(daemon.addr, CONNECTIONS, WARMUP, MEASURE, 201, make)
+}
+
 /// POST /orders at full load against a daemon on a fresh file, or on a copy
 /// of `seed` (so the cached big file stays as generated).
 fn post_load(
@@ -371,18 +388,7 @@ fn post_load(
     let mut config = config_for(&dir, &data);
     configure(&mut config);
     let daemon = Daemon::start(&config, &dir);
-    let tokens: Vec<String> = (0..CONNECTIONS)
-        .map(|c| token(&format!("bench-{c}")))
-        .collect();
-    let body = r#"{"planId":"vps-basic","imageId":"ubuntu-22-04","duration":"MONTHLY","couponCode":"HEMAT20"}"#;
-    let make: loadgen::MakeRequest = Arc::new(move |conn, _| {
-        loadgen::post_json(
-            "/api/v1/orders",
-            &[("Authorization", &format!("Bearer {}", tokens[conn]))],
-            body,
-        )
-    });
-    let r = loadgen::run(daemon.addr, CONNECTIONS, WARMUP, MEASURE, 201, make);
+    let r = post_load_on(&daemon);
     assert_eq!(r.errors, 0, "{r:?}");
     let rss_mb = peak_rss_mb(daemon.child.id());
     daemon.terminate();
@@ -972,19 +978,8 @@ fn post_orders(sink: Option<std::net::SocketAddr>) -> PostRun {
         support::add_webhook(&mut config, &format!("http://{addr}/hook"), &["*"]);
     }
     let daemon = Daemon::start(&config, &dir);
-    let tokens: Vec<String> = (0..CONNECTIONS)
-        .map(|c| token(&format!("bench-{c}")))
-        .collect();
-    let body = r#"{"planId":"vps-basic","imageId":"ubuntu-22-04","duration":"MONTHLY","couponCode":"HEMAT20"}"#;
-    let make: loadgen::MakeRequest = Arc::new(move |conn, _| {
-        loadgen::post_json(
-            "/api/v1/orders",
-            &[("Authorization", &format!("Bearer {}", tokens[conn]))],
-            body,
-        )
-    });
     let began = Instant::now();
-    let report = loadgen::run(daemon.addr, CONNECTIONS, WARMUP, MEASURE, 201, make);
+    let report = post_load_on(&daemon);
     let load_time = began.elapsed();
     assert_eq!(report.errors, 0, "{report:?}");
     let orders = order_count(&daemon);
