@@ -26,6 +26,19 @@ fn post(
     (status, serde_json::from_str(&text).unwrap_or_default())
 }
 
+/// Every acknowledged order reads back after the restart.
+fn assert_all_present(daemon: &Daemon, ids: &[String], context: &str) {
+    let http = agent();
+    for id in ids {
+        let order = get(&http, &daemon.url(&format!("/api/v1/internal/orders/{id}")));
+        assert_eq!(
+            order["data"]["id"],
+            id.as_str(),
+            "{context}: acknowledged order {id} lost"
+        );
+    }
+}
+
 fn get(agent: &ureq::Agent, url: &str) -> serde_json::Value {
     let mut r = agent
         .get(url)
@@ -249,15 +262,8 @@ fn sigkill_under_load_loses_no_acknowledged_order() {
         verify_with_binary(&config.storage.path);
         // Every acknowledged change is there after a restart.
         let daemon = Daemon::start(&config, dir.path());
+        assert_all_present(&daemon, &acked_created, &format!("round {round}"));
         let http = agent();
-        for id in &acked_created {
-            let order = get(&http, &daemon.url(&format!("/api/v1/internal/orders/{id}")));
-            assert_eq!(
-                order["data"]["id"],
-                id.as_str(),
-                "round {round}: acknowledged order {id} lost"
-            );
-        }
         for id in &acked_paid {
             let order = get(&http, &daemon.url(&format!("/api/v1/internal/orders/{id}")));
             let status = order["data"]["status"].as_str().unwrap_or("");
@@ -617,15 +623,7 @@ fn sigkill_with_quick_repair_reopens_without_a_full_repair_and_loses_nothing() {
             "quick_repair = {quick_repair}"
         );
         let daemon = Daemon::start(&config, dir.path());
-        let http = agent();
-        for id in &acked {
-            let order = get(&http, &daemon.url(&format!("/api/v1/internal/orders/{id}")));
-            assert_eq!(
-                order["data"]["id"],
-                id.as_str(),
-                "acknowledged order {id} lost"
-            );
-        }
+        assert_all_present(&daemon, &acked, &format!("quick_repair = {quick_repair}"));
         assert_eq!(daemon.terminate(), Some(0));
         verify_with_binary(&config.storage.path);
     }
