@@ -82,16 +82,20 @@ impl Run<'_> {
 
     /// Waits until the page's `h1` contains `text`, reloading when `reload`.
     fn wait_h1(&self, text: &str, reload: bool) {
+        let last = std::cell::RefCell::new(None);
         let found = wait(Duration::from_secs(15), || {
             if reload {
                 self.driver.refresh();
             }
-            self.driver.try_text("h1").filter(|h| h.contains(text))
+            let h1 = self.driver.try_text("h1");
+            last.replace(h1.clone());
+            h1.filter(|h| h.contains(text))
         });
         assert!(
             found.is_some(),
-            "h1 never showed {text:?} on {}",
-            self.driver.url()
+            "h1 never showed {text:?} on {} (last h1: {:?})",
+            self.driver.url(),
+            last.into_inner()
         );
     }
 
@@ -133,9 +137,11 @@ fn an_operator_works_an_order_through_the_console_in_chromium() {
     // so the Webhooks page has failed deliveries to show and replay.
     let hook = Receiver::start();
     hook.set_default(Answer::Status(500));
-    // A sandbox droplet takes a moment to boot, so PROVISIONING is visible.
+    // A sandbox droplet takes a while to boot, so PROVISIONING stays on the
+    // page long enough to be seen even when a reload takes seconds on a busy
+    // machine (with 1.5 s the order was sometimes ACTIVE by the first reload).
     let app = spawn_app_with(|c| {
-        c.cloud.sandbox.boot_delay_ms = 1500;
+        c.cloud.sandbox.boot_delay_ms = 6000;
         support::add_webhook(c, &hook.url(), &["*"]);
         c.webhooks.retry_schedule_seconds = vec![];
     });
