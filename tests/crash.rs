@@ -211,27 +211,18 @@ fn sigkill_under_load_loses_no_acknowledged_order() {
                 let base = base.clone();
                 let stop = stop.clone();
                 std::thread::spawn(move || {
-                    let http: ureq::Agent = ureq::Agent::config_builder()
-                        .http_status_as_error(false)
-                        .timeout_global(Some(Duration::from_secs(5)))
-                        .build()
-                        .into();
-                    let token = hs256_token(SECRET, json!({"sub": format!("client-{c}"), "exp": now_secs() + 600}));
+                    let http = client_agent();
+                    let token = hs256_token(
+                        SECRET,
+                        json!({"sub": format!("client-{c}"), "exp": now_secs() + 600}),
+                    );
                     let (mut created, mut paid, mut sent) = (Vec::new(), Vec::new(), 0usize);
                     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                         sent += 1;
-                        let r = http
-                            .post(format!("{base}/api/v1/orders"))
-                            .header("Authorization", format!("Bearer {token}"))
-                            .header("Content-Type", "application/json")
-                            .send(r#"{"planId":"vps-basic","imageId":"ubuntu-22-04","duration":"MONTHLY"}"#);
-                        let Ok(mut r) = r else { break };
-                        if r.status().as_u16() != 201 {
-                            continue;
-                        }
-                        let body: serde_json::Value =
-                            serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default()).unwrap_or_default();
-                        let Some(id) = body["data"]["id"].as_str().map(str::to_string) else { continue };
+                        let Ok(answer) = create_order(&http, &base, &token) else {
+                            break;
+                        };
+                        let Some(id) = answer else { continue };
                         created.push(id.clone());
                         sent += 1;
                         let r = http
@@ -631,31 +622,48 @@ fn sigkill_with_quick_repair_reopens_without_a_full_repair_and_loses_nothing() {
 
 /// Creates orders as client `c` until `stop`; returns the acknowledged ids.
 fn create_until_stopped(base: &str, c: usize, stop: &std::sync::atomic::AtomicBool) -> Vec<String> {
-    let http: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
+    let http = client_agent();
     let token = hs256_token(
         SECRET,
         json!({"sub": format!("qr-{c}"), "exp": now_secs() + 600}),
     );
     let mut created = Vec::new();
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        let r = http
-            .post(format!("{base}/api/v1/orders"))
-            .header("Authorization", format!("Bearer {token}"))
-            .header("Content-Type", "application/json")
-            .send(r#"{"planId":"vps-basic","imageId":"ubuntu-22-04","duration":"MONTHLY"}"#);
-        let Ok(mut r) = r else { break };
-        if r.status().as_u16() != 201 {
-            continue;
-        }
-        let text = r.body_mut().read_to_string().unwrap_or_default();
-        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        if let Some(id) = body["data"]["id"].as_str() {
-            created.push(id.to_string());
+        match create_order(&http, base, &token) {
+            Ok(Some(id)) => created.push(id),
+            Ok(None) => {}
+            Err(_) => break,
         }
     }
     created
+}
+
+/// A load client's agent: statuses are answers, not errors, and a killed
+/// daemon ends a call within 5 s.
+fn client_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into()
+}
+
+/// One POST /orders: `Err` once the daemon is gone, the order's id when the
+/// order was acknowledged (201), `None` for any other answer.
+fn create_order(
+    http: &ureq::Agent,
+    base: &str,
+    token: &str,
+) -> Result<Option<String>, ureq::Error> {
+    let mut r = http
+        .post(format!("{base}/api/v1/orders"))
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(r#"{"planId":"vps-basic","imageId":"ubuntu-22-04","duration":"MONTHLY"}"#)?;
+    if r.status().as_u16() != 201 {
+        return Ok(None);
+    }
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    Ok(body["data"]["id"].as_str().map(str::to_string))
 }
