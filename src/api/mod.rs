@@ -192,23 +192,45 @@ where
             error_response(&e)
         }
     };
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-        if let Some(route) = route {
-            let mut list: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
-            if route.methods.contains(&Method::GET) {
-                list.push(Method::HEAD.as_str());
-            }
-            if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
-                response.headers_mut().insert(warp::http::header::ALLOW, v);
-            }
-        }
+    if let Some(route) = route.filter(|_| response.status() == StatusCode::METHOD_NOT_ALLOWED) {
+        add_allow_header(&mut response, route);
     }
     finish_headers(state, &headers, &mut response, &request_id);
     if head {
         without_body(&mut response);
     }
-    let status = response.status();
-    let method_label = crate::metrics::method_label(&method);
+    record_request(
+        state,
+        &method,
+        label,
+        response.status(),
+        started,
+        &request_id,
+    );
+    response
+}
+
+/// A 405 names the methods the route serves (HEAD wherever GET is).
+fn add_allow_header(response: &mut HttpResponse, route: &routes::Route) {
+    let mut list: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
+    if route.methods.contains(&Method::GET) {
+        list.push(Method::HEAD.as_str());
+    }
+    if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+        response.headers_mut().insert(warp::http::header::ALLOW, v);
+    }
+}
+
+/// The request's metrics and its access-log line.
+fn record_request(
+    state: &ApiState,
+    method: &Method,
+    label: &str,
+    status: StatusCode,
+    started: Instant,
+    request_id: &str,
+) {
+    let method_label = crate::metrics::method_label(method);
     state
         .metrics
         .http_requests
@@ -227,7 +249,6 @@ where
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
-    response
 }
 
 /// A fresh request id in UUID v4 form. Ids only need to be unique, so instead
