@@ -55,11 +55,20 @@ fn online_backup_under_concurrent_writes_is_consistent_to_one_commit() {
                 }
             });
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // Until a write sent after `since` was answered (checked below).
+        let a_write_since = |since: Option<Instant>| {
+            wait_for(Duration::from_secs(20), || {
+                let log = log.lock().unwrap();
+                log.iter()
+                    .any(|(sent, _, _)| since.is_none_or(|t| *sent > t))
+                    .then_some(())
+            })
+        };
+        a_write_since(None);
         let sent = Instant::now();
         let r = backup(&app);
         let answered = Instant::now();
-        std::thread::sleep(Duration::from_millis(200));
+        a_write_since(Some(answered));
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(r.status, 201, "{}", r.text);
         (
