@@ -193,12 +193,10 @@ fn scheduled_backups_keep_the_newest_files() {
         (runs >= 4).then_some(())
     });
     assert!(metrics_done.is_some(), "at least four scheduled runs");
-    assert_eq!(count(), 2);
-    let partial = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .any(|e| e.file_name().to_string_lossy().starts_with('.'));
-    assert!(!partial || count() == 2);
+    // A run counts its snapshot before it prunes the oldest, so right after
+    // a count the folder may hold keep + 1 for a moment.
+    wait_for(Duration::from_secs(15), || (count() == 2).then_some(()))
+        .unwrap_or_else(|| panic!("retention never held the folder at 2: {}", count()));
 }
 
 #[test]
