@@ -305,6 +305,20 @@ fn an_operator_works_an_order_through_the_console_in_chromium() {
     assert!(run.driver.text("main").contains(&hook.url()));
     run.check("14-webhooks", DESKTOP);
     run.check("14-webhooks-phone", PHONE);
+    // The terminated order's order.droplet_deleted goes out only once the
+    // sandbox has finished the delete (boot_delay after it was asked): let it
+    // fail first, or it is a second delivery answered 204 below.
+    let announced = support::wait_for(Duration::from_secs(30), || {
+        app.sweep();
+        hook.received()
+            .iter()
+            .any(|r| r.event_type() == "order.droplet_deleted" && r.order_id() == newest)
+            .then_some(())
+    });
+    assert!(
+        announced.is_some(),
+        "the droplet delete was never announced"
+    );
     hook.set_default(Answer::Status(204));
     let before = hook.received().len();
     run.driver.click("form[action$='/replay'] button");

@@ -591,14 +591,17 @@ fn sigkill_with_quick_repair_reopens_without_a_full_repair_and_loses_nothing() {
         let daemon = Daemon::start(&config, dir.path());
         let base = format!("http://{}", daemon.addr);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let clients: Vec<_> = (0..4)
             .map(|c| {
-                let (base, stop) = (base.clone(), stop.clone());
-                std::thread::spawn(move || create_until_stopped(&base, c, &stop))
+                let (base, stop, count) = (base.clone(), stop.clone(), count.clone());
+                std::thread::spawn(move || create_until_stopped(&base, c, &stop, &count))
             })
             .collect();
         // Killed while orders are being committed, after some were acknowledged.
-        std::thread::sleep(Duration::from_millis(400));
+        wait_for(Duration::from_secs(30), || {
+            (count.load(std::sync::atomic::Ordering::SeqCst) >= 20).then_some(())
+        });
         daemon.kill9();
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let acked: Vec<String> = clients
@@ -620,8 +623,14 @@ fn sigkill_with_quick_repair_reopens_without_a_full_repair_and_loses_nothing() {
     }
 }
 
-/// Creates orders as client `c` until `stop`; returns the acknowledged ids.
-fn create_until_stopped(base: &str, c: usize, stop: &std::sync::atomic::AtomicBool) -> Vec<String> {
+/// Creates orders as client `c` until `stop`, counting each acknowledged one
+/// in `count`; returns the acknowledged ids.
+fn create_until_stopped(
+    base: &str,
+    c: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    count: &std::sync::atomic::AtomicUsize,
+) -> Vec<String> {
     let http = client_agent();
     let token = hs256_token(
         SECRET,
@@ -630,7 +639,10 @@ fn create_until_stopped(base: &str, c: usize, stop: &std::sync::atomic::AtomicBo
     let mut created = Vec::new();
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         match create_order(&http, base, &token) {
-            Ok(Some(id)) => created.push(id),
+            Ok(Some(id)) => {
+                created.push(id);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             Ok(None) => {}
             Err(_) => break,
         }

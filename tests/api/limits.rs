@@ -392,10 +392,13 @@ fn clients_over_the_connection_cap_wait_for_a_slot_and_are_then_served() {
     let closes: Vec<Duration> = stalled.into_iter().map(|t| t.join().unwrap()).collect();
     let (response, answered, _app) = fourth.join().unwrap();
     assert_eq!(status_of(&response), 200, "{response}");
-    let first_close = closes.iter().min().copied().unwrap();
+    // The first slot frees when a stalled client is cut, a header timeout
+    // after its accept (after `started`). The stalled threads' own clocks
+    // read their close late by however long each waited to run, so on a
+    // busy machine they are no bound for the fourth's answer.
     assert!(
-        answered >= first_close,
-        "served after {answered:?}, before any stalled client was cut ({closes:?})"
+        answered >= Duration::from_millis(500),
+        "served after {answered:?}, before any stalled client could be cut ({closes:?})"
     );
 }
 
