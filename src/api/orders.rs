@@ -3,8 +3,10 @@
 
 use warp::http::{Method, StatusCode};
 
-use super::json::View::Customer;
-use super::{list_page_as, order_response_as, request, respond_as, Call, HttpResponse};
+use super::json::{self, View::Customer};
+use super::{
+    json_response, list_page_as, order_response_as, request, respond_as, Call, HttpResponse,
+};
 use crate::error::AppError;
 
 /// GET lists the caller's orders; POST creates one.
@@ -29,8 +31,14 @@ async fn create(call: Call<'_>) -> Result<HttpResponse, AppError> {
 
 pub async fn get(call: Call<'_>) -> Result<HttpResponse, AppError> {
     let id = request::order_id(call.id)?;
-    let record = call.state.orders.get_for_user(call.user(), id).await?;
-    Ok(order_response_as(Customer, StatusCode::OK, &record))
+    let body = call
+        .state
+        .orders
+        .rendered_for_user(call.user(), id, |record| {
+            json::data(json::order_for(Customer, record, None))
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, body))
 }
 
 pub async fn cancel(call: Call<'_>) -> Result<HttpResponse, AppError> {

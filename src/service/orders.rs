@@ -134,6 +134,30 @@ impl OrderService {
         Ok(self.store.write(op).await??)
     }
 
+    /// The caller's own order as `render` renders it, from the store's view
+    /// cache while the order is unchanged. `render` must be a pure function
+    /// of the record: every caller of this shares the cached bytes.
+    pub async fn rendered_for_user(
+        &self,
+        user: &str,
+        id: Uuid,
+        render: impl FnOnce(&OrderRecord) -> Vec<u8>,
+    ) -> Result<Vec<u8>, AppError> {
+        let views = self.store.views();
+        // Noted before the read's snapshot opens (see store::views).
+        let seen = views.generation();
+        if let Some(hit) = views.get(id.as_u128()) {
+            if *hit.owner != *user {
+                return Err(AppError::OrderAccessDenied);
+            }
+            return Ok(hit.body.to_vec());
+        }
+        let record = self.get_for_user(user, id).await?;
+        let body = render(&record);
+        views.offer(seen, id.as_u128(), &record.order.user_id, &body);
+        Ok(body)
+    }
+
     pub async fn get_for_user(&self, user: &str, id: Uuid) -> Result<OrderRecord, AppError> {
         let record = self.get(id).await?;
         if record.order.user_id != user {

@@ -8,6 +8,7 @@ mod migrate;
 pub mod outbox;
 pub mod read;
 pub mod tables;
+pub mod views;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -134,6 +135,7 @@ pub struct Store {
     path: PathBuf,
     /// Bumped by the writer after each commit that queued webhook deliveries.
     events: tokio::sync::watch::Receiver<u64>,
+    views: Arc<views::ViewCache>,
 }
 
 /// The open database, replaceable. After an I/O failure (disk full, I/O
@@ -236,13 +238,20 @@ impl Store {
             cache_bytes,
         });
         let (signal, events) = tokio::sync::watch::channel(0);
-        let writer = Writer::start(db.clone(), Arc::new(rules), signal);
+        let views = Arc::new(views::ViewCache::default());
+        let writer = Writer::start(db.clone(), Arc::new(rules), signal, views.clone());
         Ok(Store {
             db,
             writer,
             path: path.to_path_buf(),
             events,
+            views,
         })
+    }
+
+    /// Renderings of single orders, dropped by the writer when they change.
+    pub fn views(&self) -> &views::ViewCache {
+        &self.views
     }
 
     /// Changes whenever a commit queued webhook deliveries.

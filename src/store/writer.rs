@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::outbox;
 use super::tables::{self, count_key, CountScope};
+use super::views::ViewCache;
 use super::{
     codec, corrupt, storage_err, CouponClaim, DbSlot, IdempotencyRecord, IdempotencyWrite,
     Maintenance, OpResult, OrderRecord, Replay, StoreError, WriteOp,
@@ -65,13 +66,18 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(db: Arc<DbSlot>, rules: Arc<Rules>, events: Signal) -> Writer {
+    pub(super) fn start(
+        db: Arc<DbSlot>,
+        rules: Arc<Rules>,
+        events: Signal,
+        views: Arc<ViewCache>,
+    ) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let injected_failures = Arc::new(AtomicU32::new(0));
         let faults = injected_failures.clone();
         let thread = std::thread::Builder::new()
             .name("vpsd-writer".into())
-            .spawn(move || run(db, rx, faults, rules, events))
+            .spawn(move || run(db, rx, faults, rules, events, views))
             .ok();
         Writer {
             tx,
@@ -179,6 +185,7 @@ fn run(
     faults: Arc<AtomicU32>,
     rules: Arc<Rules>,
     events: Signal,
+    views: Arc<ViewCache>,
 ) {
     let mut stop = false;
     // Set when redb reported an I/O failure: its handle is then unusable
@@ -209,10 +216,16 @@ fn run(
                 io: false,
             }),
         };
-        if matches!(&outcome, Ok((_, queued)) if *queued > 0) {
+        // Before anyone hears of the commit, so no one who did can read an
+        // older rendering of what it changed.
+        match &outcome {
+            Ok(done) => views.invalidate(&done.touched),
+            Err(_) => views.clear(),
+        }
+        if matches!(&outcome, Ok(done) if done.queued > 0) {
             events.send_modify(|n| *n = n.wrapping_add(1));
         }
-        if answer(replies, outcome.map(|(results, _)| results)) {
+        if answer(replies, outcome.map(|done| done.results)) {
             broken = true;
             reopen(&mut broken);
         }
@@ -296,15 +309,24 @@ enum ReplyTo {
     Count(oneshot::Sender<Result<u64, StoreError>>),
 }
 
+/// What a committed batch produced.
+struct Committed {
+    results: Vec<Applied>,
+    /// Webhook deliveries it queued.
+    queued: usize,
+    /// Orders whose record or task it wrote.
+    touched: Vec<u128>,
+}
+
 fn commit_batch(
     db: &Database,
     ops: Vec<Work>,
     faults: &AtomicU32,
     rules: &Rules,
-) -> Result<(Vec<Applied>, usize), BatchError> {
+) -> Result<Committed, BatchError> {
     let io = |error: StoreError| BatchError { error, io: true };
     let txn = super::begin_write(db, rules.quick_repair).map_err(|e| io(storage_err(e)))?;
-    let (results, queued) = {
+    let (results, queued, touched) = {
         let mut t = Tables::open(&txn).map_err(io)?;
         let mut results = Vec::with_capacity(ops.len());
         for work in ops {
@@ -313,7 +335,7 @@ fn commit_batch(
                 Work::Maintain(m) => Applied::Count(maintain(&mut t, m, rules).map_err(io)?),
             });
         }
-        (results, t.queued)
+        (results, t.queued, t.touched)
     };
     // A constant `false` outside test builds: production commits skip the check.
     let injected = cfg!(any(test, feature = "testing"))
@@ -328,7 +350,11 @@ fn commit_batch(
         });
     }
     txn.commit().map_err(|e| io(storage_err(e)))?;
-    Ok((results, queued))
+    Ok(Committed {
+        results,
+        queued,
+        touched,
+    })
 }
 
 /// Every table, opened once per transaction.
@@ -356,6 +382,8 @@ pub(crate) struct Tables<'txn> {
     pub delivered_at: Table<'txn, (i64, u128), ()>,
     /// Deliveries queued (or queued again) in this transaction.
     pub queued: usize,
+    /// Orders whose record or task this transaction wrote.
+    pub touched: Vec<u128>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -395,6 +423,7 @@ impl<'txn> Tables<'txn> {
                 .map_err(storage_err)?,
             delivered_at: txn.open_table(tables::DELIVERED_AT).map_err(storage_err)?,
             queued: 0,
+            touched: Vec::new(),
         })
     }
 }
@@ -748,6 +777,7 @@ fn persist_order(t: &mut Tables<'_>, change: &Change) -> Result<(), StoreError> 
     t.orders
         .insert(id, codec::encode(order).as_slice())
         .map_err(storage_err)?;
+    t.touched.push(id);
     Ok(())
 }
 
@@ -756,6 +786,7 @@ fn write_task(t: &mut Tables<'_>, task: &ProvisioningTask) -> Result<(), StoreEr
     t.tasks
         .insert(id, codec::encode(task).as_slice())
         .map_err(storage_err)?;
+    t.touched.push(id);
     if task.is_open() {
         t.open_tasks.insert(id, ()).map_err(storage_err)?;
     } else {
@@ -905,13 +936,22 @@ mod tests {
             &Rules::default(),
         )
         .unwrap();
-        let (results, _) = commit_batch(
+        let Committed {
+            results, touched, ..
+        } = commit_batch(
             &store.database().unwrap(),
             vec![pay(x_id), pay(x_id), create(y)],
             &faults,
             &Rules::default(),
         )
         .unwrap();
+        let mut changed = touched.clone();
+        changed.dedup();
+        assert_eq!(
+            changed,
+            [x_id.as_u128(), y_id.as_u128()],
+            "the refused pay wrote nothing"
+        );
         assert!(op_result(&results[0]).is_ok());
         assert!(matches!(op_result(&results[1]), Err(Rejection::Refused(_))));
         assert!(op_result(&results[2]).is_ok());

@@ -102,6 +102,60 @@ fn new_orders_items_tasks_and_history_rows_get_time_ordered_v7_ids() {
     assert!(a < b, "the later order's id sorts after the earlier one's");
 }
 
+/// A user's GET of one order is served from rendered bytes while the order
+/// is unchanged (store::views). Every change must show on the very next
+/// read, whoever made it: the user, an operator, or the provisioning sweep.
+#[test]
+fn a_users_view_of_an_order_follows_every_change_at_once() {
+    let app = spawn_app();
+    let id = app.create_order("alice").id();
+    let path = format!("/api/v1/orders/{id}");
+    let read = |who: &str| {
+        let r = app.get(&path, Auth::User(who));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.data().clone()
+    };
+    assert_eq!(read("alice")["status"], "PENDING_PAYMENT");
+    assert_eq!(read("alice")["status"], "PENDING_PAYMENT", "a second read");
+    let theirs = app.get(&path, Auth::User("bob"));
+    assert_eq!(
+        (theirs.status, theirs.code()),
+        (403, "ORDER_ACCESS_DENIED"),
+        "a kept rendering is still only the owner's"
+    );
+
+    assert_eq!(app.pay(&id).status, 200);
+    assert_ne!(read("alice")["status"], "PENDING_PAYMENT");
+    app.wait_for_status(&id, &["ACTIVE"], std::time::Duration::from_secs(20));
+    let active = read("alice");
+    assert_eq!(active["status"], "ACTIVE", "the sweep's change shows");
+    assert!(active["provisioningTask"]["ipv4Public"].is_string());
+    assert_eq!(read("alice"), active);
+
+    let suspend = app.post_json(
+        &format!("/api/v1/internal/orders/{id}/suspend"),
+        Auth::Admin,
+        &json!({"reason": "abuse report"}),
+    );
+    assert_eq!(suspend.status, 200, "{}", suspend.text);
+    let suspended = read("alice");
+    assert_eq!(suspended["status"], "SUSPENDED");
+    assert_eq!(suspended["suspendReason"], suspend.data()["suspendReason"]);
+
+    let expires = "2031-01-31T00:00:00.000Z";
+    let moved = app.post_json(
+        &format!("/api/v1/internal/orders/{id}/expiry"),
+        Auth::Admin,
+        &json!({"expiresAt": expires}),
+    );
+    assert_eq!(moved.status, 200, "{}", moved.text);
+    assert_eq!(read("alice")["expiresAt"], expires);
+
+    let ended = app.post_empty(&format!("{path}/terminate"), Auth::User("alice"));
+    assert_eq!(ended.status, 200, "{}", ended.text);
+    assert_eq!(read("alice")["status"], "TERMINATED");
+}
+
 #[test]
 fn a_user_reads_only_their_own_orders() {
     let app = spawn_app();
