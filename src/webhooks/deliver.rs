@@ -36,6 +36,9 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 const COALESCE: Duration = Duration::from_millis(20);
 /// After a storage error, before the next look.
 const STORAGE_PAUSE: Duration = Duration::from_secs(1);
+/// The most of an endpoint's answer read (and thrown away) to keep its
+/// connection; a longer answer costs that connection, nothing else.
+const ANSWER_READ: u64 = 64 << 10;
 
 /// One configured receiver, with what signs for it.
 struct Endpoint {
@@ -227,13 +230,20 @@ fn attempt(
         .header("webhook-signature", signature)
         .send(&body[..]);
     let outcome = match response {
-        Ok(r) if r.status().is_success() => AttemptOutcome::Delivered {
-            status: r.status().as_u16(),
-        },
-        Ok(r) => AttemptOutcome::Refused {
-            status: Some(r.status().as_u16()),
-            error: format!("the endpoint answered HTTP {}", r.status().as_u16()),
-        },
+        Ok(mut r) => {
+            // Read to its end, a short answer lets the connection go back to
+            // the pool; left unread, the next event would connect anew.
+            let _ = r.body_mut().with_config().limit(ANSWER_READ).read_to_vec();
+            let status = r.status().as_u16();
+            if r.status().is_success() {
+                AttemptOutcome::Delivered { status }
+            } else {
+                AttemptOutcome::Refused {
+                    status: Some(status),
+                    error: format!("the endpoint answered HTTP {status}"),
+                }
+            }
+        }
         Err(e) => AttemptOutcome::Refused {
             status: None,
             error: describe(&e),

@@ -459,3 +459,75 @@ fn without_endpoints_no_event_is_recorded() {
     let all = deliveries(&app, "");
     assert_eq!(all.body["meta"]["total"], 0);
 }
+
+/// Real receivers often answer 200 with a short body. The answer is read to
+/// its end, so the connection goes back to the pool: one TCP connection
+/// carries one event after another, instead of a connect per event.
+#[test]
+fn a_receiver_answering_with_a_body_keeps_one_connection() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    {
+        let (connections, answered) = (connections.clone(), answered.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                connections.fetch_add(1, Ordering::SeqCst);
+                let answered = answered.clone();
+                std::thread::spawn(move || {
+                    let mut writer = stream.try_clone().expect("clone");
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        let mut length = 0usize;
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let header = line.trim_end().to_ascii_lowercase();
+                            if header.is_empty() {
+                                break;
+                            }
+                            if let Some(v) = header.strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let reply = br#"{"received":true}"#;
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", reply.len());
+                        let sent = writer
+                            .write_all(head.as_bytes())
+                            .and_then(|()| writer.write_all(reply));
+                        if sent.is_err() {
+                            return;
+                        }
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+    }
+    let app = spawn_app_with(|c| add_webhook(c, &url, &["order.created"]));
+    for (n, user) in ["alice", "bob", "carol"].into_iter().enumerate() {
+        assert_eq!(app.create_order(user).status, 201);
+        crate::support::wait_for(WAIT, || (answered.load(Ordering::SeqCst) > n).then_some(()))
+            .expect("the event was answered");
+        // The attempt is recorded after the answer was read to its end.
+        wait_for_deliveries(&app, "?status=delivered&limit=100", n + 1);
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one connection for three events"
+    );
+}
