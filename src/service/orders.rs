@@ -14,6 +14,7 @@ use crate::domain::lifecycle::{self, Command};
 use crate::domain::time::now_millis;
 use crate::domain::{Actor, HistoryEntry, ListQuery, OrderRecord, Page, PlanDuration};
 use crate::error::{AppError, FieldError};
+use crate::store::views::Lookup;
 use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Replay, Store, WriteOp};
 
 /// A validated payment-status request.
@@ -144,17 +145,15 @@ impl OrderService {
         render: impl FnOnce(&OrderRecord) -> Vec<u8>,
     ) -> Result<Vec<u8>, AppError> {
         let views = self.store.views();
-        // Noted before the read's snapshot opens (see store::views).
-        let seen = views.generation();
-        if let Some(hit) = views.get(id.as_u128()) {
-            if *hit.owner != *user {
-                return Err(AppError::OrderAccessDenied);
-            }
-            return Ok(hit.body.to_vec());
-        }
+        // The miss comes before the read's snapshot opens (see store::views).
+        let generation = match views.lookup(id.as_u128()) {
+            Lookup::Hit(hit) if *hit.owner == *user => return Ok(hit.body.to_vec()),
+            Lookup::Hit(_) => return Err(AppError::OrderAccessDenied),
+            Lookup::Miss { generation } => generation,
+        };
         let record = self.get_for_user(user, id).await?;
         let body = render(&record);
-        views.offer(seen, id.as_u128(), &record.order.user_id, &body);
+        views.offer(generation, id.as_u128(), &record.order.user_id, &body);
         Ok(body)
     }
 

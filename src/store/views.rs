@@ -9,8 +9,9 @@
 //!
 //! A reader that rendered from a snapshot older than a commit must not put
 //! that rendering back after the writer dropped it. So the cache counts
-//! invalidations (`generation`), a reader notes the count before it opens its
-//! snapshot, and an offer is taken only if no invalidation happened since.
+//! invalidations (`generation`), a miss hands the reader the count before it
+//! opens its snapshot, and an offer is taken only if no invalidation happened
+//! since.
 //! The store knows nothing about the bytes' format; the service renders them.
 
 use std::collections::HashMap;
@@ -30,6 +31,16 @@ pub struct Rendered {
     pub body: Box<[u8]>,
 }
 
+/// What a look into the cache found.
+pub enum Lookup {
+    Hit(Arc<Rendered>),
+    /// Render from a snapshot opened after this, then offer it with the
+    /// generation given here.
+    Miss {
+        generation: u64,
+    },
+}
+
 #[derive(Default)]
 pub struct ViewCache {
     inner: Mutex<Inner>,
@@ -43,16 +54,18 @@ struct Inner {
 }
 
 impl ViewCache {
-    /// Note this before opening the snapshot a rendering will come from.
-    pub fn generation(&self) -> u64 {
-        self.lock().generation
+    pub fn lookup(&self, id: u128) -> Lookup {
+        let inner = self.lock();
+        match inner.entries.get(&id) {
+            Some(hit) => Lookup::Hit(hit.clone()),
+            None => Lookup::Miss {
+                generation: inner.generation,
+            },
+        }
     }
 
-    pub fn get(&self, id: u128) -> Option<Arc<Rendered>> {
-        self.lock().entries.get(&id).cloned()
-    }
-
-    /// Keeps `body` unless an order changed since `generation` was noted.
+    /// Keeps `body` unless an order changed since the miss that gave
+    /// `generation`.
     pub fn offer(&self, generation: u64, id: u128, owner: &str, body: &[u8]) {
         if body.len() > MAX_ENTRY_BYTES {
             return;
@@ -106,34 +119,48 @@ impl ViewCache {
 mod tests {
     use super::*;
 
+    fn miss(cache: &ViewCache, id: u128) -> u64 {
+        match cache.lookup(id) {
+            Lookup::Miss { generation } => generation,
+            Lookup::Hit(_) => panic!("{id} is kept"),
+        }
+    }
+
+    fn hit(cache: &ViewCache, id: u128) -> Arc<Rendered> {
+        match cache.lookup(id) {
+            Lookup::Hit(rendered) => rendered,
+            Lookup::Miss { .. } => panic!("{id} is not kept"),
+        }
+    }
+
     #[test]
     fn an_offer_from_before_an_invalidation_is_refused() {
         let cache = ViewCache::default();
-        let seen = cache.generation();
+        let seen = miss(&cache, 7);
         cache.invalidate(&[7]);
         cache.offer(seen, 7, "alice", b"stale");
-        assert!(cache.get(7).is_none());
-        cache.offer(cache.generation(), 7, "alice", b"fresh");
-        assert_eq!(&*cache.get(7).map(|r| r.body.clone()).unwrap(), b"fresh");
+        let now = miss(&cache, 7);
+        cache.offer(now, 7, "alice", b"fresh");
+        assert_eq!(&*hit(&cache, 7).body, b"fresh");
     }
 
     #[test]
     fn invalidation_drops_only_the_changed_orders() {
         let cache = ViewCache::default();
-        let g = cache.generation();
+        let g = miss(&cache, 1);
         cache.offer(g, 1, "a", b"one");
         cache.offer(g, 2, "b", b"two");
         cache.invalidate(&[1]);
-        assert!(cache.get(1).is_none());
-        assert_eq!(&*cache.get(2).unwrap().owner, "b");
+        miss(&cache, 1);
+        assert_eq!(&*hit(&cache, 2).owner, "b");
     }
 
     #[test]
     fn the_budget_holds_and_large_renderings_are_not_kept() {
         let cache = ViewCache::default();
-        let g = cache.generation();
+        let g = miss(&cache, 0);
         cache.offer(g, 0, "a", &vec![b'x'; MAX_ENTRY_BYTES + 1]);
-        assert!(cache.get(0).is_none());
+        miss(&cache, 0);
         let body = vec![b'x'; MAX_ENTRY_BYTES];
         for id in 0..(2 * BUDGET_BYTES / MAX_ENTRY_BYTES) as u128 {
             cache.offer(g, id, "a", &body);
