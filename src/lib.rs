@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod domain;
 pub mod error;
+pub mod http_client;
 pub mod metrics;
 pub mod provision;
 pub mod server;

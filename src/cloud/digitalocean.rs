@@ -109,15 +109,16 @@ impl fmt::Debug for DigitalOcean {
 impl DigitalOcean {
     /// `api_url` is the host part (`https://api.digitalocean.com`), without `/v2`.
     pub fn new(api_url: &str, token: &str, timeout: Duration) -> DigitalOcean {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            // A 3xx is an answer (an unexpected one), never a new destination
-            // for the token.
-            .max_redirects(0)
-            .user_agent(concat!("vpsd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent = crate::http_client::agent(
+            ureq::Agent::config_builder()
+                .timeout_global(Some(timeout))
+                .http_status_as_error(false)
+                // A 3xx is an answer (an unexpected one), never a new
+                // destination for the token.
+                .max_redirects(0)
+                .user_agent(concat!("vpsd/", env!("CARGO_PKG_VERSION")))
+                .build(),
+        );
         DigitalOcean {
             agent,
             base: format!("{}/v2", api_url.trim_end_matches('/')),

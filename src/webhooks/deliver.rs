@@ -15,7 +15,6 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::config::WebhooksConfig;
-use super::resolve::RememberingResolver;
 use super::sign::{Signer, WebhookSecret};
 use crate::config::mask_url;
 use crate::domain::time::now_millis;
@@ -74,13 +73,7 @@ pub fn start(
         .max_idle_connections(CONCURRENCY * config.endpoints.len().max(1))
         .user_agent(concat!("vpsd/", env!("CARGO_PKG_VERSION")))
         .build();
-    // ureq's own connector (TCP, TLS); lookups remembered briefly, since the
-    // default resolver starts a thread per request (see `resolve`).
-    let agent = ureq::Agent::with_parts(
-        agent_config,
-        ureq::unversioned::transport::DefaultConnector::default(),
-        RememberingResolver::default(),
-    );
+    let agent = crate::http_client::agent(agent_config);
     let sender = Arc::new(Sender {
         store: store.clone(),
         agent,

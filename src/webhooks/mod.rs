@@ -5,5 +5,4 @@
 
 pub mod config;
 pub mod deliver;
-mod resolve;
 pub mod sign;

@@ -1,13 +1,13 @@
-//! Name resolution for the delivery agent.
+//! The outgoing HTTP clients' agent: webhook deliveries, DigitalOcean, the
+//! catalog-service.
 //!
-//! ureq resolves the endpoint's host before it looks for a kept-alive
-//! connection, and its default resolver, when a timeout is set (ours always
-//! is), spawns a thread per lookup so the lookup can be abandoned. That was a
-//! thread created and torn down per delivery, even to an IP address over a
-//! pooled connection: the largest cost of a delivery, and the mapping churn
-//! slowed every other thread of the daemon too. Here a lookup's answer is
-//! reused for a short while, so a busy endpoint costs one lookup per
-//! [`REMEMBER`], not one per event.
+//! ureq resolves the host before it looks for a kept-alive connection, and
+//! its default resolver, when a timeout is set (ours always is), spawns a
+//! thread per lookup so the lookup can be abandoned. That was a thread created
+//! and torn down per call, even to an IP address over a pooled connection: for
+//! webhooks the largest cost of a delivery, and for an http catalog two or
+//! three per order. Here a lookup's answer is reused for a short while, so a
+//! busy host costs one lookup per [`REMEMBER`], not one per call.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,6 +22,16 @@ use ureq::unversioned::transport::NextTimeout;
 /// (a DNS change, a failover) is followed within this; failed lookups are
 /// never kept.
 const REMEMBER: Duration = Duration::from_secs(30);
+
+/// An agent with `config`, ureq's own connector (TCP, TLS) and lookups
+/// remembered by [`RememberingResolver`].
+pub fn agent(config: Config) -> ureq::Agent {
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        RememberingResolver::default(),
+    )
+}
 
 /// The default resolver (thread and timeout included), with its answers
 /// remembered per `host:port`.
