@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ureq::config::Config;
+use ureq::config::{Config, ConfigBuilder};
 use ureq::http::Uri;
+use ureq::typestate::AgentScope;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::NextTimeout;
 
@@ -22,6 +23,17 @@ use ureq::unversioned::transport::NextTimeout;
 /// (a DNS change, a failover) is followed within this; failed lookups are
 /// never kept.
 const REMEMBER: Duration = Duration::from_secs(30);
+
+/// What every outgoing client needs: `timeout` bounds each whole call
+/// (connect, send, receive); 4xx/5xx are answers to read, not transport
+/// errors; and a redirect is never followed, so a request (a token, a signed
+/// body) never travels to a host nobody configured. Callers add their own.
+pub fn config(timeout: Duration) -> ConfigBuilder<AgentScope> {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+}
 
 /// An agent with `config`, ureq's own connector (TCP, TLS) and lookups
 /// remembered by [`RememberingResolver`].

@@ -48,16 +48,9 @@ pub struct HttpCatalog {
 impl HttpCatalog {
     /// `timeout` bounds each whole call (connect, send, receive).
     pub fn new(base_url: &str, timeout: Duration, sizes: &BTreeMap<String, String>) -> HttpCatalog {
-        let agent = crate::http_client::agent(
-            ureq::Agent::config_builder()
-                .timeout_global(Some(timeout))
-                // 4xx/5xx are answers to read, not transport errors.
-                .http_status_as_error(false)
-                // A redirect is not the catalog answering: read it as an
-                // unexpected status rather than follow it elsewhere.
-                .max_redirects(0)
-                .build(),
-        );
+        // A redirect is not the catalog answering: it reads as an
+        // unexpected status.
+        let agent = crate::http_client::agent(crate::http_client::config(timeout).build());
         HttpCatalog {
             agent,
             base_url: base_url.trim_end_matches('/').to_string(),

@@ -109,13 +109,10 @@ impl fmt::Debug for DigitalOcean {
 impl DigitalOcean {
     /// `api_url` is the host part (`https://api.digitalocean.com`), without `/v2`.
     pub fn new(api_url: &str, token: &str, timeout: Duration) -> DigitalOcean {
+        // A 3xx is an answer (an unexpected one), never a new destination
+        // for the token.
         let agent = crate::http_client::agent(
-            ureq::Agent::config_builder()
-                .timeout_global(Some(timeout))
-                .http_status_as_error(false)
-                // A 3xx is an answer (an unexpected one), never a new
-                // destination for the token.
-                .max_redirects(0)
+            crate::http_client::config(timeout)
                 .user_agent(concat!("vpsd/", env!("CARGO_PKG_VERSION")))
                 .build(),
         );

@@ -61,12 +61,8 @@ pub fn start(
     config: &WebhooksConfig,
     metrics: Arc<Metrics>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let agent_config = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
-        .http_status_as_error(false)
-        // SPEC §10: a redirect is a failure, and the signed body never
-        // travels to a host nobody configured.
-        .max_redirects(0)
+    // SPEC §10: a redirect is a failure (the shared config follows none).
+    let agent_config = crate::http_client::config(Duration::from_millis(config.timeout_ms))
         // One kept-alive connection per sending thread: no new TCP (or TLS)
         // handshake per event.
         .max_idle_connections_per_host(CONCURRENCY)
