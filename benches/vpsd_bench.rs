@@ -3,7 +3,7 @@
 //!
 //!   cargo bench --bench vpsd_bench -- all            # everything
 //!   cargo bench --bench vpsd_bench -- write|read|list|startup|backup|sweep|enforce|webhooks
-//!   VPSD_BENCH_QUICK_REPAIR=1 cargo bench ...      # the daemon with storage.quick_repair on
+//!   VPSD_BENCH_QUICK_REPAIR=true|false|when_idle cargo bench ...   # storage.quick_repair for every daemon
 //!
 //! The daemon under test is the real release binary in its own process; the
 //! load generator is in this process, on one thread.
@@ -23,7 +23,7 @@ use vpsd::domain::lifecycle::Command;
 use vpsd::domain::task::ProvisioningTask;
 use vpsd::domain::Actor;
 use vpsd::domain::ProvisioningStatus;
-use vpsd::store::{Store, WriteOp};
+use vpsd::store::{QuickRepair, Store, WriteOp};
 
 const RUNS: usize = 3;
 const CONNECTIONS: usize = 64;
@@ -185,8 +185,14 @@ fn config_for(dir: &Path, data: &Path) -> vpsd::Config {
     c.storage.path = data.to_path_buf();
     // Lifecycle lines only: a log line per request would measure the logger.
     c.log.level = "warn,vpsd::app=info".into();
-    // A/B of `storage.quick_repair` with one build: VPSD_BENCH_QUICK_REPAIR=1.
-    c.storage.quick_repair = std::env::var_os("VPSD_BENCH_QUICK_REPAIR").is_some();
+    // A/B of `storage.quick_repair` with one build: VPSD_BENCH_QUICK_REPAIR.
+    if let Ok(policy) = std::env::var("VPSD_BENCH_QUICK_REPAIR") {
+        c.storage.quick_repair = match policy.as_str() {
+            "true" | "1" => QuickRepair::Always,
+            "false" | "0" => QuickRepair::Never,
+            _ => QuickRepair::WhenIdle,
+        };
+    }
     c
 }
 
@@ -279,7 +285,7 @@ fn fill(path: &Path, n: usize, hot: usize) -> Vec<uuid::Uuid> {
 // ---------------------------------------------------------------- write
 
 fn bench_write() {
-    println!("\n## POST /api/v1/orders (durable), {CONNECTIONS} connections: fresh file, 1M-order file, fresh with lifecycle + one webhook endpoint, fresh with quick repair; redb baseline");
+    println!("\n## POST /api/v1/orders (durable), {CONNECTIONS} connections: fresh file, 1M-order file, fresh with lifecycle + one webhook endpoint, 1M-order file with quick_repair = true; redb baseline");
     let large = big_file(1_000_000);
     let mut runs: Vec<[WriteRun; 4]> = Vec::new();
     let mut base_rps = Vec::new();
@@ -294,10 +300,12 @@ fn bench_write() {
         });
         let _ = sink.kill();
         let _ = sink.wait();
-        let quick = post_load("write-quick", None, |c| c.storage.quick_repair = true);
+        let quick = post_load("write-big-quick", Some(&large), |c| {
+            c.storage.quick_repair = QuickRepair::Always
+        });
         let b = baseline_one_commit_per_insert(&fresh_dir("baseline").join("b.redb"), MEASURE);
         println!(
-            "  run {}: fresh {} | 1M {} | lifecycle+webhook {} | quick_repair {} | baseline {:.0} commits/s p99 {:.2} ms",
+            "  run {}: fresh {} | 1M {} | lifecycle+webhook {} | 1M quick_repair = true {} | baseline {:.0} commits/s p99 {:.2} ms",
             run + 1,
             fresh.describe(),
             big.describe(),
@@ -327,11 +335,11 @@ fn bench_write() {
         loadgen::median(base_p99)
     );
     println!(
-        "  ratios: 1M / fresh {:.2}x; fresh / baseline {:.2}x; lifecycle+webhook / baseline {:.2}x; quick_repair / fresh {:.2}x (p99 {:.2} ms); peak RSS {:.1} MB (fresh), {:.1} MB (1M), {:.1} MB (lifecycle+webhook)",
+        "  ratios: 1M / fresh {:.2}x; fresh / baseline {:.2}x; lifecycle+webhook / baseline {:.2}x; 1M quick_repair = true / 1M {:.2}x (p99 {:.2} ms); peak RSS {:.1} MB (fresh), {:.1} MB (1M), {:.1} MB (lifecycle+webhook)",
         big / fresh,
         fresh / base,
         full / base,
-        field(3, |r| r.rps) / fresh,
+        field(3, |r| r.rps) / big,
         field(3, |r| r.p99_ms),
         field(0, |r| r.rss_mb),
         field(1, |r| r.rss_mb),
@@ -359,6 +367,15 @@ impl WriteRun {
 /// POST /orders from every connection, each its own user, every order with
 /// a coupon: the write load all POST benches share.
 fn post_load_on(daemon: &Daemon) -> loadgen::LoadReport {
+    post_load_at(daemon.addr, CONNECTIONS, WARMUP, MEASURE)
+}
+
+fn post_load_at(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> loadgen::LoadReport {
     let tokens: Vec<String> = (0..CONNECTIONS)
         .map(|c| token(&format!("bench-{c}")))
         .collect();
@@ -370,7 +387,7 @@ fn post_load_on(daemon: &Daemon) -> loadgen::LoadReport {
             body,
         )
     });
-    loadgen::run(daemon.addr, CONNECTIONS, WARMUP, MEASURE, 201, make)
+    loadgen::run(addr, connections, warmup, measure, 201, make)
 }
 
 /// POST /orders at full load against a daemon on a fresh file, or on a copy
@@ -624,6 +641,17 @@ fn spawn_helper(mode: &str) -> (std::process::Child, std::net::SocketAddr) {
 /// fsync (which flushes the whole file) and be measured as the daemon's cost;
 /// a real data file has no unwritten pages beyond its last transaction,
 /// because every commit is synced.
+/// SIGKILL one second into a POST load from `connections` clients.
+fn kill_under_post_load(daemon: Daemon, connections: usize) {
+    let addr = daemon.addr;
+    let load = std::thread::spawn(move || {
+        post_load_at(addr, connections, Duration::ZERO, Duration::from_secs(3))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    daemon.kill9();
+    let _ = load.join();
+}
+
 fn copy_synced(from: &Path, to: &Path) {
     std::fs::copy(from, to).expect("copy");
     std::fs::File::open(to)
@@ -673,19 +701,51 @@ fn bench_big_file(list: bool, startup: bool, backup: bool) {
             "  start-up to first 200 (1M orders): runs {starts:.3?} s, median {:.3} s",
             loadgen::median(starts.clone())
         );
-        // After SIGKILL redb must repair the file before it opens: without
-        // quick repair it rebuilds its allocator state by walking the trees;
-        // with `storage.quick_repair` every commit saved that state. Both,
-        // alternating, so the trade-off is one run's figures.
-        let mut recoveries = [Vec::new(), Vec::new()];
+        // After SIGKILL redb must repair the file before it opens, walking
+        // every page, unless the last commit recorded its allocator state
+        // (`storage.quick_repair`). The default records it when the writer
+        // is quiet, so: killed idle with the default, killed idle with
+        // `false` (the full walk), and with the default killed under POST
+        // load from one client (as fast as it goes, one request at a time)
+        // and from 64 (the writer saturated, batching). Interleaved, so the
+        // four are one run's figures.
+        let when_idle = "quick_repair = \"when_idle\" (default)";
+        let cases: [(String, QuickRepair, usize); 4] = [
+            (
+                format!("{when_idle}, killed idle"),
+                QuickRepair::WhenIdle,
+                0,
+            ),
+            (
+                "quick_repair = false, killed idle".into(),
+                QuickRepair::Never,
+                0,
+            ),
+            (
+                format!("{when_idle}, killed under POST load from 1 connection"),
+                QuickRepair::WhenIdle,
+                1,
+            ),
+            (
+                format!("{when_idle}, killed under POST load from {CONNECTIONS} connections"),
+                QuickRepair::WhenIdle,
+                CONNECTIONS,
+            ),
+        ];
+        let mut recoveries = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..RUNS {
-            for (quick, times) in recoveries.iter_mut().enumerate() {
+            for ((_, policy, clients), times) in cases.iter().zip(recoveries.iter_mut()) {
                 let dir = fresh_dir("startup-crash");
                 let copy = dir.join("vpsd.redb");
                 copy_synced(&large, &copy);
                 let mut config = config_for(&dir, &copy);
-                config.storage.quick_repair = quick == 1;
-                Daemon::start(&config, &dir).kill9();
+                config.storage.quick_repair = *policy;
+                let daemon = Daemon::start(&config, &dir);
+                if *clients > 0 {
+                    kill_under_post_load(daemon, *clients);
+                } else {
+                    daemon.kill9();
+                }
                 let t = Instant::now();
                 let daemon = Daemon::start(&config, &dir);
                 times.push(t.elapsed().as_secs_f64());
@@ -693,10 +753,7 @@ fn bench_big_file(list: bool, startup: bool, backup: bool) {
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }
-        for (label, times) in ["full repair (default)", "storage.quick_repair = true"]
-            .iter()
-            .zip(recoveries)
-        {
+        for ((label, _, _), times) in cases.iter().zip(recoveries) {
             println!(
                 "  start-up after SIGKILL (1M orders, {label}): runs {times:.3?} s, median {:.3} s",
                 loadgen::median(times.clone())

@@ -82,12 +82,10 @@ pub struct StorageConfig {
     /// daemon would fill with pages of a large file; hot pages (recent orders,
     /// index tails) fit in far less.
     pub cache_mb: u64,
-    /// Every commit also records redb's allocator state, in two phases (one
-    /// more fsync), so start-up after a crash skips redb's repair, which walks
-    /// the whole file (about 1 s per GB). Off by default: on a disk where
-    /// fsync is slow it costs about a third of the write throughput under load
-    /// (BENCHMARKS.md). Safe to switch either way between runs.
-    pub quick_repair: bool,
+    /// Which commits also record redb's allocator state, so start-up after a
+    /// crash skips redb's repair, which walks the whole file (about 1 s per
+    /// GB): see [`crate::store::repair`]. Safe to switch between runs.
+    pub quick_repair: crate::store::QuickRepair,
 }
 
 impl Default for StorageConfig {
@@ -95,7 +93,7 @@ impl Default for StorageConfig {
         StorageConfig {
             path: PathBuf::from("data/vpsd.redb"),
             cache_mb: crate::store::DEFAULT_CACHE_MB,
-            quick_repair: false,
+            quick_repair: crate::store::QuickRepair::WhenIdle,
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub backup_last_bytes: IntGauge,
     pub backup_age_seconds: IntGauge,
     pub data_file_bytes: IntGauge,
+    /// 1 while a crash would make the next start walk the whole data file.
+    pub storage_full_repair_if_crashed: IntGauge,
     /// Webhook attempts by result: delivered, retried, failed (schedule used up).
     pub webhook_deliveries: IntCounterVec,
     /// Deliveries waiting (queued or between retries), at the last scrape.
@@ -116,6 +118,11 @@ impl Metrics {
                 "Seconds since the last successful snapshot (-1: none yet)",
             )?,
             data_file_bytes: gauge(&r, "vpsd_data_file_bytes", "Size of the redb data file")?,
+            storage_full_repair_if_crashed: gauge(
+                &r,
+                "vpsd_storage_full_repair_if_crashed",
+                "1 while the last commit did not record redb's allocator state: a crash now means a full repair at the next start",
+            )?,
             webhook_deliveries: counter_vec(
                 &r,
                 "vpsd_webhook_deliveries_total",

@@ -578,16 +578,23 @@ fn needs_full_repair(path: &std::path::Path, scratch: &std::path::Path) -> bool 
     repaired
 }
 
-/// `storage.quick_repair`: after a SIGKILL under load the file opens without
-/// redb's full repair (the allocator state it recorded is loaded), and every
-/// acknowledged order is there. Without the option the same crash needs the
-/// full repair, which shows the check above can tell the two apart.
+/// `storage.quick_repair`: after a SIGKILL the file opens without redb's full
+/// repair (the allocator state it recorded is loaded), and every acknowledged
+/// order is there. `true` records it at every commit, so even a kill in the
+/// middle of a burst is quick; `"when_idle"` (the default) has it recorded
+/// once the burst is over, which `/metrics` shows; `false` never records it,
+/// which shows the check here can tell the two apart.
 #[test]
 fn sigkill_with_quick_repair_reopens_without_a_full_repair_and_loses_nothing() {
-    for quick_repair in [true, false] {
+    use vpsd::store::QuickRepair;
+    for policy in [
+        QuickRepair::Always,
+        QuickRepair::WhenIdle,
+        QuickRepair::Never,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut config = base_config(dir.path());
-        config.storage.quick_repair = quick_repair;
+        config.storage.quick_repair = policy;
         let daemon = Daemon::start(&config, dir.path());
         let base = format!("http://{}", daemon.addr);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -598,29 +605,65 @@ fn sigkill_with_quick_repair_reopens_without_a_full_repair_and_loses_nothing() {
                 std::thread::spawn(move || create_until_stopped(&base, c, &stop, &count))
             })
             .collect();
-        // Killed while orders are being committed, after some were acknowledged.
         wait_for(Duration::from_secs(30), || {
             (count.load(std::sync::atomic::Ordering::SeqCst) >= 20).then_some(())
         });
-        daemon.kill9();
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let acked: Vec<String> = clients
-            .into_iter()
-            .flat_map(|c| c.join().unwrap())
-            .collect();
+        let acked: Vec<String> = if policy == QuickRepair::WhenIdle {
+            // Killed once the burst is over and the writer says so.
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let acked = clients
+                .into_iter()
+                .flat_map(|c| c.join().unwrap())
+                .collect();
+            wait_for(Duration::from_secs(30), || {
+                (full_repair_if_crashed(&base) == Some(false)).then_some(())
+            })
+            .expect("the writer records the allocator state once the burst is over");
+            daemon.kill9();
+            acked
+        } else {
+            // Killed while orders are being committed.
+            daemon.kill9();
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            clients
+                .into_iter()
+                .flat_map(|c| c.join().unwrap())
+                .collect()
+        };
         assert!(!acked.is_empty());
 
         let scratch = dir.path().join("probe.redb");
         assert_eq!(
             needs_full_repair(&config.storage.path, &scratch),
-            !quick_repair,
-            "quick_repair = {quick_repair}"
+            policy == QuickRepair::Never,
+            "quick_repair = {policy:?}"
         );
         let daemon = Daemon::start(&config, dir.path());
-        assert_all_present(&daemon, &acked, &format!("quick_repair = {quick_repair}"));
+        assert_all_present(&daemon, &acked, &format!("quick_repair = {policy:?}"));
+        if policy == QuickRepair::Never {
+            assert_eq!(full_repair_if_crashed(&base_url(&daemon)), Some(true));
+        }
         assert_eq!(daemon.terminate(), Some(0));
         verify_with_binary(&config.storage.path);
     }
+}
+
+fn base_url(daemon: &Daemon) -> String {
+    format!("http://{}", daemon.addr)
+}
+
+/// `vpsd_storage_full_repair_if_crashed` from `/metrics`.
+fn full_repair_if_crashed(base: &str) -> Option<bool> {
+    let mut r = agent()
+        .get(format!("{base}/metrics"))
+        .header("X-API-Key", API_KEY)
+        .call()
+        .ok()?;
+    let text = r.body_mut().read_to_string().ok()?;
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vpsd_storage_full_repair_if_crashed "))?;
+    Some(value.trim() == "1")
 }
 
 /// Creates orders as client `c` until `stop`, counting each acknowledged one

@@ -78,6 +78,8 @@ impl OpsService {
         }
         m.data_file_bytes
             .set(i64::try_from(file_bytes).unwrap_or(i64::MAX));
+        m.storage_full_repair_if_crashed
+            .set(i64::from(self.store.full_repair_if_crashed()));
         let outbox = outbox?;
         m.webhook_pending
             .set(i64::try_from(outbox.pending).unwrap_or(i64::MAX));

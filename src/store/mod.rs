@@ -7,6 +7,7 @@ pub mod codec;
 mod migrate;
 pub mod outbox;
 pub mod read;
+pub mod repair;
 pub mod tables;
 pub mod views;
 pub mod writer;
@@ -20,6 +21,7 @@ use crate::domain::error::{AppError, Rejection};
 use crate::domain::lifecycle::{Change, Command};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::Actor;
+pub use repair::QuickRepair;
 pub use writer::{Rules, Writer};
 
 pub use crate::domain::OrderRecord;
@@ -282,6 +284,12 @@ impl Store {
         self.writer.submit_blocking(op)
     }
 
+    /// Whether a crash now would make the next start walk the whole file:
+    /// the last commit did not record redb's allocator state.
+    pub fn full_repair_if_crashed(&self) -> bool {
+        self.writer.full_repair_if_crashed()
+    }
+
     /// Stops the writer after the queued operations and waits for it.
     pub fn shutdown(&self) {
         self.writer.shutdown();
@@ -406,8 +414,9 @@ fn init_schema(db: &Database, path: &Path, rules: &Rules) -> Result<(), OpenErro
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         OpenError(format!("data file {}: {what}: {e}", path.display()))
     };
-    let txn =
-        begin_write(db, rules.quick_repair).map_err(|e| fail("cannot begin a transaction", &e))?;
+    // Nothing else writes yet: the writer is as quiet as it gets.
+    let txn = begin_write(db, rules.quick_repair.records_state(true))
+        .map_err(|e| fail("cannot begin a transaction", &e))?;
     let stored = {
         let mut meta = txn
             .open_table(tables::META)
@@ -434,18 +443,19 @@ fn init_schema(db: &Database, path: &Path, rules: &Rules) -> Result<(), OpenErro
     Ok(())
 }
 
-/// Every write transaction on the data file starts here. With `quick_repair`
-/// each commit also records redb's allocator state and commits in two phases
-/// (one more fsync), so the open after a crash loads that state instead of
-/// walking every page of the file (about 1 s per GB). redb deletes the record
-/// at every commit and writes it again only under the flag, so it is all or
-/// nothing: the commit a crash follows must have had it.
+/// Every write transaction on the data file starts here. With
+/// `records_state` the commit also records redb's allocator state and commits
+/// in two phases (one more fsync), so the open after a crash loads that state
+/// instead of walking every page of the file (about 1 s per GB). redb deletes
+/// the record at every commit and writes it again only under the flag, so it
+/// is all or nothing: the commit a crash follows must have had it (see
+/// [`repair`]).
 pub(crate) fn begin_write(
     db: &Database,
-    quick_repair: bool,
+    records_state: bool,
 ) -> Result<redb::WriteTransaction, redb::TransactionError> {
     let mut txn = db.begin_write()?;
-    txn.set_quick_repair(quick_repair);
+    txn.set_quick_repair(records_state);
     Ok(txn)
 }
 

@@ -8,14 +8,16 @@
 //! still commits. A storage error aborts the whole transaction: every caller in
 //! the batch gets STORAGE_UNAVAILABLE and nothing is half-written.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use redb::{Database, ReadableTable, Table, WriteTransaction};
+use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::outbox;
+use super::repair::{QuickRepair, CHECKPOINT_AFTER};
 use super::tables::{self, count_key, CountScope};
 use super::views::ViewCache;
 use super::{
@@ -63,6 +65,8 @@ pub struct Writer {
     /// test builds (feature `testing`) can set it or look at it.
     #[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
     injected_failures: Arc<AtomicU32>,
+    /// Set while the last commit did not record redb's allocator state.
+    full_repair_if_crashed: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -75,15 +79,35 @@ impl Writer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let injected_failures = Arc::new(AtomicU32::new(0));
         let faults = injected_failures.clone();
+        // The schema commit at open recorded it unless the policy never does.
+        let full_repair_if_crashed =
+            Arc::new(AtomicBool::new(!rules.quick_repair.records_state(true)));
+        let unrecorded = full_repair_if_crashed.clone();
         let thread = std::thread::Builder::new()
             .name("vpsd-writer".into())
-            .spawn(move || run(db, rx, faults, rules, events, views))
+            .spawn(move || {
+                let shared = Shared {
+                    faults,
+                    rules,
+                    events,
+                    views,
+                    unrecorded,
+                    checkpoint_after: CHECKPOINT_AFTER,
+                };
+                run(db, rx, &shared)
+            })
             .ok();
         Writer {
             tx,
             thread: Arc::new(Mutex::new(thread)),
             injected_failures,
+            full_repair_if_crashed,
         }
+    }
+
+    /// See [`super::Store::full_repair_if_crashed`].
+    pub fn full_repair_if_crashed(&self) -> bool {
+        self.full_repair_if_crashed.load(Ordering::Relaxed)
     }
 
     pub async fn submit(&self, op: WriteOp) -> Result<OpResult, StoreError> {
@@ -169,7 +193,7 @@ fn stopped() -> StoreError {
 pub struct Rules {
     pub policy: Policy,
     pub outbox: Outbox,
-    pub quick_repair: bool,
+    pub quick_repair: super::QuickRepair,
 }
 
 /// Bumped after every commit that queued webhook deliveries, so the delivery
@@ -179,28 +203,54 @@ pub(crate) type Signal = tokio::sync::watch::Sender<u64>;
 /// How long after a failed reopen the writer tries again.
 const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
-fn run(
-    slot: Arc<DbSlot>,
-    mut rx: mpsc::Receiver<Message>,
+/// What the writer thread works with besides its queue.
+struct Shared {
     faults: Arc<AtomicU32>,
     rules: Arc<Rules>,
     events: Signal,
     views: Arc<ViewCache>,
-) {
+    /// Mirrors whether the last commit left the allocator state unrecorded.
+    unrecorded: Arc<AtomicBool>,
+    /// Quiet this long after such a commit, the writer records it.
+    checkpoint_after: std::time::Duration,
+}
+
+fn run(slot: Arc<DbSlot>, mut rx: mpsc::Receiver<Message>, shared: &Shared) {
+    let Shared {
+        faults,
+        rules,
+        events,
+        views,
+        unrecorded,
+        checkpoint_after,
+    } = shared;
+    let clock = checkpoint_clock(rules.quick_repair);
     let mut stop = false;
     // Set when redb reported an I/O failure: its handle is then unusable
     // (PreviousIo) until the file is reopened.
     let mut broken = false;
     let mut last_reopen: Option<std::time::Instant> = None;
+    // A checkpoint is owed after a commit that did not record the state; one
+    // attempt settles it, so a refusing disk is not retried in a loop.
+    let mut owed = false;
     let mut reopen = |broken: &mut bool| {
         if last_reopen.is_none_or(|t| t.elapsed() >= REOPEN_PAUSE) {
             last_reopen = Some(std::time::Instant::now());
             *broken = slot.reopen().is_err();
+            // The reopen's repair commit recorded nothing.
+            unrecorded.store(true, Ordering::Relaxed);
         }
     };
     while !stop {
-        let Some(first) = rx.blocking_recv() else {
-            break;
+        let deadline = clock.as_ref().filter(|_| owed && !broken);
+        let first = match next_message(&mut rx, deadline.map(|c| (c, *checkpoint_after))) {
+            Next::Message(m) => m,
+            Next::Closed => break,
+            Next::Quiet => {
+                owed = false;
+                checkpoint(&slot, unrecorded);
+                continue;
+            }
         };
         let (works, replies) = collect_batch(first, &mut rx, &mut stop);
         if works.is_empty() {
@@ -209,8 +259,10 @@ fn run(
         if broken {
             reopen(&mut broken);
         }
+        let alone = works.len() == 1;
+        let record_state = || rules.quick_repair.records_state(alone && rx.is_empty());
         let outcome = match slot.get() {
-            Ok(db) => commit_batch(&db, works, &faults, &rules),
+            Ok(db) => commit_batch(&db, works, faults, rules, record_state),
             Err(e) => Err(BatchError {
                 error: e,
                 io: false,
@@ -219,7 +271,11 @@ fn run(
         // Before anyone hears of the commit, so no one who did can read an
         // older rendering of what it changed.
         match &outcome {
-            Ok(done) => views.invalidate(&done.touched),
+            Ok(done) => {
+                views.invalidate(&done.touched);
+                owed = !done.recorded_state;
+                unrecorded.store(owed, Ordering::Relaxed);
+            }
             Err(_) => views.clear(),
         }
         if matches!(&outcome, Ok(done) if done.queued > 0) {
@@ -228,6 +284,69 @@ fn run(
         if answer(replies, outcome.map(|done| done.results)) {
             broken = true;
             reopen(&mut broken);
+        }
+    }
+}
+
+/// What the writer waits for next.
+enum Next {
+    Message(Message),
+    /// Nothing came within the wait.
+    Quiet,
+    Closed,
+}
+
+/// The next message. With a clock, waits at most the time given with it.
+fn next_message(
+    rx: &mut mpsc::Receiver<Message>,
+    clock: Option<(&Runtime, std::time::Duration)>,
+) -> Next {
+    let received = match clock {
+        Some((clock, at_most)) => {
+            // Made inside `block_on`: a timer needs the runtime's context.
+            let waited = clock.block_on(async { tokio::time::timeout(at_most, rx.recv()).await });
+            match waited {
+                Ok(received) => received,
+                Err(_) => return Next::Quiet,
+            }
+        }
+        None => rx.blocking_recv(),
+    };
+    received.map_or(Next::Closed, Next::Message)
+}
+
+/// A timer for the writer thread's waits, when the policy checkpoints. Its
+/// own one-thread runtime: the writer runs outside the async workers.
+fn checkpoint_clock(policy: QuickRepair) -> Option<Runtime> {
+    if !policy.checkpoints() {
+        return None;
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(clock) => Some(clock),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the writer's timer: after a burst of writes a crash will need redb's full repair");
+            None
+        }
+    }
+}
+
+/// An empty commit that records the allocator state, after a burst whose
+/// last commit did not. A failure leaves it unrecorded until the next
+/// commit: a crash meanwhile costs the full repair, as without the option.
+fn checkpoint(slot: &DbSlot, unrecorded: &AtomicBool) {
+    let committed = slot.get().and_then(|db| {
+        super::begin_write(&db, true)
+            .map_err(storage_err)?
+            .commit()
+            .map_err(storage_err)
+    });
+    match committed {
+        Ok(()) => unrecorded.store(false, Ordering::Relaxed),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record redb's allocator state; a crash now needs the full repair");
         }
     }
 }
@@ -316,6 +435,8 @@ struct Committed {
     queued: usize,
     /// Orders whose record or task it wrote.
     touched: Vec<u128>,
+    /// Whether it recorded redb's allocator state (see [`super::repair`]).
+    recorded_state: bool,
 }
 
 fn commit_batch(
@@ -323,9 +444,10 @@ fn commit_batch(
     ops: Vec<Work>,
     faults: &AtomicU32,
     rules: &Rules,
+    record_state: impl FnOnce() -> bool,
 ) -> Result<Committed, BatchError> {
     let io = |error: StoreError| BatchError { error, io: true };
-    let txn = super::begin_write(db, rules.quick_repair).map_err(|e| io(storage_err(e)))?;
+    let mut txn = super::begin_write(db, false).map_err(|e| io(storage_err(e)))?;
     let (results, queued, touched) = {
         let mut t = Tables::open(&txn).map_err(io)?;
         let mut results = Vec::with_capacity(ops.len());
@@ -349,11 +471,15 @@ fn commit_batch(
             io: false,
         });
     }
+    // Decided last: whether more work waited is best known just before the commit.
+    let recorded_state = record_state();
+    txn.set_quick_repair(recorded_state);
     txn.commit().map_err(|e| io(storage_err(e)))?;
     Ok(Committed {
         results,
         queued,
         touched,
+        recorded_state,
     })
 }
 
@@ -887,6 +1013,86 @@ mod tests {
     use crate::store::Store;
     use uuid::Uuid;
 
+    /// Whether redb would walk the whole file if the process died now: a
+    /// copy of the file as it is on disk, opened with a repair that stops.
+    fn full_repair_needed(path: &std::path::Path) -> bool {
+        let copy = path.with_extension("probe");
+        std::fs::copy(path, &copy).unwrap();
+        let repaired = Arc::new(AtomicBool::new(false));
+        let seen = repaired.clone();
+        let opened = Database::builder()
+            .set_repair_callback(move |session| {
+                seen.store(true, Ordering::SeqCst);
+                session.abort();
+            })
+            .create(&copy);
+        drop(opened);
+        std::fs::remove_file(&copy).unwrap();
+        repaired.load(Ordering::SeqCst)
+    }
+
+    /// A writer under `when_idle` whose first batch holds two jobs (a busy
+    /// writer): it commits without recording the allocator state, and
+    /// records it once nothing has come for `checkpoint_after`.
+    fn after_a_busy_batch(checkpoint_after: std::time::Duration) -> (bool, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.redb");
+        let store = Store::open(&path).unwrap();
+        store.shutdown();
+        let slot = store.db.clone();
+        drop(store);
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            let (reply, answer) = oneshot::channel();
+            let job = Job::Maintain(Maintenance::PruneDelivered { before: 0 }, reply);
+            tx.try_send(Message::Job(Box::new(job))).unwrap();
+            answers.push(answer);
+        }
+        let unrecorded = Arc::new(AtomicBool::new(false));
+        let shared = Shared {
+            faults: Arc::new(AtomicU32::new(0)),
+            rules: Arc::new(Rules {
+                quick_repair: QuickRepair::WhenIdle,
+                ..Rules::default()
+            }),
+            events: tokio::sync::watch::channel(0).0,
+            views: Arc::new(ViewCache::default()),
+            unrecorded: unrecorded.clone(),
+            checkpoint_after,
+        };
+        let writer = std::thread::spawn(move || run(slot, rx, &shared));
+        for answer in answers {
+            answer.blocking_recv().unwrap().unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while checkpoint_after < std::time::Duration::from_secs(60)
+            && unrecorded.load(Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let flag = unrecorded.load(Ordering::SeqCst);
+        let on_disk = full_repair_needed(&path);
+        drop(tx);
+        writer.join().unwrap();
+        (flag, on_disk)
+    }
+
+    #[test]
+    fn a_busy_commit_leaves_the_allocator_state_unrecorded() {
+        let (flag, on_disk) = after_a_busy_batch(std::time::Duration::from_secs(3600));
+        assert!(flag, "the writer says a crash needs the full repair");
+        assert!(on_disk, "and redb agrees");
+    }
+
+    #[test]
+    fn a_quiet_writer_records_the_allocator_state_after_a_busy_commit() {
+        let (flag, on_disk) = after_a_busy_batch(std::time::Duration::from_millis(20));
+        assert!(!flag, "the writer says a crash is quick to open");
+        assert!(!on_disk, "and redb agrees");
+    }
+
     fn new_order(user: &str) -> Change {
         lifecycle::create(
             crate::domain::order::test_order(user),
@@ -934,6 +1140,7 @@ mod tests {
             vec![create(x)],
             &faults,
             &Rules::default(),
+            || false,
         )
         .unwrap();
         let Committed {
@@ -943,6 +1150,7 @@ mod tests {
             vec![pay(x_id), pay(x_id), create(y)],
             &faults,
             &Rules::default(),
+            || false,
         )
         .unwrap();
         let mut changed = touched.clone();
@@ -979,6 +1187,7 @@ mod tests {
             vec![create(a), create(b)],
             &faults,
             &Rules::default(),
+            || false,
         );
         assert!(matches!(
             result,
