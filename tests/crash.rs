@@ -553,31 +553,6 @@ fn sigkill_between_commit_and_delivery_still_delivers_with_the_same_webhook_id()
     assert_eq!(daemon.terminate(), Some(0));
 }
 
-/// Would opening this file run redb's full repair (the walk of every page)?
-/// Asked of a copy, so the file itself is left as the crash left it; the
-/// repair callback runs only when a full repair starts, and aborting it
-/// answers without doing the walk.
-fn needs_full_repair(path: &std::path::Path, scratch: &std::path::Path) -> bool {
-    std::fs::copy(path, scratch).unwrap();
-    let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let seen = repaired.clone();
-    let opened = redb::Database::builder()
-        .set_repair_callback(move |session| {
-            seen.store(true, std::sync::atomic::Ordering::SeqCst);
-            session.abort();
-        })
-        .create(scratch);
-    let repaired = repaired.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(
-        opened.is_ok(),
-        !repaired,
-        "open without repair fails only when aborted"
-    );
-    drop(opened);
-    std::fs::remove_file(scratch).unwrap();
-    repaired
-}
-
 /// `storage.quick_repair`: after a SIGKILL the file opens without redb's full
 /// repair (the allocator state it recorded is loaded), and every acknowledged
 /// order is there. `true` records it at every commit, so even a kill in the
@@ -632,9 +607,8 @@ fn sigkill_with_quick_repair_reopens_without_a_full_repair_and_loses_nothing() {
         };
         assert!(!acked.is_empty());
 
-        let scratch = dir.path().join("probe.redb");
         assert_eq!(
-            needs_full_repair(&config.storage.path, &scratch),
+            vpsd::store::repair::full_repair_needed(&config.storage.path).unwrap(),
             policy == QuickRepair::Never,
             "quick_repair = {policy:?}"
         );

@@ -87,6 +87,37 @@ impl<'de> Deserialize<'de> for QuickRepair {
     }
 }
 
+/// Whether redb would walk the whole file if the process died now. Asked of
+/// a copy, so the file stays as it is; redb calls the repair callback only
+/// when a full repair starts, and aborting there answers without the walk.
+/// For tests.
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub fn full_repair_needed(path: &std::path::Path) -> std::io::Result<bool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let copy = path.with_extension("probe");
+    std::fs::copy(path, &copy)?;
+    let repaired = Arc::new(AtomicBool::new(false));
+    let seen = repaired.clone();
+    let opened = redb::Database::builder()
+        .set_repair_callback(move |session| {
+            seen.store(true, Ordering::SeqCst);
+            session.abort();
+        })
+        .create(&copy);
+    let repaired = repaired.load(Ordering::SeqCst);
+    let opened_cleanly = opened.is_ok();
+    drop(opened);
+    std::fs::remove_file(&copy)?;
+    if opened_cleanly == repaired {
+        return Err(std::io::Error::other(
+            "the probe neither opened the copy nor was asked to repair it",
+        ));
+    }
+    Ok(repaired)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

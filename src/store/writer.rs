@@ -1013,24 +1013,6 @@ mod tests {
     use crate::store::Store;
     use uuid::Uuid;
 
-    /// Whether redb would walk the whole file if the process died now: a
-    /// copy of the file as it is on disk, opened with a repair that stops.
-    fn full_repair_needed(path: &std::path::Path) -> bool {
-        let copy = path.with_extension("probe");
-        std::fs::copy(path, &copy).unwrap();
-        let repaired = Arc::new(AtomicBool::new(false));
-        let seen = repaired.clone();
-        let opened = Database::builder()
-            .set_repair_callback(move |session| {
-                seen.store(true, Ordering::SeqCst);
-                session.abort();
-            })
-            .create(&copy);
-        drop(opened);
-        std::fs::remove_file(&copy).unwrap();
-        repaired.load(Ordering::SeqCst)
-    }
-
     /// A writer under `when_idle` whose first batch holds two jobs (a busy
     /// writer): it commits without recording the allocator state, and
     /// records it once nothing has come for `checkpoint_after`.
@@ -1073,7 +1055,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let flag = unrecorded.load(Ordering::SeqCst);
-        let on_disk = full_repair_needed(&path);
+        let on_disk = super::super::repair::full_repair_needed(&path).unwrap();
         drop(tx);
         writer.join().unwrap();
         (flag, on_disk)
