@@ -248,7 +248,9 @@ fn run(slot: Arc<DbSlot>, mut rx: mpsc::Receiver<Message>, shared: &Shared) {
             Next::Closed => break,
             Next::Quiet => {
                 owed = false;
-                checkpoint(&slot, unrecorded);
+                // A refused commit leaves redb's handle refusing the next
+                // one too: reopen before the next batch, as after any.
+                broken = !checkpoint(&slot, unrecorded);
                 continue;
             }
         };
@@ -334,9 +336,10 @@ fn checkpoint_clock(policy: QuickRepair) -> Option<Runtime> {
 }
 
 /// An empty commit that records the allocator state, after a burst whose
-/// last commit did not. A failure leaves it unrecorded until the next
-/// commit: a crash meanwhile costs the full repair, as without the option.
-fn checkpoint(slot: &DbSlot, unrecorded: &AtomicBool) {
+/// last commit did not; false when it failed. A failure leaves it
+/// unrecorded until the next commit: a crash meanwhile costs the full
+/// repair, as without the option.
+fn checkpoint(slot: &DbSlot, unrecorded: &AtomicBool) -> bool {
     let committed = slot.get().and_then(|db| {
         super::begin_write(&db, true)
             .map_err(storage_err)?
@@ -344,9 +347,13 @@ fn checkpoint(slot: &DbSlot, unrecorded: &AtomicBool) {
             .map_err(storage_err)
     });
     match committed {
-        Ok(()) => unrecorded.store(false, Ordering::Relaxed),
+        Ok(()) => {
+            unrecorded.store(false, Ordering::Relaxed);
+            true
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot record redb's allocator state; a crash now needs the full repair");
+            false
         }
     }
 }
