@@ -93,6 +93,7 @@ impl Writer {
                     views,
                     unrecorded,
                     checkpoint_after: CHECKPOINT_AFTER,
+                    checkpoint_faults: Arc::new(AtomicU32::new(0)),
                 };
                 run(db, rx, &shared)
             })
@@ -213,6 +214,8 @@ struct Shared {
     unrecorded: Arc<AtomicBool>,
     /// Quiet this long after such a commit, the writer records it.
     checkpoint_after: std::time::Duration,
+    /// Test hook, like `faults`, for those empty commits.
+    checkpoint_faults: Arc<AtomicU32>,
 }
 
 fn run(slot: Arc<DbSlot>, mut rx: mpsc::Receiver<Message>, shared: &Shared) {
@@ -223,6 +226,7 @@ fn run(slot: Arc<DbSlot>, mut rx: mpsc::Receiver<Message>, shared: &Shared) {
         views,
         unrecorded,
         checkpoint_after,
+        checkpoint_faults,
     } = shared;
     let clock = checkpoint_clock(rules.quick_repair);
     let mut stop = false;
@@ -250,7 +254,7 @@ fn run(slot: Arc<DbSlot>, mut rx: mpsc::Receiver<Message>, shared: &Shared) {
                 owed = false;
                 // A refused commit leaves redb's handle refusing the next
                 // one too: reopen before the next batch, as after any.
-                broken = !checkpoint(&slot, unrecorded);
+                broken = !checkpoint(&slot, unrecorded, checkpoint_faults);
                 continue;
             }
         };
@@ -339,7 +343,11 @@ fn checkpoint_clock(policy: QuickRepair) -> Option<Runtime> {
 /// last commit did not; false when it failed. A failure leaves it
 /// unrecorded until the next commit: a crash meanwhile costs the full
 /// repair, as without the option.
-fn checkpoint(slot: &DbSlot, unrecorded: &AtomicBool) -> bool {
+fn checkpoint(slot: &DbSlot, unrecorded: &AtomicBool, faults: &AtomicU32) -> bool {
+    if take_injected_failure(faults) {
+        tracing::warn!("cannot record redb's allocator state (injected failure)");
+        return false;
+    }
     let committed = slot.get().and_then(|db| {
         super::begin_write(&db, true)
             .map_err(storage_err)?
@@ -356,6 +364,15 @@ fn checkpoint(slot: &DbSlot, unrecorded: &AtomicBool) -> bool {
             false
         }
     }
+}
+
+/// Whether a test asked this commit to fail. A constant `false` outside test
+/// builds: production commits skip the check.
+fn take_injected_failure(faults: &AtomicU32) -> bool {
+    cfg!(any(test, feature = "testing"))
+        && faults
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
 }
 
 /// Everything queued now, up to [`MAX_BATCH`] jobs; sets `stop` on a stop message.
@@ -466,12 +483,7 @@ fn commit_batch(
         }
         (results, t.queued, t.touched)
     };
-    // A constant `false` outside test builds: production commits skip the check.
-    let injected = cfg!(any(test, feature = "testing"))
-        && faults
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-    if injected {
+    if take_injected_failure(faults) {
         // Dropping the transaction aborts it: the fault leaves nothing behind.
         return Err(BatchError {
             error: StoreError::Unavailable("injected commit failure".into()),
@@ -1020,66 +1032,129 @@ mod tests {
     use crate::store::Store;
     use uuid::Uuid;
 
-    /// A writer under `when_idle` whose first batch holds two jobs (a busy
-    /// writer): it commits without recording the allocator state, and
-    /// records it once nothing has come for `checkpoint_after`.
-    fn after_a_busy_batch(checkpoint_after: std::time::Duration) -> (bool, bool) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.redb");
-        let store = Store::open(&path).unwrap();
-        store.shutdown();
-        let slot = store.db.clone();
-        drop(store);
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let mut answers = Vec::new();
-        for _ in 0..2 {
-            let (reply, answer) = oneshot::channel();
-            let job = Job::Maintain(Maintenance::PruneDelivered { before: 0 }, reply);
-            tx.try_send(Message::Job(Box::new(job))).unwrap();
-            answers.push(answer);
+    /// A writer thread under `when_idle` on a fresh file, driven job by job.
+    struct Harness {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        tx: mpsc::Sender<Message>,
+        writer: std::thread::JoinHandle<()>,
+        unrecorded: Arc<AtomicBool>,
+        checkpoint_faults: Arc<AtomicU32>,
+    }
+
+    impl Harness {
+        /// Starts the writer with `first_batch` jobs already queued, so they
+        /// share its first commit (two or more: a busy writer), and waits
+        /// for their answers. Its checkpoints fail `checkpoint_faults` times.
+        fn after_first_batch(
+            first_batch: usize,
+            checkpoint_after: std::time::Duration,
+            checkpoint_faults: u32,
+        ) -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("d.redb");
+            let store = Store::open(&path).unwrap();
+            store.shutdown();
+            let slot = store.db.clone();
+            drop(store);
+            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+            let answers: Vec<_> = (0..first_batch).map(|_| queue_prune(&tx)).collect();
+            let unrecorded = Arc::new(AtomicBool::new(false));
+            let faults = Arc::new(AtomicU32::new(checkpoint_faults));
+            let shared = Shared {
+                faults: Arc::new(AtomicU32::new(0)),
+                rules: Arc::new(Rules {
+                    quick_repair: QuickRepair::WhenIdle,
+                    ..Rules::default()
+                }),
+                events: tokio::sync::watch::channel(0).0,
+                views: Arc::new(ViewCache::default()),
+                unrecorded: unrecorded.clone(),
+                checkpoint_after,
+                checkpoint_faults: faults.clone(),
+            };
+            let writer = std::thread::spawn(move || run(slot, rx, &shared));
+            for answer in answers {
+                answer.blocking_recv().unwrap().unwrap();
+            }
+            Harness {
+                _dir: dir,
+                path,
+                tx,
+                writer,
+                unrecorded,
+                checkpoint_faults: faults,
+            }
         }
-        let unrecorded = Arc::new(AtomicBool::new(false));
-        let shared = Shared {
-            faults: Arc::new(AtomicU32::new(0)),
-            rules: Arc::new(Rules {
-                quick_repair: QuickRepair::WhenIdle,
-                ..Rules::default()
-            }),
-            events: tokio::sync::watch::channel(0).0,
-            views: Arc::new(ViewCache::default()),
-            unrecorded: unrecorded.clone(),
-            checkpoint_after,
-        };
-        let writer = std::thread::spawn(move || run(slot, rx, &shared));
-        for answer in answers {
-            answer.blocking_recv().unwrap().unwrap();
+
+        fn unrecorded(&self) -> bool {
+            self.unrecorded.load(Ordering::SeqCst)
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while checkpoint_after < std::time::Duration::from_secs(60)
-            && unrecorded.load(Ordering::SeqCst)
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+
+        /// Waits (30 s at most) until `done` holds; whether it did.
+        fn wait_until(&self, done: impl Fn(&Harness) -> bool) -> bool {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !done(self) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            done(self)
         }
-        let flag = unrecorded.load(Ordering::SeqCst);
-        let on_disk = super::super::repair::full_repair_needed(&path).unwrap();
-        drop(tx);
-        writer.join().unwrap();
-        (flag, on_disk)
+
+        fn on_disk_needs_full_repair(&self) -> bool {
+            super::super::repair::full_repair_needed(&self.path).unwrap()
+        }
+
+        fn finish(self) {
+            drop(self.tx);
+            self.writer.join().unwrap();
+        }
+    }
+
+    /// Queues a housekeeping job that touches nothing.
+    fn queue_prune(tx: &mpsc::Sender<Message>) -> oneshot::Receiver<Result<u64, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Maintain(Maintenance::PruneDelivered { before: 0 }, reply);
+        tx.try_send(Message::Job(Box::new(job))).unwrap();
+        answer
     }
 
     #[test]
     fn a_busy_commit_leaves_the_allocator_state_unrecorded() {
-        let (flag, on_disk) = after_a_busy_batch(std::time::Duration::from_secs(3600));
-        assert!(flag, "the writer says a crash needs the full repair");
-        assert!(on_disk, "and redb agrees");
+        let writer = Harness::after_first_batch(2, std::time::Duration::from_secs(3600), 0);
+        assert!(
+            writer.unrecorded(),
+            "the writer says a crash needs the full repair"
+        );
+        assert!(writer.on_disk_needs_full_repair(), "and redb agrees");
+        writer.finish();
     }
 
     #[test]
     fn a_quiet_writer_records_the_allocator_state_after_a_busy_commit() {
-        let (flag, on_disk) = after_a_busy_batch(std::time::Duration::from_millis(20));
-        assert!(!flag, "the writer says a crash is quick to open");
-        assert!(!on_disk, "and redb agrees");
+        let writer = Harness::after_first_batch(2, std::time::Duration::from_millis(20), 0);
+        assert!(
+            writer.wait_until(|w| !w.unrecorded()),
+            "the writer says a crash is quick to open"
+        );
+        assert!(!writer.on_disk_needs_full_repair(), "and redb agrees");
+        writer.finish();
+    }
+
+    #[test]
+    fn a_failed_checkpoint_is_reported_and_the_next_quiet_commit_records_the_state() {
+        let writer = Harness::after_first_batch(2, std::time::Duration::from_millis(20), 1);
+        assert!(
+            writer.wait_until(|w| w.checkpoint_faults.load(Ordering::SeqCst) == 0),
+            "the writer tried a checkpoint"
+        );
+        // It failed, and the writer says so: the file still needs the walk.
+        assert!(writer.unrecorded());
+        assert!(writer.on_disk_needs_full_repair());
+        // The handle is reopened first, then a lone job commits and records.
+        queue_prune(&writer.tx).blocking_recv().unwrap().unwrap();
+        assert!(!writer.unrecorded());
+        assert!(!writer.on_disk_needs_full_repair());
+        writer.finish();
     }
 
     fn new_order(user: &str) -> Change {
