@@ -31,6 +31,13 @@ pub struct Rendered {
     pub body: Box<[u8]>,
 }
 
+impl Rendered {
+    /// What it counts against [`BUDGET_BYTES`].
+    fn size(&self) -> usize {
+        self.body.len() + self.owner.len()
+    }
+}
+
 /// What a look into the cache found.
 pub enum Lookup {
     Hit(Arc<Rendered>),
@@ -74,17 +81,17 @@ impl ViewCache {
         if inner.generation != generation {
             return;
         }
-        let size = body.len() + owner.len();
-        if inner.bytes + size > BUDGET_BYTES {
-            inner.entries.clear();
-            inner.bytes = 0;
-        }
         let rendered = Arc::new(Rendered {
             owner: owner.into(),
             body: body.into(),
         });
+        let size = rendered.size();
+        if inner.bytes + size > BUDGET_BYTES {
+            inner.entries.clear();
+            inner.bytes = 0;
+        }
         if let Some(old) = inner.entries.insert(id, rendered) {
-            inner.bytes -= old.body.len() + old.owner.len();
+            inner.bytes -= old.size();
         }
         inner.bytes += size;
     }
@@ -95,7 +102,7 @@ impl ViewCache {
         inner.generation = inner.generation.wrapping_add(1);
         for id in ids {
             if let Some(old) = inner.entries.remove(id) {
-                inner.bytes -= old.body.len() + old.owner.len();
+                inner.bytes -= old.size();
             }
         }
     }
