@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use warp::Filter;
 
 use crate::api::auth::{ApiKey, JwtVerifier};
 use crate::api::{self, ApiState};
@@ -174,6 +173,11 @@ impl App {
             cors_origins: config.server.cors_origins.clone(),
             metrics,
             backups: backups.clone(),
+            trust_forwarded_for: config.server.trust_forwarded_for,
+            key_failures: crate::api::client::FailureLimiter::new(
+                api::MAX_KEY_FAILURES,
+                api::FAILURE_WINDOW,
+            ),
         });
         Ok(App {
             listener,
@@ -235,9 +239,7 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // The operator console claims `/admin` paths; everything else is the API's.
         let console = crate::console::Console::from_config(&config, state.clone());
-        let routes = crate::console::filter(console)
-            .or(api::filter(state))
-            .unify();
+        let routes = crate::edge::filter(console, state);
         let server = crate::server::serve(
             listener,
             warp::service(routes),

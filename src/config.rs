@@ -55,6 +55,10 @@ pub struct ServerConfig {
     /// Where operators reach vpsd (e.g. `https://vps.example.com`); an https
     /// URL marks the console's session cookie `Secure`.
     pub public_url: Option<String>,
+    /// Take the client's address from the first `X-Forwarded-For` hop (for
+    /// the per-address limits and the log). Only behind a proxy that sets
+    /// it: otherwise any client can name any address and dodge its limit.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +74,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 60_000,
             max_connections: 1024,
             public_url: None,
+            trust_forwarded_for: false,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod config;
 pub mod console;
 pub mod domain;
+pub mod edge;
 pub mod error;
 pub mod http_client;
 pub mod metrics;

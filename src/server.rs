@@ -9,8 +9,10 @@
 //! - a keep-alive connection with no request in progress (including a client
 //!   that will not read its response) is closed after `idle_timeout`.
 //!
-//! The body timeout is the handler's (it reads the body), see
-//! `api::dispatch`. A request hyper cannot parse gets the SPEC's JSON envelope
+//! The body timeout is the handler's (it reads the body, and can only do so
+//! within the timeout: `api::body::Body`). Every request carries its
+//! connection's peer address ([`PeerAddr`]) for the
+//! per-address limits and the log. A request hyper cannot parse gets the SPEC's JSON envelope
 //! instead of hyper's empty 400 (see [`Watched`]) and is logged at warn.
 //! Shutdown stops accepting, lets in-flight requests finish and closes idle
 //! connections; the caller bounds how long that may take.
@@ -18,6 +20,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -32,6 +35,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower_service::Service;
 use warp::http::{Request, Response};
+
+/// The connection's peer, put on each request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// The connection limits, from `server.*` in the config.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +80,7 @@ pub async fn serve<S, B>(
         let stream = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
@@ -111,7 +118,7 @@ async fn accept_failed(e: io::Error) {
 
 /// One connection, holding its slot until it closes.
 async fn connection<S, B>(
-    stream: TcpStream,
+    (stream, peer): (TcpStream, SocketAddr),
     service: S,
     limits: Limits,
     mut stop: watch::Receiver<()>,
@@ -130,7 +137,8 @@ async fn connection<S, B>(
     let clock = Arc::new(Clock::new());
     let io = TokioIo::new(Watched::new(stream, clock.clone()));
     let requests = clock.clone();
-    let handler = hyper::service::service_fn(move |request| {
+    let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(PeerAddr(peer));
         let mut service = service.clone();
         let busy = requests.busy();
         async move {

@@ -642,3 +642,52 @@ fn made_up_methods_and_unparsable_requests_stay_out_of_the_log() {
         "made-up methods are logged as OTHER: {logs:#?}"
     );
 }
+
+#[test]
+fn the_access_log_names_the_client_address_and_never_a_wrong_key() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path());
+    let daemon = Daemon::start(&config, dir.path());
+    let wrong = "guessed-key-0123456789";
+    // From 127.0.0.66: any 127/8 source reaches a server on 127.0.0.1.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.66:0".parse().unwrap()).unwrap();
+        socket.connect(daemon.addr).await.unwrap()
+    });
+    let mut stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let request = format!(
+        "GET /api/v1/internal/orders HTTP/1.1\r\nHost: vpsd\r\nX-API-Key: {wrong}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:.200}");
+    let (exit, logs) = daemon.terminate_with_logs();
+    assert_eq!(exit, Some(0));
+    let access = logs
+        .iter()
+        .find(|l| l.contains("\"request\"") && l.contains("/api/v1/internal/orders"))
+        .unwrap_or_else(|| panic!("no access-log line: {logs:#?}"));
+    assert!(
+        access.contains("\"client\":\"127.0.0.66\""),
+        "the access log names the client: {access}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("wrong API key") && l.contains("127.0.0.66")),
+        "the refusal is logged with the address: {logs:#?}"
+    );
+    for line in &logs {
+        assert!(!line.contains(wrong), "a wrong key reached the log: {line}");
+    }
+}

@@ -70,7 +70,7 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
             "UNSUPPORTED_MEDIA_TYPE",
             None,
         ),
-        E::RateLimited { retry_after_secs } => (
+        E::RateLimited { retry_after_secs } | E::TooManyFailures { retry_after_secs } => (
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMIT_EXCEEDED",
             Some(json!({ "retryAfter": retry_after_secs })),

@@ -6,6 +6,8 @@
 //! error envelope.
 
 pub mod auth;
+pub mod body;
+pub mod client;
 pub mod error;
 pub mod json;
 pub mod request;
@@ -18,20 +20,26 @@ mod orders;
 mod term;
 mod webhooks;
 
-use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use futures_util::Stream;
 use warp::http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use warp::Filter;
 
 use crate::error::AppError;
 use crate::service::ops::OpsService;
 use crate::service::OrderService;
 use auth::{ApiKey, JwtVerifier};
+use body::{Body, BodyError};
 use routes::{Access, Route};
+
+/// Wrong `X-API-Key`s one client address may send per minute before every
+/// internal request from it is 429 for the rest of that minute (SPEC §12).
+pub const MAX_KEY_FAILURES: u32 = 20;
+/// The window of [`MAX_KEY_FAILURES`] and of the console's failed logins.
+pub const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Everything a request handler needs, shared by all requests.
 pub struct ApiState {
@@ -47,6 +55,21 @@ pub struct ApiState {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub backups: Arc<crate::service::backups::BackupService>,
     pub webhooks: crate::service::webhooks::WebhookService,
+    /// `server.trust_forwarded_for`: see [`client::client_address`].
+    pub trust_forwarded_for: bool,
+    /// Wrong `X-API-Key`s per client address.
+    pub key_failures: client::FailureLimiter,
+}
+
+/// A request as it arrives, before its body is read: what the API and the
+/// console both start from (see `edge`).
+pub struct Head {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    /// The client's address (see [`client::client_address`]).
+    pub client: Option<IpAddr>,
 }
 
 pub type HttpResponse = Response<Vec<u8>>;
@@ -116,52 +139,22 @@ impl Call<'_> {
     }
 }
 
-/// The single filter serving the whole API.
-pub fn filter(
-    state: Arc<ApiState>,
-) -> impl Filter<Extract = (HttpResponse,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    warp::method()
-        .and(warp::path::full())
-        .and(query)
-        .and(warp::header::headers_cloned())
-        .and(warp::body::stream())
-        .then(
-            move |method: Method,
-                  path: warp::path::FullPath,
-                  query: String,
-                  headers: HeaderMap,
-                  body| {
-                let state = state.clone();
-                async move { handle(&state, method, path.as_str(), &query, headers, body).await }
-            },
-        )
-        .recover(|_rejection: warp::Rejection| async move {
-            // The filter above accepts every request; a rejection can only come
-            // from warp itself (e.g. a malformed query), and still gets the envelope.
-            Ok::<_, Infallible>(error_response(&AppError::bad_request(
-                "the request is malformed",
-            )))
-        })
-        .unify()
-}
-
 /// Handles one request end to end and logs it.
-pub async fn handle<S, B>(
-    state: &ApiState,
-    method: Method,
-    path: &str,
-    query: &str,
-    headers: HeaderMap,
-    body: S,
-) -> HttpResponse
+pub async fn handle<S, B>(state: &ApiState, head: Head, body: Body<S>) -> HttpResponse
 where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf + Send,
 {
     let started = Instant::now();
     let request_id = request_id();
-    let matched = routes::match_path(path);
+    let Head {
+        method,
+        path,
+        query,
+        headers,
+        client,
+    } = head;
+    let matched = routes::match_path(&path);
     let route = matched.map(|(route, _)| route);
     let label = route.map_or("unmatched", |r| r.pattern);
     let preflight = method == Method::OPTIONS && !state.cors_origins.is_empty();
@@ -175,10 +168,11 @@ where
         Some((route, id)) => {
             let parts = Parts {
                 method: serve_as,
-                path,
+                path: &path,
                 id: id.unwrap_or(""),
-                query,
+                query: &query,
                 headers: &headers,
+                client,
             };
             dispatch(state, route, parts, body).await
         }
@@ -205,7 +199,7 @@ where
         label,
         response.status(),
         started,
-        &request_id,
+        (&request_id, client),
     );
     response
 }
@@ -228,7 +222,7 @@ fn record_request(
     label: &str,
     status: StatusCode,
     started: Instant,
-    request_id: &str,
+    (request_id, client): (&str, Option<IpAddr>),
 ) {
     let method_label = crate::metrics::method_label(method);
     state
@@ -243,6 +237,7 @@ fn record_request(
         .observe(started.elapsed().as_secs_f64());
     tracing::info!(
         request_id = %request_id,
+        client = %client::display(client),
         method = method_label,
         route = label,
         status = status.as_u16(),
@@ -279,6 +274,7 @@ struct Parts<'a> {
     id: &'a str,
     query: &'a str,
     headers: &'a HeaderMap,
+    client: Option<IpAddr>,
 }
 
 /// Authenticates for the route's access, reads a POST's body, then runs the
@@ -287,7 +283,7 @@ async fn dispatch<S, B>(
     state: &ApiState,
     route: &Route,
     parts: Parts<'_>,
-    body: S,
+    body: Body<S>,
 ) -> Result<HttpResponse, AppError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send,
@@ -297,17 +293,17 @@ where
         Access::Public => Caller::Anonymous,
         Access::User => Caller::User(state.jwt.user(parts.headers)?),
         Access::Internal => {
-            state.api_key.check(parts.headers)?;
+            check_api_key(state, parts.headers, parts.client)?;
             Caller::Internal {
                 admin: request::admin_id(parts.headers)?,
             }
         }
     };
     let body = if *parts.method == Method::POST {
-        let reading = request::read_body(parts.headers, body, state.body_limit);
-        match tokio::time::timeout(state.body_timeout, reading).await {
-            Ok(read) => read?,
-            Err(_) => return Ok(body_timeout_response(state.body_timeout)),
+        match body.read(parts.headers, state.body_limit).await {
+            Ok(bytes) => bytes,
+            Err(BodyError::Refused(e)) => return Err(e),
+            Err(BodyError::TimedOut(limit)) => return Ok(body_timeout_response(limit)),
         }
     } else {
         Bytes::new()
@@ -330,9 +326,29 @@ where
     }
 }
 
+/// The internal API key, counting wrong ones per client address: a locked
+/// address is refused before its key is even compared.
+fn check_api_key(
+    state: &ApiState,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+) -> Result<(), AppError> {
+    if let Err(retry_after_secs) = state.key_failures.check(client) {
+        // Debug, not warn: a locked-out guesser would otherwise fill the log.
+        tracing::debug!(client = %client::display(client), "internal request refused: too many wrong API keys from this address");
+        return Err(AppError::TooManyFailures { retry_after_secs });
+    }
+    let checked = state.api_key.check(headers);
+    if matches!(checked, Err(AppError::ApiKeyInvalid)) {
+        state.key_failures.failed(client);
+        tracing::warn!(client = %client::display(client), "internal request refused: wrong API key");
+    }
+    checked
+}
+
 /// A body that did not arrive in time: 408 in the envelope, and the
 /// connection closes (the rest of the body is never read).
-fn body_timeout_response(limit: std::time::Duration) -> HttpResponse {
+pub(crate) fn body_timeout_response(limit: std::time::Duration) -> HttpResponse {
     let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
     let body = serde_json::json!({"error": {
         "code": "REQUEST_TIMEOUT",
@@ -383,7 +399,9 @@ pub fn error_response(e: &AppError) -> HttpResponse {
 fn error_response_about(e: &AppError, subject: &error::Subject) -> HttpResponse {
     let (status, body) = error::envelope_about(e, subject);
     let mut response = json_response(status, body);
-    if let AppError::RateLimited { retry_after_secs } = e {
+    if let AppError::RateLimited { retry_after_secs }
+    | AppError::TooManyFailures { retry_after_secs } = e
+    {
         if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
             response
                 .headers_mut()

@@ -13,6 +13,7 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use super::layout::{notice, page};
 use super::session::{self, LOGIN_COOKIE};
 use super::{html, redirect, with_cookie, HttpResponse, Req};
+use crate::api::client;
 
 /// How long a login form stays usable.
 const LOGIN_FORM_TTL: Duration = Duration::from_secs(3600);
@@ -79,7 +80,7 @@ fn valid_operator(name: &str) -> bool {
 pub async fn submit(req: &Req<'_>) -> HttpResponse {
     let console = req.console;
     if let Err(wait) = console.limiter.check(req.client) {
-        tracing::warn!(client = ?req.client, "console login refused: too many failed attempts");
+        tracing::warn!(client = %client::display(req.client), "console login refused: too many failed attempts");
         let mut response = super::pages::error_page(
             None,
             StatusCode::TOO_MANY_REQUESTS,
@@ -116,7 +117,7 @@ pub async fn submit(req: &Req<'_>) -> HttpResponse {
     let key = req.form.get("key").unwrap_or("");
     if !key_matches(console, key) {
         console.limiter.failed(req.client);
-        tracing::warn!(client = ?req.client, operator, "console login failed: wrong API key");
+        tracing::warn!(client = %client::display(req.client), operator, "console login failed: wrong API key");
         return render(
             &token,
             StatusCode::UNAUTHORIZED,
@@ -134,7 +135,7 @@ pub async fn submit(req: &Req<'_>) -> HttpResponse {
             "No session could be created. Try again shortly.",
         );
     };
-    tracing::info!(client = ?req.client, actor = %session.actor_text(), "console login");
+    tracing::info!(client = %client::display(req.client), actor = %session.actor_text(), "console login");
     let ttl = console.sessions.ttl();
     let response = redirect("/admin/");
     let response = with_cookie(

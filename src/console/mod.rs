@@ -1,9 +1,9 @@
 //! The operator console (SPEC §11): server-rendered HTML under `/admin/`,
 //! templates compiled into the binary with maud, one stylesheet, no script.
 //!
-//! It is a second warp filter in front of the API's: it claims `/admin` and
-//! `/admin/...` (only when the console is enabled) before it reads a body, so
-//! every other path falls through to the API untouched. Every change it makes
+//! `edge` hands it `/admin` and `/admin/...` (only when the console is
+//! enabled) with the same client address and time-limited body as the API
+//! gets, so every other path reaches the API untouched. Every change it makes
 //! goes through the same service calls as the API, with the operator's
 //! session standing in for `X-API-Key` and `X-Admin-Id`.
 //!
@@ -22,7 +22,7 @@ mod pages;
 mod session;
 mod webhooks;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,12 +31,13 @@ use bytes::{Buf, Bytes};
 use futures_util::Stream;
 use maud::Markup;
 use warp::http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use warp::Filter;
 
 use crate::api::auth::ApiKey;
-use crate::api::{ApiState, HttpResponse};
+use crate::api::body::{Body, BodyError};
+use crate::api::client::{self, FailureLimiter};
+use crate::api::{ApiState, Head, HttpResponse};
 use crate::config::Config;
-use session::{LoginLimiter, Session, Sessions};
+use session::{Session, Sessions};
 
 /// The whole Content-Security-Policy: no script, no inline style, no framing.
 pub const CSP: &str = "default-src 'self'; frame-ancestors 'none'";
@@ -50,7 +51,8 @@ pub struct Console {
     /// Checks the key typed into the login form exactly as `X-API-Key` is checked.
     key: ApiKey,
     sessions: Sessions,
-    limiter: LoginLimiter,
+    /// Failed logins per client address.
+    limiter: FailureLimiter,
     /// `server.public_url` is https: cookies get `Secure`.
     secure: bool,
     backup_dir: PathBuf,
@@ -73,7 +75,7 @@ impl Console {
             api,
             key: ApiKey::new(config.auth.internal_api_key.as_deref()),
             sessions: Sessions::new(Duration::from_secs(config.admin.session_ttl_seconds)),
-            limiter: LoginLimiter::default(),
+            limiter: FailureLimiter::new(session::MAX_FAILURES, crate::api::FAILURE_WINDOW),
             secure,
             backup_dir: config.backup.dir.clone(),
             webhooks_configured: !config.webhooks.endpoints.is_empty(),
@@ -82,63 +84,8 @@ impl Console {
 }
 
 /// Whether `path` is the console's.
-fn owns(path: &str) -> bool {
+pub(crate) fn owns(path: &str) -> bool {
     path == "/admin" || path.starts_with("/admin/")
-}
-
-/// The console's filter: answers `/admin` paths when `console` is on, and
-/// rejects every other request (before touching its body) so the API's filter
-/// that follows gets it.
-pub fn filter(
-    console: Option<Arc<Console>>,
-) -> impl Filter<Extract = (HttpResponse,), Error = warp::Rejection> + Clone + Send + Sync + 'static
-{
-    let claim = warp::path::full().and_then(move |path: warp::path::FullPath| {
-        let console = console.clone();
-        async move {
-            match console {
-                Some(console) if owns(path.as_str()) => Ok((console, path)),
-                _ => Err(warp::reject::not_found()),
-            }
-        }
-    });
-    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    claim
-        .untuple_one()
-        .and(warp::method())
-        .and(query)
-        .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
-        .and(warp::body::stream())
-        .then(
-            |console: Arc<Console>,
-             path: warp::path::FullPath,
-             method: Method,
-             query: String,
-             headers: HeaderMap,
-             remote: Option<SocketAddr>,
-             body| async move {
-                let request = Incoming {
-                    method,
-                    path: path.as_str().to_string(),
-                    query,
-                    headers,
-                    client: remote.map(|a| a.ip()),
-                };
-                console.handle(request, body).await
-            },
-        )
-}
-
-/// A request as it arrives, before its body is read.
-struct Incoming {
-    method: Method,
-    path: String,
-    query: String,
-    headers: HeaderMap,
-    /// The peer address. Behind a reverse proxy this is the proxy's: every
-    /// client then shares one failed-login budget (see README).
-    client: Option<IpAddr>,
 }
 
 /// What a page handler gets.
@@ -260,7 +207,7 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 impl Console {
-    async fn handle<S, B>(&self, incoming: Incoming, body: S) -> HttpResponse
+    pub(crate) async fn handle<S, B>(&self, incoming: Head, body: Body<S>) -> HttpResponse
     where
         S: Stream<Item = Result<B, warp::Error>> + Send,
         B: Buf + Send,
@@ -285,6 +232,7 @@ impl Console {
             .with_label_values(&[label])
             .observe(started.elapsed().as_secs_f64());
         tracing::info!(
+            client = %client::display(incoming.client),
             method,
             route = label,
             status = status.as_u16(),
@@ -296,9 +244,9 @@ impl Console {
 
     async fn dispatch<S, B>(
         &self,
-        incoming: &Incoming,
+        incoming: &Head,
         matched: Option<(Route, Option<&str>, Option<&str>)>,
-        body: S,
+        body: Body<S>,
     ) -> HttpResponse
     where
         S: Stream<Item = Result<B, warp::Error>> + Send,
@@ -323,9 +271,9 @@ impl Console {
             };
         }
         let body = if post {
-            match crate::api::request::read_body(&incoming.headers, body, FORM_LIMIT).await {
+            match body.read(&incoming.headers, FORM_LIMIT).await {
                 Ok(bytes) => bytes,
-                Err(_) => {
+                Err(BodyError::Refused(_)) => {
                     return pages::error_page(
                         session.as_ref(),
                         StatusCode::PAYLOAD_TOO_LARGE,
@@ -333,6 +281,7 @@ impl Console {
                         "That form was larger than the console accepts; nothing was changed.",
                     )
                 }
+                Err(BodyError::TimedOut(limit)) => return form_timed_out(session.as_ref(), limit),
             }
         } else {
             Bytes::new()
@@ -346,7 +295,7 @@ impl Console {
                 .zip(form.get("csrf"))
                 .is_some_and(|(s, token)| session::same_token(&s.csrf, token));
             if !valid {
-                tracing::warn!(route = route.label(), client = ?incoming.client, "console POST refused: missing or wrong CSRF token");
+                tracing::warn!(route = route.label(), client = %client::display(incoming.client), "console POST refused: missing or wrong CSRF token");
                 return pages::forbidden(
                     session.as_ref(),
                     "This form has expired or did not come from this console, so nothing was changed. Reload the page and try again.",
@@ -383,6 +332,25 @@ impl Console {
             (Route::Replay, _) => webhooks::replay(&req, id.unwrap_or("")).await,
         }
     }
+}
+
+/// A form whose body stalled: 408, and the connection closes (the rest of
+/// the body is never read), as for the API.
+fn form_timed_out(session: Option<&Session>, limit: Duration) -> HttpResponse {
+    let mut response = pages::error_page(
+        session,
+        StatusCode::REQUEST_TIMEOUT,
+        "Form timed out",
+        &format!(
+            "The form did not arrive within {} ms; nothing was changed.",
+            limit.as_millis()
+        ),
+    );
+    response.headers_mut().insert(
+        warp::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    response
 }
 
 const STYLE: &str = include_str!("style.css");

@@ -1,4 +1,4 @@
-//! Console sessions, CSRF tokens and the failed-login limit.
+//! Console sessions and CSRF tokens.
 //!
 //! Sessions live in memory: a restart logs every operator out, which is the
 //! safe direction, and keeps session secrets out of the data file and its
@@ -8,7 +8,6 @@
 //! constant time.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,6 @@ pub const LOGIN_COOKIE: &str = "vpsd_login";
 
 /// Failed logins one client address may make per minute before it gets 429.
 pub const MAX_FAILURES: u32 = 5;
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// More live sessions than any shop has operators; past it the oldest goes.
 const MAX_SESSIONS: usize = 10_000;
@@ -148,57 +146,6 @@ pub fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> S
     text
 }
 
-/// Failed logins per client address in fixed one-minute windows: after
-/// [`MAX_FAILURES`] in a window, every login from that address is refused
-/// until the window is over, even with the right key.
-pub struct LoginLimiter {
-    windows: Mutex<HashMap<Option<IpAddr>, (Instant, u32)>>,
-}
-
-impl Default for LoginLimiter {
-    fn default() -> Self {
-        LoginLimiter {
-            windows: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl LoginLimiter {
-    /// `Err(seconds to wait)` while `client` is locked out.
-    pub fn check(&self, client: Option<IpAddr>) -> Result<(), u64> {
-        let Ok(windows) = self.windows.lock() else {
-            return Err(FAILURE_WINDOW.as_secs());
-        };
-        match windows.get(&client) {
-            Some((start, n)) if *n >= MAX_FAILURES && start.elapsed() < FAILURE_WINDOW => {
-                let left = FAILURE_WINDOW.saturating_sub(start.elapsed());
-                Err(left.as_secs().max(1))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub fn failed(&self, client: Option<IpAddr>) {
-        let Ok(mut windows) = self.windows.lock() else {
-            return;
-        };
-        if windows.len() > 10_000 {
-            windows.retain(|_, (start, _)| start.elapsed() < FAILURE_WINDOW);
-        }
-        let entry = windows.entry(client).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= FAILURE_WINDOW {
-            *entry = (Instant::now(), 0);
-        }
-        entry.1 += 1;
-    }
-
-    pub fn succeeded(&self, client: Option<IpAddr>) {
-        if let Ok(mut windows) = self.windows.lock() {
-            windows.remove(&client);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,20 +158,6 @@ mod tests {
         assert_ne!(a, b);
         assert!(same_token(&a, &a.clone()));
         assert!(!same_token(&a, &b));
-    }
-
-    #[test]
-    fn five_failures_lock_the_address_for_the_rest_of_the_minute() {
-        let limiter = LoginLimiter::default();
-        let ip: Option<IpAddr> = "10.0.0.1".parse().ok();
-        let other: Option<IpAddr> = "10.0.0.2".parse().ok();
-        for _ in 0..MAX_FAILURES {
-            assert!(limiter.check(ip).is_ok());
-            limiter.failed(ip);
-        }
-        let wait = limiter.check(ip).unwrap_err();
-        assert!((1..=60).contains(&wait));
-        assert!(limiter.check(other).is_ok());
     }
 
     #[test]

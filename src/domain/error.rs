@@ -86,6 +86,9 @@ pub enum AppError {
     // Stored in idempotency records by variant index: append only.
     #[error("webhook delivery not found")]
     DeliveryNotFound,
+    /// Too many wrong API keys from one address (SPEC §12); never stored.
+    #[error("too many failed attempts from this address; try again in {retry_after_secs} s")]
+    TooManyFailures { retry_after_secs: u64 },
 }
 
 impl AppError {
@@ -116,6 +119,7 @@ impl AppError {
                 | AppError::CatalogUnavailable(_)
                 | AppError::StorageUnavailable(_)
                 | AppError::RateLimited { .. }
+                | AppError::TooManyFailures { .. }
         )
     }
 }

@@ -343,6 +343,43 @@ fn a_half_sent_body_is_cut_after_the_body_timeout() {
     assert_eq!(list.body["meta"]["total"], 0, "{}", list.text);
 }
 
+/// SPEC §12 "The console is held to §12's limits too": stalled login forms
+/// are answered 408 and closed within the body timeout, so as many of them
+/// as there are connection slots cannot keep the API from answering.
+#[test]
+fn stalled_console_logins_are_cut_at_the_body_timeout_and_cannot_hold_the_server() {
+    let app = spawn_app_with(|c| {
+        c.server.body_timeout_ms = 300;
+        c.server.max_connections = 4;
+    });
+    let head = "POST /admin/login HTTP/1.1\r\nHost: vpsd\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ncsrf=";
+    let started = Instant::now();
+    let stalled: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = connect(app.addr);
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    // Every slot is held; the API is answered once the stalled forms are cut.
+    let health = raw_exchange(
+        app.addr,
+        b"GET /api/v1/health HTTP/1.1\r\nHost: vpsd\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&health), 200, "{health}");
+    for mut s in stalled {
+        let (bytes, closed) = read_until_closed(&mut s);
+        assert!(
+            closed,
+            "a stalled console form still held its connection after {PATIENCE:?}"
+        );
+        let response = String::from_utf8_lossy(&bytes);
+        assert_eq!(status_of(&response), 408, "{response:.300}");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let app = spawn_app_with(|c| {

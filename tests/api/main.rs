@@ -18,6 +18,7 @@ mod limits;
 mod operations;
 mod orders;
 mod payment;
+mod per_address;
 mod persistence;
 mod provisioning;
 mod v1_compat;
