@@ -10,6 +10,8 @@
 mod actions;
 mod enforce;
 mod sweep;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
