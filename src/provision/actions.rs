@@ -104,7 +104,7 @@ impl Provisioner {
         let silent = pending
             .sent_at
             .is_none_or(|at| now.saturating_sub(at) > RESEND_DELETE_AFTER_MS);
-        if !silent {
+        if !silent || self.is_stopping() {
             return Ok(Step::Wait);
         }
         self.cloud.delete_by_tag(&tag)?;
@@ -153,6 +153,7 @@ impl Provisioner {
             match actions.first().filter(|a| is_ours(a, power, &pending)) {
                 Some(newest) if pending.action_id == Some(newest.id) => return Ok(Step::Wait),
                 Some(newest) => pending.action_id = Some(newest.id),
+                None if self.is_stopping() => return Ok(Step::Wait),
                 None => pending.action_id = Some(self.cloud.power(droplet_id, power)?),
             }
         }
