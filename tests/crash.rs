@@ -150,6 +150,130 @@ fn sigterm_finishes_the_request_in_flight_then_exits_zero_and_restarts_clean() {
     assert_eq!(daemon.terminate(), Some(0));
 }
 
+/// Reads the daemon's log lines until one has `message`, at most `within`;
+/// every line read is kept in `lines`.
+fn read_logs_until(
+    daemon: &Daemon,
+    lines: &mut Vec<String>,
+    message: &str,
+    within: Duration,
+) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = daemon.logs.recv_timeout(left) else {
+            return false;
+        };
+        let found = serde_json::from_str::<serde_json::Value>(&line)
+            .is_ok_and(|j| j["fields"]["message"] == message);
+        lines.push(line);
+        if found {
+            return true;
+        }
+    }
+}
+
+fn position(lines: &[String], message: &str) -> Option<usize> {
+    lines.iter().position(|l| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .is_ok_and(|j| j["fields"]["message"] == message)
+    })
+}
+
+#[test]
+fn sigterm_while_digitalocean_answers_a_create_records_the_droplet_before_exit() {
+    let fake = FakeDo::start();
+    fake.set_default_script(DropletScript::new());
+    fake.hold_creates(true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path());
+    support::use_fake_do(&mut config, &fake);
+    // The grace for requests is far shorter than DigitalOcean's timeout: the
+    // create under way must be waited for by its own bound.
+    config.server.shutdown_grace_ms = 300;
+    config.cloud.digitalocean.timeout_ms = 30_000;
+
+    let mut daemon = Daemon::start(&config, dir.path());
+    let http = agent();
+    let token = hs256_token(SECRET, json!({"sub": "alice", "exp": now_secs() + 600}));
+    let (status, created) = post(
+        &http,
+        &daemon.url("/api/v1/orders"),
+        ("Authorization", &format!("Bearer {token}")),
+        json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}),
+    );
+    assert_eq!(status, 201);
+    let id = created["data"]["id"].as_str().unwrap().to_string();
+    let (status, _) = post(
+        &http,
+        &daemon.url(&format!("/api/v1/internal/orders/{id}/payment-status")),
+        ("X-API-Key", API_KEY),
+        json!({"status": "PAID"}),
+    );
+    assert_eq!(status, 200);
+    assert!(fake.wait_for_count("POST", "/v2/droplets", 1, Duration::from_secs(20)));
+
+    // DigitalOcean made the droplet and is still answering when SIGTERM comes.
+    let sent = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let mut lines = Vec::new();
+    assert!(read_logs_until(
+        &daemon,
+        &mut lines,
+        "shutting down: no new connections, finishing in-flight requests",
+        Duration::from_secs(10)
+    ));
+    // Several times the grace: a daemon that does not wait for the call
+    // closes its data file meanwhile.
+    let stopped_early =
+        read_logs_until(&daemon, &mut lines, "vpsd stopped", Duration::from_secs(2));
+    fake.release_creates();
+    let exit = wait_for(Duration::from_secs(30), || {
+        daemon.child.try_wait().ok().flatten()
+    })
+    .expect("vpsd exits once the answer is recorded");
+    while let Ok(line) = daemon.logs.recv_timeout(Duration::from_secs(2)) {
+        lines.push(line);
+    }
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        !stopped_early,
+        "stopped before the create was answered: {lines:#?}"
+    );
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(r#""level":"ERROR""#))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let recorded = position(&lines, "droplet created").expect("the answer was handled");
+    assert!(position(&lines, "vpsd stopped").is_some_and(|stopped| stopped > recorded));
+
+    // The task holds the droplet in the file the daemon left behind.
+    let droplets = fake.droplet_ids_with_tag(&format!("vpsd-order-{id}"));
+    assert_eq!(droplets.len(), 1);
+    let store = vpsd::store::Store::open(&config.storage.path).expect("data file");
+    let record = store
+        .get_order(uuid::Uuid::parse_str(&id).unwrap())
+        .expect("read")
+        .expect("order");
+    store.shutdown();
+    drop(store);
+    assert_eq!(record.task.and_then(|t| t.droplet_id()), Some(droplets[0]));
+
+    let daemon = Daemon::start(&config, dir.path());
+    let url = daemon.url(&format!("/api/v1/internal/orders/{id}"));
+    wait_for(Duration::from_secs(30), || {
+        (get(&http, &url)["data"]["status"] == "ACTIVE").then_some(())
+    })
+    .expect("ACTIVE after the restart");
+    assert_eq!(fake.count("POST", "/v2/droplets"), 1, "no second create");
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
 /// A tiny deterministic PRNG, so a failing round can be replayed from its seed.
 struct Rng(u64);
 

@@ -60,6 +60,8 @@ pub struct DigitalOcean {
     /// Base including `/v2`, without a trailing slash.
     base: String,
     token: String,
+    /// Every call's global timeout, also what shutdown waits for a call under way.
+    timeout: Duration,
     gate: Mutex<Gate>,
     calls_sent: AtomicU64,
     rate_limited: AtomicU64,
@@ -120,6 +122,7 @@ impl DigitalOcean {
             agent,
             base: format!("{}/v2", api_url.trim_end_matches('/')),
             token: token.to_string(),
+            timeout,
             gate: Mutex::new(Gate::default()),
             calls_sent: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
@@ -608,6 +611,10 @@ impl Cloud for DigitalOcean {
         droplet_id: u64,
     ) -> Result<Option<(u64, ActionStatus)>, CloudError> {
         DigitalOcean::find_create_action(self, droplet_id)
+    }
+
+    fn call_timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn calls_sent(&self) -> u64 {

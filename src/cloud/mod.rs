@@ -145,6 +145,12 @@ pub trait Cloud: Send + Sync {
     /// asynchronous: droplets may still be listed for a while afterwards, so
     /// callers confirm with [`Cloud::list_by_tag`].
     fn delete_by_tag(&self, tag: &str) -> Result<(), CloudError>;
+    /// The longest one call can take (the client's timeout). Shutdown waits
+    /// this long for a call under way, so its answer (a droplet just created)
+    /// is recorded rather than left for the next start to find.
+    fn call_timeout(&self) -> Duration {
+        Duration::ZERO
+    }
     /// Requests sent to the provider so far (metrics).
     fn calls_sent(&self) -> u64 {
         0

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,6 +31,9 @@ pub struct Sandbox {
     state: Mutex<State>,
     /// Where the droplets are kept between runs (`None`: memory only).
     state_file: Option<PathBuf>,
+    /// Added to the wall clock. Always 0 in a running daemon; tests move it
+    /// forward ([`Sandbox::advance`]) to finish actions without sleeping.
+    skew_ms: AtomicI64,
 }
 
 #[derive(Debug)]
@@ -201,7 +205,21 @@ impl Sandbox {
                 actions: HashMap::new(),
             }),
             state_file: None,
+            skew_ms: AtomicI64::new(0),
         }
+    }
+
+    /// The sandbox's time: wall clock plus whatever tests moved it forward.
+    fn now(&self) -> Millis {
+        now_millis().saturating_add(self.skew_ms.load(Ordering::Relaxed))
+    }
+
+    /// Moves the sandbox's clock forward by `by`: boots, power actions and
+    /// deletes due by then are finished, as if that time had passed.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn advance(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.skew_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
     /// A sandbox whose droplets are kept in `path` across restarts. An
@@ -249,7 +267,7 @@ impl Sandbox {
     /// by. Every operation starts here, so a delete by tag takes effect lazily,
     /// `boot_delay` after it was asked for, with no background timer.
     fn settled(&self) -> (MutexGuard<'_, State>, Millis) {
-        let now = now_millis();
+        let now = self.now();
         let mut state = self.state();
         if self.purge(&mut state, now) {
             self.persist(&state);

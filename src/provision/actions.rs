@@ -2,16 +2,19 @@
 //! delete. The status change and the owed action committed together; here the
 //! reconciler brings the action into effect and confirms it.
 //!
-//! Exactly once in effect: an action already in effect counts as done (the
-//! droplet is checked first); before any power request the droplet's recent
-//! actions are read, so a request sent just before a crash (or answered with a
-//! 5xx after all) is found and followed instead of being sent again; a delete
-//! is by tag, repeated only after a long silence, and harmless if repeated.
+//! Exactly once in effect: before anything else the droplet's recent actions
+//! are read. While any of them runs (one of ours that a newer status change
+//! superseded, or anyone's) the step waits: nothing new is sent and nothing
+//! counts as done, so suspend-then-unsuspend cannot end with the droplet off.
+//! Then an action already in effect counts as done; a power request sent just
+//! before a crash (or answered with a 5xx after all) is found in that list and
+//! followed instead of being sent again. A delete is by tag, repeated only
+//! after a long silence, and harmless if repeated.
 //! Failures are retried with back-off and shown as DROPLET_ACTION_FAILED; a
 //! delete is never given up.
 
 use super::Provisioner;
-use crate::cloud::{ActionStatus, CloudError, PowerAction};
+use crate::cloud::{ActionInfo, ActionStatus, CloudError, PowerAction};
 use crate::domain::droplet::{DropletAction, DropletStatus};
 use crate::domain::task::{order_tag, PendingAction, ProvisioningError, ProvisioningTask};
 use crate::domain::time::{now_millis, Millis};
@@ -101,7 +104,7 @@ impl Provisioner {
         let silent = pending
             .sent_at
             .is_none_or(|at| now.saturating_sub(at) > RESEND_DELETE_AFTER_MS);
-        if !silent {
+        if !silent || self.is_stopping() {
             return Ok(Step::Wait);
         }
         self.cloud.delete_by_tag(&tag)?;
@@ -110,7 +113,12 @@ impl Provisioner {
         Ok(Step::Save(Box::new(task.clone())))
     }
 
-    /// Power off / on: done when the droplet reports the target status.
+    /// Power off / on: done when the droplet reports the target status while
+    /// no action runs on it. The droplet's recent actions are read before its
+    /// status, so a status that matches only because an earlier action (ours,
+    /// superseded by a newer status, or anyone's) has not finished yet is never
+    /// taken as "already in effect", and nothing new is sent while any action
+    /// runs: the last status asked for wins (SPEC §12).
     fn step_power(
         &self,
         task: &mut ProvisioningTask,
@@ -123,32 +131,32 @@ impl Provisioner {
             confirm(task, pending.action.target(), now);
             return Ok(Step::Save(Box::new(task.clone())));
         };
-        let droplet = self.cloud.get_droplet(droplet_id)?;
-        if droplet.status == pending.action.target() {
-            task.droplet = Some(droplet);
-            confirm(task, pending.action.target(), now);
-            return Ok(Step::Save(Box::new(task.clone())));
-        }
-        if let Some(action_id) = pending.action_id {
-            match self.cloud.get_action(action_id)? {
-                // Completed but not yet reflected: the next look confirms it.
-                ActionStatus::InProgress | ActionStatus::Completed => return Ok(Step::Wait),
-                ActionStatus::Errored => pending.action_id = None,
+        let actions = self.cloud.droplet_actions(droplet_id)?;
+        if let Some(running) = actions
+            .iter()
+            .find(|a| a.status == ActionStatus::InProgress)
+        {
+            if pending.action_id == Some(running.id) || !is_ours(running, power, &pending) {
+                return Ok(Step::Wait);
+            }
+            // Sent just before a crash (or a lost answer): follow it.
+            pending.action_id = Some(running.id);
+        } else {
+            let droplet = self.cloud.get_droplet(droplet_id)?;
+            if droplet.status == pending.action.target() {
+                task.droplet = Some(droplet);
+                confirm(task, pending.action.target(), now);
+                return Ok(Step::Save(Box::new(task.clone())));
+            }
+            // DigitalOcean can list an action completed a moment before the
+            // droplet shows it: ours, if it is the newest, is waited for.
+            match actions.first().filter(|a| is_ours(a, power, &pending)) {
+                Some(newest) if pending.action_id == Some(newest.id) => return Ok(Step::Wait),
+                Some(newest) => pending.action_id = Some(newest.id),
+                None if self.is_stopping() => return Ok(Step::Wait),
+                None => pending.action_id = Some(self.cloud.power(droplet_id, power)?),
             }
         }
-        let ours = self
-            .cloud
-            .droplet_actions(droplet_id)?
-            .into_iter()
-            .find(|a| {
-                a.kind == power.as_str()
-                    && a.status != ActionStatus::Errored
-                    && a.started_at.is_some_and(|at| at >= pending.requested_at)
-            });
-        pending.action_id = Some(match ours {
-            Some(found) => found.id,
-            None => self.cloud.power(droplet_id, power)?,
-        });
         pending.sent_at = Some(now);
         sent(task, pending, now);
         Ok(Step::Save(Box::new(task.clone())))
@@ -177,6 +185,18 @@ impl Provisioner {
         };
         super::sweep::log_save(self.store.write_blocking(op))
     }
+}
+
+/// Whether `action` is the one `pending` sent (or would send): same type, not
+/// errored, and started no earlier than the status change that owes it, or
+/// already known by id.
+fn is_ours(action: &ActionInfo, power: PowerAction, pending: &PendingAction) -> bool {
+    action.kind == power.as_str()
+        && action.status != ActionStatus::Errored
+        && (pending.action_id == Some(action.id)
+            || action
+                .started_at
+                .is_some_and(|at| at >= pending.requested_at))
 }
 
 fn sent(task: &mut ProvisioningTask, pending: PendingAction, now: Millis) {

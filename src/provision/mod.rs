@@ -10,6 +10,8 @@
 mod actions;
 mod enforce;
 mod sweep;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +24,9 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub use sweep::SweepReport;
+
+/// Shutdown's allowance, beyond a cloud call's timeout, for recording its answer.
+const COMMIT_ALLOWANCE: Duration = Duration::from_secs(2);
 
 /// Provisioning settings from the config.
 #[derive(Debug, Clone)]
@@ -46,6 +51,11 @@ pub struct Provisioner {
     settings: Settings,
     /// Held for the whole of a sweep: sweeps never overlap.
     running: tokio::sync::Mutex<()>,
+    /// Held by the blocking thread while it does a sweep's work. Shutdown
+    /// aborts the tasks that await sweeps, which releases `running` while the
+    /// blocking work (a DigitalOcean call, then its commit) goes on: shutdown
+    /// waits on this one before the data file closes.
+    working: tokio::sync::Mutex<()>,
     /// A wake-up arrived; the running (or next) sweep must go round again.
     again: AtomicBool,
     /// Droplets the last listing of the common tag returned: with the store's
@@ -69,6 +79,7 @@ impl Provisioner {
             cloud,
             settings,
             running: tokio::sync::Mutex::new(()),
+            working: tokio::sync::Mutex::new(()),
             again: AtomicBool::new(false),
             last_listed: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
@@ -111,8 +122,13 @@ impl Provisioner {
     async fn run_one(self: &Arc<Self>) -> Option<SweepReport> {
         let me = self.clone();
         let started = Instant::now();
-        let report = match tokio::task::spawn_blocking(move || me.full_sweep()).await {
-            Ok(report) => Some(report),
+        let work = move || {
+            let _working = me.working.blocking_lock();
+            // Shutdown may have begun meanwhile and is about to close the store.
+            (!me.is_stopping()).then(|| me.full_sweep())
+        };
+        let report = match tokio::task::spawn_blocking(work).await {
+            Ok(report) => report,
             Err(e) => {
                 tracing::error!(error = %e, "provisioning sweep failed");
                 None
@@ -134,15 +150,19 @@ impl Provisioner {
         report
     }
 
-    /// Stops background sweeps: a running one finishes its current task, then
-    /// returns; waits at most `grace` for it.
+    /// Stops background sweeps: a running one finishes the step under way and
+    /// returns. That step may be waiting on DigitalOcean (a create it sent):
+    /// its answer is recorded before the data file closes, so the wait is
+    /// `grace` or the call's own timeout plus a commit, whichever is longer.
+    /// Once stopping, no create, power request or delete is started.
     pub async fn stop(&self, grace: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
-        if tokio::time::timeout(grace, self.running.lock())
+        let bound = grace.max(self.cloud.call_timeout() + COMMIT_ALLOWANCE);
+        if tokio::time::timeout(bound, self.working.lock())
             .await
             .is_err()
         {
-            tracing::warn!("a provisioning sweep is still running at shutdown; abandoning it (its task is retried at the next start)");
+            tracing::warn!(waited_ms = bound.as_millis() as u64, "a provisioning sweep is still running at shutdown; abandoning it (its task is retried at the next start)");
         }
     }
 

@@ -155,7 +155,9 @@ impl Provisioner {
         }
         let mut created = false;
         let observation = match self.find_or_create(record, &mut task, &mut created) {
-            Ok(obs) => obs,
+            // Shutting down: the next start takes the task up again.
+            Ok(None) => return Ok(None),
+            Ok(Some(obs)) => obs,
             Err(e) => match self.classify(&mut task, e, true) {
                 Some(failure) => {
                     return Ok(self
@@ -180,17 +182,22 @@ impl Provisioner {
 
     /// Exactly once: whatever carries the order's tag is adopted (or deleted
     /// first when it is off/archive or its create action errored); only when
-    /// nothing usable is there is a droplet created.
+    /// nothing usable is there is a droplet created. `None` when shutdown came
+    /// during the look-up: nothing is deleted or created then, because
+    /// shutdown waits for one call under way, not for a chain of them.
     fn find_or_create(
         &self,
         record: &OrderRecord,
         task: &mut ProvisioningTask,
         created: &mut bool,
-    ) -> Result<Observation, CloudError> {
+    ) -> Result<Option<Observation>, CloudError> {
         let order = &record.order;
         let tag = order_tag(&order.id);
         let mut found = self.cloud.list_by_tag(&tag)?;
         self.cloud_ok();
+        if self.is_stopping() {
+            return Ok(None);
+        }
         found.sort_by_key(|d| d.id);
         let mut adopted: Option<(Droplet, Option<(u64, ActionStatus)>)> = None;
         for droplet in found {
@@ -209,7 +216,7 @@ impl Provisioner {
         if let Some((droplet, action)) = adopted {
             tracing::info!(order_id = %order.id, droplet_id = droplet.id, "adopting the droplet already tagged for this order");
             task.create_action_id = action.map(|(id, _)| id).or(task.create_action_id);
-            return Ok(Observation::Droplet(droplet));
+            return Ok(Some(Observation::Droplet(droplet)));
         }
         let spec = DropletSpec {
             name: order.droplet.hostname.clone(),
@@ -225,7 +232,7 @@ impl Provisioner {
         *created = true;
         tracing::info!(order_id = %order.id, droplet_id = answer.droplet.id, "droplet created");
         task.create_action_id = answer.create_action_id;
-        Ok(Observation::Droplet(answer.droplet))
+        Ok(Some(Observation::Droplet(answer.droplet)))
     }
 
     /// How many vpsd droplets are live, from what vpsd knows without asking:

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::fake_do::{DropletScript, FakeDo, Fault};
+use crate::support::fake_do::{DropletScript, FakeDo, Fault, RequestCount};
 use crate::support::{spawn_app_with, wait_for, Auth, Resp, TestApp};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -115,4 +115,84 @@ fn terminate_deletes_by_tag_once_through_outages() {
     let tag = format!("vpsd-order-{id}");
     assert_eq!(fake.delete_by_tag_requests(&tag).accepted, 1);
     assert_eq!(app.sweep().actions, 0, "nothing is owed any more");
+}
+
+/// Power actions slow enough that the next status change (and sweep) lands
+/// while the previous action still runs, even on a busy machine.
+const SLOW_ACTION: Duration = Duration::from_millis(1500);
+
+fn slow() -> FakeDo {
+    let fake = FakeDo::start();
+    fake.set_default_script(DropletScript::new().active_after(1).ip_after(1));
+    fake.set_action_delay(SLOW_ACTION);
+    fake
+}
+
+/// Waits until no action runs on the droplet any more, then returns its status
+/// at DigitalOcean: what the customer actually has.
+fn final_status(fake: &FakeDo, droplet: u64) -> String {
+    wait_for(WAIT, || {
+        let idle = fake
+            .droplet_actions(droplet)
+            .iter()
+            .all(|a| a["status"] != "in-progress");
+        idle.then(|| fake.droplet(droplet).expect("droplet")["status"].clone())
+    })
+    .and_then(|s| s.as_str().map(str::to_string))
+    .expect("the droplet's actions finish")
+}
+
+fn once() -> RequestCount {
+    RequestCount {
+        received: 1,
+        accepted: 1,
+    }
+}
+
+#[test]
+fn unsuspend_while_the_power_off_runs_ends_with_the_droplet_on() {
+    let fake = slow();
+    let app = app_on(&fake);
+    let (id, droplet) = active_order(&app);
+    act(&app, &id, "suspend");
+    app.sweep();
+    assert_eq!(fake.power_requests(droplet, "power_off"), once());
+    // The power_off is still running when the order goes back to ACTIVE.
+    act(&app, &id, "unsuspend");
+    app.sweep();
+    let (r, seen) = settle(&app, &id);
+    assert_eq!(r.data()["status"], "ACTIVE");
+    assert_eq!(task(&r)["dropletStatus"], "active");
+    assert_eq!(final_status(&fake, droplet), "active", "{}", r.text);
+    assert_eq!(fake.power_requests(droplet, "power_off"), once());
+    assert_eq!(
+        fake.power_requests(droplet, "power_on"),
+        once(),
+        "one power_on, sent only once the power_off had finished"
+    );
+    assert!(seen.is_empty(), "nothing was refused: {seen:?}");
+}
+
+#[test]
+fn suspend_unsuspend_suspend_ends_off_with_a_single_power_off() {
+    let fake = slow();
+    let app = app_on(&fake);
+    let (id, droplet) = active_order(&app);
+    act(&app, &id, "suspend");
+    app.sweep();
+    assert_eq!(fake.power_requests(droplet, "power_off"), once());
+    act(&app, &id, "unsuspend");
+    app.sweep();
+    act(&app, &id, "suspend");
+    let (r, seen) = settle(&app, &id);
+    assert_eq!(r.data()["status"], "SUSPENDED");
+    assert_eq!(task(&r)["dropletStatus"], "off");
+    assert_eq!(final_status(&fake, droplet), "off", "{}", r.text);
+    assert_eq!(
+        fake.power_requests(droplet, "power_off"),
+        once(),
+        "the running power_off is waited for, not sent again"
+    );
+    assert_eq!(fake.power_requests(droplet, "power_on").received, 0);
+    assert!(seen.is_empty(), "nothing was refused: {seen:?}");
 }
