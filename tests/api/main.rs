@@ -19,6 +19,7 @@ mod operations;
 mod orders;
 mod payment;
 mod persistence;
+mod probing;
 mod provisioning;
 mod v1_compat;
 mod webhooks;
