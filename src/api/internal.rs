@@ -49,7 +49,7 @@ pub async fn cancel(call: Call<'_>) -> Result<HttpResponse, AppError> {
 }
 
 pub async fn retry(call: Call<'_>) -> Result<HttpResponse, AppError> {
-    request::json_object(call.headers, &call.body, false)?;
+    request::no_input(call.headers, &call.body)?;
     let id = request::order_id(call.id)?;
     let record = call
         .state
@@ -61,7 +61,7 @@ pub async fn retry(call: Call<'_>) -> Result<HttpResponse, AppError> {
 
 /// A consistent online snapshot into `backup.dir`.
 pub async fn backup(call: Call<'_>) -> Result<HttpResponse, AppError> {
-    request::json_object(call.headers, &call.body, false)?;
+    request::no_input(call.headers, &call.body)?;
     let info = call.state.backups.snapshot().await?;
     let body = json::data(json!({
         "file": info.path.display().to_string(),

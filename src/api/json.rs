@@ -45,9 +45,18 @@ pub struct OrderJson<'a> {
     termination_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status_history: Option<Vec<HistoryJson<'a>>>,
+    /// Admin detail only: the [`RENEWALS_SHOWN`] newest, oldest of them first.
     #[serde(skip_serializing_if = "Option::is_none")]
     renewals: Option<Vec<RenewalJson>>,
+    /// Admin detail only: every renewal and expiry change, however many are shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renewals_total: Option<usize>,
 }
+
+/// How many renewals the admin detail lists: an order changed a thousand
+/// times must not answer with a megabyte (SPEC §12); the history keeps a row
+/// per change and `renewalsTotal` the count.
+pub const RENEWALS_SHOWN: usize = 50;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -216,8 +225,14 @@ pub fn order_for<'a>(
         terminated_at: o.term.terminated_at.map(format_millis),
         termination_reason: o.term.termination_reason.map(|r| r.as_str()),
         status_history: history.map(|rows| rows.iter().map(history_row).collect()),
-        renewals: history.map(|_| o.term.renewals.iter().map(renewal).collect()),
+        renewals: history.map(|_| newest_renewals(&o.term.renewals)),
+        renewals_total: history.map(|_| o.term.renewals.len()),
     }
+}
+
+fn newest_renewals(all: &[Renewal]) -> Vec<RenewalJson> {
+    let first = all.len().saturating_sub(RENEWALS_SHOWN);
+    all[first..].iter().map(renewal).collect()
 }
 
 fn renewal(r: &Renewal) -> RenewalJson {
@@ -314,11 +329,10 @@ pub fn payment_reply(record: &OrderRecord) -> OrderJson<'_> {
 }
 
 /// The order in a webhook event: the admin view without `statusHistory`
-/// (SPEC §10), renewals included.
+/// (SPEC §10) and without renewals, so an event's body does not grow with
+/// every renewal the order ever had (SPEC §12); the admin detail lists them.
 pub fn order_for_event(record: &OrderRecord) -> OrderJson<'_> {
-    let mut json = order(record, None);
-    json.renewals = Some(record.order.term.renewals.iter().map(renewal).collect());
-    json
+    order(record, None)
 }
 
 /// `{"data": value}`.

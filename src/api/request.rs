@@ -271,7 +271,9 @@ fn clip(text: &str) -> String {
 }
 
 const MAX_ID_LEN: usize = 64;
-const MAX_NOTE_LEN: usize = 1000;
+/// Stored free text (`notes`, `reason`) is bounded so repeated changes
+/// cannot grow the history without limit (SPEC §12).
+const MAX_NOTE_LEN: usize = crate::domain::MAX_FREE_TEXT;
 pub const MAX_SSH_KEYS: usize = 10;
 
 pub fn new_order(map: &Map<String, Value>) -> Result<NewOrder, AppError> {
@@ -448,7 +450,18 @@ pub fn payment_status(map: &Map<String, Value>) -> Result<(bool, Option<String>)
     f.finish(|| Some((paid?, notes)))
 }
 
-/// cancel body: `{"reason"?}`; absent body means no reason.
+/// A body for a route that takes no input (retry, backups, replay): absent or
+/// an empty JSON object. Any field is refused by name, as everywhere else: a
+/// client that believes it passes an option must learn that it does not.
+pub fn no_input(headers: &HeaderMap, body: &[u8]) -> Result<(), AppError> {
+    let Some(map) = json_object(headers, body, false)? else {
+        return Ok(());
+    };
+    Fields::new(&map, &[]).finish(|| Some(()))
+}
+
+/// cancel, suspend, unsuspend and the owner's terminate: `{"reason"?}`;
+/// absent body means no reason.
 pub fn cancel_reason(map: Option<&Map<String, Value>>) -> Result<Option<String>, AppError> {
     let Some(map) = map else {
         return Ok(None);
@@ -496,13 +509,20 @@ pub fn renewal(map: &Map<String, Value>) -> Result<Renewing, AppError> {
     })
 }
 
-/// expiry body: `{"expiresAt": RFC 3339, "reason"?}`.
+/// expiry body: `{"expiresAt": RFC 3339, "reason"?}`. An instant after
+/// 9999-12-31T23:59:59.999Z (reachable with a negative offset) has no
+/// four-digit year to render, so it is refused rather than stored.
 pub fn expiry_change(map: &Map<String, Value>) -> Result<(Millis, Option<String>), AppError> {
     let mut f = Fields::new(map, &["expiresAt", "reason"]);
     let at = f.text("expiresAt", true, 64);
     let parsed = at.as_deref().and_then(crate::domain::time::parse_rfc3339);
-    if at.is_some() && parsed.is_none() {
-        f.fail("expiresAt", "must be an RFC 3339 timestamp");
+    match parsed {
+        None if at.is_some() => f.fail("expiresAt", "must be an RFC 3339 timestamp"),
+        Some(ms) if !crate::domain::time::in_range(ms) => f.fail(
+            "expiresAt",
+            format!("must not be after {}", crate::domain::time::LATEST_TEXT),
+        ),
+        _ => {}
     }
     let reason = f.free_text("reason", MAX_NOTE_LEN);
     f.finish(|| Some((parsed?, reason)))

@@ -7,11 +7,12 @@ use warp::http::StatusCode;
 use super::{order_response, order_response_as, request, respond, Call, HttpResponse};
 use crate::error::AppError;
 
-/// The owner terminates (`POST /orders/{id}/terminate`, no body needed).
+/// The owner terminates (`POST /orders/{id}/terminate`, `{"reason"?}`, no
+/// body needed); the reason goes on the TERMINATED history row.
 pub async fn terminate_own(call: Call<'_>) -> Result<HttpResponse, AppError> {
-    request::json_object(call.headers, &call.body, false)?;
-    let id = request::order_id(call.id)?;
-    let record = call.state.orders.terminate_by_user(call.user(), id).await?;
+    let (reason, id) = call.reason_and_id()?;
+    let orders = &call.state.orders;
+    let record = orders.terminate_by_user(call.user(), id, reason).await?;
     Ok(order_response_as(
         super::json::View::Customer,
         StatusCode::OK,

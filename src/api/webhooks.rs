@@ -18,7 +18,7 @@ pub async fn list(call: Call<'_>) -> Result<HttpResponse, AppError> {
 }
 
 pub async fn replay(call: Call<'_>) -> Result<HttpResponse, AppError> {
-    request::json_object(call.headers, &call.body, false)?;
+    request::no_input(call.headers, &call.body)?;
     let id = request::order_id(call.id)?;
     let delivery = call.state.webhooks.replay(id).await?;
     Ok(json_response(

@@ -172,6 +172,12 @@ impl From<Rejection> for AppError {
             Rejection::Refused(Refused::Expired { expires_at }) => AppError::OrderExpired {
                 expires_at: super::time::format_millis(expires_at),
             },
+            Rejection::Refused(Refused::OutOfRange { field }) => {
+                AppError::invalid_fields(vec![FieldError::new(
+                    field,
+                    format!("would move expiresAt past {}", super::time::LATEST_TEXT),
+                )])
+            }
             Rejection::CouponLimit(limit) => AppError::InvalidCoupon {
                 reason: limit.reason().to_string(),
             },

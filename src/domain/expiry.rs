@@ -5,7 +5,7 @@
 use ::time::{Date, Month, OffsetDateTime};
 
 use super::order::{Order, OrderStatus, PlanDuration};
-use super::time::Millis;
+use super::time::{self, Millis};
 
 const DAY_MS: Millis = 86_400_000;
 
@@ -20,24 +20,28 @@ pub fn months_of(duration: PlanDuration) -> u32 {
 }
 
 /// `at` plus `months` calendar months: Jan 31 + 1 month = Feb 28 (29 in a leap
-/// year), the time of day kept. Saturates at the representable range.
+/// year), the time of day kept. Saturates at [`time::LATEST`]; where running
+/// past it must be refused rather than clamped, see [`checked_add_months`].
 pub fn add_months(at: Millis, months: u32) -> Millis {
-    let Ok(dt) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000) else {
-        return at;
-    };
+    checked_add_months(at, months).unwrap_or(time::LATEST)
+}
+
+/// [`add_months`], or `None` when `at` or the result is outside
+/// [`time::in_range`] (a renewal from 9999-12-31, say).
+pub fn checked_add_months(at: Millis, months: u32) -> Option<Millis> {
+    if !time::in_range(at) {
+        return None;
+    }
+    let dt = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000).ok()?;
     let index = i64::from(dt.year()) * 12 + i64::from(u8::from(dt.month())) - 1 + i64::from(months);
-    let (Ok(year), Ok(month)) = (
-        i32::try_from(index.div_euclid(12)),
-        Month::try_from(u8::try_from(index.rem_euclid(12) + 1).unwrap_or(1)),
-    ) else {
-        return Millis::MAX;
-    };
+    let year = i32::try_from(index.div_euclid(12)).ok()?;
+    let month = Month::try_from(u8::try_from(index.rem_euclid(12) + 1).ok()?).ok()?;
     let day = dt.day().min(month.length(year));
-    let Ok(date) = Date::from_calendar_date(year, month, day) else {
-        return Millis::MAX;
-    };
+    let date = Date::from_calendar_date(year, month, day).ok()?;
     let moved = dt.replace_date(date);
-    i64::try_from(moved.unix_timestamp_nanos() / 1_000_000).unwrap_or(Millis::MAX)
+    i64::try_from(moved.unix_timestamp_nanos() / 1_000_000)
+        .ok()
+        .filter(|ms| time::in_range(*ms))
 }
 
 /// The rules §9 applies after `expiresAt`, from `lifecycle.*` config.
@@ -174,6 +178,20 @@ mod tests {
             add_months(at("2024-11-15T00:00:00Z"), 2),
             at("2025-01-15T00:00:00Z")
         );
+    }
+
+    #[test]
+    fn months_past_year_9999_are_refused_or_saturate_never_wrap() {
+        let last_day = at("9999-12-31T00:00:00Z");
+        assert_eq!(checked_add_months(last_day, 1), None);
+        assert_eq!(checked_add_months(last_day, 0), Some(last_day));
+        assert_eq!(
+            checked_add_months(at("9999-11-30T23:59:59.999Z"), 1),
+            Some(at("9999-12-30T23:59:59.999Z"))
+        );
+        assert_eq!(checked_add_months(i64::MAX, 1), None);
+        assert_eq!(add_months(last_day, 12), time::LATEST);
+        assert_eq!(add_months(last_day, u32::MAX), time::LATEST);
     }
 
     #[test]

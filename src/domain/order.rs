@@ -6,6 +6,12 @@ use uuid::Uuid;
 use super::time::Millis;
 use super::wire::wire_enum;
 
+/// The most characters a history row's `reason` (from `notes` or `reason`)
+/// keeps: every status change writes a row, so unbounded text would let
+/// repetition grow the data file without limit (SPEC §12). Requests with more
+/// are refused; text vpsd writes itself (a provider's message) is cut.
+pub const MAX_FREE_TEXT: usize = 1000;
+
 wire_enum!(
     /// Where an order is in its life (SPEC §1). Stored as its index in `ALL`,
     /// so variants are only ever appended.

@@ -6,6 +6,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
+/// 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: the instants the
+/// SPEC's four-digit-year format can write. A timestamp vpsd stores from
+/// input or arithmetic stays inside them (SPEC §12 "Time stays in range").
+pub const EARLIEST: Millis = -62_167_219_200_000;
+pub const LATEST: Millis = 253_402_300_799_999;
+/// [`LATEST`] as written, for error messages.
+pub const LATEST_TEXT: &str = "9999-12-31T23:59:59.999Z";
+
+/// Whether `ms` can be stored and rendered as a four-digit-year timestamp.
+pub fn in_range(ms: Millis) -> bool {
+    (EARLIEST..=LATEST).contains(&ms)
+}
+
 pub fn now_millis() -> Millis {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
@@ -14,9 +27,11 @@ pub fn now_millis() -> Millis {
     }
 }
 
-/// `2024-01-15T10:00:00.000Z`. Out-of-range values are clamped to the epoch so a
-/// corrupt timestamp can never panic a response.
+/// `2024-01-15T10:00:00.000Z`. Out-of-range values (only a record written
+/// before the range was enforced can hold one) are clamped to the nearest end
+/// of [`EARLIEST`]..=[`LATEST`]: a far-future expiry must never read as 1970.
 pub fn format_millis(ms: Millis) -> String {
+    let ms = ms.clamp(EARLIEST, LATEST);
     let dt = ::time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(::time::OffsetDateTime::UNIX_EPOCH);
     let year = dt.year();
@@ -110,10 +125,24 @@ mod tests {
             ms += 123_456_789_013;
         }
         for ms in all {
-            let dt = ::time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-                .unwrap_or(::time::OffsetDateTime::UNIX_EPOCH);
+            let clamped = ms.clamp(EARLIEST, LATEST);
+            let dt =
+                ::time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(clamped) * 1_000_000)
+                    .unwrap_or(::time::OffsetDateTime::UNIX_EPOCH);
             assert_eq!(format_millis(ms), format_slow(dt), "{ms}");
         }
+    }
+
+    #[test]
+    fn nothing_out_of_range_reads_as_1970() {
+        assert_eq!(format_millis(LATEST), LATEST_TEXT);
+        assert_eq!(format_millis(LATEST + 1), LATEST_TEXT);
+        assert_eq!(format_millis(i64::MAX), LATEST_TEXT);
+        assert_eq!(format_millis(EARLIEST), "0000-01-01T00:00:00.000Z");
+        assert_eq!(format_millis(i64::MIN), "0000-01-01T00:00:00.000Z");
+        assert!(in_range(LATEST) && !in_range(LATEST + 1));
+        assert!(in_range(EARLIEST) && !in_range(EARLIEST - 1));
+        assert_eq!(parse_rfc3339(LATEST_TEXT), Some(LATEST));
     }
 
     #[test]

@@ -13,12 +13,17 @@ use crate::error::AppError;
 
 impl OrderService {
     /// The owner ends their server (USER_DELETED); another user's order is 403
-    /// whatever its status.
-    pub async fn terminate_by_user(&self, user: &str, id: Uuid) -> Result<OrderRecord, AppError> {
+    /// whatever its status. `note` is the owner's reason, kept on the row.
+    pub async fn terminate_by_user(
+        &self,
+        user: &str,
+        id: Uuid,
+        note: Option<String>,
+    ) -> Result<OrderRecord, AppError> {
         self.get_for_user(user, id).await?;
         let command = Command::Terminate {
             reason: TerminationReason::UserDeleted,
-            note: None,
+            note,
         };
         let actor = Actor::User(user.to_string());
         self.act(id, command, actor, Some(user.to_string())).await

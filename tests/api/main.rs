@@ -20,6 +20,7 @@ mod orders;
 mod payment;
 mod per_address;
 mod persistence;
+mod probing;
 mod provisioning;
 mod v1_compat;
 mod webhooks;

@@ -151,6 +151,16 @@ fn a_users_view_of_an_order_follows_every_change_at_once() {
     assert_eq!(moved.status, 200, "{}", moved.text);
     assert_eq!(read("alice")["expiresAt"], expires);
 
+    // An admin suspension is the admin's to end; once lifted, the owner can.
+    let held = app.post_empty(&format!("{path}/terminate"), Auth::User("alice"));
+    assert_eq!(held.status, 409, "{}", held.text);
+    assert_eq!(read("alice")["status"], "SUSPENDED");
+    let lifted = app.post_empty(
+        &format!("/api/v1/internal/orders/{id}/unsuspend"),
+        Auth::Admin,
+    );
+    assert_eq!(lifted.status, 200, "{}", lifted.text);
+    assert_eq!(read("alice")["status"], "ACTIVE");
     let ended = app.post_empty(&format!("{path}/terminate"), Auth::User("alice"));
     assert_eq!(ended.status, 200, "{}", ended.text);
     assert_eq!(read("alice")["status"], "TERMINATED");

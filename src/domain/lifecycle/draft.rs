@@ -6,7 +6,7 @@ use crate::domain::new_id;
 
 use crate::domain::droplet::DropletAction;
 use crate::domain::expiry::{self, Policy};
-use crate::domain::order::{Actor, HistoryEntry, HistoryStatus, Order, OrderStatus};
+use crate::domain::order::{Actor, HistoryEntry, HistoryStatus, Order, OrderStatus, MAX_FREE_TEXT};
 use crate::domain::record::OrderRecord;
 use crate::domain::task::{PendingAction, ProvisioningTask};
 use crate::domain::time::Millis;
@@ -70,6 +70,16 @@ impl EventType {
             HistoryStatus::Renewed => EventType::Renewed,
             HistoryStatus::ExpiryChanged => EventType::ExpiryChanged,
         }
+    }
+}
+
+/// `text` cut to [`MAX_FREE_TEXT`] characters. Requests are refused past it
+/// at the edge; this bounds what the system writes itself (a provider's
+/// error message on a FAILED row).
+fn clip_free_text(text: String) -> String {
+    match text.char_indices().nth(MAX_FREE_TEXT) {
+        Some((end, _)) => text[..end].to_string(),
+        None => text,
     }
 }
 
@@ -182,7 +192,7 @@ impl<'a> Draft<'a> {
             previous_status: previous,
             new_status,
             actor: self.actor.clone(),
-            reason,
+            reason: reason.map(clip_free_text),
             metadata,
             created_at: self.now,
         });

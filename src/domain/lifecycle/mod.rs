@@ -181,6 +181,11 @@ pub enum Refused {
     Expired {
         expires_at: Millis,
     },
+    /// The new `expiresAt` would be outside [`super::time::in_range`]; `field`
+    /// is the request field that took it there (400 naming it).
+    OutOfRange {
+        field: &'static str,
+    },
 }
 
 /// The status every accepted payment event starts from: the table allows PAID
@@ -229,10 +234,12 @@ pub fn decide(
     };
     let from = record.order.status;
     let outcome = outcome(from, event).map_err(Refused::Status)?;
-    if event == Event::Unsuspend {
-        term::check_not_expired(&draft)?;
+    match event {
+        Event::Unsuspend => term::check_not_expired(&draft)?,
+        Event::TerminateByOwner => term::check_not_held_by_admin(&draft, event)?,
+        _ => {}
     }
-    term::apply(&mut draft, command, outcome);
+    term::apply(&mut draft, command, outcome)?;
     Ok(draft.finish())
 }
 

@@ -6,17 +6,18 @@ use crate::domain::new_id;
 use serde_json::json;
 
 use super::draft::{CouponEffect, Draft, EventType, OutEvent};
-use super::{Command, Outcome, Refused, Renewing, PAID_BY_OVERRIDE};
+use super::{Command, Conflict, Event, Outcome, Refused, Renewing, PAID_BY_OVERRIDE};
 use crate::domain::droplet::DropletAction;
-use crate::domain::expiry::{self, add_months, months_of};
+use crate::domain::expiry::{self, add_months, checked_add_months, months_of};
 use crate::domain::order::{
     HistoryStatus, OrderStatus, Renewal, RenewalType, SuspendReason, TerminationReason,
 };
 use crate::domain::task::ProvisioningTask;
-use crate::domain::time::{format_millis, Millis};
+use crate::domain::time::{self, format_millis, Millis};
 
 /// Applies an allowed command (its outcome already checked against the table).
-pub(super) fn apply(d: &mut Draft<'_>, command: Command, outcome: Outcome) {
+/// Refused only when a new `expiresAt` would leave the representable range.
+pub(super) fn apply(d: &mut Draft<'_>, command: Command, outcome: Outcome) -> Result<(), Refused> {
     match command {
         Command::Pay { notes } => {
             d.order.paid_at = Some(d.now);
@@ -61,10 +62,11 @@ pub(super) fn apply(d: &mut Draft<'_>, command: Command, outcome: Outcome) {
         Command::Suspend { reason } => suspend(d, SuspendReason::Admin, reason),
         Command::Unsuspend { reason } => resume(d, reason),
         Command::Terminate { reason, note } => terminate(d, reason, note),
-        Command::Renew(renewing) => renew(d, renewing),
-        Command::SetExpiry { at, reason } => change_expiry(d, at, reason),
+        Command::Renew(renewing) => return renew(d, renewing),
+        Command::SetExpiry { at, reason } => return change_expiry(d, at, reason),
         Command::Tick => tick(d),
     }
+    Ok(())
 }
 
 fn moved(d: &mut Draft<'_>, outcome: Outcome, reason: Option<String>, metadata: Option<String>) {
@@ -74,7 +76,8 @@ fn moved(d: &mut Draft<'_>, outcome: Outcome, reason: Option<String>, metadata: 
     }
 }
 
-/// First ACTIVE: the paid period starts now.
+/// First ACTIVE: the paid period starts now. `add_months` saturates at the
+/// last representable instant, which no real clock comes near.
 fn activate(d: &mut Draft<'_>) {
     let term = &mut d.order.term;
     term.activated_at = Some(d.now);
@@ -105,6 +108,21 @@ fn terminate(d: &mut Draft<'_>, why: TerminationReason, note: Option<String>) {
     d.owe(DropletAction::Delete);
 }
 
+/// The owner may end a server suspended for expiry, but not one an admin
+/// suspended: the shop may need that server as it is (abuse evidence, a
+/// dispute), so only the admin ends that suspension (SPEC §12).
+pub(super) fn check_not_held_by_admin(d: &Draft<'_>, event: Event) -> Result<(), Refused> {
+    let held = d.order.status == OrderStatus::Suspended
+        && d.order.term.suspend_reason == Some(SuspendReason::Admin);
+    if held {
+        return Err(Refused::Status(Conflict {
+            current: d.order.status,
+            event,
+        }));
+    }
+    Ok(())
+}
+
 /// Unsuspend is refused while the period is over and enforcement would only
 /// suspend the order again at the next sweep.
 pub(super) fn check_not_expired(d: &Draft<'_>) -> Result<(), Refused> {
@@ -117,11 +135,13 @@ pub(super) fn check_not_expired(d: &Draft<'_>) -> Result<(), Refused> {
 }
 
 /// New `expiresAt` = (the later of `expiresAt` and now) + periods x duration,
-/// one step of periods x months from that base.
-fn renew(d: &mut Draft<'_>, r: Renewing) {
+/// one step of periods x months from that base. Past year 9999 it is refused
+/// naming `periods`: the periods asked for are what does not fit.
+fn renew(d: &mut Draft<'_>, r: Renewing) -> Result<(), Refused> {
     let base = d.order.term.expires_at.unwrap_or(d.now).max(d.now);
     let months = r.periods.saturating_mul(months_of(d.order.duration));
-    let new_expiry = add_months(base, months);
+    let new_expiry =
+        checked_add_months(base, months).ok_or(Refused::OutOfRange { field: "periods" })?;
     let entry = RenewalEntry {
         kind: r.renewal_type,
         periods: r.periods,
@@ -129,9 +149,15 @@ fn renew(d: &mut Draft<'_>, r: Renewing) {
         new_expiry,
     };
     extend(d, entry, HistoryStatus::Renewed, r.notes);
+    Ok(())
 }
 
-fn change_expiry(d: &mut Draft<'_>, at: Millis, reason: Option<String>) {
+/// The API refuses such an instant already; checked here too so no caller
+/// can store one.
+fn change_expiry(d: &mut Draft<'_>, at: Millis, reason: Option<String>) -> Result<(), Refused> {
+    if !time::in_range(at) {
+        return Err(Refused::OutOfRange { field: "expiresAt" });
+    }
     let entry = RenewalEntry {
         kind: RenewalType::AdminExtension,
         periods: 0,
@@ -139,6 +165,7 @@ fn change_expiry(d: &mut Draft<'_>, at: Millis, reason: Option<String>) {
         new_expiry: at,
     };
     extend(d, entry, HistoryStatus::ExpiryChanged, reason);
+    Ok(())
 }
 
 struct RenewalEntry {

@@ -52,6 +52,17 @@ fn command(i: usize, now: Millis) -> Command {
             at: now + 2 * DAY,
             reason: None,
         },
+        // The edge of time: renewals from here must be refused, never wrap.
+        14 => Command::SetExpiry {
+            at: crate::domain::time::LATEST - DAY,
+            reason: None,
+        },
+        15 => Command::Renew(Renewing {
+            periods: 12,
+            amount: 0,
+            renewal_type: RenewalType::AutoRenewal,
+            notes: None,
+        }),
         _ => Command::Tick,
     }
 }
@@ -130,7 +141,7 @@ fn policies() -> impl Strategy<Value = Policy> {
 proptest! {
     #[test]
     fn any_command_sequence_keeps_the_invariants(
-        steps in proptest::collection::vec((0usize..15, 0i64..40), 0..50),
+        steps in proptest::collection::vec((0usize..17, 0i64..40), 0..50),
         policy in policies(),
     ) {
         let (mut record, mut history) = new_record();
@@ -150,6 +161,10 @@ proptest! {
                     if i == 0 {
                         ever_paid = true;
                     }
+                    if i == 9 {
+                        // An admin suspension is the admin's to end.
+                        prop_assert_ne!(before.term.suspend_reason, Some(SuspendReason::Admin));
+                    }
                     persist(&mut record, &change);
                     history.extend(change.history);
                 }
@@ -160,7 +175,13 @@ proptest! {
                     prop_assert!(policy.enforce && expires_at <= now);
                     prop_assert_eq!(before.status, OrderStatus::Suspended);
                 }
+                Err(Refused::OutOfRange { field }) => {
+                    prop_assert_eq!(field, "periods");
+                    prop_assert!(i == 11 || i == 15);
+                }
             }
+            let in_range = record.order.term.expires_at.is_none_or(crate::domain::time::in_range);
+            prop_assert!(in_range, "expiresAt left the representable range");
             let o = &record.order;
             prop_assert!(reachable(o.status));
             prop_assert_eq!(o.paid_at.is_some(), ever_paid);
@@ -338,6 +359,79 @@ fn renewing_a_suspension_for_expiry_resumes_with_two_rows() {
         task.action.as_ref().map(|a| a.action),
         Some(DropletAction::PowerOn)
     );
+}
+
+#[test]
+fn owner_cannot_terminate_an_admin_suspension() {
+    let policy = Policy::default();
+    let owner_terminates = command(9, 6);
+    let mut record = active_record(0);
+    let change = decide(&record, command(7, 5), &Actor::Admin(None), 5, &policy).unwrap();
+    persist(&mut record, &change);
+    let user = Actor::User("u".into());
+    let refused = decide(&record, owner_terminates.clone(), &user, 6, &policy);
+    let conflict = Conflict {
+        current: OrderStatus::Suspended,
+        event: Event::TerminateByOwner,
+    };
+    assert_eq!(refused, Err(Refused::Status(conflict)));
+    assert_eq!(conflict.event.requested_status(), HistoryStatus::Terminated);
+    // The admin still can.
+    let admin = decide(&record, command(10, 6), &Actor::Admin(None), 6, &policy).unwrap();
+    assert_eq!(admin.order.status, OrderStatus::Terminated);
+}
+
+#[test]
+fn owner_can_terminate_an_expiry_suspension() {
+    let policy = Policy {
+        enforce: true,
+        ..Policy::default()
+    };
+    let mut record = active_record(0);
+    let after = record.order.term.expires_at.unwrap() + 1;
+    let change = decide(&record, Command::Tick, &Actor::System, after, &policy).unwrap();
+    persist(&mut record, &change);
+    assert_eq!(
+        record.order.term.suspend_reason,
+        Some(SuspendReason::Expired)
+    );
+    let user = Actor::User("u".into());
+    let change = decide(&record, command(9, after), &user, after, &policy).unwrap();
+    assert_eq!(change.order.status, OrderStatus::Terminated);
+}
+
+#[test]
+fn a_renewal_past_year_9999_is_refused_naming_periods() {
+    let policy = Policy::default();
+    let mut record = active_record(0);
+    let last_day = crate::domain::time::parse_rfc3339("9999-12-31T00:00:00Z").unwrap();
+    let set = Command::SetExpiry {
+        at: last_day,
+        reason: None,
+    };
+    let change = decide(&record, set, &Actor::Admin(None), 5, &policy).unwrap();
+    persist(&mut record, &change);
+    let refused = decide(&record, command(11, 6), &Actor::Admin(None), 6, &policy);
+    assert_eq!(refused, Err(Refused::OutOfRange { field: "periods" }));
+    let too_late = Command::SetExpiry {
+        at: crate::domain::time::LATEST + 1,
+        reason: None,
+    };
+    let refused = decide(&record, too_late, &Actor::Admin(None), 6, &policy);
+    assert_eq!(refused, Err(Refused::OutOfRange { field: "expiresAt" }));
+}
+
+#[test]
+fn history_text_is_kept_to_1000_characters() {
+    let (mut record, _) = new_record();
+    record.order.status = OrderStatus::Provisioning;
+    let failed = Command::ProvisioningFailed {
+        message: "é".repeat(5000),
+        metadata: None,
+    };
+    let change = decide(&record, failed, &Actor::System, 5, &Policy::default()).unwrap();
+    let reason = change.history[0].reason.as_deref().unwrap_or("");
+    assert_eq!(reason.chars().count(), crate::domain::MAX_FREE_TEXT);
 }
 
 fn add_month(at: Millis) -> Millis {
