@@ -1085,3 +1085,37 @@ fn webhooks_page_tells_no_endpoint_from_no_match_and_reads_filters_like_the_api(
     let page = b.get("/admin/webhooks?page=9");
     assert!(page.text.contains("This page is past the last one."));
 }
+
+/// SPEC §12 "Nothing grows with repetition": the Order page lists the 50
+/// newest renewals, as the admin API does, and says how many there are.
+#[test]
+fn the_order_page_lists_the_newest_fifty_renewals_and_the_total() {
+    let app = spawn_app();
+    let id = app.create_order("u-many-renewals").id();
+    assert_eq!(app.pay(&id).status, 200);
+    app.wait_for_status(&id, &["ACTIVE"], Duration::from_secs(30));
+    for day in 1..=55 {
+        let r = app.post_json(
+            &format!("/api/v1/internal/orders/{id}/expiry"),
+            Auth::Admin,
+            &serde_json::json!({"expiresAt": format!("2031-01-{:02}T00:00:00Z", day % 28 + 1)}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let mut b = Browser::new(&app);
+    b.login("alice");
+    let page = b.get(&format!("/admin/orders/{id}"));
+    assert_eq!(page.status, 200);
+    let section = page
+        .text
+        .split("id=\"renewals-h\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .expect("a Renewals section");
+    assert_eq!(
+        section.matches("<tr>").count(),
+        50 + 1,
+        "50 rows and the header"
+    );
+    assert!(section.contains("The 50 newest of 55"), "{section}");
+}

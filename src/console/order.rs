@@ -170,8 +170,12 @@ fn task(record: &OrderRecord) -> Markup {
     }
 }
 
+/// The newest renewals, as many as the admin API shows (SPEC §12: a page
+/// must not grow with every expiry change), and how many there are.
 fn renewals(record: &OrderRecord) -> Markup {
-    let list = &record.order.term.renewals;
+    let all = &record.order.term.renewals;
+    let shown = crate::api::json::RENEWALS_SHOWN;
+    let list = &all[all.len().saturating_sub(shown)..];
     let c = record.order.pricing.currency.as_str();
     html! {
         section aria-labelledby="renewals-h" {
@@ -179,6 +183,9 @@ fn renewals(record: &OrderRecord) -> Markup {
             @if list.is_empty() {
                 p.empty { "No renewals or expiry changes yet." }
             } @else {
+                @if all.len() > list.len() {
+                    p.hint { "The " (list.len()) " newest of " (all.len()) "; the history below has every change." }
+                }
                 div.table role="region" aria-label="Renewals" tabindex="0" {
                     table {
                         thead { tr { th scope="col" { "When" } th scope="col" { "Type" } th scope="col" { "Periods" } th scope="col" { "Amount" } th scope="col" { "Expiry" } th scope="col" { "By" } } }
