@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use warp::http::HeaderMap;
 
-use super::verified::{self, Validity, Verified};
+use super::token_cache::{self, TokenCache, Validity};
 use crate::config::{AuthConfig, JwtAlgorithm};
 use crate::error::AppError;
 
@@ -18,7 +18,7 @@ pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
     /// Tokens that passed, re-checked for `exp`/`nbf` at every use.
-    verified: Verified,
+    verified: TokenCache,
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,10 +37,10 @@ impl Claims {
     /// `None` when a time claim is not a plain NumericDate: such a token is
     /// verified in full every time rather than cached.
     fn validity(&self) -> Option<Validity> {
-        let exp = verified::numeric_date(self.exp.as_ref()?)?;
+        let exp = token_cache::numeric_date(self.exp.as_ref()?)?;
         let nbf = match &self.nbf {
             None => None,
-            Some(v) => Some(verified::numeric_date(v)?),
+            Some(v) => Some(token_cache::numeric_date(v)?),
         };
         Some(Validity { exp, nbf })
     }
@@ -105,14 +105,14 @@ impl JwtVerifier {
         Ok(JwtVerifier {
             key,
             validation,
-            verified: Verified::default(),
+            verified: TokenCache::default(),
         })
     }
 
     /// The caller's user id (`sub`), or 401.
     pub fn user(&self, headers: &HeaderMap) -> Result<String, AppError> {
         let token = bearer(headers)?;
-        let now = verified::now_secs();
+        let now = token_cache::now_secs();
         if let Some(sub) = now.and_then(|now| self.verified.get(token, now)) {
             return Ok(sub);
         }

@@ -12,12 +12,12 @@ pub mod error;
 pub mod json;
 pub mod request;
 pub mod routes;
-mod verified;
+mod token_cache;
 
 mod internal;
 mod ops;
 mod orders;
-mod term;
+mod paid_period;
 mod webhooks;
 
 use std::net::IpAddr;

@@ -9,7 +9,7 @@ use std::pin::Pin;
 
 use warp::http::Method;
 
-use super::{internal, ops, orders, term, webhooks, Call, HttpResponse};
+use super::{internal, ops, orders, paid_period, webhooks, Call, HttpResponse};
 use crate::error::AppError;
 
 /// Who may call a route.
@@ -115,37 +115,37 @@ pub static ROUTES: &[Route] = &[
         "/api/v1/orders/{id}/terminate",
         POST,
         Access::User,
-        handler!(term::terminate_own),
+        handler!(paid_period::terminate_own),
     ),
     route(
         "/api/v1/internal/orders/{id}/suspend",
         POST,
         Access::Internal,
-        handler!(term::suspend),
+        handler!(paid_period::suspend),
     ),
     route(
         "/api/v1/internal/orders/{id}/unsuspend",
         POST,
         Access::Internal,
-        handler!(term::unsuspend),
+        handler!(paid_period::unsuspend),
     ),
     route(
         "/api/v1/internal/orders/{id}/terminate",
         POST,
         Access::Internal,
-        handler!(term::terminate),
+        handler!(paid_period::terminate),
     ),
     route(
         "/api/v1/internal/orders/{id}/renewals",
         POST,
         Access::Internal,
-        handler!(term::renew),
+        handler!(paid_period::renew),
     ),
     route(
         "/api/v1/internal/orders/{id}/expiry",
         POST,
         Access::Internal,
-        handler!(term::expiry),
+        handler!(paid_period::expiry),
     ),
     route(
         "/api/v1/internal/webhooks/deliveries",

@@ -7,9 +7,9 @@ pub mod console;
 pub mod idempotency;
 pub mod ops;
 pub mod orders;
+pub mod paid_period;
 pub mod pricing;
 pub mod rate_limit;
-pub mod term;
 pub mod webhooks;
 
 pub use crate::store::Replay;

@@ -6,10 +6,10 @@
 //! `Order::status`.
 //!
 //! `mod.rs` holds the vocabulary and the transition table; [`draft`] builds a
-//! change row by row; [`term`] holds what happens after ACTIVE (§9).
+//! change row by row; [`paid_period`] holds what happens after ACTIVE (§9).
 
 mod draft;
-mod term;
+mod paid_period;
 
 use super::expiry::Policy;
 use super::order::{Actor, HistoryStatus, Order, OrderStatus, TerminationReason};
@@ -229,17 +229,17 @@ pub fn decide(
 ) -> Result<Change, Refused> {
     let mut draft = Draft::new(record, actor, now, policy);
     let Some(event) = command.event() else {
-        term::tick(&mut draft);
+        paid_period::tick(&mut draft);
         return Ok(draft.finish());
     };
     let from = record.order.status;
     let outcome = outcome(from, event).map_err(Refused::Status)?;
     match event {
-        Event::Unsuspend => term::check_not_expired(&draft)?,
-        Event::TerminateByOwner => term::check_not_held_by_admin(&draft, event)?,
+        Event::Unsuspend => paid_period::check_not_expired(&draft)?,
+        Event::TerminateByOwner => paid_period::check_not_held_by_admin(&draft, event)?,
         _ => {}
     }
-    term::apply(&mut draft, command, outcome)?;
+    paid_period::apply(&mut draft, command, outcome)?;
     Ok(draft.finish())
 }
 

@@ -40,11 +40,11 @@ struct Entry {
 }
 
 #[derive(Default)]
-pub struct Verified {
+pub struct TokenCache {
     entries: Mutex<HashMap<Box<str>, Entry>>,
 }
 
-impl Verified {
+impl TokenCache {
     /// The `sub` of `token` if it was verified before and is valid at `now`.
     pub fn get(&self, token: &str, now: u64) -> Option<String> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn a_cached_token_expires_on_the_second() {
-        let cache = Verified::default();
+        let cache = TokenCache::default();
         cache.remember("t", "alice", until(100), 90);
         assert_eq!(cache.get("t", 99).as_deref(), Some("alice"));
         // jsonwebtoken still accepts exp == now; one second later it does not.
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn not_before_is_honoured_and_expired_tokens_are_not_stored() {
-        let cache = Verified::default();
+        let cache = TokenCache::default();
         let later = Validity {
             exp: 200,
             nbf: Some(150),
@@ -139,13 +139,13 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded() {
-        let cache = Verified::default();
+        let cache = TokenCache::default();
         for i in 0..(3 * MAX_ENTRIES) {
             cache.remember(&format!("token-{i}"), "u", until(1000), 1);
             assert!(cache.len() <= MAX_ENTRIES);
         }
         // Expired entries go first when the cache is full.
-        let cache = Verified::default();
+        let cache = TokenCache::default();
         for i in 0..MAX_ENTRIES {
             cache.remember(&format!("short-{i}"), "u", until(5), 1);
         }
