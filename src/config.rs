@@ -783,14 +783,8 @@ impl Config {
             );
         }
         // The token rides on every request: plain http only to this machine.
-        if !d.api_url.starts_with("https://") && !is_loopback_url(&d.api_url) {
-            return invalid(
-                "cloud.digitalocean.api_url",
-                format!(
-                    "{:?} must be https (plain http is allowed only to a loopback host)",
-                    mask_url(&d.api_url)
-                ),
-            );
+        if let Err(problem) = require_https_unless_loopback(&d.api_url) {
+            return invalid("cloud.digitalocean.api_url", problem);
         }
         if d.default_region.trim().is_empty() {
             return invalid("cloud.digitalocean.default_region", "must not be empty");
@@ -916,18 +910,36 @@ fn is_http_url(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
 }
 
-/// `scheme://user:pass@host/...` -> `scheme://***@host/...`: credentials in a
-/// URL are secrets like any other.
+/// `scheme://user:pass@host/path?query` -> `scheme://***@host/path?***`:
+/// credentials and query strings in a URL are secrets like any other (receivers
+/// commonly take a `?token=`). A fragment is hidden the same way.
 pub fn mask_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}://***@{}{tail}", &authority[at + 1..]),
-        None => url.to_string(),
+    let host = authority.rfind('@').map_or(authority.to_string(), |at| {
+        format!("***@{}", &authority[at + 1..])
+    });
+    let tail = match tail.find(['?', '#']) {
+        Some(at) => format!("{}{}***", &tail[..at], &tail[at..at + 1]),
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{host}{tail}")
+}
+
+/// What every outbound URL that carries a secret (DigitalOcean's token, a
+/// webhook's signature and URL) must satisfy: https, or plain http only to
+/// this machine. The problem names the URL masked.
+pub(crate) fn require_https_unless_loopback(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") || is_loopback_url(url) {
+        return Ok(());
     }
+    Err(format!(
+        "{:?} must be https (plain http is allowed only to a loopback host)",
+        mask_url(url)
+    ))
 }
 
 /// Whether the URL's host is `localhost` or a loopback address.
