@@ -535,3 +535,49 @@ fn webhook_urls_are_masked_and_must_be_https_unless_loopback() {
     }
 }
 
+/// SPEC §12 "Start-up tightens": a data file or backup folder that someone
+/// made readable by others is 0600 / 0700 once vpsd has started, with a
+/// warning naming it; a private one is left alone, without a warning.
+#[test]
+fn start_up_tightens_a_data_file_and_backup_dir_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let config = write_config(
+        dir.path(),
+        &format!("[backup]\ndir = \"{}\"\n", backups.display()),
+    );
+    let data = dir.path().join("vpsd.redb");
+    std::fs::write(&data, b"").unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::create_dir(&backups).unwrap();
+    std::fs::set_permissions(&backups, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    let (mut child, lines, _rx) = serve_json(&config, &[], dir.path());
+    unsafe_kill(child.id(), 15);
+    child.wait().unwrap();
+    assert_eq!(mode(&data), 0o600);
+    assert_eq!(mode(&backups), 0o700);
+    let warned = |what: &str, path: &Path| {
+        lines.iter().any(|l| {
+            l["level"] == "WARN"
+                && l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(what))
+                && l["fields"]["path"] == path.display().to_string()
+        })
+    };
+    assert!(warned("data file", &data), "{lines:?}");
+    assert!(warned("backup directory", &backups), "{lines:?}");
+
+    let (mut child, lines, _rx) = serve_json(&config, &[], dir.path());
+    unsafe_kill(child.id(), 15);
+    child.wait().unwrap();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.to_string().contains("readable by others")),
+        "{lines:?}"
+    );
+}
