@@ -144,6 +144,7 @@ impl App {
             config.catalog.currency.clone(),
             config.allowed_regions(),
             config.server.order_rate_limit_per_minute,
+            config.idempotency.max_keys_per_user,
             provisioner_wake.clone(),
         );
         let backups = Arc::new(BackupService::new(

@@ -22,6 +22,7 @@ pub struct Config {
     pub provisioning: ProvisioningConfig,
     pub lifecycle: LifecycleConfig,
     pub webhooks: crate::webhooks::config::WebhooksConfig,
+    pub idempotency: IdempotencyConfig,
     pub backup: BackupConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
@@ -279,6 +280,23 @@ impl LifecycleConfig {
 
 fn seconds_to_ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// `Idempotency-Key`s (SPEC §2, §12).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencyConfig {
+    /// Live keys one user may hold (the internal API counts as one caller);
+    /// beyond it, 429 until keys expire, so keys cannot fill the disk.
+    pub max_keys_per_user: u64,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        IdempotencyConfig {
+            max_keys_per_user: crate::service::idempotency::DEFAULT_MAX_KEYS_PER_USER,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -678,6 +696,12 @@ impl Config {
         self.validate_lifecycle()?;
         if let Err((key, problem)) = self.webhooks.validate() {
             return invalid(key, problem);
+        }
+        if self.idempotency.max_keys_per_user == 0 {
+            return invalid(
+                "idempotency.max_keys_per_user",
+                "must be at least 1 (0 would refuse every Idempotency-Key)",
+            );
         }
         self.validate_backup()?;
         self.validate_admin()?;

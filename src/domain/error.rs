@@ -86,6 +86,8 @@ pub enum AppError {
     // Stored in idempotency records by variant index: append only.
     #[error("webhook delivery not found")]
     DeliveryNotFound,
+    #[error("this caller already holds {limit} live Idempotency-Keys (idempotency.max_keys_per_user); try again in {retry_after_secs} s")]
+    IdempotencyKeysExhausted { limit: u64, retry_after_secs: u64 },
 }
 
 impl AppError {
@@ -116,7 +118,21 @@ impl AppError {
                 | AppError::CatalogUnavailable(_)
                 | AppError::StorageUnavailable(_)
                 | AppError::RateLimited { .. }
+                | AppError::IdempotencyKeysExhausted { .. }
         )
+    }
+}
+
+impl AppError {
+    /// The seconds a 429 asks the client to wait (`Retry-After`).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            AppError::RateLimited { retry_after_secs }
+            | AppError::IdempotencyKeysExhausted {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
     }
 }
 

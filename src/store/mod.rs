@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod codec;
+pub mod idempotency;
 mod migrate;
 pub mod outbox;
 pub mod read;
@@ -119,6 +120,8 @@ pub enum Maintenance {
     },
     /// Deletes idempotency keys that expired at or before `now`; returns how many.
     SweepIdempotency { now: i64 },
+    /// The same for one caller's keys only (at its key limit).
+    SweepIdempotencyScope { scope: String, now: i64 },
     /// Webhook attempts' results; returns how many were still current.
     RecordAttempts(Vec<outbox::AttemptRecord>),
     /// Queues a delivery again; returns 0 when there is no such delivery.
