@@ -143,6 +143,7 @@ impl App {
             config.catalog.currency.clone(),
             config.allowed_regions(),
             config.server.order_rate_limit_per_minute,
+            config.idempotency.max_keys_per_user,
             provisioner_wake.clone(),
         );
         let backups = Arc::new(BackupService::new(
@@ -366,7 +367,8 @@ async fn start_webhooks(
 }
 
 /// Opens the data file off the async workers: redb's open can repair a file
-/// after a crash, which takes as long as the file is large.
+/// after a crash, which takes as long as the file is large. The backup folder
+/// is checked here too, so both copies of the data are private before serving.
 async fn open_store(config: &Config) -> Result<Store, StartError> {
     let path = config.storage.path.clone();
     let cache = usize::try_from(config.storage.cache_mb << 20).unwrap_or(usize::MAX);
@@ -375,10 +377,14 @@ async fn open_store(config: &Config) -> Result<Store, StartError> {
         outbox: config.webhooks.outbox(),
         quick_repair: config.storage.quick_repair,
     };
-    let store = tokio::task::spawn_blocking(move || Store::open_with(&path, cache, rules))
-        .await
-        .map_err(StartFailure::StoreTask)?
-        .map_err(StartFailure::Store)?;
+    let backups = config.backup.dir.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        crate::store::backup::tighten_dir(&backups);
+        Store::open_with(&path, cache, rules)
+    })
+    .await
+    .map_err(StartFailure::StoreTask)?
+    .map_err(StartFailure::Store)?;
     Ok(store)
 }
 

@@ -22,6 +22,7 @@ pub struct Config {
     pub provisioning: ProvisioningConfig,
     pub lifecycle: LifecycleConfig,
     pub webhooks: crate::webhooks::config::WebhooksConfig,
+    pub idempotency: IdempotencyConfig,
     pub backup: BackupConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
@@ -284,6 +285,23 @@ impl LifecycleConfig {
 
 fn seconds_to_ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// `Idempotency-Key`s (SPEC §2, §12).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencyConfig {
+    /// Live keys one user may hold (the internal API counts as one caller);
+    /// beyond it, 429 until keys expire, so keys cannot fill the disk.
+    pub max_keys_per_user: u64,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        IdempotencyConfig {
+            max_keys_per_user: crate::service::idempotency::DEFAULT_MAX_KEYS_PER_USER,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -684,6 +702,12 @@ impl Config {
         if let Err((key, problem)) = self.webhooks.validate() {
             return invalid(key, problem);
         }
+        if self.idempotency.max_keys_per_user == 0 {
+            return invalid(
+                "idempotency.max_keys_per_user",
+                "must be at least 1 (0 would refuse every Idempotency-Key)",
+            );
+        }
         self.validate_backup()?;
         self.validate_admin()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
@@ -788,14 +812,8 @@ impl Config {
             );
         }
         // The token rides on every request: plain http only to this machine.
-        if !d.api_url.starts_with("https://") && !is_loopback_url(&d.api_url) {
-            return invalid(
-                "cloud.digitalocean.api_url",
-                format!(
-                    "{:?} must be https (plain http is allowed only to a loopback host)",
-                    mask_url(&d.api_url)
-                ),
-            );
+        if let Err(problem) = require_https_unless_loopback(&d.api_url) {
+            return invalid("cloud.digitalocean.api_url", problem);
         }
         if d.default_region.trim().is_empty() {
             return invalid("cloud.digitalocean.default_region", "must not be empty");
@@ -921,18 +939,36 @@ fn is_http_url(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
 }
 
-/// `scheme://user:pass@host/...` -> `scheme://***@host/...`: credentials in a
-/// URL are secrets like any other.
+/// `scheme://user:pass@host/path?query` -> `scheme://***@host/path?***`:
+/// credentials and query strings in a URL are secrets like any other (receivers
+/// commonly take a `?token=`). A fragment is hidden the same way.
 pub fn mask_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}://***@{}{tail}", &authority[at + 1..]),
-        None => url.to_string(),
+    let host = authority.rfind('@').map_or(authority.to_string(), |at| {
+        format!("***@{}", &authority[at + 1..])
+    });
+    let tail = match tail.find(['?', '#']) {
+        Some(at) => format!("{}{}***", &tail[..at], &tail[at..at + 1]),
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{host}{tail}")
+}
+
+/// What every outbound URL that carries a secret (DigitalOcean's token, a
+/// webhook's signature and URL) must satisfy: https, or plain http only to
+/// this machine. The problem names the URL masked.
+pub(crate) fn require_https_unless_loopback(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") || is_loopback_url(url) {
+        return Ok(());
     }
+    Err(format!(
+        "{:?} must be https (plain http is allowed only to a loopback host)",
+        mask_url(url)
+    ))
 }
 
 /// Whether the URL's host is `localhost` or a loopback address.

@@ -463,3 +463,121 @@ fn unsafe_kill(pid: u32, signal: i32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// SPEC §12 "Secrets in URLs": a webhook URL's query (a receiver's token) is
+/// masked like its credentials in `vpsd config`, and plain http to a host
+/// other than loopback stops start-up in one line naming the key.
+#[test]
+fn webhook_urls_are_masked_and_must_be_https_unless_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = |url: &str| {
+        format!(
+            "[[webhooks.endpoints]]\nurl = \"{url}\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"
+        )
+    };
+    let https = write_config(
+        dir.path(),
+        &endpoint("https://hookuser:hookpw@billing.example/hooks?token=hook-t0ken-s3cret"),
+    );
+    let out = vpsd(
+        &["config", "--config", https.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for secret in ["hook-t0ken-s3cret", "hookpw", "hookuser", "MfKQ9r8"] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
+    assert!(
+        text.contains("url = \"https://***@billing.example/hooks?***\""),
+        "{text}"
+    );
+
+    let plain = write_config(
+        dir.path(),
+        &endpoint("http://billing.example/hooks?token=hook-t0ken-s3cret"),
+    );
+    for command in ["config", "serve"] {
+        let out = vpsd(
+            &[command, "--config", plain.to_str().unwrap()],
+            &[],
+            dir.path(),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command} started: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("webhooks.endpoints.url"), "{err}");
+        assert!(err.contains("https"), "{err}");
+        assert!(!err.contains("hook-t0ken-s3cret"), "{err}");
+    }
+    // Loopback receivers (a local relay, every test's receiver) stay fine.
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost:9/hook",
+        "http://[::1]:9/hook",
+    ] {
+        let ok = write_config(dir.path(), &endpoint(url));
+        let out = vpsd(
+            &["config", "--config", ok.to_str().unwrap()],
+            &[],
+            dir.path(),
+        );
+        assert!(
+            out.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// SPEC §12 "Start-up tightens": a data file or backup folder that someone
+/// made readable by others is 0600 / 0700 once vpsd has started, with a
+/// warning naming it; a private one is left alone, without a warning.
+#[test]
+fn start_up_tightens_a_data_file_and_backup_dir_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let config = write_config(
+        dir.path(),
+        &format!("[backup]\ndir = \"{}\"\n", backups.display()),
+    );
+    let data = dir.path().join("vpsd.redb");
+    std::fs::write(&data, b"").unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::create_dir(&backups).unwrap();
+    std::fs::set_permissions(&backups, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    let (mut child, lines, _rx) = serve_json(&config, &[], dir.path());
+    unsafe_kill(child.id(), 15);
+    child.wait().unwrap();
+    assert_eq!(mode(&data), 0o600);
+    assert_eq!(mode(&backups), 0o700);
+    let warned = |what: &str, path: &Path| {
+        lines.iter().any(|l| {
+            l["level"] == "WARN"
+                && l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(what))
+                && l["fields"]["path"] == path.display().to_string()
+        })
+    };
+    assert!(warned("data file", &data), "{lines:?}");
+    assert!(warned("backup directory", &backups), "{lines:?}");
+
+    let (mut child, lines, _rx) = serve_json(&config, &[], dir.path());
+    unsafe_kill(child.id(), 15);
+    child.wait().unwrap();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.to_string().contains("readable by others")),
+        "{lines:?}"
+    );
+}

@@ -881,7 +881,8 @@ fn webhooks_page_lists_failed_deliveries_and_replay_needs_csrf_then_delivers() {
     let hook = Receiver::start();
     hook.set_default(Answer::Status(500));
     // A second endpoint with credentials in its URL: they are never shown.
-    let with_password = hook.url().replace("http://", "http://hookuser:s3cret-pw@");
+    let with_password =
+        hook.url().replace("http://", "http://hookuser:s3cret-pw@") + "?token=t0k3n";
     let app = spawn_app_with(|c| {
         support::add_webhook(c, &hook.url(), &["order.created"]);
         support::add_webhook(c, &with_password, &["order.created"]);
@@ -921,6 +922,8 @@ fn webhooks_page_lists_failed_deliveries_and_replay_needs_csrf_then_delivers() {
     assert!(page.text.contains("http://***@127.0.0.1"), "{}", page.text);
     assert!(!page.text.contains("s3cret-pw"), "a URL password leaked");
     assert!(!page.text.contains("hookuser"));
+    assert!(!page.text.contains("t0k3n"), "a URL's query leaked");
+    assert!(page.text.contains("?***"), "{}", page.text);
     assert!(page.text.contains("HTTP 500"));
     assert!(page.text.contains("class=\"badge s-failed\""));
     assert!(

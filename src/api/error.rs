@@ -70,10 +70,10 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
             "UNSUPPORTED_MEDIA_TYPE",
             None,
         ),
-        E::RateLimited { retry_after_secs } | E::TooManyFailures { retry_after_secs } => (
+        E::RateLimited { .. } | E::TooManyFailures { .. } | E::IdempotencyKeysExhausted { .. } => (
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMIT_EXCEEDED",
-            Some(json!({ "retryAfter": retry_after_secs })),
+            Some(json!({ "retryAfter": e.retry_after_secs() })),
         ),
         E::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -399,9 +399,7 @@ pub fn error_response(e: &AppError) -> HttpResponse {
 fn error_response_about(e: &AppError, subject: &error::Subject) -> HttpResponse {
     let (status, body) = error::envelope_about(e, subject);
     let mut response = json_response(status, body);
-    if let AppError::RateLimited { retry_after_secs }
-    | AppError::TooManyFailures { retry_after_secs } = e
-    {
+    if let Some(retry_after_secs) = e.retry_after_secs() {
         if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
             response
                 .headers_mut()

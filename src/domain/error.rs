@@ -89,6 +89,8 @@ pub enum AppError {
     /// Too many wrong API keys from one address (SPEC §12); never stored.
     #[error("too many failed attempts from this address; try again in {retry_after_secs} s")]
     TooManyFailures { retry_after_secs: u64 },
+    #[error("this caller already holds {limit} live Idempotency-Keys (idempotency.max_keys_per_user); try again in {retry_after_secs} s")]
+    IdempotencyKeysExhausted { limit: u64, retry_after_secs: u64 },
 }
 
 impl AppError {
@@ -120,7 +122,22 @@ impl AppError {
                 | AppError::StorageUnavailable(_)
                 | AppError::RateLimited { .. }
                 | AppError::TooManyFailures { .. }
+                | AppError::IdempotencyKeysExhausted { .. }
         )
+    }
+}
+
+impl AppError {
+    /// The seconds a 429 asks the client to wait (`Retry-After`).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            AppError::RateLimited { retry_after_secs }
+            | AppError::TooManyFailures { retry_after_secs }
+            | AppError::IdempotencyKeysExhausted {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
     }
 }
 

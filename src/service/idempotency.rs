@@ -6,12 +6,12 @@
 //! this process writes the file (redb locks it), so an in-memory claim set is
 //! enough.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::OrderRecord;
 use crate::error::AppError;
-use crate::store::{IdempotencyRecord, IdempotencyWrite, Replay};
+use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Replay, Store};
 
 /// How long a stored response is replayed.
 pub const TTL_MS: i64 = 24 * 60 * 60 * 1000;
@@ -44,38 +44,130 @@ pub enum Reply {
     Replayed(Replay),
 }
 
-#[derive(Default)]
+/// The default of `idempotency.max_keys_per_user` (SPEC §12).
+pub const DEFAULT_MAX_KEYS_PER_USER: u64 = 10_000;
+
+/// Keys whose requests are running, and the per-caller key limit.
 pub struct InFlight {
-    keys: Mutex<HashSet<(String, String)>>,
+    claims: Mutex<Claims>,
+    /// Live keys one scope may hold (stored plus admitted, not yet stored).
+    max_keys: u64,
+}
+
+#[derive(Default)]
+struct Claims {
+    held: HashSet<(String, String)>,
+    /// Per scope: admitted new keys whose outcome is not stored yet. Counted
+    /// with the stored ones, so concurrent requests cannot overshoot the limit.
+    admitted: HashMap<String, u64>,
 }
 
 /// Holds a key while its request runs; dropping it releases the key.
 pub struct Claim {
     owner: Arc<InFlight>,
     id: (String, String),
+    admitted: bool,
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if let Ok(mut keys) = self.owner.keys.lock() {
-            keys.remove(&self.id);
+        if let Ok(mut claims) = self.owner.claims.lock() {
+            claims.held.remove(&self.id);
+            if self.admitted {
+                if let Some(n) = claims.admitted.get_mut(&self.id.0) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        claims.admitted.remove(&self.id.0);
+                    }
+                }
+            }
         }
     }
 }
 
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight::new(DEFAULT_MAX_KEYS_PER_USER)
+    }
+}
+
 impl InFlight {
+    pub fn new(max_keys: u64) -> InFlight {
+        InFlight {
+            claims: Mutex::new(Claims::default()),
+            max_keys,
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Claims>, AppError> {
+        self.claims
+            .lock()
+            .map_err(|_| AppError::Internal("idempotency claims lock poisoned".into()))
+    }
+
     /// `None` when another request holds the key.
     pub fn claim(self: &Arc<Self>, scope: &str, key: &str) -> Option<Claim> {
         let id = (scope.to_string(), key.to_string());
-        let mut keys = self.keys.lock().ok()?;
-        if !keys.insert(id.clone()) {
+        let mut claims = self.claims.lock().ok()?;
+        if !claims.held.insert(id.clone()) {
             return None;
         }
         Some(Claim {
             owner: self.clone(),
             id,
+            admitted: false,
         })
     }
+
+    /// Lets a request store a new key (one its caller does not hold yet) if
+    /// the caller is below `idempotency.max_keys_per_user`; else 429 with
+    /// the time until its oldest key ends. At the limit the caller's expired
+    /// keys are removed first, so only live keys ever cause a refusal.
+    pub async fn admit(&self, store: &Store, claim: &mut Claim, now: i64) -> Result<(), AppError> {
+        let scope = claim.id.0.clone();
+        let mut swept = false;
+        loop {
+            let oldest = {
+                // The stored count is read under the lock, so a request that
+                // commits and releases its admission in between is counted
+                // once at least, never zero times.
+                let mut claims = self.lock()?;
+                let usage = store.idempotency_usage(&scope)?;
+                let admitted = claims.admitted.get(&scope).copied().unwrap_or(0);
+                if usage.stored.saturating_add(admitted) < self.max_keys {
+                    *claims.admitted.entry(scope).or_default() += 1;
+                    claim.admitted = true;
+                    return Ok(());
+                }
+                usage.oldest_expiry
+            };
+            match oldest {
+                Some(at) if at <= now && !swept => {
+                    let sweep = Maintenance::SweepIdempotencyScope {
+                        scope: scope.clone(),
+                        now,
+                    };
+                    store.writer().maintain(sweep).await?;
+                    swept = true;
+                }
+                _ => {
+                    return Err(AppError::IdempotencyKeysExhausted {
+                        limit: self.max_keys,
+                        retry_after_secs: retry_after_secs(oldest, now),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Seconds until the caller's oldest stored key expires, rounded up; 1 when
+/// only keys still in flight fill the limit (they finish within a request).
+fn retry_after_secs(oldest_expiry: Option<i64>, now: i64) -> u64 {
+    oldest_expiry.map_or(1, |at| {
+        let ms = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
+        ms.div_ceil(1000).max(1)
+    })
 }
 
 /// Where the writer keeps this request's outcome, in the change's transaction.
@@ -111,6 +203,14 @@ pub fn fits(record: &IdempotencyRecord) -> bool {
 mod tests {
     use super::*;
     use crate::domain::error::FieldError;
+
+    #[test]
+    fn retry_after_is_the_oldest_keys_remaining_life_rounded_up() {
+        assert_eq!(retry_after_secs(Some(10_001), 0), 11);
+        assert_eq!(retry_after_secs(Some(5), 5), 1);
+        assert_eq!(retry_after_secs(None, 0), 1);
+        assert_eq!(retry_after_secs(Some(TTL_MS), 0), 86_400);
+    }
 
     #[test]
     fn a_refusal_is_kept_with_at_most_max_fields_and_fits() {

@@ -57,6 +57,7 @@ impl OrderService {
         currency: String,
         regions: Vec<String>,
         rate_limit_per_minute: u32,
+        max_keys_per_user: u64,
         provisioner: Arc<Notify>,
     ) -> OrderService {
         OrderService {
@@ -65,7 +66,7 @@ impl OrderService {
             currency,
             regions,
             limiter: RateLimiter::new(rate_limit_per_minute),
-            in_flight: Arc::new(InFlight::default()),
+            in_flight: Arc::new(InFlight::new(max_keys_per_user)),
             provisioner,
         }
     }
@@ -296,15 +297,22 @@ impl OrderService {
             let mut none = None;
             return Reply::Fresh(command(self, &mut none).await);
         };
-        let Some(_claim) = self.in_flight.claim(&key.scope, &key.key) else {
+        let Some(mut claim) = self.in_flight.claim(&key.scope, &key.key) else {
             return Reply::Fresh(Err(AppError::IdempotencyKeyInUse));
         };
         let now = now_millis();
-        let stored = match self.store.idempotency(&key.scope, &key.key) {
-            Ok(found) => found.filter(|r| r.expires_at > now),
+        let found = match self.store.idempotency(&key.scope, &key.key) {
+            Ok(found) => found,
             Err(e) => return Reply::Fresh(Err(e.into())),
         };
-        if let Some(record) = stored {
+        // Only a new row counts towards the caller's limit; a replay (or an
+        // expired key used again) is answered at the limit too.
+        if found.is_none() {
+            if let Err(refusal) = self.in_flight.admit(&self.store, &mut claim, now).await {
+                return Reply::Fresh(Err(refusal));
+            }
+        }
+        if let Some(record) = found.filter(|r| r.expires_at > now) {
             return if record.fingerprint == key.fingerprint {
                 Reply::Replayed(record.outcome)
             } else {

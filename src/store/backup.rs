@@ -101,6 +101,15 @@ fn write_failed(e: impl Into<redb::Error>) -> BackupError {
     BackupError::Write(e.into())
 }
 
+/// Start-up's check of the backup folder: snapshots are whole copies of the
+/// data file, so a folder others can read is tightened to 0700 (SPEC §12).
+/// A folder that does not exist yet is created 0700 by the first backup.
+pub fn tighten_dir(dir: &Path) {
+    if dir.is_dir() {
+        super::tighten(dir, 0o700, "backup directory");
+    }
+}
+
 fn create_dir(dir: &Path) -> Result<(), BackupError> {
     super::create_private_dir(dir).map_err(|source| BackupError::CreateDir {
         path: dir.to_path_buf(),

@@ -5,6 +5,8 @@
 //! - schema 3 -> 4: the per-user index no longer holds the status: each
 //!   `(user, status, seq)` entry of `orders_by_user_status` becomes a
 //!   `(user, seq)` entry of `orders_by_user`, and the old table is dropped.
+//! - schema 4 -> 5: each caller's idempotency keys get their own expiry
+//!   order and a count (`store::idempotency`), built from the stored keys.
 //! - the `due` index is rebuilt whenever the expiry policy (`lifecycle.*`)
 //!   differs from the one it was built with, since due times follow from it.
 
@@ -41,6 +43,10 @@ pub(super) fn run(
     }
     if stored_schema < 4 {
         rekey_user_index(txn, fail)?;
+    }
+    if stored_schema < 5 {
+        super::idempotency::index_existing(txn)
+            .map_err(|e| fail("cannot index the idempotency keys", &e))?;
     }
     let mut meta = txn
         .open_table(tables::META)

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod codec;
+pub mod idempotency;
 mod migrate;
 pub mod outbox;
 pub mod read;
@@ -119,6 +120,8 @@ pub enum Maintenance {
     },
     /// Deletes idempotency keys that expired at or before `now`; returns how many.
     SweepIdempotency { now: i64 },
+    /// The same for one caller's keys only (at its key limit).
+    SweepIdempotencyScope { scope: String, now: i64 },
     /// Webhook attempts' results; returns how many were still current.
     RecordAttempts(Vec<outbox::AttemptRecord>),
     /// Queues a delivery again; returns 0 when there is no such delivery.
@@ -324,7 +327,9 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, OpenError>
             ))
         })?;
     }
-    if !path.exists() {
+    if path.exists() {
+        tighten(path, 0o600, "data file");
+    } else {
         create_private_file(path)
             .map_err(|e| OpenError(format!("cannot create data file {}: {e}", path.display())))?;
     }
@@ -395,6 +400,40 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
+}
+
+/// Takes group and other access away from an existing file or directory
+/// (SPEC §12): one that someone made readable by others (a `cp`, a restore,
+/// a umask) would expose every order. Said once as a warning naming it; a
+/// failure to change it is a warning too, not a reason to stay down.
+pub(crate) fn tighten(path: &Path, mode: u32, what: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let was = meta.permissions().mode() & 0o777;
+        if was & 0o077 == 0 {
+            return;
+        }
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            Ok(()) => tracing::warn!(
+                path = %path.display(),
+                was = %format!("{was:04o}"),
+                now = %format!("{mode:04o}"),
+                "{what} was readable by others; permissions tightened"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                was = %format!("{was:04o}"),
+                error = %e,
+                "{what} is readable by others and its permissions cannot be changed"
+            ),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode, what);
 }
 
 pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {

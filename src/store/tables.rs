@@ -12,7 +12,9 @@ use redb::TableDefinition;
 /// Bumped when a table or key layout changes; a newer file is refused at open.
 /// 3 added the webhook outbox tables (created empty when an older file opens).
 /// 4 replaced `orders_by_user_status` with `orders_by_user` (see [`BY_USER`]).
-pub const SCHEMA_VERSION: u64 = 4;
+/// 5 added [`IDEMPOTENCY_BY_SCOPE`] and the per-caller key counts (built from
+/// the stored keys when an older file opens).
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// `schema_version`, `order_seq` (last assigned order sequence).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -60,6 +62,10 @@ pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::n
 /// (expires at ms, scope, key): lets the sweeper delete expired keys in order.
 pub const IDEMPOTENCY_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
     TableDefinition::new("idempotency_expiry");
+/// (scope, expires at ms, key): each caller's keys, oldest first, for the
+/// per-caller limit (see `store::idempotency`).
+pub const IDEMPOTENCY_BY_SCOPE: TableDefinition<(&str, i64, &str), ()> =
+    TableDefinition::new("idempotency_by_scope");
 
 /// (next due ms, order id): ACTIVE and SUSPENDED orders by when the reconciler
 /// must next look at them (a reminder, a suspension, a termination), so a
@@ -95,6 +101,8 @@ pub enum CountScope<'a> {
     UserStatus(&'a str, u8),
     /// Webhook deliveries in one status (code from `store::outbox`).
     Deliveries(u8),
+    /// Stored idempotency keys of one scope (`user:{sub}` or `internal`).
+    IdempotencyKeys(&'a str),
 }
 
 /// Count keys are prefixed by kind, so a user id containing `:` cannot collide
@@ -105,6 +113,7 @@ pub fn count_key(scope: CountScope<'_>) -> String {
         CountScope::Status(s) => format!("s:{s}"),
         CountScope::UserStatus(u, s) => format!("us:{s}:{u}"),
         CountScope::Deliveries(s) => format!("wh:{s}"),
+        CountScope::IdempotencyKeys(scope) => format!("ik:{scope}"),
     }
 }
 
@@ -137,6 +146,7 @@ pub fn for_each<T: TableVisitor>(visitor: &mut T) -> Result<(), T::Error> {
     visitor.visit(COUPON_USER_USES)?;
     visitor.visit(IDEMPOTENCY)?;
     visitor.visit(IDEMPOTENCY_EXPIRY)?;
+    visitor.visit(IDEMPOTENCY_BY_SCOPE)?;
     visitor.visit(DUE)?;
     visitor.visit(PENDING_ACTIONS)?;
     visitor.visit(EVENTS)?;

@@ -16,6 +16,7 @@ use redb::{Database, ReadableTable, Table, WriteTransaction};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 
+use super::idempotency;
 use super::outbox;
 use super::repair::{QuickRepair, CHECKPOINT_AFTER};
 use super::tables::{self, count_key, CountScope};
@@ -517,6 +518,7 @@ pub(crate) struct Tables<'txn> {
     pub coupon_user_uses: Table<'txn, (&'static str, &'static str), u64>,
     pub idempotency: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     pub idempotency_expiry: Table<'txn, (i64, &'static str, &'static str), ()>,
+    pub idempotency_by_scope: Table<'txn, (&'static str, i64, &'static str), ()>,
     pub due: Table<'txn, (i64, u128), ()>,
     pub pending_actions: Table<'txn, u128, ()>,
     pub events: Table<'txn, u128, &'static [u8]>,
@@ -550,6 +552,9 @@ impl<'txn> Tables<'txn> {
             idempotency: txn.open_table(tables::IDEMPOTENCY).map_err(storage_err)?,
             idempotency_expiry: txn
                 .open_table(tables::IDEMPOTENCY_EXPIRY)
+                .map_err(storage_err)?,
+            idempotency_by_scope: txn
+                .open_table(tables::IDEMPOTENCY_BY_SCOPE)
                 .map_err(storage_err)?,
             due: txn.open_table(tables::DUE).map_err(storage_err)?,
             pending_actions: txn
@@ -620,10 +625,13 @@ fn maintain(t: &mut Tables<'_>, work: Maintenance, rules: &Rules) -> Result<u64,
         Maintenance::PruneDelivered { before } => outbox::prune_delivered(t, before),
         Maintenance::FailUnrouted { now } => outbox::fail_unrouted(t, &rules.outbox, now),
         Maintenance::StoreResponse { scope, key, record } => {
-            put_idempotency(t, &scope, &key, &record)?;
+            idempotency::put(t, &scope, &key, &record)?;
             Ok(1)
         }
-        Maintenance::SweepIdempotency { now } => sweep_idempotency(t, now),
+        Maintenance::SweepIdempotency { now } => idempotency::sweep(t, now),
+        Maintenance::SweepIdempotencyScope { scope, now } => {
+            idempotency::sweep_scope(t, &scope, now)
+        }
     }
 }
 
@@ -647,59 +655,10 @@ fn finish(
                 outcome: Replay::Outcome(Box::new(outcome)),
                 expires_at: w.expires_at,
             };
-            put_idempotency(t, &w.scope, &w.key, &record)?;
+            idempotency::put(t, &w.scope, &w.key, &record)?;
         }
     }
     Ok(result)
-}
-
-fn put_idempotency(
-    t: &mut Tables<'_>,
-    scope: &str,
-    key: &str,
-    record: &IdempotencyRecord,
-) -> Result<(), StoreError> {
-    t.idempotency
-        .insert((scope, key), codec::encode(record).as_slice())
-        .map_err(storage_err)?;
-    t.idempotency_expiry
-        .insert((record.expires_at, scope, key), ())
-        .map_err(storage_err)?;
-    Ok(())
-}
-
-fn sweep_idempotency(t: &mut Tables<'_>, now: i64) -> Result<u64, StoreError> {
-    let mut expired = Vec::new();
-    for entry in t
-        .idempotency_expiry
-        .range((i64::MIN, "", "")..=(now, "\u{10FFFF}", "\u{10FFFF}"))
-        .map_err(storage_err)?
-    {
-        let (key, _) = entry.map_err(storage_err)?;
-        let (at, scope, k) = key.value();
-        expired.push((at, scope.to_string(), k.to_string()));
-    }
-    for (at, scope, key) in &expired {
-        t.idempotency_expiry
-            .remove((*at, scope.as_str(), key.as_str()))
-            .map_err(storage_err)?;
-        // A key re-stored later has a newer expiry entry; only delete a record
-        // that this entry describes.
-        let current = match t
-            .idempotency
-            .get((scope.as_str(), key.as_str()))
-            .map_err(storage_err)?
-        {
-            Some(bytes) => codec::decode::<IdempotencyRecord>(bytes.value()).ok(),
-            None => None,
-        };
-        if current.is_some_and(|r| r.expires_at <= now) {
-            t.idempotency
-                .remove((scope.as_str(), key.as_str()))
-                .map_err(storage_err)?;
-        }
-    }
-    Ok(expired.len() as u64)
 }
 
 fn create_order(

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::sign::WebhookSecret;
-use crate::config::mask_url;
+use crate::config::{mask_url, require_https_unless_loopback};
 use crate::domain::webhook::{EventFilter, Outbox, Route};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,11 +48,11 @@ fn every_event() -> Vec<String> {
     vec!["*".into()]
 }
 
-/// Debug output (logs, panics) shows no secret.
+/// Debug output (logs, panics) shows no secret, in the URL or beside it.
 impl std::fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointConfig")
-            .field("url", &self.url)
+            .field("url", &mask_url(&self.url))
             .field("secret", &"***")
             .field("events", &self.events)
             .finish()
@@ -134,12 +134,17 @@ impl WebhooksConfig {
     }
 }
 
+/// An http(s) URL with a host; https unless the host is loopback, since the
+/// URL (its query string often holds the receiver's token) and the signed
+/// order travel in it.
 fn check_url(url: &str) -> Result<(), String> {
     let uri: ureq::http::Uri = url
         .parse()
         .map_err(|_| format!("{:?} is not a URL", mask_url(url)))?;
     match uri.scheme_str() {
-        Some("http") | Some("https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Some("http") | Some("https") if uri.host().is_some_and(|h| !h.is_empty()) => {
+            require_https_unless_loopback(url)
+        }
         _ => Err(format!(
             "{} must be an http:// or https:// URL with a host",
             mask_url(url)
@@ -179,13 +184,32 @@ mod tests {
         assert!(c.validate().unwrap_err().1.contains("twice"));
         c.endpoints.pop();
         assert!(c.validate().is_ok());
+        c.endpoints = vec![endpoint(
+            "http://hooks.example/h?token=t0ps3cret",
+            SECRET,
+            &["*"],
+        )];
+        let (key, problem) = c.validate().unwrap_err();
+        assert_eq!(key, "webhooks.endpoints.url");
+        assert!(
+            problem.contains("https") && !problem.contains("t0ps3cret"),
+            "{problem}"
+        );
+        for fine in [
+            "https://hooks.example/h",
+            "http://localhost:9/h",
+            "http://[::1]:9/h",
+        ] {
+            c.endpoints = vec![endpoint(fine, SECRET, &["*"])];
+            assert!(c.validate().is_ok(), "{fine}");
+        }
     }
 
     #[test]
     fn masking_hides_secrets_and_url_credentials() {
         let c = WebhooksConfig {
             endpoints: vec![endpoint(
-                "https://bob:pw@hooks.example/x?a=b",
+                "https://bob:pw@hooks.example/x?token=t0ps3cret",
                 SECRET,
                 &["*"],
             )],
@@ -193,7 +217,11 @@ mod tests {
         };
         let shown = c.masked();
         assert_eq!(shown.endpoints[0].secret, "***");
-        assert_eq!(shown.endpoints[0].url, "https://***@hooks.example/x?a=b");
-        assert!(!format!("{:?}", c).contains("MfKQ"));
+        assert_eq!(shown.endpoints[0].url, "https://***@hooks.example/x?***");
+        let debug = format!("{:?}", c);
+        assert!(
+            !debug.contains("MfKQ") && !debug.contains("t0ps3cret"),
+            "{debug}"
+        );
     }
 }

@@ -211,3 +211,167 @@ fn a_refused_body_is_stored_too_and_429_is_not() {
     assert_eq!(again.code(), "RATE_LIMIT_EXCEEDED");
     assert!(again.header("idempotent-replayed").is_none());
 }
+
+/// SPEC §12 "Idempotency keys are bounded per caller": at most
+/// `idempotency.max_keys_per_user` live keys per user and as many for the
+/// internal API; beyond, 429 RATE_LIMIT_EXCEEDED with Retry-After until keys
+/// expire. Replays still work at the limit; other users are not affected.
+#[test]
+fn keys_per_caller_are_bounded_and_replays_still_work_at_the_limit() {
+    let mut app = crate::support::spawn_app_with(|c| c.idempotency.max_keys_per_user = 3);
+    let mut ids = Vec::new();
+    for key in ["k1", "k2"] {
+        let r = create(&app, "alice", key, &basic());
+        assert_eq!(r.status, 201, "{}", r.text);
+        ids.push(r.id());
+    }
+    // A stored refusal holds its key too.
+    let bad_plan = json!({"planId": "nope", "imageId": "ubuntu-22-04", "duration": "MONTHLY"});
+    assert_eq!(
+        create(&app, "alice", "k3", &bad_plan).code(),
+        "INVALID_PLAN"
+    );
+
+    let refused = create(&app, "alice", "k4", &basic());
+    assert_eq!(
+        (refused.status, refused.code()),
+        (429, "RATE_LIMIT_EXCEEDED"),
+        "{}",
+        refused.text
+    );
+    let retry: u64 = refused
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    // Until the oldest key expires: about a day from now.
+    assert!((86_000..=86_400).contains(&retry), "{retry}");
+    assert_eq!(refused.body["error"]["details"]["retryAfter"], retry);
+    assert!(refused.header("idempotent-replayed").is_none());
+    assert_eq!(total(&app), 2, "the refused request changed nothing");
+    assert!(app.store.idempotency("user:alice", "k4").unwrap().is_none());
+
+    // At the limit: replays answer as before, requests without a key work,
+    // and another user has a limit of their own.
+    let replay = create(&app, "alice", "k1", &basic());
+    assert_eq!(replay.status, 201);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        create(&app, "alice", "k3", &bad_plan).code(),
+        "INVALID_PLAN"
+    );
+    let unkeyed = app.create_order("alice");
+    assert_eq!(unkeyed.status, 201);
+    assert_eq!(create(&app, "bob", "k4", &basic()).status, 201);
+
+    // The internal API is one caller with the same limit.
+    let order_ids: Vec<String> = ids.iter().cloned().chain([unkeyed.id()]).collect();
+    let pay = |id: &str, key: &str| {
+        app.request(
+            "POST",
+            &format!("/api/v1/internal/orders/{id}/payment-status"),
+            Auth::Admin,
+            &[("Idempotency-Key", key)],
+            Some(("application/json", br#"{"status":"PAYMENT_FAILED"}"#)),
+        )
+    };
+    for (id, key) in order_ids.iter().zip(["p1", "p2", "p3"]) {
+        assert_eq!(pay(id, key).status, 200);
+    }
+    let over = pay(&order_ids[0], "p4");
+    assert_eq!((over.status, over.code()), (429, "RATE_LIMIT_EXCEEDED"));
+    assert!(over.header("retry-after").is_some());
+    assert_eq!(
+        pay(&order_ids[0], "p1").status,
+        200,
+        "a replay at the limit"
+    );
+
+    // Once the hourly sweep has removed expired keys, they stop counting.
+    let swept = app
+        .store
+        .writer()
+        .maintain_blocking(vpsd::store::Maintenance::SweepIdempotency {
+            now: vpsd::domain::time::now_millis() + 25 * 3600 * 1000,
+        })
+        .unwrap();
+    assert_eq!(swept, 7);
+    assert_eq!(create(&app, "alice", "k4", &basic()).status, 201);
+    assert_eq!(pay(&order_ids[0], "p4").status, 200);
+
+    let path = app.config.storage.path.clone();
+    let dir = app.dir.take();
+    drop(app);
+    vpsd::store::backup::verify(&path).expect("the key counts verify");
+    drop(dir);
+}
+
+/// At the limit, a caller's expired keys stop counting at once (removed
+/// before the refusal would be decided), not only at the hourly sweep; and
+/// concurrent requests with new keys never take the caller past the limit.
+#[test]
+fn expired_keys_stop_counting_at_the_limit_and_a_burst_cannot_overshoot() {
+    let mut app = crate::support::spawn_app_with(|c| c.idempotency.max_keys_per_user = 3);
+    let now = vpsd::domain::time::now_millis();
+    let first = create(&app, "alice", "old-1", &basic());
+    assert_eq!(first.status, 201);
+    let expired = vpsd::store::IdempotencyRecord {
+        expires_at: now - 1000,
+        ..app
+            .store
+            .idempotency("user:alice", "old-1")
+            .unwrap()
+            .unwrap()
+    };
+    // Two more keys that expired a second ago, not yet swept.
+    for key in ["old-2", "old-3"] {
+        app.store
+            .writer()
+            .maintain_blocking(vpsd::store::Maintenance::StoreResponse {
+                scope: "user:alice".into(),
+                key: key.into(),
+                record: Box::new(expired.clone()),
+            })
+            .unwrap();
+    }
+    let r = create(&app, "alice", "new-1", &basic());
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(app
+        .store
+        .idempotency("user:alice", "old-2")
+        .unwrap()
+        .is_none());
+    assert!(app
+        .store
+        .idempotency("user:alice", "old-1")
+        .unwrap()
+        .is_some());
+
+    // Two live keys now (old-1, new-1), so one slot: a burst of eight new
+    // keys gets exactly one through.
+    let results: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let app = &app;
+                s.spawn(move || create(app, "alice", &format!("burst-{i}"), &basic()).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        results.iter().filter(|s| **s == 201).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results.iter().all(|s| *s == 201 || *s == 429),
+        "{results:?}"
+    );
+    assert_eq!(app.store.idempotency_usage("user:alice").unwrap().stored, 3);
+
+    let path = app.config.storage.path.clone();
+    let dir = app.dir.take();
+    drop(app);
+    vpsd::store::backup::verify(&path).expect("the key counts verify");
+    drop(dir);
+}

@@ -532,3 +532,61 @@ fn a_receiver_answering_with_a_body_keeps_one_connection() {
         "one connection for three events"
     );
 }
+
+/// SPEC §12 "Secrets in URLs": a receiver's `?token=` is a secret like its
+/// password. The request still carries it; the deliveries API and the logs
+/// of the real binary show the query masked.
+#[test]
+fn a_token_in_a_webhook_url_reaches_the_receiver_but_no_row_or_log() {
+    use crate::support::process::Daemon;
+    use crate::support::{agent, base_config, hs256_token, now_secs, API_KEY, SECRET};
+
+    let hook = Receiver::start();
+    hook.set_default(Answer::Status(500));
+    let url = format!("{}?token=hook-t0ken-s3cret", hook.url());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path());
+    add_webhook(&mut config, &url, &["order.created"]);
+    config.webhooks.retry_schedule_seconds = vec![];
+    let daemon = Daemon::start(&config, dir.path());
+    let http = agent();
+    let token = hs256_token(SECRET, json!({"sub": "alice", "exp": now_secs() + 600}));
+    let created = http
+        .post(daemon.url("/api/v1/orders"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send_json(json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}))
+        .expect("create");
+    assert_eq!(created.status().as_u16(), 201);
+    hook.wait_for(1, WAIT);
+
+    let rows = crate::support::wait_for(WAIT, || {
+        let text = http
+            .get(daemon.url("/api/v1/internal/webhooks/deliveries?status=failed"))
+            .header("X-API-Key", API_KEY)
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()?;
+        let body: Value = serde_json::from_str(&text).ok()?;
+        (body["meta"]["total"] == 1).then_some(text)
+    })
+    .expect("the delivery fails");
+    assert!(!rows.contains("hook-t0ken-s3cret"), "{rows}");
+    let row: Value = serde_json::from_str(&rows).unwrap();
+    assert_eq!(
+        row["data"][0]["url"],
+        format!("{}?***", hook.url()),
+        "the query is masked, the rest kept"
+    );
+
+    let (_, logs) = daemon.terminate_with_logs();
+    let failed = logs
+        .iter()
+        .find(|l| l.contains("webhook attempt failed"))
+        .unwrap_or_else(|| panic!("no attempt logged: {logs:?}"));
+    assert!(failed.contains("?***"), "{failed}");
+    for line in &logs {
+        assert!(!line.contains("hook-t0ken-s3cret"), "token logged: {line}");
+    }
+}

@@ -150,12 +150,12 @@ fn check_contents(txn: &ReadTransaction) -> Result<VerifyReport, VerifyError> {
     expected
         .counts
         .extend(super::verify_outbox::check_outbox(txn)?);
+    expected.counts.extend(check_idempotency(txn)?);
     check_counts(txn, &expected.counts)?;
     check_coupon_counters(txn, &expected)?;
     let history = check_history(txn, &expected.orders)?;
     let tasks = check_tasks(txn, &expected.orders)?;
     check_due(txn, &expected.orders)?;
-    check_idempotency(txn)?;
     Ok(VerifyReport {
         orders: expected.orders.len() as u64,
         items: expected.items,
@@ -168,9 +168,14 @@ fn check_contents(txn: &ReadTransaction) -> Result<VerifyReport, VerifyError> {
 /// Whether the file predates this build's table list (an older schema), so a
 /// missing table is expected rather than damage.
 fn written_before_tables(txn: &ReadTransaction) -> Result<bool, VerifyError> {
+    written_before(txn, tables::SCHEMA_VERSION)
+}
+
+/// Whether the file's schema is older than `version`.
+fn written_before(txn: &ReadTransaction, version: u64) -> Result<bool, VerifyError> {
     let meta = txn.open_table(tables::META)?;
-    let version = meta.get(tables::META_SCHEMA_VERSION)?.map(|v| v.value());
-    Ok(version.is_some_and(|v| v < tables::SCHEMA_VERSION))
+    let stored = meta.get(tables::META_SCHEMA_VERSION)?.map(|v| v.value());
+    Ok(stored.is_some_and(|v| v < version))
 }
 
 /// Opens a table; `None` when the file predates it (an older schema).
@@ -316,7 +321,7 @@ fn check_order_indexes(
         key_bytes::<(u8, u64)>(&(o.status.code(), o.seq))
     })?;
     // A backup taken before schema 4 still has the status in the per-user key.
-    if written_before_tables(txn)? {
+    if written_before(txn, 4)? {
         check_index(txn, tables::LEGACY_BY_USER_STATUS, orders, |o| {
             key_bytes::<(&str, u8, u64)>(&(o.user_id.as_str(), o.status.code(), o.seq))
         })
@@ -530,9 +535,14 @@ fn check_due(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<(),
     Ok(())
 }
 
-/// Every idempotency record has the expiry entry the sweeper deletes it by.
-fn check_idempotency(txn: &ReadTransaction) -> Result<(), VerifyError> {
+/// Every idempotency record has the expiry entry the sweeper deletes it by
+/// and its caller's entry (schema 5), and the caller entries name exactly the
+/// records; returns the per-caller counts the records imply.
+fn check_idempotency(txn: &ReadTransaction) -> Result<BTreeMap<String, u64>, VerifyError> {
     let expiry = txn.open_table(tables::IDEMPOTENCY_EXPIRY)?;
+    let by_scope = open_if_present(txn, tables::IDEMPOTENCY_BY_SCOPE)?;
+    let mut counts = BTreeMap::new();
+    let mut records = 0u64;
     for entry in txn.open_table(tables::IDEMPOTENCY)?.iter()? {
         let (k, v) = entry?;
         let (scope, key) = k.value();
@@ -542,6 +552,25 @@ fn check_idempotency(txn: &ReadTransaction) -> Result<(), VerifyError> {
                 "idempotency key {key:?} has no expiry entry"
             )));
         }
+        if let Some(by_scope) = &by_scope {
+            if by_scope.get((scope, record.expires_at, key))?.is_none() {
+                return Err(inconsistent(format!(
+                    "idempotency key {key:?} is missing from its caller's keys"
+                )));
+            }
+            *counts
+                .entry(count_key(CountScope::IdempotencyKeys(scope)))
+                .or_default() += 1;
+        }
+        records += 1;
     }
-    Ok(())
+    if let Some(by_scope) = &by_scope {
+        if by_scope.len()? != records {
+            return Err(inconsistent(format!(
+                "idempotency_by_scope has {} entries for {records} keys",
+                by_scope.len()?
+            )));
+        }
+    }
+    Ok(counts)
 }
