@@ -645,9 +645,13 @@ fn finish(
     if let Some(w) = idempotency {
         let mut outcome = result.clone().map_err(AppError::from);
         if let Ok(record) = &mut outcome {
-            // Never rendered, and up to 64 KiB: dropping them keeps a stored
-            // reply small (SPEC §12: at most 16 KiB) and its replay identical.
+            // Neither is rendered in a reply (renewals only in the admin
+            // detail, with the history): dropping the SSH keys (up to 64 KiB)
+            // and the renewals (one more per renewal) keeps a stored reply
+            // small (SPEC §12: at most 16 KiB, not growing with repetition)
+            // and its replay identical.
             record.order.droplet.ssh_public_keys.clear();
+            record.order.term.renewals.clear();
         }
         if outcome.as_ref().err().is_none_or(AppError::is_replayable) {
             let record = IdempotencyRecord {

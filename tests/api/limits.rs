@@ -483,3 +483,47 @@ fn an_order_with_long_ssh_keys_stores_a_small_reply() {
         "the droplet still gets them"
     );
 }
+
+/// SPEC §12 "Nothing grows with repetition": a keyed renewal's stored reply
+/// holds the order without its renewals (a renewal's answer never shows
+/// them), so the hundredth keyed renewal stores no more than the first
+/// (before: each stored reply held every renewal so far).
+#[test]
+fn keyed_renewals_store_replies_that_do_not_grow_with_the_renewals() {
+    let app = spawn_app();
+    let id = app.create_order("u-renewals").id();
+    assert_eq!(app.pay(&id).status, 200);
+    app.wait_for_status(&id, &["ACTIVE"], PATIENCE);
+    let renew = |key: &str| {
+        app.request(
+            "POST",
+            &format!("/api/v1/internal/orders/{id}/renewals"),
+            Auth::Admin,
+            &[("Idempotency-Key", key)],
+            Some(("application/json", br#"{"amount": 1000}"#.as_slice())),
+        )
+    };
+    let stored_size = |key: &str| {
+        let stored = app
+            .store
+            .idempotency("internal", key)
+            .unwrap()
+            .expect("stored");
+        serde_json::to_vec(&stored).unwrap().len()
+    };
+    let first = renew("renewal-1");
+    assert_eq!(first.status, 200, "{}", first.text);
+    for n in 2..=100 {
+        assert_eq!(renew(&format!("renewal-{n}")).status, 200);
+    }
+    let last = renew("renewal-100");
+    assert_eq!(last.header("idempotent-replayed"), Some("true"));
+    // Equal but for the width of numbers (times, expiry) in the encoding.
+    let (hundredth, first) = (stored_size("renewal-100"), stored_size("renewal-1"));
+    assert!(
+        hundredth <= first + 64,
+        "the 100th stored reply is {hundredth} bytes, the first {first}"
+    );
+    let detail = app.admin_order(&id);
+    assert_eq!(detail.data()["renewalsTotal"], 100, "the order keeps them all");
+}
