@@ -525,5 +525,9 @@ fn keyed_renewals_store_replies_that_do_not_grow_with_the_renewals() {
         "the 100th stored reply is {hundredth} bytes, the first {first}"
     );
     let detail = app.admin_order(&id);
-    assert_eq!(detail.data()["renewalsTotal"], 100, "the order keeps them all");
+    assert_eq!(
+        detail.data()["renewalsTotal"],
+        100,
+        "the order keeps them all"
+    );
 }
