@@ -650,21 +650,7 @@ fn the_access_log_names_the_client_address_and_never_a_wrong_key() {
     let config = base_config(dir.path());
     let daemon = Daemon::start(&config, dir.path());
     let wrong = "guessed-key-0123456789";
-    // From 127.0.0.66: any 127/8 source reaches a server on 127.0.0.1.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .unwrap();
-    let stream = runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.66:0".parse().unwrap()).unwrap();
-        socket.connect(daemon.addr).await.unwrap()
-    });
-    let mut stream = stream.into_std().unwrap();
-    stream.set_nonblocking(false).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = support::connect_from("127.0.0.66", daemon.addr);
     let request = format!(
         "GET /api/v1/internal/orders HTTP/1.1\r\nHost: vpsd\r\nX-API-Key: {wrong}\r\nConnection: close\r\n\r\n"
     );

@@ -10,21 +10,6 @@ use crate::support::{spawn_app_with, Auth, Resp, TestApp};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn active_order(app: &TestApp, user: &str) -> String {
-    let id = app.create_order(user).id();
-    assert_eq!(app.pay(&id).status, 200);
-    app.wait_for_status(&id, &["ACTIVE"], WAIT);
-    id
-}
-
-fn admin_post(app: &TestApp, id: &str, action: &str, body: Value) -> Resp {
-    app.post_json(
-        &format!("/api/v1/internal/orders/{id}/{action}"),
-        Auth::Admin,
-        &body,
-    )
-}
-
 fn task(r: &Resp) -> &Value {
     &r.data()["provisioningTask"]
 }
@@ -67,7 +52,7 @@ fn activation_sets_the_period_and_every_order_shows_the_new_fields() {
     ] {
         assert!(pending.data()[field].is_null(), "{field}: {}", pending.text);
     }
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let r = app.admin_order(&id);
     let activated = r.data()["activatedAt"].as_str().unwrap().to_string();
     let expires = r.data()["expiresAt"].as_str().unwrap().to_string();
@@ -81,8 +66,8 @@ fn activation_sets_the_period_and_every_order_shows_the_new_fields() {
 #[test]
 fn suspend_powers_off_and_unsuspend_powers_on() {
     let app = spawn_app_with(|_| {});
-    let id = active_order(&app, "alice");
-    let r = admin_post(&app, &id, "suspend", json!({"reason": "abuse report"}));
+    let id = app.active_order("alice");
+    let r = app.admin_post(&id, "suspend", json!({"reason": "abuse report"}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.data()["status"], "SUSPENDED");
     assert_eq!(r.data()["suspendReason"], "ADMIN");
@@ -91,7 +76,7 @@ fn suspend_powers_off_and_unsuspend_powers_on() {
     let r = settle(&app, &id);
     assert_eq!(task(&r)["dropletStatus"], "off");
 
-    let again = admin_post(&app, &id, "suspend", json!({}));
+    let again = app.admin_post(&id, "suspend", json!({}));
     assert_eq!(again.status, 409);
     assert_eq!(again.code(), "ORDER_STATUS_CONFLICT");
     assert_eq!(again.body["error"]["details"]["currentStatus"], "SUSPENDED");
@@ -126,7 +111,7 @@ fn suspend_powers_off_and_unsuspend_powers_on() {
 #[test]
 fn owners_terminate_their_own_live_orders_only() {
     let app = spawn_app_with(|_| {});
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let path = format!("/api/v1/orders/{id}/terminate");
     let foreign = app.post_empty(&path, Auth::User("bob"));
     assert_eq!(foreign.status, 403);
@@ -165,17 +150,15 @@ fn owners_terminate_their_own_live_orders_only() {
 #[test]
 fn admins_terminate_failed_orders_for_policy_violations() {
     let app = spawn_app_with(|_| {});
-    let id = active_order(&app, "alice");
-    let r = admin_post(
-        &app,
+    let id = app.active_order("alice");
+    let r = app.admin_post(
         &id,
         "terminate",
         json!({"terminationReason": "POLICY_VIOLATION", "reason": "spam"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.data()["terminationReason"], "POLICY_VIOLATION");
-    let bad = admin_post(
-        &app,
+    let bad = app.admin_post(
         &id,
         "terminate",
         json!({"terminationReason": "USER_DELETED"}),
@@ -186,7 +169,7 @@ fn admins_terminate_failed_orders_for_policy_violations() {
 #[test]
 fn renewals_extend_by_calendar_months_and_replay_under_a_key() {
     let app = spawn_app_with(|_| {});
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let before = app.admin_order(&id);
     let expires = before.data()["expiresAt"].as_str().unwrap().to_string();
     let body = json!({"periods": 3, "amount": 450000, "notes": "paid by transfer"});
@@ -232,7 +215,7 @@ fn renewals_extend_by_calendar_months_and_replay_under_a_key() {
     assert_eq!(last["reason"], "paid by transfer");
     assert_eq!(last["metadata"]["newExpiry"], new_expiry.as_str());
 
-    let bad = admin_post(&app, &id, "renewals", json!({"periods": 13, "amount": -1}));
+    let bad = app.admin_post(&id, "renewals", json!({"periods": 13, "amount": -1}));
     assert_eq!(bad.status, 400);
     assert_eq!(
         bad.body["error"]["details"]["fields"]
@@ -249,10 +232,9 @@ fn expiry_moves_both_ways_and_enforcement_suspends_then_terminates() {
         c.lifecycle.enforce = true;
         c.lifecycle.grace_seconds.insert("MONTHLY".into(), 2);
     });
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let past = vpsd::domain::time::format_millis(vpsd::domain::time::now_millis() - 1000);
-    let r = admin_post(
-        &app,
+    let r = app.admin_post(
         &id,
         "expiry",
         json!({"expiresAt": past, "reason": "correction"}),
@@ -275,7 +257,7 @@ fn expiry_moves_both_ways_and_enforcement_suspends_then_terminates() {
 
     // Moving expiry into the future resumes an order suspended for expiry.
     let future = vpsd::domain::time::format_millis(vpsd::domain::time::now_millis() + 86_400_000);
-    let r = admin_post(&app, &id, "expiry", json!({"expiresAt": future}));
+    let r = app.admin_post(&id, "expiry", json!({"expiresAt": future}));
     assert_eq!(r.data()["status"], "ACTIVE", "{}", r.text);
     assert_eq!(task(&r)["pendingAction"], "power_on");
     let renewals = app.admin_order(&id).data()["renewals"]
@@ -287,7 +269,7 @@ fn expiry_moves_both_ways_and_enforcement_suspends_then_terminates() {
 
     // Past again: suspended at once, terminated once the 2 s grace is over.
     let past = vpsd::domain::time::format_millis(vpsd::domain::time::now_millis() - 1000);
-    admin_post(&app, &id, "expiry", json!({"expiresAt": past}));
+    app.admin_post(&id, "expiry", json!({"expiresAt": past}));
     let r = app.wait_for_status(&id, &["TERMINATED"], WAIT);
     assert_eq!(r.data()["terminationReason"], "EXPIRED_NO_RENEWAL");
     let r = settle(&app, &id);
@@ -306,9 +288,9 @@ fn grace_zero_terminates_at_expiry_without_suspending() {
         c.lifecycle.enforce = true;
         c.lifecycle.grace_seconds.insert("MONTHLY".into(), 0);
     });
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let past = vpsd::domain::time::format_millis(vpsd::domain::time::now_millis() - 1000);
-    admin_post(&app, &id, "expiry", json!({"expiresAt": past}));
+    app.admin_post(&id, "expiry", json!({"expiresAt": past}));
     let r = app.wait_for_status(&id, &["TERMINATED", "SUSPENDED"], WAIT);
     assert_eq!(r.data()["status"], "TERMINATED");
     assert!(!rows(&r).iter().any(|(_, new)| new == "SUSPENDED"));
@@ -319,11 +301,11 @@ fn renewing_a_suspension_for_expiry_writes_the_event_then_the_resume() {
     let app = spawn_app_with(|c| {
         c.lifecycle.enforce = true;
     });
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let past = vpsd::domain::time::format_millis(vpsd::domain::time::now_millis() - 1000);
-    admin_post(&app, &id, "expiry", json!({"expiresAt": past}));
+    app.admin_post(&id, "expiry", json!({"expiresAt": past}));
     app.wait_for_status(&id, &["SUSPENDED"], WAIT);
-    let r = admin_post(&app, &id, "renewals", json!({"amount": 150000}));
+    let r = app.admin_post(&id, "renewals", json!({"amount": 150000}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.data()["status"], "ACTIVE");
     let r = settle(&app, &id);
@@ -341,8 +323,8 @@ fn renewing_a_suspension_for_expiry_writes_the_event_then_the_resume() {
 #[test]
 fn lists_take_the_new_statuses() {
     let app = spawn_app_with(|_| {});
-    let id = active_order(&app, "alice");
-    admin_post(&app, &id, "suspend", json!({}));
+    let id = app.active_order("alice");
+    app.admin_post(&id, "suspend", json!({}));
     let r = app.get("/api/v1/internal/orders?status=SUSPENDED", Auth::Admin);
     assert_eq!(r.status, 200);
     assert_eq!(r.body["meta"]["total"], 1);
@@ -353,16 +335,11 @@ fn lists_take_the_new_statuses() {
 #[test]
 fn the_admin_list_finds_what_lapses_before_a_date() {
     let app = spawn_app_with(|_| {});
-    let soon = active_order(&app, "alice");
-    let later = active_order(&app, "bob");
+    let soon = app.active_order("alice");
+    let later = app.active_order("bob");
     let in_two_days = vpsd::domain::time::now_millis() + 2 * 86_400_000;
     let fmt = vpsd::domain::time::format_millis;
-    admin_post(
-        &app,
-        &soon,
-        "expiry",
-        json!({"expiresAt": fmt(in_two_days)}),
-    );
+    app.admin_post(&soon, "expiry", json!({"expiresAt": fmt(in_two_days)}));
     let week = fmt(vpsd::domain::time::now_millis() + 7 * 86_400_000);
     let r = app.get(
         &format!("/api/v1/internal/orders?expiresBefore={week}"),
@@ -382,10 +359,10 @@ fn the_admin_list_finds_what_lapses_before_a_date() {
 #[test]
 fn verify_checks_the_due_index_and_the_owed_actions() {
     let mut app = spawn_app_with(|c| c.lifecycle.enforce = true);
-    let id = active_order(&app, "alice");
-    admin_post(&app, &id, "suspend", json!({}));
-    let other = active_order(&app, "bob");
-    admin_post(&app, &other, "renewals", json!({"amount": 1}));
+    let id = app.active_order("alice");
+    app.admin_post(&id, "suspend", json!({}));
+    let other = app.active_order("bob");
+    app.admin_post(&other, "renewals", json!({"amount": 1}));
     let path = app.config.storage.path.clone();
     let dir = app.dir.take();
     drop(app);

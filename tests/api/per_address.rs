@@ -5,10 +5,9 @@
 //! source reaches a server on 127.0.0.1 under Linux), over raw sockets.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
-use crate::support::{spawn_app_with, API_KEY};
+use crate::support::{connect_from, spawn_app_with, API_KEY};
 
 const ATTACKER: &str = "127.0.0.66";
 const OPERATOR: &str = "127.0.0.77";
@@ -33,26 +32,6 @@ impl Answer {
         let json: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
         json["error"]["code"].as_str().unwrap_or("").to_string()
     }
-}
-
-/// A connection to `server` whose source address is `source`.
-fn connect_from(source: &str, server: SocketAddr) -> TcpStream {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("runtime");
-    let stream = runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        let local: SocketAddr = format!("{source}:0").parse().expect("source address");
-        socket.bind(local).expect("bind the source address");
-        socket.connect(server).await.expect("connect")
-    });
-    let stream = stream.into_std().expect("std stream");
-    stream.set_nonblocking(false).expect("blocking");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    stream
 }
 
 /// Sends `method path` with `headers` and `body` from `source`.

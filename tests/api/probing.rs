@@ -12,21 +12,6 @@ use crate::support::{add_webhook, spawn_app, spawn_app_with, Auth, Resp, TestApp
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn active_order(app: &TestApp, user: &str) -> String {
-    let id = app.create_order(user).id();
-    assert_eq!(app.pay(&id).status, 200);
-    app.wait_for_status(&id, &["ACTIVE"], WAIT);
-    id
-}
-
-fn admin_post(app: &TestApp, id: &str, action: &str, body: Value) -> Resp {
-    app.post_json(
-        &format!("/api/v1/internal/orders/{id}/{action}"),
-        Auth::Admin,
-        &body,
-    )
-}
-
 /// The fields a 400 names.
 fn named_fields(r: &Resp) -> Vec<String> {
     r.body["error"]["details"]["fields"]
@@ -66,7 +51,7 @@ fn resolved<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
 #[test]
 fn every_route_that_takes_a_body_refuses_unknown_fields_naming_them() {
     let app = spawn_app();
-    let order = active_order(&app, "alice");
+    let order = app.active_order("alice");
     let mut checked = 0;
     for (pattern, method) in vpsd::api::routes::all_operations() {
         if method != "POST" {
@@ -100,7 +85,7 @@ fn every_route_that_takes_a_body_refuses_unknown_fields_naming_them() {
 #[test]
 fn the_owners_terminate_records_its_reason() {
     let app = spawn_app();
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let path = format!("/api/v1/orders/{id}/terminate");
     let reason = "moving to another host\nthanks";
     let r = app.post_json(&path, Auth::User("alice"), &json!({"reason": reason}));
@@ -115,7 +100,7 @@ fn the_owners_terminate_records_its_reason() {
 #[test]
 fn a_reason_or_note_over_1000_characters_is_400_naming_it_and_changes_nothing() {
     let app = spawn_app();
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let long = "é".repeat(1001);
     let path = format!("/api/v1/orders/{id}/terminate");
     let r = app.post_json(&path, Auth::User("alice"), &json!({"reason": long}));
@@ -130,7 +115,7 @@ fn a_reason_or_note_over_1000_characters_is_400_naming_it_and_changes_nothing() 
             json!({"expiresAt": "2040-01-01T00:00:00Z", "reason": long}),
         ),
     ] {
-        let r = admin_post(&app, &id, action, body);
+        let r = app.admin_post(&id, action, body);
         assert_eq!(r.status, 400, "{action}: {}", r.text);
     }
     let r = app.admin_order(&id);
@@ -180,16 +165,14 @@ fn null_where_the_document_says_string_is_what_the_server_does() {
     }
     assert!(checked > 10, "{checked}");
     // And the server does read null as absent on those routes.
-    let id = active_order(&app, "alice");
-    let r = admin_post(
-        &app,
+    let id = app.active_order("alice");
+    let r = app.admin_post(
         &id,
         "renewals",
         json!({"amount": 1, "periods": null, "renewalType": null, "notes": null}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = admin_post(
-        &app,
+    let r = app.admin_post(
         &id,
         "expiry",
         json!({"expiresAt": "2040-01-01T00:00:00Z", "reason": null}),
@@ -199,7 +182,7 @@ fn null_where_the_document_says_string_is_what_the_server_does() {
     let r = app.post_json(&path, Auth::User("alice"), &json!({"reason": null}));
     assert_eq!(r.status, 200, "{}", r.text);
     // A required string sent as null is 400, as the document (not nullable) says.
-    let r = admin_post(&app, &id, "expiry", json!({"expiresAt": null}));
+    let r = app.admin_post(&id, "expiry", json!({"expiresAt": null}));
     assert_eq!(r.status, 400, "{}", r.text);
 }
 
@@ -209,12 +192,12 @@ fn null_where_the_document_says_string_is_what_the_server_does() {
 fn a_renewal_past_year_9999_is_400_naming_periods() {
     let hook = Receiver::start();
     let app = spawn_app_with(|c| add_webhook(c, &hook.url(), &["*"]));
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let last_day = "9999-12-31T00:00:00.000Z";
-    let r = admin_post(&app, &id, "expiry", json!({"expiresAt": last_day}));
+    let r = app.admin_post(&id, "expiry", json!({"expiresAt": last_day}));
     assert_eq!(r.status, 200, "{}", r.text);
     let before = app.admin_order(&id);
-    let r = admin_post(&app, &id, "renewals", json!({"periods": 1, "amount": 5}));
+    let r = app.admin_post(&id, "renewals", json!({"periods": 1, "amount": 5}));
     assert_eq!((r.status, r.code()), (400, "BAD_REQUEST"), "{}", r.text);
     assert_eq!(named_fields(&r), vec!["periods".to_string()]);
     let after = app.admin_order(&id);
@@ -245,11 +228,11 @@ fn a_renewal_past_year_9999_is_400_naming_periods() {
 #[test]
 fn an_expiry_past_year_9999_is_400_naming_expires_at() {
     let app = spawn_app();
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let before = app.admin_order(&id);
     // 9999-12-31T23:59:59.999 one hour west of UTC is already year 10000 in UTC.
     for late in ["9999-12-31T23:59:59.999-01:00", "9999-12-31T23:30:00-00:31"] {
-        let r = admin_post(&app, &id, "expiry", json!({"expiresAt": late}));
+        let r = app.admin_post(&id, "expiry", json!({"expiresAt": late}));
         assert_eq!(
             (r.status, r.code()),
             (400, "BAD_REQUEST"),
@@ -262,7 +245,7 @@ fn an_expiry_past_year_9999_is_400_naming_expires_at() {
     assert_eq!(after.data()["expiresAt"], before.data()["expiresAt"]);
     // The last representable instant itself is fine.
     let last = "9999-12-31T23:59:59.999Z";
-    let r = admin_post(&app, &id, "expiry", json!({"expiresAt": last}));
+    let r = app.admin_post(&id, "expiry", json!({"expiresAt": last}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.data()["expiresAt"], last);
 }
@@ -272,11 +255,11 @@ fn an_expiry_past_year_9999_is_400_naming_expires_at() {
 #[test]
 fn the_admin_detail_shows_the_50_newest_renewals_and_the_total() {
     let app = spawn_app();
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let mut newest = String::new();
     for day in 1..=60 {
         newest = format!("2040-{:02}-{:02}T00:00:00.000Z", 1 + day / 28, 1 + day % 28);
-        let r = admin_post(&app, &id, "expiry", json!({"expiresAt": newest}));
+        let r = app.admin_post(&id, "expiry", json!({"expiresAt": newest}));
         assert_eq!(r.status, 200, "{}", r.text);
     }
     let r = app.admin_order(&id);
@@ -298,9 +281,9 @@ fn the_admin_detail_shows_the_50_newest_renewals_and_the_total() {
 fn webhook_event_bodies_carry_no_renewals_list() {
     let hook = Receiver::start();
     let app = spawn_app_with(|c| add_webhook(c, &hook.url(), &["order.expiry_changed"]));
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     for at in ["2040-01-01T00:00:00Z", "2041-01-01T00:00:00Z"] {
-        let r = admin_post(&app, &id, "expiry", json!({"expiresAt": at}));
+        let r = app.admin_post(&id, "expiry", json!({"expiresAt": at}));
         assert_eq!(r.status, 200, "{}", r.text);
     }
     let received = hook.wait_for(2, WAIT);
@@ -318,8 +301,8 @@ fn webhook_event_bodies_carry_no_renewals_list() {
 #[test]
 fn owner_cannot_terminate_an_admin_suspension() {
     let app = spawn_app();
-    let id = active_order(&app, "alice");
-    let r = admin_post(&app, &id, "suspend", json!({"reason": "abuse report"}));
+    let id = app.active_order("alice");
+    let r = app.admin_post(&id, "suspend", json!({"reason": "abuse report"}));
     assert_eq!(r.status, 200, "{}", r.text);
     let before = app.admin_order(&id);
     let path = format!("/api/v1/orders/{id}/terminate");
@@ -339,16 +322,16 @@ fn owner_cannot_terminate_an_admin_suspension() {
         before.data()["statusHistory"]
     );
     // The admin can still end it.
-    let r = admin_post(&app, &id, "terminate", json!({}));
+    let r = app.admin_post(&id, "terminate", json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
 #[test]
 fn owner_can_terminate_an_expiry_suspension() {
     let app = spawn_app_with(|c| c.lifecycle.enforce = true);
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     let past = vpsd::domain::time::format_millis(vpsd::domain::time::now_millis() - 1000);
-    let r = admin_post(&app, &id, "expiry", json!({"expiresAt": past}));
+    let r = app.admin_post(&id, "expiry", json!({"expiresAt": past}));
     assert_eq!(r.status, 200, "{}", r.text);
     let r = crate::support::wait_for(WAIT, || {
         app.sweep();
@@ -373,14 +356,14 @@ fn the_document_states_maxima_the_key_scope_and_head_on_every_get() {
     assert_eq!(renewal["periods"]["maximum"], 12);
     assert_eq!(renewal["amount"]["maximum"], json!(i64::MAX));
     // The server's own limits are those.
-    let id = active_order(&app, "alice");
+    let id = app.active_order("alice");
     for (body, ok) in [
         (json!({"amount": i64::MAX}), true),
         (json!({"amount": (i64::MAX as u64) + 1}), false),
         (json!({"amount": 1, "periods": 12}), true),
         (json!({"amount": 1, "periods": 13}), false),
     ] {
-        let r = admin_post(&app, &id, "renewals", body.clone());
+        let r = app.admin_post(&id, "renewals", body.clone());
         assert_eq!(r.status == 200, ok, "{body}: {}", r.text);
     }
     let key = doc["components"]["parameters"]["IdempotencyKey"]["description"]

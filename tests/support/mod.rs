@@ -298,6 +298,23 @@ impl TestApp {
         )
     }
 
+    /// An order of `user`'s, paid and waited for until ACTIVE.
+    pub fn active_order(&self, user: &str) -> String {
+        let id = self.create_order(user).id();
+        assert_eq!(self.pay(&id).status, 200);
+        self.wait_for_status(&id, &["ACTIVE"], Duration::from_secs(20));
+        id
+    }
+
+    /// `POST /internal/orders/{id}/{action}` with `body`.
+    pub fn admin_post(&self, id: &str, action: &str, body: serde_json::Value) -> Resp {
+        self.post_json(
+            &format!("/api/v1/internal/orders/{id}/{action}"),
+            Auth::Admin,
+            &body,
+        )
+    }
+
     pub fn admin_order(&self, id: &str) -> Resp {
         self.get(&format!("/api/v1/internal/orders/{id}"), Auth::Admin)
     }
@@ -449,4 +466,26 @@ pub fn create_op(priced: vpsd::service::pricing::Priced) -> vpsd::store::WriteOp
         coupon: None,
         idempotency: None,
     }
+}
+
+/// A blocking connection to `server` whose source address is `source` (any
+/// 127/8 address reaches a server on 127.0.0.1 under Linux): for the limits
+/// that are kept per client address.
+pub fn connect_from(source: &str, server: SocketAddr) -> std::net::TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        let local: SocketAddr = format!("{source}:0").parse().expect("source address");
+        socket.bind(local).expect("bind the source address");
+        socket.connect(server).await.expect("connect")
+    });
+    let stream = stream.into_std().expect("std stream");
+    stream.set_nonblocking(false).expect("blocking");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    stream
 }
