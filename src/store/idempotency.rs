@@ -17,7 +17,7 @@
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::tables::{self, count_key, CountScope};
-use super::writer::{bump, Tables};
+use super::txn::{bump, Tables};
 use super::{codec, storage_err, IdempotencyRecord, Store, StoreError};
 
 /// Highest string in redb's byte order: keys are printable ASCII, scopes

@@ -10,6 +10,7 @@ pub mod outbox;
 pub mod read;
 pub mod repair;
 pub mod tables;
+mod txn;
 pub mod views;
 pub mod writer;
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::codec::{self, Record};
 use super::tables::{self, count_key, CountScope};
-use super::writer::{bump, get_u64, Tables};
+use super::txn::{bump, get_u64, Tables};
 use super::{corrupt, storage_err, Store, StoreError};
 use crate::domain::lifecycle::{EventType, OutEvent};
 use crate::domain::task::ProvisioningTask;
