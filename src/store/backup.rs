@@ -9,6 +9,7 @@
 //! variant, an operator's problem that retrying the data file will not fix).
 
 mod verify;
+mod verify_common;
 mod verify_outbox;
 
 use std::path::{Path, PathBuf};

@@ -9,11 +9,9 @@ use redb::{ReadTransaction, ReadableTable};
 use super::super::codec;
 use super::super::outbox::{status_code, StoredEvent};
 use super::super::tables::{self, count_key, CountScope};
-use super::verify::{inconsistent, open_if_present};
+use super::verify_common::{inconsistent, open_if_present, VerifyError};
 use crate::domain::time::Millis;
 use crate::domain::webhook::{Delivery, DeliveryStatus};
-
-type VerifyError = super::VerifyError;
 
 /// Every key of an index table whose key is a plain tuple of integers.
 macro_rules! keys {
