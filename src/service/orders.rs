@@ -12,7 +12,7 @@ use super::rate_limit::RateLimiter;
 use crate::catalog::Catalog;
 use crate::domain::lifecycle::{self, Command};
 use crate::domain::time::now_millis;
-use crate::domain::{Actor, HistoryEntry, ListQuery, OrderRecord, Page, PlanDuration};
+use crate::domain::{Actor, HistoryEntry, ListQuery, OrderRecord, Page};
 use crate::error::{AppError, FieldError};
 use crate::store::views::Lookup;
 use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Replay, Store, WriteOp};
@@ -26,17 +26,7 @@ pub struct PaymentUpdate {
     pub notes: Option<String>,
 }
 
-/// A create-order request whose shape is already validated by the API layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewOrder {
-    pub plan_id: String,
-    pub image_id: String,
-    pub duration: PlanDuration,
-    pub coupon_code: Option<String>,
-    pub region: Option<String>,
-    pub hostname: Option<String>,
-    pub ssh_public_keys: Vec<String>,
-}
+pub use super::pricing::NewOrder;
 
 pub struct OrderService {
     store: Store,

@@ -4,12 +4,23 @@
 
 use uuid::Uuid;
 
-use super::orders::NewOrder;
 use crate::catalog::{Catalog, CouponRequest, CouponVerdict, ImageInfo, PlanInfo, PlanPrice};
 use crate::domain::time::now_millis;
-use crate::domain::{DropletPlan, ItemType, Order, OrderItem, OrderStatus, Pricing};
+use crate::domain::{DropletPlan, ItemType, Order, OrderItem, OrderStatus, PlanDuration, Pricing};
 use crate::error::AppError;
 use crate::store::CouponClaim;
+
+/// A create-order request whose shape is already validated by the API layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub plan_id: String,
+    pub image_id: String,
+    pub duration: PlanDuration,
+    pub coupon_code: Option<String>,
+    pub region: Option<String>,
+    pub hostname: Option<String>,
+    pub ssh_public_keys: Vec<String>,
+}
 
 /// Where the order will be provisioned, chosen by the caller.
 pub struct Placement {
