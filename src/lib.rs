@@ -19,6 +19,7 @@ pub mod provision;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod url_rules;
 pub mod webhooks;
 
 pub use app::{App, StartError};

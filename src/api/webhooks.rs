@@ -5,11 +5,11 @@ use serde::Serialize;
 use warp::http::StatusCode;
 
 use super::{json_response, request, Call, HttpResponse};
-use crate::config::mask_url;
 use crate::domain::time::format_millis;
 use crate::domain::webhook::Delivery;
 use crate::domain::webhook::{DeliveryPage, DeliveryQuery};
 use crate::error::AppError;
+use crate::url_rules::mask_url;
 
 pub async fn list(call: Call<'_>) -> Result<HttpResponse, AppError> {
     let query = request::delivery_query(call.query)?;

@@ -1,8 +1,8 @@
-//! Order actions: the buttons an order's status allows, their forms and
-//! confirmation steps, and what a submitted form does.
+//! Order actions: their forms and confirmation steps, and what a submitted
+//! form does. Which actions an order offers is `action_list`.
 //!
-//! Which actions show is decided by the domain's transition table
-//! ([`lifecycle::outcome`]), the same one the service enforces; a form is
+//! Which actions show is decided by the domain's transition table, the same
+//! one the service enforces (see `action_list`); a form is
 //! turned into the JSON body the API would receive and checked by the API's
 //! own validators, then handed to the same service call, with the session's
 //! operator as `X-Admin-Id`. Payment and renewal forms carry a fresh
@@ -15,187 +15,25 @@ use warp::http::StatusCode;
 
 use super::form::{datetime_to_rfc3339, Form};
 use super::layout::{csrf, money, notice, page, status_badge, when};
-use super::pages::{self, short};
-use super::session::{self, Session};
+use super::parts::{self, short};
+use super::session::Session;
 use super::{html, redirect, HttpResponse, Req};
-use crate::domain::lifecycle::{self, Event};
 use crate::domain::OrderRecord;
 use crate::error::AppError;
 use crate::service::{IdempotencyKey, PaymentUpdate, Replay, Reply};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Pay,
-    PaymentFailed,
-    Cancel,
-    Retry,
-    Suspend,
-    Unsuspend,
-    Renew,
-    Expiry,
-    Terminate,
-}
-
-impl Action {
-    pub const ALL: [Action; 9] = [
-        Action::Pay,
-        Action::PaymentFailed,
-        Action::Retry,
-        Action::Unsuspend,
-        Action::Renew,
-        Action::Expiry,
-        Action::Suspend,
-        Action::Cancel,
-        Action::Terminate,
-    ];
-
-    pub fn slug(self) -> &'static str {
-        match self {
-            Action::Pay => "pay",
-            Action::PaymentFailed => "payment-failed",
-            Action::Cancel => "cancel",
-            Action::Retry => "retry",
-            Action::Suspend => "suspend",
-            Action::Unsuspend => "unsuspend",
-            Action::Renew => "renew",
-            Action::Expiry => "expiry",
-            Action::Terminate => "terminate",
-        }
-    }
-
-    fn parse(slug: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|a| a.slug() == slug)
-    }
-
-    /// The button's text.
-    fn label(self) -> &'static str {
-        match self {
-            Action::Pay => "Mark paid",
-            Action::PaymentFailed => "Record failed payment",
-            Action::Cancel => "Cancel order",
-            Action::Retry => "Retry provisioning",
-            Action::Suspend => "Suspend",
-            Action::Unsuspend => "Unsuspend",
-            Action::Renew => "Renew",
-            Action::Expiry => "Set expiry",
-            Action::Terminate => "Terminate",
-        }
-    }
-
-    /// What is attempted, for error sentences ("Cannot cancel the order: ...").
-    fn attempt(self) -> &'static str {
-        match self {
-            Action::Pay => "mark the order paid",
-            Action::PaymentFailed => "record a failed payment",
-            Action::Cancel => "cancel the order",
-            Action::Retry => "retry provisioning",
-            Action::Suspend => "suspend the order",
-            Action::Unsuspend => "unsuspend the order",
-            Action::Renew => "renew the order",
-            Action::Expiry => "change the expiry",
-            Action::Terminate => "terminate the order",
-        }
-    }
-
-    /// The transition-table event the service will check.
-    fn event(self) -> Event {
-        match self {
-            Action::Pay => Event::Paid,
-            Action::PaymentFailed => Event::PaymentFailed,
-            Action::Cancel => Event::Cancel,
-            Action::Retry => Event::RetryProvisioning,
-            Action::Suspend => Event::Suspend,
-            Action::Unsuspend => Event::Unsuspend,
-            Action::Renew => Event::Renew,
-            Action::Expiry => Event::SetExpiry,
-            Action::Terminate => Event::Terminate,
-        }
-    }
-
-    /// Destructive actions go through a confirmation page.
-    fn destructive(self) -> bool {
-        matches!(self, Action::Cancel | Action::Suspend | Action::Terminate)
-    }
-
-    /// Actions that are one button on the order page; the rest have a page
-    /// with their fields (and, for destructive ones, the confirmation).
-    fn inline(self) -> bool {
-        matches!(self, Action::Pay | Action::Retry | Action::Unsuspend)
-    }
-
-    fn allowed(self, record: &OrderRecord) -> bool {
-        lifecycle::outcome(record.order.status, self.event()).is_ok()
-    }
-}
-
-/// The notice after a successful action (`?done=slug`).
-pub fn done_text(slug: &str) -> Option<&'static str> {
-    Some(match Action::parse(slug)? {
-        Action::Pay => "Marked paid. Provisioning starts now.",
-        Action::PaymentFailed => "Failed payment recorded; the order still awaits payment.",
-        Action::Cancel => "Order canceled.",
-        Action::Retry => "Provisioning restarted.",
-        Action::Suspend => "Order suspended; the droplet is being powered off.",
-        Action::Unsuspend => "Order unsuspended; the droplet is being powered on.",
-        Action::Renew => "Renewal recorded.",
-        Action::Expiry => "Expiry changed.",
-        Action::Terminate => "Order terminated; its droplet is being deleted.",
-    })
-}
-
-/// A fresh idempotency key for a form that charges or extends, as a hidden
-/// field. Should the OS random source fail, the form goes without one (as an
-/// API call without `Idempotency-Key`) rather than share a guessable key.
-fn fresh_key() -> Markup {
-    match session::random_token() {
-        Some(token) => {
-            html! { input type="hidden" name="idem" value=(format!("console-{token}")); }
-        }
-        None => html! {},
-    }
-}
-
-/// The order page's action panel: exactly the actions the status allows.
-pub fn panel(session: &Session, record: &OrderRecord) -> Markup {
-    let id = record.order.id;
-    let allowed: Vec<Action> = Action::ALL
-        .into_iter()
-        .filter(|a| a.allowed(record))
-        .collect();
-    html! {
-        section.actions aria-labelledby="actions-h" {
-            h2 #actions-h { "Actions" }
-            @if allowed.is_empty() {
-                p.empty { "None: a " (record.order.status.as_str()) " order takes no further actions." }
-            } @else {
-                div.action-list {
-                    @for action in &allowed {
-                        @let target = format!("/admin/orders/{id}/{}", action.slug());
-                        @if action.inline() {
-                            form.inline method="post" action=(target) {
-                                (csrf(session))
-                                @if *action == Action::Pay { (fresh_key()) }
-                                button type="submit" { (action.label()) }
-                            }
-                        } @else {
-                            a.button.danger[action.destructive()] href=(target) { (action.label()) @if action.destructive() { "…" } }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
+use super::action_list::fresh_key;
+pub use super::action_list::Action;
 
 /// GET `/admin/orders/{id}/{action}`: the action's form or confirmation.
 pub async fn form_page(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
     let session = req.session.as_ref();
     let (Ok(id), Some(action)) = (uuid::Uuid::try_parse(id), Action::parse(slug)) else {
-        return pages::not_found(session);
+        return parts::not_found(session);
     };
     let record = match req.api().orders.get(id).await {
         Ok(record) => record,
-        Err(e) => return pages::failure(session, &e),
+        Err(e) => return parts::failure(session, &e),
     };
     render_form(req, &record, action, StatusCode::OK, None, &Form::default())
 }
@@ -216,7 +54,7 @@ fn render_form(
     let title = format!("{} · order {}", action.label(), short(&o.id));
     let allowed = action.allowed(record);
     let conflict = (!allowed).then(|| {
-        pages::sentence(
+        parts::sentence(
             &AppError::OrderStatusConflict {
                 current: o.status,
                 requested: action.event().requested_status(),
@@ -353,13 +191,13 @@ fn fields(action: Action, values: &Form) -> Markup {
 pub async fn submit(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
     let session = req.session.as_ref();
     let (Ok(id), Some(action)) = (uuid::Uuid::try_parse(id), Action::parse(slug)) else {
-        return pages::not_found(session);
+        return parts::not_found(session);
     };
     // A destructive action only runs from its confirmation page.
     if action.destructive() && req.form.get("confirm") != Some("yes") {
         return match req.api().orders.get(id).await {
             Ok(record) => render_form(req, &record, action, StatusCode::OK, None, &req.form),
-            Err(e) => pages::failure(session, &e),
+            Err(e) => parts::failure(session, &e),
         };
     }
     let outcome = run(req, id, action).await;
@@ -378,14 +216,14 @@ pub async fn submit(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
                 );
             }
             let (status, _, _) = crate::api::error::classify(&e);
-            let text = pages::sentence(&e, Some(action.attempt()));
+            let text = parts::sentence(&e, Some(action.attempt()));
             if action.inline() || matches!(e, AppError::OrderNotFound) {
                 return super::order::order_page(req, id, status, Some(notice("error", &text)))
                     .await;
             }
             match req.api().orders.get(id).await {
                 Ok(record) => render_form(req, &record, action, status, Some(&text), &req.form),
-                Err(e) => pages::failure(session, &e),
+                Err(e) => parts::failure(session, &e),
             }
         }
     }

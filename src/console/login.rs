@@ -24,7 +24,7 @@ pub fn form_page(req: &Req<'_>) -> HttpResponse {
     }
     let existing = session::cookie(req.headers, LOGIN_COOKIE);
     let Some(token) = existing.clone().or_else(session::random_token) else {
-        return super::pages::error_page(
+        return super::parts::error_page(
             None,
             StatusCode::SERVICE_UNAVAILABLE,
             "Login unavailable",
@@ -81,7 +81,7 @@ pub async fn submit(req: &Req<'_>) -> HttpResponse {
     let console = req.console;
     if let Err(wait) = console.limiter.check(req.client) {
         tracing::warn!(client = %client::display(req.client), "console login refused: too many failed attempts");
-        let mut response = super::pages::error_page(
+        let mut response = super::parts::error_page(
             None,
             StatusCode::TOO_MANY_REQUESTS,
             "Too many attempts",
@@ -98,7 +98,7 @@ pub async fn submit(req: &Req<'_>) -> HttpResponse {
     let form_token = req.form.get("csrf");
     let Some(token) = token.filter(|t| form_token.is_some_and(|f| session::same_token(t, f)))
     else {
-        return super::pages::forbidden(
+        return super::parts::forbidden(
             None,
             "This login form has expired or did not come from this console. Open the login page again.",
         );
@@ -128,7 +128,7 @@ pub async fn submit(req: &Req<'_>) -> HttpResponse {
     console.limiter.succeeded(req.client);
     let operator = (!operator.is_empty()).then(|| operator.to_string());
     let Some((id, session)) = console.sessions.create(operator) else {
-        return super::pages::error_page(
+        return super::parts::error_page(
             None,
             StatusCode::SERVICE_UNAVAILABLE,
             "Login unavailable",

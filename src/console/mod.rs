@@ -12,6 +12,7 @@
 //! 403), checks the CSRF token of every POST, runs the page, then adds the
 //! headers every console response carries ([`finish`]).
 
+mod action_list;
 mod actions;
 mod chart;
 mod form;
@@ -19,6 +20,7 @@ mod layout;
 mod login;
 mod order;
 mod pages;
+mod parts;
 mod session;
 mod webhooks;
 
@@ -254,15 +256,15 @@ impl Console {
     {
         let session = self.sessions.find(&incoming.headers);
         let Some((route, id, action)) = matched else {
-            return pages::not_found(session.as_ref());
+            return parts::not_found(session.as_ref());
         };
         if !route.methods().contains(&incoming.method) {
-            return pages::method_not_allowed(session.as_ref(), route.methods());
+            return parts::method_not_allowed(session.as_ref(), route.methods());
         }
         let post = incoming.method == Method::POST;
         if !route.is_public() && session.is_none() {
             return if post {
-                pages::forbidden(
+                parts::forbidden(
                     None,
                     "Your session has ended. Log in again, then repeat what you were doing.",
                 )
@@ -274,7 +276,7 @@ impl Console {
             match body.read(&incoming.headers, FORM_LIMIT).await {
                 Ok(bytes) => bytes,
                 Err(BodyError::Refused(_)) => {
-                    return pages::error_page(
+                    return parts::error_page(
                         session.as_ref(),
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "Form too large",
@@ -296,7 +298,7 @@ impl Console {
                 .is_some_and(|(s, token)| session::same_token(&s.csrf, token));
             if !valid {
                 tracing::warn!(route = route.label(), client = %client::display(incoming.client), "console POST refused: missing or wrong CSRF token");
-                return pages::forbidden(
+                return parts::forbidden(
                     session.as_ref(),
                     "This form has expired or did not come from this console, so nothing was changed. Reload the page and try again.",
                 );
@@ -337,7 +339,7 @@ impl Console {
 /// A form whose body stalled: 408, and the connection closes (the rest of
 /// the body is never read), as for the API.
 fn form_timed_out(session: Option<&Session>, limit: Duration) -> HttpResponse {
-    let mut response = pages::error_page(
+    let mut response = parts::error_page(
         session,
         StatusCode::REQUEST_TIMEOUT,
         "Form timed out",

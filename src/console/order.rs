@@ -5,7 +5,7 @@ use maud::{html, Markup};
 use warp::http::StatusCode;
 
 use super::layout::{self, badge, money, notice, page, status_badge, time, when};
-use super::pages::{error_page, failure, not_found, short, user_link};
+use super::parts::{error_page, failure, not_found, short, user_link};
 use super::{html, redirect, HttpResponse, Req};
 use crate::domain::{HistoryEntry, OrderRecord};
 use crate::error::AppError;
@@ -21,7 +21,7 @@ pub async fn order(req: &Req<'_>, id: &str) -> HttpResponse {
         .find(|(k, _)| k == "done")
         .and_then(|(_, v)| match v.as_str() {
             "replay" => Some(super::webhooks::REPLAYED),
-            other => super::actions::done_text(other),
+            other => super::action_list::done_text(other),
         });
     let message = done.map(|t| notice("ok", t));
     order_page(req, id, StatusCode::OK, message).await
@@ -55,7 +55,7 @@ pub async fn order_page(
     let deliveries = super::webhooks::for_order(req, o.id).await;
     // Each section is one function.
     let sections = [
-        super::actions::panel(session_ref, &record),
+        super::action_list::panel(session_ref, &record),
         summary(&record),
         pricing(&record),
         task(&record),

@@ -7,13 +7,13 @@ use maud::{html, Markup};
 use warp::http::StatusCode;
 
 use super::layout::{badge, csrf, notice, page, when};
-use super::pages::{failure, not_found, pager, sentence, short};
+use super::parts::{failure, not_found, pager, sentence, short};
 use super::session::Session;
 use super::{html, redirect, HttpResponse, Req};
-use crate::config::mask_url;
 use crate::domain::webhook::{Delivery, DeliveryStatus};
 use crate::domain::webhook::{DeliveryPage, DeliveryQuery};
 use crate::error::AppError;
+use crate::url_rules::mask_url;
 
 /// The result sentence after a replay (`?done=replay`).
 pub const REPLAYED: &str = "Delivery queued again: it goes out shortly with the same webhook-id and a fresh retry schedule. Reload to see how it went.";

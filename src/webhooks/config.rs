@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::sign::WebhookSecret;
-use crate::config::{mask_url, require_https_unless_loopback};
 use crate::domain::webhook::{EventFilter, Outbox, Route};
+use crate::url_rules::{mask_url, require_https_unless_loopback};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -16,12 +16,12 @@ use serde::Serialize;
 
 use super::config::WebhooksConfig;
 use super::sign::{Signer, WebhookSecret};
-use crate::config::mask_url;
 use crate::domain::time::now_millis;
 use crate::domain::webhook::{AttemptOutcome, Delivery, DeliveryStatus, OutboxEvent};
 use crate::metrics::Metrics;
 use crate::store::outbox::AttemptRecord;
 use crate::store::{Maintenance, Store};
+use crate::url_rules::mask_url;
 
 /// Attempts in flight per endpoint.
 const CONCURRENCY: usize = 16;
