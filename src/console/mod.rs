@@ -272,38 +272,10 @@ impl Console {
                 redirect("/admin/login")
             };
         }
-        let body = if post {
-            match body.read(&incoming.headers, FORM_LIMIT).await {
-                Ok(bytes) => bytes,
-                Err(BodyError::Refused(_)) => {
-                    return parts::error_page(
-                        session.as_ref(),
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "Form too large",
-                        "That form was larger than the console accepts; nothing was changed.",
-                    )
-                }
-                Err(BodyError::TimedOut(limit)) => return form_timed_out(session.as_ref(), limit),
-            }
-        } else {
-            Bytes::new()
+        let form = match read_form(incoming, route, session.as_ref(), post, body).await {
+            Ok(form) => form,
+            Err(refused) => return refused,
         };
-        let form = form::Form::parse(&body);
-        // Every form of a session carries its token; the login form's is tied
-        // to a pre-login cookie instead (checked by the login handler).
-        if post && route != Route::Login {
-            let valid = session
-                .as_ref()
-                .zip(form.get("csrf"))
-                .is_some_and(|(s, token)| session::same_token(&s.csrf, token));
-            if !valid {
-                tracing::warn!(route = route.label(), client = %client::display(incoming.client), "console POST refused: missing or wrong CSRF token");
-                return parts::forbidden(
-                    session.as_ref(),
-                    "This form has expired or did not come from this console, so nothing was changed. Reload the page and try again.",
-                );
-            }
-        }
         let req = Req {
             console: self,
             query: &incoming.query,
@@ -312,27 +284,81 @@ impl Console {
             form,
             session,
         };
-        match (route, post) {
-            (Route::Style, _) => asset("text/css; charset=utf-8", STYLE),
-            (Route::Icon, _) => asset("image/svg+xml", ICON),
-            (Route::Login, false) => login::form_page(&req),
-            (Route::Login, true) => login::submit(&req).await,
-            (Route::Logout, _) => login::logout(&req),
-            (Route::Overview, _) => pages::overview(&req).await,
-            (Route::Orders, _) => pages::orders(&req).await,
-            (Route::Order, _) => order::order(&req, id.unwrap_or("")).await,
-            (Route::Action, false) => {
-                actions::form_page(&req, id.unwrap_or(""), action.unwrap_or("")).await
-            }
-            (Route::Action, true) => {
-                actions::submit(&req, id.unwrap_or(""), action.unwrap_or("")).await
-            }
-            (Route::Attention, _) => pages::attention(&req).await,
-            (Route::Backups, false) => pages::backups(&req).await,
-            (Route::Backups, true) => pages::take_backup(&req).await,
-            (Route::Webhooks, _) => webhooks::webhooks(&req).await,
-            (Route::Replay, _) => webhooks::replay(&req, id.unwrap_or("")).await,
+        page(&req, route, post, id, action).await
+    }
+}
+
+/// A POST's form, read within the body timeout and, but for the login form
+/// (whose token is tied to a pre-login cookie and checked by its handler),
+/// carrying the session's CSRF token; else the page that refuses it.
+async fn read_form<S, B>(
+    incoming: &Head,
+    route: Route,
+    session: Option<&Session>,
+    post: bool,
+    body: Body<S>,
+) -> Result<form::Form, HttpResponse>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf + Send,
+{
+    if !post {
+        return Ok(form::Form::parse(&Bytes::new()));
+    }
+    let bytes = match body.read(&incoming.headers, FORM_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::Refused(_)) => {
+            return Err(parts::error_page(
+                session,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Form too large",
+                "That form was larger than the console accepts; nothing was changed.",
+            ))
         }
+        Err(BodyError::TimedOut(limit)) => return Err(form_timed_out(session, limit)),
+    };
+    let form = form::Form::parse(&bytes);
+    if route != Route::Login {
+        let valid = session
+            .zip(form.get("csrf"))
+            .is_some_and(|(s, token)| session::same_token(&s.csrf, token));
+        if !valid {
+            tracing::warn!(route = route.label(), client = %client::display(incoming.client), "console POST refused: missing or wrong CSRF token");
+            return Err(parts::forbidden(
+                session,
+                "This form has expired or did not come from this console, so nothing was changed. Reload the page and try again.",
+            ));
+        }
+    }
+    Ok(form)
+}
+
+/// The page a route and method name, for a request that passed the gates.
+async fn page(
+    req: &Req<'_>,
+    route: Route,
+    post: bool,
+    id: Option<&str>,
+    action: Option<&str>,
+) -> HttpResponse {
+    match (route, post) {
+        (Route::Style, _) => asset("text/css; charset=utf-8", STYLE),
+        (Route::Icon, _) => asset("image/svg+xml", ICON),
+        (Route::Login, false) => login::form_page(req),
+        (Route::Login, true) => login::submit(req).await,
+        (Route::Logout, _) => login::logout(req),
+        (Route::Overview, _) => pages::overview(req).await,
+        (Route::Orders, _) => pages::orders(req).await,
+        (Route::Order, _) => order::order(req, id.unwrap_or("")).await,
+        (Route::Action, false) => {
+            actions::form_page(req, id.unwrap_or(""), action.unwrap_or("")).await
+        }
+        (Route::Action, true) => actions::submit(req, id.unwrap_or(""), action.unwrap_or("")).await,
+        (Route::Attention, _) => pages::attention(req).await,
+        (Route::Backups, false) => pages::backups(req).await,
+        (Route::Backups, true) => pages::take_backup(req).await,
+        (Route::Webhooks, _) => webhooks::webhooks(req).await,
+        (Route::Replay, _) => webhooks::replay(req, id.unwrap_or("")).await,
     }
 }
 
