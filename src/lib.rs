@@ -14,6 +14,7 @@ pub mod domain;
 pub mod edge;
 pub mod error;
 pub mod http_client;
+pub mod json;
 pub mod metrics;
 pub mod provision;
 pub mod server;

@@ -9,7 +9,7 @@ pub mod auth;
 pub mod body;
 pub mod client;
 pub mod error;
-pub mod json;
+pub use crate::json;
 pub mod request;
 pub mod routes;
 mod token_cache;

@@ -174,7 +174,7 @@ fn task(record: &OrderRecord) -> Markup {
 /// must not grow with every expiry change), and how many there are.
 fn renewals(record: &OrderRecord) -> Markup {
     let all = &record.order.term.renewals;
-    let shown = crate::api::json::RENEWALS_SHOWN;
+    let shown = crate::json::RENEWALS_SHOWN;
     let list = &all[all.len().saturating_sub(shown)..];
     let c = record.order.pricing.currency.as_str();
     html! {

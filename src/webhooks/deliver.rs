@@ -299,7 +299,7 @@ struct Body<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Data<'a> {
-    order: crate::api::json::OrderJson<'a>,
+    order: crate::json::OrderJson<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seconds_left: Option<i64>,
 }
@@ -310,7 +310,7 @@ pub fn body(event: &OutboxEvent) -> Vec<u8> {
         kind: event.kind.as_str(),
         timestamp: crate::domain::time::format_millis(event.committed_at),
         data: Data {
-            order: crate::api::json::order_for_event(&event.record),
+            order: crate::json::order_for_event(&event.record),
             seconds_left: event.seconds_left,
         },
     };

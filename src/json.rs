@@ -1,5 +1,7 @@
 //! Domain values in the SPEC's JSON shapes (camelCase, RFC 3339 millisecond
-//! timestamps, ids as strings). Only this module knows the wire names.
+//! timestamps, ids as strings). Only this module knows the wire names; the
+//! API answers with these shapes and webhook events carry the same order, so
+//! both depend on this module and neither on the other.
 //!
 //! An order is rendered for a [`View`]: customers (user routes) see a fixed
 //! public text per provisioning `errorCode`, because DigitalOcean's own
