@@ -4,6 +4,9 @@
 
 pub mod backup;
 pub mod codec;
+pub mod contract;
+#[cfg(test)]
+mod contract_tests;
 pub mod idempotency;
 mod migrate;
 pub mod outbox;
