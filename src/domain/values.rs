@@ -108,10 +108,6 @@ impl Hostname {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
 const SSH_KEY_TYPES: &[&str] = &[
