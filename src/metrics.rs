@@ -43,102 +43,32 @@ impl Metrics {
     /// still reported rather than panicking.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let r = Registry::new();
+        let http_duration =
+            HistogramOpts::new(HTTP_DURATION.0, HTTP_DURATION.1).buckets(HTTP_BUCKETS.to_vec());
+        let sweep_duration =
+            HistogramOpts::new(SWEEP_DURATION.0, SWEEP_DURATION.1).buckets(SWEEP_BUCKETS.to_vec());
         Ok(Metrics {
-            http_requests: counter_vec(
-                &r,
-                "vpsd_http_requests_total",
-                "HTTP requests by route, method and status",
-                &["route", "method", "status"],
-            )?,
-            http_duration: add(
-                &r,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "vpsd_http_request_duration_seconds",
-                        "HTTP request latency by route",
-                    )
-                    .buckets(HTTP_BUCKETS.to_vec()),
-                    &["route"],
-                ),
-            )?,
+            http_requests: counter_vec(&r, HTTP_REQUESTS, &["route", "method", "status"])?,
+            http_duration: add(&r, HistogramVec::new(http_duration, &["route"]))?,
             orders: add(
                 &r,
-                IntGaugeVec::new(Opts::new("vpsd_orders", "Orders by status"), &["status"]),
+                IntGaugeVec::new(Opts::new(ORDERS.0, ORDERS.1), &["status"]),
             )?,
-            provisioning_outcomes: counter_vec(
-                &r,
-                "vpsd_provisioning_outcomes_total",
-                "Finished provisioning tasks by outcome (SUCCESS or error code)",
-                &["outcome"],
-            )?,
-            droplet_actions_pending: gauge(
-                &r,
-                "vpsd_droplet_actions_pending",
-                "Droplet actions owed after a status change (power off / on, delete)",
-            )?,
-            droplet_actions_failing: gauge(
-                &r,
-                "vpsd_droplet_actions_failing",
-                "Owed droplet actions whose last attempt failed and are being retried",
-            )?,
-            cloud_calls: counter(
-                &r,
-                "vpsd_cloud_api_calls_total",
-                "Requests sent to the cloud provider",
-            )?,
-            cloud_rate_limited: counter(
-                &r,
-                "vpsd_cloud_api_rate_limited_total",
-                "429 answers from the cloud provider",
-            )?,
-            sweep_duration: add(
-                &r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "vpsd_reconciler_sweep_duration_seconds",
-                        "Reconciler sweep duration",
-                    )
-                    .buckets(SWEEP_BUCKETS.to_vec()),
-                ),
-            )?,
-            backups: counter_vec(&r, "vpsd_backups_total", "Snapshots by result", &["result"])?,
-            backup_last_success: gauge(
-                &r,
-                "vpsd_backup_last_success_timestamp_seconds",
-                "Unix time of the last successful snapshot (0: none yet)",
-            )?,
-            backup_last_bytes: gauge(
-                &r,
-                "vpsd_backup_last_size_bytes",
-                "Size of the last successful snapshot",
-            )?,
-            backup_age_seconds: gauge(
-                &r,
-                "vpsd_backup_age_seconds",
-                "Seconds since the last successful snapshot (-1: none yet)",
-            )?,
-            data_file_bytes: gauge(&r, "vpsd_data_file_bytes", "Size of the redb data file")?,
-            storage_full_repair_if_crashed: gauge(
-                &r,
-                "vpsd_storage_full_repair_if_crashed",
-                "1 while the last commit did not record redb's allocator state: a crash now means a full repair at the next start",
-            )?,
-            webhook_deliveries: counter_vec(
-                &r,
-                "vpsd_webhook_deliveries_total",
-                "Webhook delivery attempts by result (delivered, retried, failed)",
-                &["result"],
-            )?,
-            webhook_pending: gauge(
-                &r,
-                "vpsd_webhook_deliveries_pending",
-                "Webhook deliveries not yet delivered nor failed",
-            )?,
-            webhook_oldest_pending_seconds: gauge(
-                &r,
-                "vpsd_webhook_oldest_pending_age_seconds",
-                "Age of the oldest pending webhook delivery (0: none)",
-            )?,
+            provisioning_outcomes: counter_vec(&r, PROVISIONING_OUTCOMES, &["outcome"])?,
+            droplet_actions_pending: gauge(&r, DROPLET_ACTIONS_PENDING)?,
+            droplet_actions_failing: gauge(&r, DROPLET_ACTIONS_FAILING)?,
+            cloud_calls: counter(&r, CLOUD_CALLS)?,
+            cloud_rate_limited: counter(&r, CLOUD_RATE_LIMITED)?,
+            sweep_duration: add(&r, Histogram::with_opts(sweep_duration))?,
+            backups: counter_vec(&r, BACKUPS, &["result"])?,
+            backup_last_success: gauge(&r, BACKUP_LAST_SUCCESS)?,
+            backup_last_bytes: gauge(&r, BACKUP_LAST_BYTES)?,
+            backup_age_seconds: gauge(&r, BACKUP_AGE)?,
+            data_file_bytes: gauge(&r, DATA_FILE_BYTES)?,
+            storage_full_repair_if_crashed: gauge(&r, FULL_REPAIR_IF_CRASHED)?,
+            webhook_deliveries: counter_vec(&r, WEBHOOK_DELIVERIES, &["result"])?,
+            webhook_pending: gauge(&r, WEBHOOK_PENDING)?,
+            webhook_oldest_pending_seconds: gauge(&r, WEBHOOK_OLDEST_PENDING)?,
             registry: r,
         })
     }
@@ -176,6 +106,74 @@ pub fn method_label(method: &http::Method) -> &'static str {
     }
 }
 
+/// A metric's name and help text. Kept in one list so the exposition's
+/// vocabulary reads in one place and `Metrics::new` only wires them up.
+type Spec = (&'static str, &'static str);
+
+const HTTP_REQUESTS: Spec = (
+    "vpsd_http_requests_total",
+    "HTTP requests by route, method and status",
+);
+const HTTP_DURATION: Spec = (
+    "vpsd_http_request_duration_seconds",
+    "HTTP request latency by route",
+);
+const ORDERS: Spec = ("vpsd_orders", "Orders by status");
+const PROVISIONING_OUTCOMES: Spec = (
+    "vpsd_provisioning_outcomes_total",
+    "Finished provisioning tasks by outcome (SUCCESS or error code)",
+);
+const DROPLET_ACTIONS_PENDING: Spec = (
+    "vpsd_droplet_actions_pending",
+    "Droplet actions owed after a status change (power off / on, delete)",
+);
+const DROPLET_ACTIONS_FAILING: Spec = (
+    "vpsd_droplet_actions_failing",
+    "Owed droplet actions whose last attempt failed and are being retried",
+);
+const CLOUD_CALLS: Spec = (
+    "vpsd_cloud_api_calls_total",
+    "Requests sent to the cloud provider",
+);
+const CLOUD_RATE_LIMITED: Spec = (
+    "vpsd_cloud_api_rate_limited_total",
+    "429 answers from the cloud provider",
+);
+const SWEEP_DURATION: Spec = (
+    "vpsd_reconciler_sweep_duration_seconds",
+    "Reconciler sweep duration",
+);
+const BACKUPS: Spec = ("vpsd_backups_total", "Snapshots by result");
+const BACKUP_LAST_SUCCESS: Spec = (
+    "vpsd_backup_last_success_timestamp_seconds",
+    "Unix time of the last successful snapshot (0: none yet)",
+);
+const BACKUP_LAST_BYTES: Spec = (
+    "vpsd_backup_last_size_bytes",
+    "Size of the last successful snapshot",
+);
+const BACKUP_AGE: Spec = (
+    "vpsd_backup_age_seconds",
+    "Seconds since the last successful snapshot (-1: none yet)",
+);
+const DATA_FILE_BYTES: Spec = ("vpsd_data_file_bytes", "Size of the redb data file");
+const FULL_REPAIR_IF_CRASHED: Spec = (
+    "vpsd_storage_full_repair_if_crashed",
+    "1 while the last commit did not record redb's allocator state: a crash now means a full repair at the next start",
+);
+const WEBHOOK_DELIVERIES: Spec = (
+    "vpsd_webhook_deliveries_total",
+    "Webhook delivery attempts by result (delivered, retried, failed)",
+);
+const WEBHOOK_PENDING: Spec = (
+    "vpsd_webhook_deliveries_pending",
+    "Webhook deliveries not yet delivered nor failed",
+);
+const WEBHOOK_OLDEST_PENDING: Spec = (
+    "vpsd_webhook_oldest_pending_age_seconds",
+    "Age of the oldest pending webhook delivery (0: none)",
+);
+
 const HTTP_BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
@@ -192,19 +190,18 @@ fn add<C: Collector + Clone + 'static>(
     Ok(metric)
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+fn counter(registry: &Registry, (name, help): Spec) -> Result<IntCounter, prometheus::Error> {
     add(registry, IntCounter::new(name, help))
 }
 
 fn counter_vec(
     registry: &Registry,
-    name: &str,
-    help: &str,
+    (name, help): Spec,
     labels: &[&str],
 ) -> Result<IntCounterVec, prometheus::Error> {
     add(registry, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+fn gauge(registry: &Registry, (name, help): Spec) -> Result<IntGauge, prometheus::Error> {
     add(registry, IntGauge::new(name, help))
 }

@@ -9,6 +9,7 @@ pub mod order;
 pub mod record;
 pub mod task;
 pub mod time;
+pub mod values;
 pub mod webhook;
 pub mod wire;
 

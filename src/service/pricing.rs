@@ -6,20 +6,24 @@ use uuid::Uuid;
 
 use crate::catalog::{Catalog, CouponRequest, CouponVerdict, ImageInfo, PlanInfo, PlanPrice};
 use crate::domain::time::now_millis;
+use crate::domain::values::{CatalogId, Hostname, SshKeys};
 use crate::domain::{DropletPlan, ItemType, Order, OrderItem, OrderStatus, PlanDuration, Pricing};
 use crate::error::AppError;
 use crate::store::CouponClaim;
 
-/// A create-order request whose shape is already validated by the API layer.
+/// A create-order request as the API parsed it: ids, hostname and keys are
+/// domain values, so nothing unchecked reaches pricing or the droplet plan.
+/// The coupon and region stay text: the catalog and the configured regions
+/// are what judge them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
-    pub plan_id: String,
-    pub image_id: String,
+    pub plan_id: CatalogId,
+    pub image_id: CatalogId,
     pub duration: PlanDuration,
     pub coupon_code: Option<String>,
     pub region: Option<String>,
-    pub hostname: Option<String>,
-    pub ssh_public_keys: Vec<String>,
+    pub hostname: Option<Hostname>,
+    pub ssh_public_keys: SshKeys,
 }
 
 /// Where the order will be provisioned, chosen by the caller.
@@ -37,8 +41,8 @@ pub fn price_order(
     request: &NewOrder,
     placement: Placement,
 ) -> Result<Priced, AppError> {
-    let (plan, size_slug) = resolve_plan(catalog, &request.plan_id)?;
-    let image = resolve_image(catalog, &plan, &request.image_id)?;
+    let (plan, size_slug) = resolve_plan(catalog, request.plan_id.as_str())?;
+    let image = resolve_image(catalog, &plan, request.image_id.as_str())?;
     let price = *plan.price_for(request.duration).ok_or_else(|| {
         AppError::InvalidDuration(format!(
             "plan {:?} has no {} price",
@@ -55,7 +59,7 @@ pub fn price_order(
         size_slug,
         image_slug: image.slug.clone(),
         hostname: String::new(),
-        ssh_public_keys: request.ssh_public_keys.clone(),
+        ssh_public_keys: request.ssh_public_keys.lines(),
     };
     let order = build_order(user, request, &plan, &image, price, pricing, droplet);
     Ok((order, claim))
@@ -139,10 +143,10 @@ fn build_order(
 ) -> Order {
     let now = now_millis();
     let id = crate::domain::new_id();
-    droplet.hostname = request
-        .hostname
-        .clone()
-        .unwrap_or_else(|| default_hostname(&id));
+    droplet.hostname = match &request.hostname {
+        Some(hostname) => hostname.as_str().to_string(),
+        None => default_hostname(&id),
+    };
     let item = |item_type, reference_id: &str, description: String, unit_price| OrderItem {
         id: crate::domain::new_id(),
         item_type,

@@ -441,13 +441,13 @@ pub fn sample_order(
 ) -> vpsd::service::pricing::Priced {
     let plans = ["vps-basic", "vps-standard", "vps-pro"];
     let request = vpsd::service::orders::NewOrder {
-        plan_id: plans[i % plans.len()].into(),
-        image_id: "ubuntu-22-04".into(),
+        plan_id: vpsd::domain::values::CatalogId::parse(plans[i % plans.len()]).expect("plan id"),
+        image_id: vpsd::domain::values::CatalogId::parse("ubuntu-22-04").expect("image id"),
         duration: vpsd::domain::PlanDuration::Monthly,
         coupon_code: i.is_multiple_of(4).then(|| "HEMAT20".to_string()),
         region: None,
         hostname: None,
-        ssh_public_keys: Vec::new(),
+        ssh_public_keys: Default::default(),
     };
     let placement = vpsd::service::pricing::Placement {
         currency: "IDR".into(),
