@@ -105,6 +105,20 @@ pub struct Rule {
     samples: fn(Millis) -> Vec<Command>,
 }
 
+#[cfg(test)]
+impl Rule {
+    /// The event's sample commands at `now`, for property tests elsewhere
+    /// (the sandbox's reconciler test draws its steps from them).
+    pub fn samples(&self, now: Millis) -> Vec<Command> {
+        (self.samples)(now)
+    }
+
+    /// Whether the event ends the order for good.
+    pub fn terminates(&self) -> bool {
+        self.outcome == Outcome::MoveTo(OrderStatus::Terminated)
+    }
+}
+
 /// The check of a rule that needs none beyond the status.
 fn status_only(_: &Draft<'_>, _: Event) -> Result<(), Refused> {
     Ok(())
@@ -300,5 +314,7 @@ pub fn create(mut order: Order, actor: &Actor, now: Millis) -> Change {
     draft.finish()
 }
 
+#[cfg(test)]
+mod rule_tests;
 #[cfg(test)]
 mod tests;

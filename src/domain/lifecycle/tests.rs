@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 const DAY: Millis = 86_400_000;
 
-fn new_record() -> (OrderRecord, Vec<crate::domain::HistoryEntry>) {
+pub(super) fn new_record() -> (OrderRecord, Vec<crate::domain::HistoryEntry>) {
     let change = create(test_order("u"), &Actor::User("u".into()), 0);
     let record = OrderRecord {
         order: change.order,
@@ -20,7 +20,7 @@ fn new_record() -> (OrderRecord, Vec<crate::domain::HistoryEntry>) {
 fn commands(now: Millis) -> Vec<Command> {
     let mut all: Vec<Command> = Event::ALL
         .iter()
-        .flat_map(|event| (event.rule().samples)(now))
+        .flat_map(|event| event.rule().samples(now))
         .collect();
     all.push(Command::Tick);
     all
@@ -28,7 +28,7 @@ fn commands(now: Millis) -> Vec<Command> {
 
 /// The first sample of `event`, for tests that need one of its commands.
 fn sample(event: Event) -> Command {
-    match (event.rule().samples)(0).into_iter().next() {
+    match event.rule().samples(0).into_iter().next() {
         Some(command) => command,
         None => panic!("{event:?} has no sample command"),
     }
@@ -546,62 +546,4 @@ fn default_history_text_is_v1s() {
     };
     let paid = decide(&record, noted, &Actor::System, 5, &Policy::default()).unwrap();
     assert_eq!(paid.history[0].reason.as_deref(), Some("ref 42"));
-}
-
-/// Each rule's samples are commands of its event: decided where the table
-/// forbids the event, every one is refused naming that event. This ties the
-/// dispatch in `mod.rs` to the registry.
-#[test]
-fn every_rule_samples_its_own_event() {
-    for &event in Event::ALL {
-        let samples = (event.rule().samples)(DAY);
-        assert!(!samples.is_empty(), "{event:?} has no sample command");
-        let forbidden = OrderStatus::ALL
-            .iter()
-            .filter(|s| !event.rule().from.contains(s));
-        for &status in forbidden {
-            let (mut record, _) = new_record();
-            record.order.status = status;
-            for command in &samples {
-                let refused = decide(
-                    &record,
-                    command.clone(),
-                    &Actor::System,
-                    DAY,
-                    &Policy::default(),
-                );
-                let conflict = Conflict {
-                    current: status,
-                    event,
-                };
-                assert_eq!(refused, Err(Refused::Status(conflict)), "{command:?}");
-            }
-        }
-    }
-}
-
-/// Conflict details as v1 reported them, read now from the rules.
-#[test]
-fn conflicts_report_the_requested_status() {
-    use Event as E;
-    use HistoryStatus as H;
-    let expected = [
-        (E::Paid, H::Paid, true),
-        (E::PaymentFailed, H::PaymentFailed, true),
-        (E::Cancel, H::Canceled, false),
-        (E::StartProvisioning, H::Provisioning, false),
-        (E::ProvisioningSucceeded, H::Active, false),
-        (E::ProvisioningFailed, H::Failed, false),
-        (E::RetryProvisioning, H::Provisioning, false),
-        (E::Suspend, H::Suspended, false),
-        (E::Unsuspend, H::Active, false),
-        (E::TerminateByOwner, H::Terminated, false),
-        (E::Terminate, H::Terminated, false),
-        (E::Renew, H::Active, false),
-        (E::SetExpiry, H::Active, false),
-    ];
-    for (event, requested, payment) in expected {
-        assert_eq!(event.requested_status(), requested, "{event:?}");
-        assert_eq!(event.is_payment(), payment, "{event:?}");
-    }
 }
