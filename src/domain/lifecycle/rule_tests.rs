@@ -63,3 +63,37 @@ fn conflicts_report_the_requested_status() {
         assert_eq!(event.is_payment(), payment, "{event:?}");
     }
 }
+
+/// What a rule declares is what its effects do: from every status it allows,
+/// each sample is accepted and its first row is the rule's outcome (some
+/// effects move the order themselves, as the sweep does; this keeps the
+/// table honest about them).
+#[test]
+fn every_rule_does_what_it_declares() {
+    for &event in Event::ALL {
+        let rule = event.rule();
+        let row = match rule.outcome {
+            Outcome::MoveTo(to) => HistoryStatus::from(to),
+            Outcome::RecordOnly(row) => row,
+        };
+        for &status in rule.from {
+            let (mut record, _) = new_record();
+            record.order.status = status;
+            for command in rule.samples(DAY) {
+                let decided = decide(
+                    &record,
+                    command.clone(),
+                    &Actor::System,
+                    DAY,
+                    &Policy::default(),
+                );
+                let Ok(change) = decided else {
+                    panic!("{command:?} from {status:?}: {decided:?}");
+                };
+                let first = &change.history[0];
+                assert_eq!(first.previous_status, Some(status), "{command:?}");
+                assert_eq!(first.new_status, row, "{command:?} from {status:?}");
+            }
+        }
+    }
+}
