@@ -24,7 +24,36 @@ pub enum Action {
     Terminate,
 }
 
+/// How an action is taken from the order page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// One button on the order page.
+    OneClick,
+    /// A page with its fields.
+    Fields,
+    /// A page with its fields and a confirmation: the action is destructive.
+    Confirmed,
+}
+
+/// Everything the console says about an action, in one place per action.
+struct Spec {
+    slug: &'static str,
+    /// The transition-table event the service will check; the button shows
+    /// only where the table allows it.
+    event: Event,
+    /// The button's text.
+    label: &'static str,
+    /// What is attempted, for error sentences ("Cannot cancel the order: ...").
+    attempt: &'static str,
+    /// The notice after success (`?done=slug`).
+    done: &'static str,
+    kind: Kind,
+}
+
 impl Action {
+    /// The order page's panel order: what moves the order on first, the
+    /// destructive ones last. Every operator event of the lifecycle's rules
+    /// has exactly one action here (the tests below check).
     pub const ALL: [Action; 9] = [
         Action::Pay,
         Action::PaymentFailed,
@@ -37,18 +66,85 @@ impl Action {
         Action::Terminate,
     ];
 
-    pub fn slug(self) -> &'static str {
+    fn spec(self) -> Spec {
         match self {
-            Action::Pay => "pay",
-            Action::PaymentFailed => "payment-failed",
-            Action::Cancel => "cancel",
-            Action::Retry => "retry",
-            Action::Suspend => "suspend",
-            Action::Unsuspend => "unsuspend",
-            Action::Renew => "renew",
-            Action::Expiry => "expiry",
-            Action::Terminate => "terminate",
+            Action::Pay => Spec {
+                slug: "pay",
+                event: Event::Paid,
+                label: "Mark paid",
+                attempt: "mark the order paid",
+                done: "Marked paid. Provisioning starts now.",
+                kind: Kind::OneClick,
+            },
+            Action::PaymentFailed => Spec {
+                slug: "payment-failed",
+                event: Event::PaymentFailed,
+                label: "Record failed payment",
+                attempt: "record a failed payment",
+                done: "Failed payment recorded; the order still awaits payment.",
+                kind: Kind::Fields,
+            },
+            Action::Cancel => Spec {
+                slug: "cancel",
+                event: Event::Cancel,
+                label: "Cancel order",
+                attempt: "cancel the order",
+                done: "Order canceled.",
+                kind: Kind::Confirmed,
+            },
+            Action::Retry => Spec {
+                slug: "retry",
+                event: Event::RetryProvisioning,
+                label: "Retry provisioning",
+                attempt: "retry provisioning",
+                done: "Provisioning restarted.",
+                kind: Kind::OneClick,
+            },
+            Action::Suspend => Spec {
+                slug: "suspend",
+                event: Event::Suspend,
+                label: "Suspend",
+                attempt: "suspend the order",
+                done: "Order suspended; the droplet is being powered off.",
+                kind: Kind::Confirmed,
+            },
+            Action::Unsuspend => Spec {
+                slug: "unsuspend",
+                event: Event::Unsuspend,
+                label: "Unsuspend",
+                attempt: "unsuspend the order",
+                done: "Order unsuspended; the droplet is being powered on.",
+                kind: Kind::OneClick,
+            },
+            Action::Renew => Spec {
+                slug: "renew",
+                event: Event::Renew,
+                label: "Renew",
+                attempt: "renew the order",
+                done: "Renewal recorded.",
+                kind: Kind::Fields,
+            },
+            Action::Expiry => Spec {
+                slug: "expiry",
+                event: Event::SetExpiry,
+                label: "Set expiry",
+                attempt: "change the expiry",
+                done: "Expiry changed.",
+                kind: Kind::Fields,
+            },
+            Action::Terminate => Spec {
+                slug: "terminate",
+                event: Event::Terminate,
+                label: "Terminate",
+                attempt: "terminate the order",
+                done: "Order terminated; its droplet is being deleted.",
+                kind: Kind::Confirmed,
+            },
         }
+    }
+
+    pub fn slug(self) -> &'static str {
+        self.spec().slug
     }
 
     pub(super) fn parse(slug: &str) -> Option<Action> {
@@ -57,58 +153,28 @@ impl Action {
 
     /// The button's text.
     pub(super) fn label(self) -> &'static str {
-        match self {
-            Action::Pay => "Mark paid",
-            Action::PaymentFailed => "Record failed payment",
-            Action::Cancel => "Cancel order",
-            Action::Retry => "Retry provisioning",
-            Action::Suspend => "Suspend",
-            Action::Unsuspend => "Unsuspend",
-            Action::Renew => "Renew",
-            Action::Expiry => "Set expiry",
-            Action::Terminate => "Terminate",
-        }
+        self.spec().label
     }
 
     /// What is attempted, for error sentences ("Cannot cancel the order: ...").
     pub(super) fn attempt(self) -> &'static str {
-        match self {
-            Action::Pay => "mark the order paid",
-            Action::PaymentFailed => "record a failed payment",
-            Action::Cancel => "cancel the order",
-            Action::Retry => "retry provisioning",
-            Action::Suspend => "suspend the order",
-            Action::Unsuspend => "unsuspend the order",
-            Action::Renew => "renew the order",
-            Action::Expiry => "change the expiry",
-            Action::Terminate => "terminate the order",
-        }
+        self.spec().attempt
     }
 
     /// The transition-table event the service will check.
     pub(super) fn event(self) -> Event {
-        match self {
-            Action::Pay => Event::Paid,
-            Action::PaymentFailed => Event::PaymentFailed,
-            Action::Cancel => Event::Cancel,
-            Action::Retry => Event::RetryProvisioning,
-            Action::Suspend => Event::Suspend,
-            Action::Unsuspend => Event::Unsuspend,
-            Action::Renew => Event::Renew,
-            Action::Expiry => Event::SetExpiry,
-            Action::Terminate => Event::Terminate,
-        }
+        self.spec().event
     }
 
     /// Destructive actions go through a confirmation page.
     pub(super) fn destructive(self) -> bool {
-        matches!(self, Action::Cancel | Action::Suspend | Action::Terminate)
+        self.spec().kind == Kind::Confirmed
     }
 
     /// Actions that are one button on the order page; the rest have a page
     /// with their fields (and, for destructive ones, the confirmation).
     pub(super) fn inline(self) -> bool {
-        matches!(self, Action::Pay | Action::Retry | Action::Unsuspend)
+        self.spec().kind == Kind::OneClick
     }
 
     pub(super) fn allowed(self, record: &OrderRecord) -> bool {
@@ -118,17 +184,7 @@ impl Action {
 
 /// The notice after a successful action (`?done=slug`).
 pub fn done_text(slug: &str) -> Option<&'static str> {
-    Some(match Action::parse(slug)? {
-        Action::Pay => "Marked paid. Provisioning starts now.",
-        Action::PaymentFailed => "Failed payment recorded; the order still awaits payment.",
-        Action::Cancel => "Order canceled.",
-        Action::Retry => "Provisioning restarted.",
-        Action::Suspend => "Order suspended; the droplet is being powered off.",
-        Action::Unsuspend => "Order unsuspended; the droplet is being powered on.",
-        Action::Renew => "Renewal recorded.",
-        Action::Expiry => "Expiry changed.",
-        Action::Terminate => "Order terminated; its droplet is being deleted.",
-    })
+    Action::parse(slug).map(|action| action.spec().done)
 }
 
 /// A fresh idempotency key for a form that charges or extends, as a hidden
@@ -171,6 +227,30 @@ pub fn panel(session: &Session, record: &OrderRecord) -> Markup {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The console offers exactly the lifecycle's operator events: a new
+    /// command an operator may ask for fails here until it has its button.
+    #[test]
+    fn every_operator_event_has_exactly_one_action() {
+        for &event in Event::ALL {
+            let actions = Action::ALL.iter().filter(|a| a.event() == event).count();
+            let wanted = usize::from(event.rule().operator);
+            assert_eq!(actions, wanted, "{event:?}");
+        }
+    }
+
+    #[test]
+    fn every_action_is_found_by_its_slug() {
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.slug()), Some(action));
+            assert_eq!(done_text(action.slug()), Some(action.spec().done));
         }
     }
 }

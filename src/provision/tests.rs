@@ -19,8 +19,8 @@ use crate::cloud::sandbox::Sandbox;
 use crate::cloud::{Cloud, CloudError};
 use crate::domain::droplet::DropletStatus;
 use crate::domain::expiry::Policy;
-use crate::domain::lifecycle::{self, Command, Renewing};
-use crate::domain::order::{test_order, RenewalType, TerminationReason};
+use crate::domain::lifecycle::{self, Command, Event};
+use crate::domain::order::test_order;
 use crate::domain::task::ProvisioningError;
 use crate::domain::time::now_millis;
 use crate::domain::{Actor, OrderRecord, OrderStatus};
@@ -29,37 +29,45 @@ use crate::store::{Rules, Store, WriteOp};
 
 /// How long every sandbox boot, power action and delete takes.
 const ACTION: Duration = Duration::from_millis(1_000);
-const HOUR_MS: i64 = 3_600_000;
 
 /// One thing that happens to an ACTIVE order.
 #[derive(Debug, Clone)]
 enum Step {
-    Suspend,
-    Unsuspend,
-    Terminate,
-    /// One period more; resumes an order suspended for expiry.
-    Renew,
-    /// `expiresAt` set an hour ago: the next sweep suspends it (EXPIRED).
-    Lapse,
-    /// `expiresAt` set past the grace: the next sweep terminates it.
-    LapseForGood,
+    /// The `sample`th sample command of `event`: every admin-side event the
+    /// lifecycle's rules allow on a live order, drawn from those rules, so
+    /// a new command is in the game as soon as it is registered (expiry
+    /// changes include lapsing within the grace and past it).
+    Command { event: Event, sample: usize },
     /// A reconciler sweep (expiry, provisioning, droplet actions).
     Sweep,
     /// The sandbox's clock moves on by this many milliseconds.
     Wait(u64),
 }
 
+/// Events the rules allow from ACTIVE or SUSPENDED, with their sample counts.
+fn live_events() -> Vec<(Event, usize)> {
+    let live = [OrderStatus::Active, OrderStatus::Suspended];
+    Event::ALL
+        .iter()
+        .filter(|event| event.rule().from.iter().any(|s| live.contains(s)))
+        .map(|&event| (event, event.rule().samples(0).len()))
+        .collect()
+}
+
+/// Each live event as likely as another, except that an order ends only
+/// now and then, so most runs have time to suspend and resume.
 fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        4 => Just(Step::Suspend),
-        4 => Just(Step::Unsuspend),
-        1 => Just(Step::Terminate),
-        2 => Just(Step::Renew),
-        1 => Just(Step::Lapse),
-        1 => Just(Step::LapseForGood),
-        5 => Just(Step::Sweep),
-        4 => (0u64..1_500).prop_map(Step::Wait),
-    ]
+    let mut steps: Vec<(u32, BoxedStrategy<Step>)> = live_events()
+        .into_iter()
+        .map(|(event, samples)| {
+            let weight = if event.rule().terminates() { 1 } else { 4 };
+            let command = (0..samples).prop_map(move |sample| Step::Command { event, sample });
+            (weight, command.boxed())
+        })
+        .collect();
+    steps.push((5, Just(Step::Sweep).boxed()));
+    steps.push((4, (0u64..1_500).prop_map(Step::Wait).boxed()));
+    proptest::strategy::Union::new_weighted(steps)
 }
 
 /// A data file with one ACTIVE order whose droplet runs in the sandbox.
@@ -144,26 +152,12 @@ impl World {
     fn take(&self, step: &Step) {
         let now = now_millis();
         match step {
-            Step::Suspend => self.apply(Command::Suspend { reason: None }),
-            Step::Unsuspend => self.apply(Command::Unsuspend { reason: None }),
-            Step::Terminate => self.apply(Command::Terminate {
-                reason: TerminationReason::AdminTerminated,
-                note: None,
-            }),
-            Step::Renew => self.apply(Command::Renew(Renewing {
-                periods: 1,
-                amount: 100,
-                renewal_type: RenewalType::ManualRenewal,
-                notes: None,
-            })),
-            Step::Lapse => self.apply(Command::SetExpiry {
-                at: now - HOUR_MS,
-                reason: None,
-            }),
-            Step::LapseForGood => self.apply(Command::SetExpiry {
-                at: now - 48 * HOUR_MS,
-                reason: None,
-            }),
+            Step::Command { event, sample } => {
+                match event.rule().samples(now).into_iter().nth(*sample) {
+                    Some(command) => self.apply(command),
+                    None => panic!("{event:?} has no sample {sample}"),
+                }
+            }
             Step::Sweep => {
                 self.provisioner.full_sweep();
             }

@@ -5,14 +5,23 @@
 //! The store only persists a `Change`; there is no other way to change
 //! `Order::status`.
 //!
-//! `mod.rs` holds the vocabulary and the transition table; [`draft`] builds a
-//! change row by row; [`paid_period`] holds what happens after ACTIVE (§9).
+//! `mod.rs` holds the vocabulary, the registry of events and the dispatch;
+//! each command's [`Rule`] (its row of the transition table) and its effects
+//! live in one file of their own (`payment`, `cancel`, `provisioning`,
+//! `suspend`, `terminate`, `renew`; `tick` for what falls due by itself).
+//! `draft` builds a change row by row. README "Adding a lifecycle command".
 
+mod cancel;
 mod draft;
-mod paid_period;
+mod payment;
+mod provisioning;
+mod renew;
+mod suspend;
+mod terminate;
+mod tick;
 
 use super::expiry::Policy;
-use super::order::{Actor, HistoryStatus, Order, OrderStatus, TerminationReason};
+use super::order::{Actor, HistoryStatus, Order, OrderStatus, SuspendReason, TerminationReason};
 use super::record::OrderRecord;
 use super::time::Millis;
 use draft::Draft;
@@ -72,88 +81,98 @@ pub enum Command {
     Tick,
 }
 
-/// A command's kind: what the transition table and conflicts speak of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Event {
-    Paid,
-    PaymentFailed,
-    Cancel,
-    StartProvisioning,
-    ProvisioningSucceeded,
-    ProvisioningFailed,
-    RetryProvisioning,
-    Suspend,
-    Unsuspend,
+/// One event's rule, kept in the file of its command: where the event is
+/// allowed, what it does there, what a refusal reports and who asks for it.
+/// `Event::ALL`, [`outcome`], conflict details, the console's buttons and the
+/// proptest generators all read these, so a command has no list to forget.
+pub struct Rule {
+    /// The statuses the event is allowed from; from any other it conflicts.
+    pub from: &'static [OrderStatus],
+    pub outcome: Outcome,
+    /// The status a conflict reports as requested.
+    pub requested: HistoryStatus,
+    /// Payment events conflict as PAYMENT_STATUS_CONFLICT, the rest as
+    /// ORDER_STATUS_CONFLICT.
+    pub payment: bool,
+    /// An operator asks for it (internal API, console); the console must
+    /// offer a button for each such event (its tests check).
+    pub operator: bool,
+    /// What must hold beyond the status, checked once the table allows it.
+    check: fn(&Draft<'_>, Event) -> Result<(), Refused>,
+    /// Commands of this event with the data worth trying, for the property
+    /// tests: a rule without them does not compile under test.
+    #[cfg(test)]
+    samples: fn(Millis) -> Vec<Command>,
+}
+
+#[cfg(test)]
+impl Rule {
+    /// The event's sample commands at `now`, for property tests elsewhere
+    /// (the sandbox's reconciler test draws its steps from them).
+    pub fn samples(&self, now: Millis) -> Vec<Command> {
+        (self.samples)(now)
+    }
+
+    /// Whether the event ends the order for good.
+    pub fn terminates(&self) -> bool {
+        self.outcome == Outcome::MoveTo(OrderStatus::Terminated)
+    }
+}
+
+/// The check of a rule that needs none beyond the status.
+fn status_only(_: &Draft<'_>, _: Event) -> Result<(), Refused> {
+    Ok(())
+}
+
+/// The registry: every event and the rule (in its command's file) that
+/// governs it. `Event`, `Event::ALL` and `Event::rule` come from this one list.
+macro_rules! events {
+    ($($(#[$doc:meta])* $event:ident => $rule:path,)*) => {
+        /// A command's kind: what the transition table and conflicts speak of.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Event {
+            $($(#[$doc])* $event,)*
+        }
+
+        impl Event {
+            pub const ALL: &'static [Event] = &[$(Event::$event,)*];
+
+            pub fn rule(self) -> &'static Rule {
+                match self {
+                    $(Event::$event => &$rule,)*
+                }
+            }
+        }
+    };
+}
+
+events! {
+    Paid => payment::PAID,
+    PaymentFailed => payment::PAYMENT_FAILED,
+    Cancel => cancel::CANCEL,
+    StartProvisioning => provisioning::START,
+    ProvisioningSucceeded => provisioning::SUCCEEDED,
+    ProvisioningFailed => provisioning::FAILED,
+    RetryProvisioning => provisioning::RETRY,
+    Suspend => suspend::SUSPEND,
+    Unsuspend => suspend::UNSUSPEND,
     /// The owning user's terminate: only from ACTIVE or SUSPENDED.
-    TerminateByOwner,
+    TerminateByOwner => terminate::BY_OWNER,
     /// An admin's or the system's terminate: also from FAILED.
-    Terminate,
-    Renew,
-    SetExpiry,
+    Terminate => terminate::TERMINATE,
+    Renew => renew::RENEW,
+    SetExpiry => renew::SET_EXPIRY,
 }
 
 impl Event {
-    pub const ALL: [Event; 13] = [
-        Event::Paid,
-        Event::PaymentFailed,
-        Event::Cancel,
-        Event::StartProvisioning,
-        Event::ProvisioningSucceeded,
-        Event::ProvisioningFailed,
-        Event::RetryProvisioning,
-        Event::Suspend,
-        Event::Unsuspend,
-        Event::TerminateByOwner,
-        Event::Terminate,
-        Event::Renew,
-        Event::SetExpiry,
-    ];
-
     /// The status the call would set, as reported in conflict details.
     pub fn requested_status(self) -> HistoryStatus {
-        match self {
-            Event::Paid => HistoryStatus::Paid,
-            Event::PaymentFailed => HistoryStatus::PaymentFailed,
-            Event::Cancel => HistoryStatus::Canceled,
-            Event::StartProvisioning | Event::RetryProvisioning => HistoryStatus::Provisioning,
-            Event::ProvisioningSucceeded | Event::Unsuspend | Event::Renew | Event::SetExpiry => {
-                HistoryStatus::Active
-            }
-            Event::ProvisioningFailed => HistoryStatus::Failed,
-            Event::Suspend => HistoryStatus::Suspended,
-            Event::TerminateByOwner | Event::Terminate => HistoryStatus::Terminated,
-        }
+        self.rule().requested
     }
 
     /// Payment events conflict as PAYMENT_STATUS_CONFLICT, the rest as ORDER_STATUS_CONFLICT.
     pub fn is_payment(self) -> bool {
-        matches!(self, Event::Paid | Event::PaymentFailed)
-    }
-}
-
-impl Command {
-    /// The command's kind; `None` for `Tick`, which the table does not gate
-    /// (it decides from the order's own state what, if anything, is due).
-    pub fn event(&self) -> Option<Event> {
-        Some(match self {
-            Command::Pay { .. } => Event::Paid,
-            Command::PaymentFailed { .. } => Event::PaymentFailed,
-            Command::Cancel { .. } => Event::Cancel,
-            Command::StartProvisioning => Event::StartProvisioning,
-            Command::ProvisioningSucceeded { .. } => Event::ProvisioningSucceeded,
-            Command::ProvisioningFailed { .. } => Event::ProvisioningFailed,
-            Command::RetryProvisioning => Event::RetryProvisioning,
-            Command::Suspend { .. } => Event::Suspend,
-            Command::Unsuspend { .. } => Event::Unsuspend,
-            Command::Terminate {
-                reason: TerminationReason::UserDeleted,
-                ..
-            } => Event::TerminateByOwner,
-            Command::Terminate { .. } => Event::Terminate,
-            Command::Renew(_) => Event::Renew,
-            Command::SetExpiry { .. } => Event::SetExpiry,
-            Command::Tick => return None,
-        })
+        self.rule().payment
     }
 }
 
@@ -193,29 +212,16 @@ pub enum Refused {
 /// (v1's `previousStatus`, SPEC §2) names it without storing anything more.
 pub const PAYMENT_FROM: OrderStatus = OrderStatus::PendingPayment;
 
-/// The transition table. Anything not listed is a conflict.
+/// The transition table, read from the rules. Anything not listed is a conflict.
 pub fn outcome(from: OrderStatus, event: Event) -> Result<Outcome, Conflict> {
-    use Event as E;
-    use OrderStatus as S;
-    let live = matches!(from, S::Active | S::Suspended);
-    match (from, event) {
-        (S::PendingPayment, E::Paid) => Ok(Outcome::MoveTo(S::Paid)),
-        (S::PendingPayment, E::PaymentFailed) => {
-            Ok(Outcome::RecordOnly(HistoryStatus::PaymentFailed))
-        }
-        (S::PendingPayment, E::Cancel) => Ok(Outcome::MoveTo(S::Canceled)),
-        (S::Paid, E::StartProvisioning) => Ok(Outcome::MoveTo(S::Provisioning)),
-        (S::Provisioning, E::ProvisioningSucceeded) => Ok(Outcome::MoveTo(S::Active)),
-        (S::Provisioning, E::ProvisioningFailed) => Ok(Outcome::MoveTo(S::Failed)),
-        (S::Failed, E::RetryProvisioning) => Ok(Outcome::MoveTo(S::Provisioning)),
-        (S::Active, E::Suspend) => Ok(Outcome::MoveTo(S::Suspended)),
-        (S::Suspended, E::Unsuspend) => Ok(Outcome::MoveTo(S::Active)),
-        (_, E::TerminateByOwner) if live => Ok(Outcome::MoveTo(S::Terminated)),
-        (S::Failed, E::Terminate) => Ok(Outcome::MoveTo(S::Terminated)),
-        (_, E::Terminate) if live => Ok(Outcome::MoveTo(S::Terminated)),
-        (_, E::Renew) if live => Ok(Outcome::RecordOnly(HistoryStatus::Renewed)),
-        (_, E::SetExpiry) if live => Ok(Outcome::RecordOnly(HistoryStatus::ExpiryChanged)),
-        (current, event) => Err(Conflict { current, event }),
+    let rule = event.rule();
+    if rule.from.contains(&from) {
+        Ok(rule.outcome)
+    } else {
+        Err(Conflict {
+            current: from,
+            event,
+        })
     }
 }
 
@@ -228,19 +234,73 @@ pub fn decide(
     policy: &Policy,
 ) -> Result<Change, Refused> {
     let mut draft = Draft::new(record, actor, now, policy);
-    let Some(event) = command.event() else {
-        paid_period::tick(&mut draft);
-        return Ok(draft.finish());
-    };
-    let from = record.order.status;
-    let outcome = outcome(from, event).map_err(Refused::Status)?;
-    match event {
-        Event::Unsuspend => paid_period::check_not_expired(&draft)?,
-        Event::TerminateByOwner => paid_period::check_not_held_by_admin(&draft, event)?,
-        _ => {}
-    }
-    paid_period::apply(&mut draft, command, outcome)?;
+    apply(&mut draft, command)?;
     Ok(draft.finish())
+}
+
+/// The table's verdict on `event` for the order as it stands, then the
+/// rule's own check: the outcome to apply, or why nothing is.
+fn allow(d: &Draft<'_>, event: Event) -> Result<Outcome, Refused> {
+    let outcome = outcome(d.order.status, event).map_err(Refused::Status)?;
+    (event.rule().check)(d, event)?;
+    Ok(outcome)
+}
+
+/// Each command to its event and to the file that applies it. `Tick` is not
+/// gated by the table: it decides from the order's own state what is due.
+fn apply(d: &mut Draft<'_>, command: Command) -> Result<(), Refused> {
+    match command {
+        Command::Pay { notes } => payment::pay(d, allow(d, Event::Paid)?, notes),
+        Command::PaymentFailed { notes } => {
+            payment::failed(d, allow(d, Event::PaymentFailed)?, notes)
+        }
+        Command::Cancel { reason } => cancel::cancel(d, allow(d, Event::Cancel)?, reason),
+        Command::StartProvisioning => provisioning::start(d, allow(d, Event::StartProvisioning)?),
+        Command::ProvisioningSucceeded { metadata } => {
+            let outcome = allow(d, Event::ProvisioningSucceeded)?;
+            provisioning::succeeded(d, outcome, metadata)
+        }
+        Command::ProvisioningFailed { message, metadata } => {
+            let outcome = allow(d, Event::ProvisioningFailed)?;
+            provisioning::failed(d, outcome, message, metadata)
+        }
+        Command::RetryProvisioning => provisioning::retry(d, allow(d, Event::RetryProvisioning)?),
+        Command::Suspend { reason } => {
+            allow(d, Event::Suspend)?;
+            suspend::suspend(d, SuspendReason::Admin, reason)
+        }
+        Command::Unsuspend { reason } => {
+            allow(d, Event::Unsuspend)?;
+            suspend::resume(d, reason)
+        }
+        Command::Terminate { reason, note } => {
+            allow(d, terminate::event_for(reason))?;
+            terminate::terminate(d, reason, note)
+        }
+        Command::Renew(renewing) => {
+            allow(d, Event::Renew)?;
+            return renew::renew(d, renewing);
+        }
+        Command::SetExpiry { at, reason } => {
+            allow(d, Event::SetExpiry)?;
+            return renew::set_expiry(d, at, reason);
+        }
+        Command::Tick => tick::tick(d),
+    }
+    Ok(())
+}
+
+/// The row an allowed outcome writes: a move, or an event row in place.
+fn record_outcome(
+    d: &mut Draft<'_>,
+    outcome: Outcome,
+    reason: Option<String>,
+    metadata: Option<String>,
+) {
+    match outcome {
+        Outcome::MoveTo(to) => d.move_to(to, reason, metadata),
+        Outcome::RecordOnly(name) => d.record_event(name, reason, metadata),
+    }
 }
 
 /// A new order: its first history row (`""` -> PENDING_PAYMENT) and `order.created`.
@@ -254,5 +314,7 @@ pub fn create(mut order: Order, actor: &Actor, now: Millis) -> Change {
     draft.finish()
 }
 
+#[cfg(test)]
+mod rule_tests;
 #[cfg(test)]
 mod tests;

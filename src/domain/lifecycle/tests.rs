@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 const DAY: Millis = 86_400_000;
 
-fn new_record() -> (OrderRecord, Vec<crate::domain::HistoryEntry>) {
+pub(super) fn new_record() -> (OrderRecord, Vec<crate::domain::HistoryEntry>) {
     let change = create(test_order("u"), &Actor::User("u".into()), 0);
     let record = OrderRecord {
         order: change.order,
@@ -15,55 +15,22 @@ fn new_record() -> (OrderRecord, Vec<crate::domain::HistoryEntry>) {
     (record, change.history)
 }
 
-/// Commands by index, covering every kind, with fixed data.
-fn command(i: usize, now: Millis) -> Command {
-    match i {
-        0 => Command::Pay { notes: None },
-        1 => Command::PaymentFailed { notes: None },
-        2 => Command::Cancel { reason: None },
-        3 => Command::StartProvisioning,
-        4 => Command::ProvisioningSucceeded { metadata: None },
-        5 => Command::ProvisioningFailed {
-            message: "x".into(),
-            metadata: None,
-        },
-        6 => Command::RetryProvisioning,
-        7 => Command::Suspend { reason: None },
-        8 => Command::Unsuspend { reason: None },
-        9 => Command::Terminate {
-            reason: TerminationReason::UserDeleted,
-            note: None,
-        },
-        10 => Command::Terminate {
-            reason: TerminationReason::AdminTerminated,
-            note: None,
-        },
-        11 => Command::Renew(Renewing {
-            periods: 1,
-            amount: 100,
-            renewal_type: RenewalType::ManualRenewal,
-            notes: None,
-        }),
-        12 => Command::SetExpiry {
-            at: now - 2 * DAY,
-            reason: None,
-        },
-        13 => Command::SetExpiry {
-            at: now + 2 * DAY,
-            reason: None,
-        },
-        // The edge of time: renewals from here must be refused, never wrap.
-        14 => Command::SetExpiry {
-            at: crate::domain::time::LATEST - DAY,
-            reason: None,
-        },
-        15 => Command::Renew(Renewing {
-            periods: 12,
-            amount: 0,
-            renewal_type: RenewalType::AutoRenewal,
-            notes: None,
-        }),
-        _ => Command::Tick,
+/// Every event's sample commands, from the rules themselves, and `Tick`: a
+/// new command is generated as soon as its rule is registered.
+fn commands(now: Millis) -> Vec<Command> {
+    let mut all: Vec<Command> = Event::ALL
+        .iter()
+        .flat_map(|event| event.rule().samples(now))
+        .collect();
+    all.push(Command::Tick);
+    all
+}
+
+/// The first sample of `event`, for tests that need one of its commands.
+fn sample(event: Event) -> Command {
+    match event.rule().samples(0).into_iter().next() {
+        Some(command) => command,
+        None => panic!("{event:?} has no sample command"),
     }
 }
 
@@ -72,7 +39,7 @@ fn reachable(status: OrderStatus) -> bool {
     let mut seen = vec![OrderStatus::PendingPayment];
     let mut i = 0;
     while i < seen.len() {
-        for event in Event::ALL {
+        for &event in Event::ALL {
             if let Ok(Outcome::MoveTo(to)) = outcome(seen[i], event) {
                 if !seen.contains(&to) {
                     seen.push(to);
@@ -141,16 +108,23 @@ fn policies() -> impl Strategy<Value = Policy> {
 proptest! {
     #[test]
     fn any_command_sequence_keeps_the_invariants(
-        steps in proptest::collection::vec((0usize..17, 0i64..40), 0..50),
+        steps in proptest::collection::vec((any::<proptest::sample::Index>(), 0i64..40), 0..50),
         policy in policies(),
     ) {
         let (mut record, mut history) = new_record();
         let mut ever_paid = false;
         let mut now: Millis = 1;
-        for (i, days) in steps {
+        for (pick, days) in steps {
             now += days * DAY / 4;
             let before = record.order.clone();
-            match decide(&record, command(i, now), &Actor::System, now, &policy) {
+            let command = pick.get(&commands(now)).clone();
+            let paying = matches!(command, Command::Pay { .. });
+            let owner_terminates = matches!(
+                command,
+                Command::Terminate { reason: TerminationReason::UserDeleted, .. }
+            );
+            let renewing = matches!(command, Command::Renew(_));
+            match decide(&record, command, &Actor::System, now, &policy) {
                 Ok(change) => {
                     if before.status.is_terminal() {
                         prop_assert!(change.history.is_empty(), "terminal {:?} changed", before.status);
@@ -158,10 +132,10 @@ proptest! {
                     if let Some(row) = change.history.first() {
                         prop_assert_eq!(row.previous_status, Some(before.status));
                     }
-                    if i == 0 {
+                    if paying {
                         ever_paid = true;
                     }
-                    if i == 9 {
+                    if owner_terminates {
                         // An admin suspension is the admin's to end.
                         prop_assert_ne!(before.term.suspend_reason, Some(SuspendReason::Admin));
                     }
@@ -177,7 +151,7 @@ proptest! {
                 }
                 Err(Refused::OutOfRange { field }) => {
                     prop_assert_eq!(field, "periods");
-                    prop_assert!(i == 11 || i == 15);
+                    prop_assert!(renewing);
                 }
             }
             let in_range = record.order.term.expires_at.is_none_or(crate::domain::time::in_range);
@@ -207,8 +181,12 @@ proptest! {
 fn active_record(now: Millis) -> OrderRecord {
     let (mut record, _) = new_record();
     let policy = Policy::default();
-    for i in [0, 3, 4] {
-        let change = decide(&record, command(i, now), &Actor::System, now, &policy).unwrap();
+    for event in [
+        Event::Paid,
+        Event::StartProvisioning,
+        Event::ProvisioningSucceeded,
+    ] {
+        let change = decide(&record, sample(event), &Actor::System, now, &policy).unwrap();
         persist(&mut record, &change);
     }
     record
@@ -218,7 +196,7 @@ fn active_record(now: Millis) -> OrderRecord {
 fn only_the_listed_transitions_exist() {
     let mut allowed = 0;
     for from in OrderStatus::ALL {
-        for event in Event::ALL {
+        for &event in Event::ALL {
             if outcome(*from, event).is_ok() {
                 allowed += 1;
             }
@@ -237,7 +215,7 @@ fn payment_failed_keeps_the_order_pending() {
     let (record, _) = new_record();
     let change = decide(
         &record,
-        command(1, 5),
+        sample(Event::PaymentFailed),
         &Actor::System,
         5,
         &Policy::default(),
@@ -257,7 +235,7 @@ fn cancel_releases_a_counted_coupon() {
     record.order.coupon_counted = true;
     let change = decide(
         &record,
-        command(2, 5),
+        sample(Event::Cancel),
         &Actor::System,
         5,
         &Policy::default(),
@@ -278,7 +256,7 @@ fn retry_restarts_the_stored_task() {
     record.task = Some(task.clone());
     let change = decide(
         &record,
-        command(6, 5),
+        sample(Event::RetryProvisioning),
         &Actor::System,
         5,
         &Policy::default(),
@@ -324,7 +302,7 @@ fn renewing_a_suspension_for_expiry_resumes_with_two_rows() {
     persist(&mut record, &change);
     let refused = decide(
         &record,
-        command(8, after),
+        sample(Event::Unsuspend),
         &Actor::Admin(None),
         after,
         &policy,
@@ -337,7 +315,7 @@ fn renewing_a_suspension_for_expiry_resumes_with_two_rows() {
     );
     let change = decide(
         &record,
-        command(11, after),
+        sample(Event::Renew),
         &Actor::Admin(None),
         after,
         &policy,
@@ -364,9 +342,16 @@ fn renewing_a_suspension_for_expiry_resumes_with_two_rows() {
 #[test]
 fn owner_cannot_terminate_an_admin_suspension() {
     let policy = Policy::default();
-    let owner_terminates = command(9, 6);
+    let owner_terminates = sample(Event::TerminateByOwner);
     let mut record = active_record(0);
-    let change = decide(&record, command(7, 5), &Actor::Admin(None), 5, &policy).unwrap();
+    let change = decide(
+        &record,
+        sample(Event::Suspend),
+        &Actor::Admin(None),
+        5,
+        &policy,
+    )
+    .unwrap();
     persist(&mut record, &change);
     let user = Actor::User("u".into());
     let refused = decide(&record, owner_terminates.clone(), &user, 6, &policy);
@@ -377,7 +362,14 @@ fn owner_cannot_terminate_an_admin_suspension() {
     assert_eq!(refused, Err(Refused::Status(conflict)));
     assert_eq!(conflict.event.requested_status(), HistoryStatus::Terminated);
     // The admin still can.
-    let admin = decide(&record, command(10, 6), &Actor::Admin(None), 6, &policy).unwrap();
+    let admin = decide(
+        &record,
+        sample(Event::Terminate),
+        &Actor::Admin(None),
+        6,
+        &policy,
+    )
+    .unwrap();
     assert_eq!(admin.order.status, OrderStatus::Terminated);
 }
 
@@ -396,7 +388,14 @@ fn owner_can_terminate_an_expiry_suspension() {
         Some(SuspendReason::Expired)
     );
     let user = Actor::User("u".into());
-    let change = decide(&record, command(9, after), &user, after, &policy).unwrap();
+    let change = decide(
+        &record,
+        sample(Event::TerminateByOwner),
+        &user,
+        after,
+        &policy,
+    )
+    .unwrap();
     assert_eq!(change.order.status, OrderStatus::Terminated);
 }
 
@@ -411,7 +410,13 @@ fn a_renewal_past_year_9999_is_refused_naming_periods() {
     };
     let change = decide(&record, set, &Actor::Admin(None), 5, &policy).unwrap();
     persist(&mut record, &change);
-    let refused = decide(&record, command(11, 6), &Actor::Admin(None), 6, &policy);
+    let refused = decide(
+        &record,
+        sample(Event::Renew),
+        &Actor::Admin(None),
+        6,
+        &policy,
+    );
     assert_eq!(refused, Err(Refused::OutOfRange { field: "periods" }));
     let too_late = Command::SetExpiry {
         at: crate::domain::time::LATEST + 1,
@@ -442,9 +447,23 @@ fn add_month(at: Millis) -> Millis {
 fn an_admin_suspension_stays_through_a_renewal() {
     let policy = Policy::default();
     let mut record = active_record(0);
-    let change = decide(&record, command(7, 5), &Actor::Admin(None), 5, &policy).unwrap();
+    let change = decide(
+        &record,
+        sample(Event::Suspend),
+        &Actor::Admin(None),
+        5,
+        &policy,
+    )
+    .unwrap();
     persist(&mut record, &change);
-    let change = decide(&record, command(11, 6), &Actor::Admin(None), 6, &policy).unwrap();
+    let change = decide(
+        &record,
+        sample(Event::Renew),
+        &Actor::Admin(None),
+        6,
+        &policy,
+    )
+    .unwrap();
     assert_eq!(change.order.status, OrderStatus::Suspended);
     assert_eq!(change.history.len(), 1);
 }
