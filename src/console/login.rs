@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use maud::html;
-use warp::http::{HeaderMap, HeaderValue, StatusCode};
+use warp::http::{HeaderValue, StatusCode};
 
 use super::layout::{notice, page};
 use super::session::{self, LOGIN_COOKIE};
@@ -115,7 +115,7 @@ pub async fn submit(req: &Req<'_>) -> HttpResponse {
         );
     }
     let key = req.form.get("key").unwrap_or("");
-    if !key_matches(console, key) {
+    if console.key.check_key(key.as_bytes()).is_err() {
         console.limiter.failed(req.client);
         tracing::warn!(client = %client::display(req.client), operator, "console login failed: wrong API key");
         return render(
@@ -146,17 +146,6 @@ pub async fn submit(req: &Req<'_>) -> HttpResponse {
         response,
         &session::set_cookie(LOGIN_COOKIE, "", Duration::ZERO, console.secure),
     )
-}
-
-/// The same check as `X-API-Key` on internal routes (constant time, over
-/// digests), by handing the typed key to it as that header.
-fn key_matches(console: &super::Console, key: &str) -> bool {
-    let Ok(value) = HeaderValue::from_str(key) else {
-        return false;
-    };
-    let mut headers = HeaderMap::new();
-    headers.insert("x-api-key", value);
-    console.key.check(&headers).is_ok()
 }
 
 pub fn logout(req: &Req<'_>) -> HttpResponse {
