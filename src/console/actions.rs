@@ -25,8 +25,18 @@ use crate::service::{IdempotencyKey, PaymentUpdate, Replay, Reply};
 use super::action_list::fresh_key;
 pub use super::action_list::Action;
 
-/// GET `/admin/orders/{id}/{action}`: the action's form or confirmation.
-pub async fn form_page(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
+/// `/admin/orders/{id}/{action}`: the action's form or confirmation, or
+/// what its POST does.
+pub async fn action(req: &Req<'_>) -> HttpResponse {
+    if req.post {
+        submit(req, req.id, req.action).await
+    } else {
+        form_page(req, req.id, req.action).await
+    }
+}
+
+/// GET: the action's form or confirmation.
+async fn form_page(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
     let session = req.session.as_ref();
     let (Ok(id), Some(action)) = (uuid::Uuid::try_parse(id), Action::parse(slug)) else {
         return parts::not_found(session);
@@ -187,8 +197,8 @@ fn fields(action: Action, values: &Form) -> Markup {
     }
 }
 
-/// POST `/admin/orders/{id}/{action}`.
-pub async fn submit(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
+/// POST: run the action.
+async fn submit(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
     let session = req.session.as_ref();
     let (Ok(id), Some(action)) = (uuid::Uuid::try_parse(id), Action::parse(slug)) else {
         return parts::not_found(session);

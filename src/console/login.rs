@@ -18,7 +18,16 @@ use crate::api::client;
 /// How long a login form stays usable.
 const LOGIN_FORM_TTL: Duration = Duration::from_secs(3600);
 
-pub fn form_page(req: &Req<'_>) -> HttpResponse {
+/// `/admin/login`: the form, or what its POST does.
+pub async fn login(req: &Req<'_>) -> HttpResponse {
+    if req.post {
+        submit(req).await
+    } else {
+        form_page(req)
+    }
+}
+
+fn form_page(req: &Req<'_>) -> HttpResponse {
     if req.session.is_some() {
         return redirect("/admin/");
     }
@@ -77,7 +86,7 @@ fn valid_operator(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
 }
 
-pub async fn submit(req: &Req<'_>) -> HttpResponse {
+async fn submit(req: &Req<'_>) -> HttpResponse {
     let console = req.console;
     if let Err(wait) = console.limiter.check(req.client) {
         tracing::warn!(client = %client::display(req.client), "console login refused: too many failed attempts");
@@ -148,7 +157,8 @@ pub async fn submit(req: &Req<'_>) -> HttpResponse {
     )
 }
 
-pub fn logout(req: &Req<'_>) -> HttpResponse {
+/// POST `/admin/logout`.
+pub async fn logout(req: &Req<'_>) -> HttpResponse {
     req.console.sessions.end(req.headers);
     if let Some(session) = &req.session {
         tracing::info!(actor = %session.actor_text(), "console logout");

@@ -344,7 +344,11 @@ fn since(r: &OrderRecord) -> crate::domain::time::Millis {
 
 // ----- backups -------------------------------------------------------------
 
+/// `/admin/backups`: the list, or (POST) a snapshot taken now.
 pub async fn backups(req: &Req<'_>) -> HttpResponse {
+    if req.post {
+        return take_backup(req).await;
+    }
     let done = req.query.split('&').any(|p| p == "done=snapshot");
     backups_page(
         req,
@@ -395,7 +399,7 @@ async fn backups_page(req: &Req<'_>, status: StatusCode, message: Option<Markup>
 }
 
 /// "Take a snapshot now": the same service call as `POST /internal/backups`.
-pub async fn take_backup(req: &Req<'_>) -> HttpResponse {
+async fn take_backup(req: &Req<'_>) -> HttpResponse {
     match req.api().backups.snapshot().await {
         Ok(info) => {
             tracing::info!(actor = %req.session.as_ref().map(|s| s.actor_text()).unwrap_or_default(), file = %info.path.display(), "console snapshot");
