@@ -206,15 +206,22 @@ impl ApiKey {
         }
     }
 
+    /// The request's `X-API-Key`.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), AppError> {
+        let given = headers.get("x-api-key").map(|v| v.as_bytes());
+        self.check_key(given.unwrap_or_default())
+    }
+
+    /// A key as typed (the console's login form) or sent: constant time,
+    /// over digests; empty counts as missing.
+    pub fn check_key(&self, given: &[u8]) -> Result<(), AppError> {
         let Some(expected) = &self.expected else {
             return Err(AppError::ApiKeyNotConfigured);
         };
-        let given = headers.get("x-api-key").ok_or(AppError::ApiKeyMissing)?;
-        if given.as_bytes().is_empty() {
+        if given.is_empty() {
             return Err(AppError::ApiKeyMissing);
         }
-        if bool::from(digest_bytes(given.as_bytes()).ct_eq(expected)) {
+        if bool::from(digest_bytes(given).ct_eq(expected)) {
             Ok(())
         } else {
             Err(AppError::ApiKeyInvalid)

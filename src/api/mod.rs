@@ -1,9 +1,9 @@
-//! HTTP: one warp filter hands every request to [`handle`], which finds the
-//! route in the table ([`routes`]), authenticates the caller, reads the body and
-//! calls the route's handler. Handlers (grouped by resource: [`orders`],
-//! [`internal`], [`ops`]) validate input, call a service and render the SPEC's
-//! JSON. Every failure, including unknown routes and bad bodies, leaves as the
-//! error envelope.
+//! The JSON API. The edge (`crate::edge`) finds a request's route in the one
+//! route table, answers 404/405, and authenticates the caller with the
+//! functions here; [`serve`] then reads the body and calls the route's
+//! handler. Handlers (grouped by resource: [`orders`], [`internal`], [`ops`])
+//! validate input, call a service and render the SPEC's JSON. Every failure,
+//! including unknown routes and bad bodies, leaves as the error envelope.
 
 pub mod auth;
 pub mod body;
@@ -11,18 +11,18 @@ pub mod client;
 pub mod error;
 pub use crate::json;
 pub mod request;
-pub mod routes;
 mod token_cache;
 
-mod internal;
-mod ops;
-mod orders;
-mod paid_period;
-mod webhooks;
+pub(crate) mod internal;
+pub(crate) mod ops;
+pub(crate) mod orders;
+pub(crate) mod paid_period;
+pub(crate) mod webhooks;
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use futures_util::Stream;
@@ -33,7 +33,6 @@ use crate::service::ops::OpsService;
 use crate::service::OrderService;
 use auth::{ApiKey, JwtVerifier};
 use body::{Body, BodyError};
-use routes::{Access, Route};
 
 /// Wrong `X-API-Key`s one client address may send per minute before every
 /// internal request from it is 429 for the rest of that minute (SPEC §12).
@@ -139,149 +138,27 @@ impl Call<'_> {
     }
 }
 
-/// Handles one request end to end and logs it.
-pub async fn handle<S, B>(state: &ApiState, head: Head, body: Body<S>) -> HttpResponse
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send,
-    B: Buf + Send,
-{
-    let started = Instant::now();
-    let request_id = request_id();
-    let Head {
-        method,
-        path,
-        query,
-        headers,
-        client,
-    } = head;
-    let matched = routes::match_path(&path);
-    let route = matched.map(|(route, _)| route);
-    let label = route.map_or("unmatched", |r| r.pattern);
-    let preflight = method == Method::OPTIONS && !state.cors_origins.is_empty();
-    // HEAD is answered wherever GET is: the GET runs, and its body is dropped.
-    let head = method == Method::HEAD;
-    let serve_as = if head { &Method::GET } else { &method };
-    let result = match matched {
-        _ if preflight => Ok(empty_response(StatusCode::NO_CONTENT)),
-        None => Err(AppError::NotFound),
-        Some((route, _)) if !route.methods.contains(serve_as) => Err(AppError::MethodNotAllowed),
-        Some((route, id)) => {
-            let parts = Parts {
-                method: serve_as,
-                path: &path,
-                id: id.unwrap_or(""),
-                query: &query,
-                headers: &headers,
-                client,
-            };
-            dispatch(state, route, parts, body).await
-        }
-    };
-    let mut response = match result {
-        Ok(response) => response,
-        Err(e) => {
-            if let Some(detail) = error::log_detail(&e) {
-                tracing::error!(request_id = %request_id, route = label, cause = detail, "request failed");
-            }
-            error_response(&e)
-        }
-    };
-    if let Some(route) = route.filter(|_| response.status() == StatusCode::METHOD_NOT_ALLOWED) {
-        add_allow_header(&mut response, route);
-    }
-    finish_headers(state, &headers, &mut response, &request_id);
-    if head {
-        without_body(&mut response);
-    }
-    record_request(
-        state,
-        &method,
-        label,
-        response.status(),
-        started,
-        (&request_id, client),
-    );
-    response
-}
-
-/// A 405 names the methods the route serves (HEAD wherever GET is).
-fn add_allow_header(response: &mut HttpResponse, route: &routes::Route) {
-    let mut list: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
-    if route.methods.contains(&Method::GET) {
-        list.push(Method::HEAD.as_str());
-    }
-    if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
-        response.headers_mut().insert(warp::http::header::ALLOW, v);
-    }
-}
-
-/// The request's metrics and its access-log line.
-fn record_request(
-    state: &ApiState,
-    method: &Method,
-    label: &str,
-    status: StatusCode,
-    started: Instant,
-    (request_id, client): (&str, Option<IpAddr>),
-) {
-    let method_label = crate::metrics::method_label(method);
-    state
-        .metrics
-        .http_requests
-        .with_label_values(&[label, method_label, status.as_str()])
-        .inc();
-    state
-        .metrics
-        .http_duration
-        .with_label_values(&[label])
-        .observe(started.elapsed().as_secs_f64());
-    tracing::info!(
-        request_id = %request_id,
-        client = %client::display(client),
-        method = method_label,
-        route = label,
-        status = status.as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-}
-
-/// A fresh request id in UUID v4 form. Ids only need to be unique, so instead
-/// of 122 random bits from the OS per request (a `getrandom` system call,
-/// measurable on a GET by id) they are a random per-process key with a
-/// counter mixed into the low 56 bits: unique for 2^56 requests per process,
-/// and not sequential to look at.
-fn request_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static KEY: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    const LOW_56: u128 = (1 << 56) - 1;
-    let key = *KEY.get_or_init(|| uuid::Uuid::new_v4().as_u128());
-    let n = u128::from(NEXT.fetch_add(1, Ordering::Relaxed));
-    // An odd multiplier is a bijection modulo 2^56; the XOR is one too. The
-    // version and variant bits uuid sets lie above the low 56 bits.
-    let low = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ key) & LOW_56;
-    let bits = (key & !LOW_56) | low;
-    uuid::Builder::from_random_bytes(bits.to_be_bytes())
-        .into_uuid()
-        .to_string()
-}
+/// A handler's future.
+pub type Pending<'a> = Pin<Box<dyn Future<Output = Result<HttpResponse, AppError>> + Send + 'a>>;
+/// What an API route runs: `async fn(Call) -> Result<HttpResponse, AppError>`.
+pub type Handler = for<'a> fn(Call<'a>) -> Pending<'a>;
 
 /// The parts of a request a route needs besides its body.
-struct Parts<'a> {
-    method: &'a Method,
-    path: &'a str,
-    id: &'a str,
-    query: &'a str,
-    headers: &'a HeaderMap,
-    client: Option<IpAddr>,
+pub(crate) struct Parts<'a> {
+    /// GET for a HEAD request: the GET runs, the edge drops its body.
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub id: &'a str,
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
 }
 
-/// Authenticates for the route's access, reads a POST's body, then runs the
-/// handler: the SPEC's precedence (401 before 413/400).
-async fn dispatch<S, B>(
+/// Reads a POST's body, then runs the handler for `caller`, whom the edge
+/// has authenticated already: the SPEC's precedence (401 before 413/400).
+pub(crate) async fn serve<S, B>(
     state: &ApiState,
-    route: &Route,
+    caller: Caller,
+    handler: Handler,
     parts: Parts<'_>,
     body: Body<S>,
 ) -> Result<HttpResponse, AppError>
@@ -289,16 +166,6 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf + Send,
 {
-    let caller = match route.access {
-        Access::Public => Caller::Anonymous,
-        Access::User => Caller::User(state.jwt.user(parts.headers)?),
-        Access::Internal => {
-            check_api_key(state, parts.headers, parts.client)?;
-            Caller::Internal {
-                admin: request::admin_id(parts.headers)?,
-            }
-        }
-    };
     let body = if *parts.method == Method::POST {
         match body.read(parts.headers, state.body_limit).await {
             Ok(bytes) => bytes,
@@ -320,10 +187,28 @@ where
         body,
         subject: &subject,
     };
-    match (route.handler)(call).await {
+    match handler(call).await {
         Err(e) if error::names_subject(&e) => Ok(error_response_about(&e, &subject)),
         other => other,
     }
+}
+
+/// A user route's caller: the bearer token's `sub`, or 401.
+pub(crate) fn user_caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, AppError> {
+    Ok(Caller::User(state.jwt.user(headers)?))
+}
+
+/// An internal route's caller: the API key, then the operator `X-Admin-Id`
+/// names.
+pub(crate) fn internal_caller(
+    state: &ApiState,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+) -> Result<Caller, AppError> {
+    check_api_key(state, headers, client)?;
+    Ok(Caller::Internal {
+        admin: request::admin_id(headers)?,
+    })
 }
 
 /// The internal API key, counting wrong ones per client address: a locked
@@ -376,21 +261,6 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     response
 }
 
-/// A HEAD answer: the GET's status and headers, its length, no body.
-fn without_body(response: &mut HttpResponse) {
-    let length = std::mem::take(response.body_mut()).len();
-    response.headers_mut().insert(
-        warp::http::header::CONTENT_LENGTH,
-        HeaderValue::from(length),
-    );
-}
-
-fn empty_response(status: StatusCode) -> HttpResponse {
-    let mut response = Response::new(Vec::new());
-    *response.status_mut() = status;
-    response
-}
-
 pub fn error_response(e: &AppError) -> HttpResponse {
     error_response_about(e, &error::Subject::default())
 }
@@ -409,45 +279,30 @@ fn error_response_about(e: &AppError, subject: &error::Subject) -> HttpResponse 
     response
 }
 
-/// Headers every response carries: request id, no caching of API data, no
-/// MIME sniffing, and CORS when an allow-list is configured.
-fn finish_headers(
-    state: &ApiState,
-    request: &HeaderMap,
-    response: &mut HttpResponse,
-    request_id: &str,
-) {
+/// CORS, when an allow-list is configured and the request's `Origin` is on it.
+pub(crate) fn cors_headers(state: &ApiState, request: &HeaderMap, response: &mut HttpResponse) {
+    let Some(origin) = request.get(warp::http::header::ORIGIN) else {
+        return;
+    };
+    let allowed = origin
+        .to_str()
+        .is_ok_and(|o| state.cors_origins.iter().any(|a| a == o || a == "*"));
+    if !allowed {
+        return;
+    }
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", v);
-    }
+    headers.insert("access-control-allow-origin", origin.clone());
+    headers.insert("vary", HeaderValue::from_static("Origin"));
     headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
+        "access-control-allow-headers",
+        HeaderValue::from_static(
+            "authorization, content-type, idempotency-key, x-api-key, x-admin-id",
+        ),
     );
     headers.insert(
-        warp::http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
+        "access-control-allow-methods",
+        HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
     );
-    if let Some(origin) = request.get(warp::http::header::ORIGIN) {
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|o| state.cors_origins.iter().any(|a| a == o || a == "*"));
-        if allowed {
-            headers.insert("access-control-allow-origin", origin.clone());
-            headers.insert("vary", HeaderValue::from_static("Origin"));
-            headers.insert(
-                "access-control-allow-headers",
-                HeaderValue::from_static(
-                    "authorization, content-type, idempotency-key, x-api-key, x-admin-id",
-                ),
-            );
-            headers.insert(
-                "access-control-allow-methods",
-                HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
-            );
-        }
-    }
 }
 
 /// `{"data": <order>}` with `status`, operator view.
@@ -488,7 +343,7 @@ fn respond_as(
 }
 
 /// [`respond`] with the success body rendered by `render`. Fresh refusals go
-/// back to [`dispatch`], which renders them with the request's subject, as a
+/// back to [`serve`], which renders them with the request's subject, as a
 /// replayed refusal is rendered here.
 fn respond_with(
     call: &Call<'_>,
@@ -546,18 +401,4 @@ async fn list_page_as(
         StatusCode::OK,
         json::order_page_for(view, &page, params.page, params.limit),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn request_ids_are_distinct_v4_uuids() {
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..10_000 {
-            let id: uuid::Uuid = super::request_id().parse().unwrap();
-            assert_eq!(id.get_version_num(), 4);
-            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
-            assert!(seen.insert(id));
-        }
-    }
 }

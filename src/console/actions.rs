@@ -2,31 +2,42 @@
 //! form does. Which actions an order offers is `action_list`.
 //!
 //! Which actions show is decided by the domain's transition table, the same
-//! one the service enforces (see `action_list`); a form is
-//! turned into the JSON body the API would receive and checked by the API's
-//! own validators, then handed to the same service call, with the session's
-//! operator as `X-Admin-Id`. Payment and renewal forms carry a fresh
+//! one the service enforces (see `action_list`); a form is read into the
+//! typed request by the API's rules and words (`form::Checked`), then handed
+//! to the same service call as the API's, with the session's operator as
+//! `X-Admin-Id`. Payment and renewal forms carry a fresh
 //! idempotency key, so a double submit is answered from the first result
 //! instead of charging or extending twice.
 
 use maud::{html, Markup};
-use serde_json::{Map, Value};
+use serde_json::json;
 use warp::http::StatusCode;
 
-use super::form::{datetime_to_rfc3339, Form};
+use super::form::{Checked, Form};
 use super::layout::{csrf, money, notice, page, status_badge, when};
 use super::parts::{self, short};
 use super::session::Session;
 use super::{html, redirect, HttpResponse, Req};
-use crate::domain::OrderRecord;
-use crate::error::AppError;
+use crate::domain::lifecycle::Renewing;
+use crate::domain::{HistoryStatus, OrderRecord, RenewalType, TerminationReason};
+use crate::error::{AppError, FieldError};
 use crate::service::{IdempotencyKey, PaymentUpdate, Replay, Reply};
 
 use super::action_list::fresh_key;
 pub use super::action_list::Action;
 
-/// GET `/admin/orders/{id}/{action}`: the action's form or confirmation.
-pub async fn form_page(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
+/// `/admin/orders/{id}/{action}`: the action's form or confirmation, or
+/// what its POST does.
+pub async fn action(req: &Req<'_>) -> HttpResponse {
+    if req.post {
+        submit(req, req.id, req.action).await
+    } else {
+        form_page(req, req.id, req.action).await
+    }
+}
+
+/// GET: the action's form or confirmation.
+async fn form_page(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
     let session = req.session.as_ref();
     let (Ok(id), Some(action)) = (uuid::Uuid::try_parse(id), Action::parse(slug)) else {
         return parts::not_found(session);
@@ -110,6 +121,14 @@ fn warning(action: Action) -> Option<&'static str> {
     }
 }
 
+/// What a termination reason an operator can give means, for its choice.
+fn termination_meaning(why: TerminationReason) -> &'static str {
+    match why {
+        TerminationReason::PolicyViolation => "broke the terms",
+        _ => "ended by an operator",
+    }
+}
+
 fn text_field(name: &str, label: &str, values: &Form, hint: Option<&str>) -> Markup {
     let id = format!("a-{name}");
     let hint_id = format!("{id}-hint");
@@ -139,22 +158,25 @@ fn fields(action: Action, values: &Form) -> Markup {
         }
         Action::Retry => html! {},
         Action::Terminate => {
-            let chosen = values
-                .get("terminationReason")
-                .unwrap_or("ADMIN_TERMINATED");
+            let default = TerminationReason::AdminTerminated.as_str();
+            let chosen = values.get("terminationReason").unwrap_or(default);
             html! {
                 div.field {
                     label for="a-why" { "Termination reason" }
                     select #a-why name="terminationReason" {
-                        option value="ADMIN_TERMINATED" selected[chosen == "ADMIN_TERMINATED"] { "ADMIN_TERMINATED — ended by an operator" }
-                        option value="POLICY_VIOLATION" selected[chosen == "POLICY_VIOLATION"] { "POLICY_VIOLATION — broke the terms" }
+                        @for why in TERMINATION_REASONS {
+                            option value=(why.as_str()) selected[chosen == why.as_str()] {
+                                (why.as_str()) " — " (termination_meaning(why))
+                            }
+                        }
                     }
                 }
                 (text_field("reason", "Note (optional)", values, None))
             }
         }
         Action::Renew => {
-            let chosen = values.get("renewalType").unwrap_or("MANUAL_RENEWAL");
+            let default = RenewalType::ManualRenewal.as_str();
+            let chosen = values.get("renewalType").unwrap_or(default);
             html! {
                 div.field {
                     label for="a-periods" { "Periods" }
@@ -169,8 +191,9 @@ fn fields(action: Action, values: &Form) -> Markup {
                 div.field {
                     label for="a-type" { "Renewal type" }
                     select #a-type name="renewalType" {
-                        option value="MANUAL_RENEWAL" selected[chosen == "MANUAL_RENEWAL"] { "MANUAL_RENEWAL" }
-                        option value="AUTO_RENEWAL" selected[chosen == "AUTO_RENEWAL"] { "AUTO_RENEWAL" }
+                        @for kind in RENEWAL_TYPES {
+                            option value=(kind.as_str()) selected[chosen == kind.as_str()] { (kind.as_str()) }
+                        }
                     }
                 }
                 (text_field("notes", "Note (optional)", values, None))
@@ -187,8 +210,8 @@ fn fields(action: Action, values: &Form) -> Markup {
     }
 }
 
-/// POST `/admin/orders/{id}/{action}`.
-pub async fn submit(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
+/// POST: run the action.
+async fn submit(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
     let session = req.session.as_ref();
     let (Ok(id), Some(action)) = (uuid::Uuid::try_parse(id), Action::parse(slug)) else {
         return parts::not_found(session);
@@ -229,76 +252,75 @@ pub async fn submit(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
     }
 }
 
-/// The API call this action is, through the API's validators and the
-/// same service method.
+/// What renewal types an operator records (an expiry change records
+/// `ADMIN_EXTENSION` by itself).
+const RENEWAL_TYPES: [RenewalType; 2] = [RenewalType::ManualRenewal, RenewalType::AutoRenewal];
+
+/// Why an operator may terminate (the other reasons are the system's).
+const TERMINATION_REASONS: [TerminationReason; 2] = [
+    TerminationReason::AdminTerminated,
+    TerminationReason::PolicyViolation,
+];
+
+/// The service call this action is, with the form read into its typed
+/// request by the API's rules (see [`Checked`]).
 async fn run(req: &Req<'_>, id: uuid::Uuid, action: Action) -> Result<(), AppError> {
     let orders = &req.api().orders;
     let admin = req.operator();
     let form = &req.form;
+    let reason = || {
+        let mut f = Checked::new(form);
+        let reason = f.free_text("reason");
+        f.finish(|| Some(reason))
+    };
     match action {
         Action::Pay | Action::PaymentFailed => {
-            let mut body = form.to_json(&[("notes", "notes")], &[]);
-            let status = if action == Action::Pay {
-                "PAID"
-            } else {
-                "PAYMENT_FAILED"
+            let paid = action == Action::Pay;
+            let mut f = Checked::new(form);
+            let notes = f.free_text("notes");
+            let update = f.finish(|| Some(PaymentUpdate { id, paid, notes }));
+            let api_body = match &update {
+                Ok(u) => {
+                    let status = if u.paid {
+                        HistoryStatus::Paid
+                    } else {
+                        HistoryStatus::PaymentFailed
+                    };
+                    json!({"status": status.as_str(), "notes": u.notes})
+                }
+                Err(_) => as_typed(form, &["notes"]),
             };
-            body.insert("status".into(), Value::String(status.into()));
-            let key = idempotency(
-                form,
-                &format!("/api/v1/internal/orders/{id}/payment-status"),
-                &body,
-            )?;
-            let update = crate::api::request::payment_status(&body)
-                .map(|(paid, notes)| PaymentUpdate { id, paid, notes });
+            let key = idempotency(form, &format!("{id}/payment-status"), &api_body)?;
             settle(orders.set_payment_status(update, admin, key).await)
         }
-        Action::Cancel => {
-            let body = form.to_json(&[("reason", "reason")], &[]);
-            let reason = crate::api::request::cancel_reason(Some(&body))?;
-            orders.cancel_by_admin(id, reason, admin).await.map(drop)
-        }
+        Action::Cancel => orders.cancel_by_admin(id, reason()?, admin).await.map(drop),
         Action::Retry => orders.retry_provisioning(id, admin).await.map(drop),
-        Action::Suspend => {
-            let body = form.to_json(&[("reason", "reason")], &[]);
-            let reason = crate::api::request::cancel_reason(Some(&body))?;
-            orders.suspend(id, reason, admin).await.map(drop)
-        }
-        Action::Unsuspend => {
-            let body = form.to_json(&[("reason", "reason")], &[]);
-            let reason = crate::api::request::cancel_reason(Some(&body))?;
-            orders.unsuspend(id, reason, admin).await.map(drop)
-        }
+        Action::Suspend => orders.suspend(id, reason()?, admin).await.map(drop),
+        Action::Unsuspend => orders.unsuspend(id, reason()?, admin).await.map(drop),
         Action::Renew => {
-            let body = form.to_json(
-                &[("renewalType", "renewalType"), ("notes", "notes")],
-                &[("periods", "periods"), ("amount", "amount")],
-            );
-            let key = idempotency(
-                form,
-                &format!("/api/v1/internal/orders/{id}/renewals"),
-                &body,
-            )?;
-            let renewing = crate::api::request::renewal(&body).map(|r| (id, r));
-            settle(orders.renew(renewing, admin, key).await)
+            let renewing = renewal(form);
+            let api_body = match &renewing {
+                Ok(r) => json!({"periods": r.periods, "amount": r.amount,
+                    "renewalType": r.renewal_type.as_str(), "notes": r.notes}),
+                Err(_) => as_typed(form, &["periods", "amount", "renewalType", "notes"]),
+            };
+            let key = idempotency(form, &format!("{id}/renewals"), &api_body)?;
+            settle(orders.renew(renewing.map(|r| (id, r)), admin, key).await)
         }
         Action::Expiry => {
-            let mut body = form.to_json(&[("reason", "reason")], &[]);
-            if let Some(at) = form.text("expiresAt") {
-                body.insert("expiresAt".into(), Value::String(datetime_to_rfc3339(at)));
-            }
-            let (at, reason) = crate::api::request::expiry_change(&body)?;
+            let mut f = Checked::new(form);
+            let at = f.instant("expiresAt");
+            let reason = f.free_text("reason");
+            let at = f.finish(|| at)?;
             orders.set_expiry(id, at, reason, admin).await.map(drop)
         }
         Action::Terminate => {
-            let body = form.to_json(
-                &[
-                    ("reason", "reason"),
-                    ("terminationReason", "terminationReason"),
-                ],
-                &[],
-            );
-            let (why, note) = crate::api::request::admin_termination(Some(&body))?;
+            let mut f = Checked::new(form);
+            let note = f.free_text("reason");
+            let why = f
+                .one_of("terminationReason", &TERMINATION_REASONS, |r| r.as_str())
+                .unwrap_or(TerminationReason::AdminTerminated);
+            f.finish(|| Some(()))?;
             orders
                 .terminate_by_admin(id, why, note, admin)
                 .await
@@ -307,22 +329,67 @@ async fn run(req: &Req<'_>, id: uuid::Uuid, action: Action) -> Result<(), AppErr
     }
 }
 
+/// The renewal form: periods (1-12, default 1), the amount charged, the
+/// renewal type (default manual) and a note.
+fn renewal(form: &Form) -> Result<Renewing, AppError> {
+    let mut f = Checked::new(form);
+    let periods = f.whole_number("periods", false, 1, 12).unwrap_or(1);
+    let amount = f.whole_number("amount", true, 0, i64::MAX as u64);
+    let renewal_type = f
+        .one_of("renewalType", &RENEWAL_TYPES, |t| t.as_str())
+        .unwrap_or(RenewalType::ManualRenewal);
+    let notes = f.free_text("notes");
+    f.finish(|| {
+        Some(Renewing {
+            periods: u32::try_from(periods).ok()?,
+            amount: amount?,
+            renewal_type,
+            notes,
+        })
+    })
+}
+
+/// The fields of a form that failed its checks, as typed, for its
+/// fingerprint: a second submit of the same form is refused the same way,
+/// one with other values is another request.
+fn as_typed(form: &Form, fields: &[&str]) -> serde_json::Value {
+    fields
+        .iter()
+        .filter_map(|f| Some(((*f).to_string(), json!(form.text(f)?))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// The form's idempotency key, scoped like the API key's and fingerprinted
-/// over the API path and body, so it means what `Idempotency-Key` means.
+/// over the internal API path (`/api/v1/internal/orders/{tail}`) and the
+/// request as that API call's body, so it means what `Idempotency-Key` means
+/// there.
 fn idempotency(
     form: &Form,
-    api_path: &str,
-    body: &Map<String, Value>,
+    tail: &str,
+    api_body: &serde_json::Value,
 ) -> Result<Option<IdempotencyKey>, AppError> {
     let Some(key) = form.text("idem") else {
         return Ok(None);
     };
-    let mut headers = warp::http::HeaderMap::new();
-    let value = warp::http::HeaderValue::from_str(key)
-        .map_err(|_| AppError::bad_request("the form's idempotency key is malformed"))?;
-    headers.insert("idempotency-key", value);
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    crate::api::request::idempotency_key(&headers, "internal".into(), "POST", api_path, &bytes)
+    if key.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(AppError::bad_request(
+            "the form's idempotency key is malformed",
+        ));
+    }
+    if key.len() > 255 || !key.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err(AppError::invalid_fields(vec![FieldError::new(
+            "Idempotency-Key",
+            "must be 1-255 printable ASCII characters",
+        )]));
+    }
+    let path = format!("/api/v1/internal/orders/{tail}");
+    let body = serde_json::to_vec(api_body).unwrap_or_default();
+    Ok(Some(IdempotencyKey {
+        scope: "internal".into(),
+        key: key.to_string(),
+        fingerprint: crate::api::request::fingerprint("POST", &path, &body),
+    }))
 }
 
 /// A reply, fresh or replayed, as success or the refusal it carries.

@@ -1,8 +1,10 @@
-//! `application/x-www-form-urlencoded` bodies, and turning a form into the
-//! JSON object the API's validators read, so a console form is checked by
-//! exactly the code that checks the same API call.
+//! `application/x-www-form-urlencoded` bodies, and reading a form's fields
+//! into typed values ([`Checked`]) by the rules, and with the words, of the
+//! API's validators for the same call, so an operator reads the same
+//! complaint in the console as an API client in its error envelope.
 
-use serde_json::{Map, Value};
+use crate::domain::time::Millis;
+use crate::error::{AppError, FieldError};
 
 /// A parsed form body. Repeated names keep the first value.
 #[derive(Debug, Default)]
@@ -31,27 +33,136 @@ impl Form {
     pub fn text(&self, name: &str) -> Option<&str> {
         self.get(name).map(str::trim).filter(|v| !v.is_empty())
     }
+}
 
-    /// The JSON object the API would receive: `texts` as strings, `numbers`
-    /// as integers when they are whole numbers (anything else stays text, so
-    /// the validator names the field), each under its API name.
-    pub fn to_json(&self, texts: &[(&str, &str)], numbers: &[(&str, &str)]) -> Map<String, Value> {
-        let mut map = Map::new();
-        for (field, api) in texts {
-            if let Some(v) = self.text(field) {
-                map.insert((*api).into(), Value::String(v.into()));
+/// Collects the problems of a form's fields so one message names them all;
+/// each field is named by its API name (the form's field names are the same).
+pub struct Checked<'f> {
+    form: &'f Form,
+    errors: Vec<FieldError>,
+}
+
+/// Longest choice of a select (the API's limit for its enum fields).
+const MAX_CHOICE_LEN: usize = 64;
+
+impl<'f> Checked<'f> {
+    pub fn new(form: &'f Form) -> Checked<'f> {
+        Checked {
+            form,
+            errors: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// Free text (a note, a reason): newlines and tabs are allowed, a
+    /// carriage return only as part of CRLF, no other control character.
+    pub fn free_text(&mut self, field: &str) -> Option<String> {
+        let text = self.form.text(field)?;
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            let allowed = match c {
+                '\n' | '\t' => true,
+                '\r' => chars.peek() == Some(&'\n'),
+                c => !c.is_control(),
+            };
+            if !allowed {
+                self.fail(
+                    field,
+                    "must not contain control characters other than newlines and tabs",
+                );
+                return None;
             }
         }
-        for (field, api) in numbers {
-            if let Some(v) = self.text(field) {
-                let value = v
-                    .parse::<u64>()
-                    .map(Value::from)
-                    .unwrap_or_else(|_| Value::String(v.into()));
-                map.insert((*api).into(), value);
-            }
+        self.short_enough(field, text, crate::domain::MAX_FREE_TEXT)
+            .then(|| text.to_string())
+    }
+
+    /// A plain one-line value of at most `max_len` characters.
+    fn line(&mut self, field: &str, text: &str, max_len: usize) -> bool {
+        if !self.short_enough(field, text, max_len) {
+            return false;
         }
-        map
+        if text.chars().any(char::is_control) {
+            self.fail(field, "must not contain control characters");
+            return false;
+        }
+        true
+    }
+
+    fn short_enough(&mut self, field: &str, text: &str, max_len: usize) -> bool {
+        let fine = text.chars().count() <= max_len;
+        if !fine {
+            self.fail(field, format!("must be at most {max_len} characters"));
+        }
+        fine
+    }
+
+    /// A whole number within `min..=max`.
+    pub fn whole_number(&mut self, field: &str, required: bool, min: u64, max: u64) -> Option<u64> {
+        let Some(text) = self.form.text(field) else {
+            if required {
+                self.fail(field, "is required");
+            }
+            return None;
+        };
+        let number = text.parse::<u64>().ok().filter(|n| (min..=max).contains(n));
+        if number.is_none() {
+            self.fail(field, format!("must be a whole number from {min} to {max}"));
+        }
+        number
+    }
+
+    /// One of `choices`, by its wire name (`name`).
+    pub fn one_of<T: Copy>(
+        &mut self,
+        field: &str,
+        choices: &[T],
+        name: impl Fn(T) -> &'static str,
+    ) -> Option<T> {
+        let text = self.form.text(field)?;
+        if !self.line(field, text, MAX_CHOICE_LEN) {
+            return None;
+        }
+        let chosen = choices.iter().copied().find(|c| name(*c) == text);
+        if chosen.is_none() {
+            let names: Vec<&str> = choices.iter().map(|c| name(*c)).collect();
+            self.fail(field, format!("must be one of {}", names.join(", ")));
+        }
+        chosen
+    }
+
+    /// A required instant: a `datetime-local` value (UTC) or RFC 3339 text,
+    /// no later than the last instant with a four-digit year.
+    pub fn instant(&mut self, field: &str) -> Option<Millis> {
+        let Some(text) = self.form.text(field) else {
+            self.fail(field, "is required");
+            return None;
+        };
+        let text = datetime_to_rfc3339(text);
+        if !self.line(field, &text, MAX_CHOICE_LEN) {
+            return None;
+        }
+        let Some(at) = crate::domain::time::parse_rfc3339(&text) else {
+            self.fail(field, "must be an RFC 3339 timestamp");
+            return None;
+        };
+        if !crate::domain::time::in_range(at) {
+            let latest = crate::domain::time::LATEST_TEXT;
+            self.fail(field, format!("must not be after {latest}"));
+            return None;
+        }
+        Some(at)
+    }
+
+    /// `value` when every field was fine, else one 400 naming each problem.
+    pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, AppError> {
+        if !self.errors.is_empty() {
+            return Err(AppError::invalid_fields(self.errors));
+        }
+        value().ok_or_else(|| AppError::bad_request("invalid request body"))
     }
 }
 
@@ -75,15 +186,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_become_integers_and_blanks_vanish() {
-        let form = Form::parse(b"amount=150000&periods=x&notes=+&csrf=t");
-        let map = form.to_json(
-            &[("notes", "notes")],
-            &[("amount", "amount"), ("periods", "periods")],
+    fn fields_are_checked_with_the_api_words_and_blanks_are_absent() {
+        let form = Form::parse(b"amount=150000&periods=x&notes=+&csrf=t&at=2026-12-30T04:20");
+        let mut f = Checked::new(&form);
+        assert_eq!(f.whole_number("amount", true, 0, 10), None);
+        assert_eq!(f.whole_number("periods", false, 1, 12), None);
+        assert_eq!(f.free_text("notes"), None, "a blank note is no note");
+        assert_eq!(
+            f.instant("at"),
+            crate::domain::time::parse_rfc3339("2026-12-30T04:20:00Z")
         );
-        assert_eq!(map.get("amount"), Some(&Value::from(150000u64)));
-        assert_eq!(map.get("periods"), Some(&Value::String("x".into())));
-        assert!(!map.contains_key("notes"));
+        let Err(AppError::BadRequest { fields, .. }) = f.finish(|| Some(())) else {
+            panic!("two fields are wrong");
+        };
+        let messages: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                ("amount", "must be a whole number from 0 to 10"),
+                ("periods", "must be a whole number from 1 to 12")
+            ]
+        );
     }
 
     #[test]

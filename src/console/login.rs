@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use maud::html;
-use warp::http::{HeaderMap, HeaderValue, StatusCode};
+use warp::http::{HeaderValue, StatusCode};
 
 use super::layout::{notice, page};
 use super::session::{self, LOGIN_COOKIE};
@@ -18,7 +18,16 @@ use crate::api::client;
 /// How long a login form stays usable.
 const LOGIN_FORM_TTL: Duration = Duration::from_secs(3600);
 
-pub fn form_page(req: &Req<'_>) -> HttpResponse {
+/// `/admin/login`: the form, or what its POST does.
+pub async fn login(req: &Req<'_>) -> HttpResponse {
+    if req.post {
+        submit(req).await
+    } else {
+        form_page(req)
+    }
+}
+
+fn form_page(req: &Req<'_>) -> HttpResponse {
     if req.session.is_some() {
         return redirect("/admin/");
     }
@@ -77,7 +86,7 @@ fn valid_operator(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
 }
 
-pub async fn submit(req: &Req<'_>) -> HttpResponse {
+async fn submit(req: &Req<'_>) -> HttpResponse {
     let console = req.console;
     if let Err(wait) = console.limiter.check(req.client) {
         tracing::warn!(client = %client::display(req.client), "console login refused: too many failed attempts");
@@ -115,7 +124,7 @@ pub async fn submit(req: &Req<'_>) -> HttpResponse {
         );
     }
     let key = req.form.get("key").unwrap_or("");
-    if !key_matches(console, key) {
+    if console.key.check_key(key.as_bytes()).is_err() {
         console.limiter.failed(req.client);
         tracing::warn!(client = %client::display(req.client), operator, "console login failed: wrong API key");
         return render(
@@ -148,18 +157,8 @@ pub async fn submit(req: &Req<'_>) -> HttpResponse {
     )
 }
 
-/// The same check as `X-API-Key` on internal routes (constant time, over
-/// digests), by handing the typed key to it as that header.
-fn key_matches(console: &super::Console, key: &str) -> bool {
-    let Ok(value) = HeaderValue::from_str(key) else {
-        return false;
-    };
-    let mut headers = HeaderMap::new();
-    headers.insert("x-api-key", value);
-    console.key.check(&headers).is_ok()
-}
-
-pub fn logout(req: &Req<'_>) -> HttpResponse {
+/// POST `/admin/logout`.
+pub async fn logout(req: &Req<'_>) -> HttpResponse {
     req.console.sessions.end(req.headers);
     if let Some(session) = &req.session {
         tracing::info!(actor = %session.actor_text(), "console logout");

@@ -1,38 +1,42 @@
 //! The operator console (SPEC §11): server-rendered HTML under `/admin/`,
 //! templates compiled into the binary with maud, one stylesheet, no script.
 //!
-//! `edge` hands it `/admin` and `/admin/...` (only when the console is
-//! enabled) with the same client address and time-limited body as the API
-//! gets, so every other path reaches the API untouched. Every change it makes
-//! goes through the same service calls as the API, with the operator's
-//! session standing in for `X-API-Key` and `X-Admin-Id`.
+//! Its pages are rows of the one route table (`edge::routes`), which the
+//! edge matches against `/admin` and `/admin/...` only when the console is
+//! enabled, with the same client address, time-limited body, precedence,
+//! request id, metrics and log line as the API's; every other path reaches
+//! the API untouched. Every change it makes goes through the same service
+//! calls as the API, with the operator's session standing in for
+//! `X-API-Key` and `X-Admin-Id`.
 //!
-//! Request flow: [`Console::handle`] routes ([`route`]), checks the session
-//! (a page without one redirects to the login form, a POST without one is
-//! 403), checks the CSRF token of every POST, runs the page, then adds the
-//! headers every console response carries ([`finish`]).
+//! What is the console's own is [`Console::serve`]: it checks the session (a
+//! page without one redirects to the login form, a POST without one is
+//! 403), reads a POST's form and checks its CSRF token, and runs the page;
+//! and the headers every console page carries ([`page_headers`]).
 
 mod action_list;
-mod actions;
+pub(crate) mod actions;
 mod chart;
 mod form;
 mod layout;
-mod login;
-mod order;
-mod pages;
+pub(crate) mod login;
+pub(crate) mod order;
+pub(crate) mod pages;
 mod parts;
 mod session;
-mod webhooks;
+pub(crate) mod webhooks;
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::Stream;
 use maud::Markup;
-use warp::http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use warp::http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::api::auth::ApiKey;
 use crate::api::body::{Body, BodyError};
@@ -100,6 +104,11 @@ pub(crate) struct Req<'a> {
     form: form::Form,
     /// The operator, on every route that needs one.
     session: Option<Session>,
+    /// A POST (else a GET or HEAD): what a page taking both is asked to do.
+    post: bool,
+    /// The route's `{id}` and `{action}` segments; empty when it has none.
+    id: &'a str,
+    action: &'a str,
 }
 
 impl Req<'_> {
@@ -113,141 +122,32 @@ impl Req<'_> {
     }
 }
 
-/// The console's routes. `{id}` is an order id (a delivery id under
-/// `webhooks/`), `{action}` an order action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Overview,
-    Login,
-    Logout,
-    Style,
-    Icon,
-    Orders,
-    Order,
-    Action,
-    Attention,
-    Backups,
-    Webhooks,
-    Replay,
-}
+/// A page's future.
+pub(crate) type PagePending<'a> = Pin<Box<dyn Future<Output = HttpResponse> + Send + 'a>>;
+/// What a console route runs: `async fn(&Req) -> HttpResponse`.
+pub(crate) type Page = for<'a> fn(&'a Req<'a>) -> PagePending<'a>;
 
-impl Route {
-    /// The metrics and log label.
-    fn label(self) -> &'static str {
-        match self {
-            Route::Overview => "/admin/",
-            Route::Login => "/admin/login",
-            Route::Logout => "/admin/logout",
-            Route::Style => "/admin/style.css",
-            Route::Icon => "/admin/favicon.svg",
-            Route::Orders => "/admin/orders",
-            Route::Order => "/admin/orders/{id}",
-            Route::Action => "/admin/orders/{id}/{action}",
-            Route::Attention => "/admin/attention",
-            Route::Backups => "/admin/backups",
-            Route::Webhooks => "/admin/webhooks",
-            Route::Replay => "/admin/webhooks/{id}/replay",
-        }
-    }
-
-    fn methods(self) -> &'static [Method] {
-        const GET: &[Method] = &[Method::GET, Method::HEAD];
-        const POST: &[Method] = &[Method::POST];
-        const BOTH: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
-        match self {
-            Route::Login | Route::Action | Route::Backups => BOTH,
-            Route::Logout | Route::Replay => POST,
-            _ => GET,
-        }
-    }
-
-    /// Open without a session: the login form and what it needs.
-    fn is_public(self) -> bool {
-        matches!(self, Route::Login | Route::Style | Route::Icon)
-    }
-}
-
-/// The route `path` names, with the order id and action segments.
-fn route(path: &str) -> Option<(Route, Option<&str>, Option<&str>)> {
-    let rest = path.strip_prefix("/admin")?;
-    let rest = rest.strip_prefix('/').unwrap_or(rest);
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let parts: Vec<&str> = if rest.is_empty() {
-        Vec::new()
-    } else {
-        rest.split('/').collect()
-    };
-    Some(match parts.as_slice() {
-        [] => (Route::Overview, None, None),
-        ["login"] => (Route::Login, None, None),
-        ["logout"] => (Route::Logout, None, None),
-        ["style.css"] => (Route::Style, None, None),
-        ["favicon.svg"] => (Route::Icon, None, None),
-        ["orders"] => (Route::Orders, None, None),
-        ["orders", id] if !id.is_empty() => (Route::Order, Some(*id), None),
-        ["orders", id, action] if !id.is_empty() => (Route::Action, Some(*id), Some(*action)),
-        ["attention"] => (Route::Attention, None, None),
-        ["backups"] => (Route::Backups, None, None),
-        ["webhooks"] => (Route::Webhooks, None, None),
-        ["webhooks", id, "replay"] if !id.is_empty() => (Route::Replay, Some(*id), None),
-        _ => return None,
-    })
-}
-
-/// A method label with bounded values (SPEC §12).
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
-    }
+/// What the edge knows of a matched console route.
+pub(crate) struct Gate<'a> {
+    /// Open without a session (`Access::ConsoleOpen`): the login form and
+    /// what it needs. Its POST checks its own pre-login token, not the
+    /// session's.
+    pub open: bool,
+    /// The route's pattern, for the log.
+    pub label: &'a str,
+    pub post: bool,
+    pub id: &'a str,
+    pub action: &'a str,
 }
 
 impl Console {
-    pub(crate) async fn handle<S, B>(&self, incoming: Head, body: Body<S>) -> HttpResponse
-    where
-        S: Stream<Item = Result<B, warp::Error>> + Send,
-        B: Buf + Send,
-    {
-        let started = Instant::now();
-        let matched = route(&incoming.path);
-        let label = matched.map_or("/admin/unmatched", |(r, _, _)| r.label());
-        let mut response = self.dispatch(&incoming, matched, body).await;
-        finish(&mut response, matched.map(|(r, _, _)| r));
-        if incoming.method == Method::HEAD {
-            response.body_mut().clear();
-        }
-        let status = response.status();
-        let method = method_label(&incoming.method);
-        let metrics = &self.api.metrics;
-        metrics
-            .http_requests
-            .with_label_values(&[label, method, status.as_str()])
-            .inc();
-        metrics
-            .http_duration
-            .with_label_values(&[label])
-            .observe(started.elapsed().as_secs_f64());
-        tracing::info!(
-            client = %client::display(incoming.client),
-            method,
-            route = label,
-            status = status.as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "console request"
-        );
-        response
-    }
-
-    async fn dispatch<S, B>(
+    /// A matched route whose method is allowed: the session gate, the form
+    /// and its CSRF check, then the page.
+    pub(crate) async fn serve<S, B>(
         &self,
+        gate: Gate<'_>,
+        page: Page,
         incoming: &Head,
-        matched: Option<(Route, Option<&str>, Option<&str>)>,
         body: Body<S>,
     ) -> HttpResponse
     where
@@ -255,15 +155,8 @@ impl Console {
         B: Buf + Send,
     {
         let session = self.sessions.find(&incoming.headers);
-        let Some((route, id, action)) = matched else {
-            return parts::not_found(session.as_ref());
-        };
-        if !route.methods().contains(&incoming.method) {
-            return parts::method_not_allowed(session.as_ref(), route.methods());
-        }
-        let post = incoming.method == Method::POST;
-        if !route.is_public() && session.is_none() {
-            return if post {
+        if !gate.open && session.is_none() {
+            return if gate.post {
                 parts::forbidden(
                     None,
                     "Your session has ended. Log in again, then repeat what you were doing.",
@@ -272,7 +165,7 @@ impl Console {
                 redirect("/admin/login")
             };
         }
-        let form = match read_form(incoming, route, session.as_ref(), post, body).await {
+        let form = match read_form(incoming, &gate, session.as_ref(), body).await {
             Ok(form) => form,
             Err(refused) => return refused,
         };
@@ -283,26 +176,39 @@ impl Console {
             client: incoming.client,
             form,
             session,
+            post: gate.post,
+            id: gate.id,
+            action: gate.action,
         };
-        page(&req, route, post, id, action).await
+        page(&req).await
+    }
+
+    /// No console page at this address.
+    pub(crate) fn not_found(&self, headers: &HeaderMap) -> HttpResponse {
+        parts::not_found(self.sessions.find(headers).as_ref())
+    }
+
+    /// A console page that does not take this method (the edge adds `Allow`).
+    pub(crate) fn method_not_allowed(&self, headers: &HeaderMap) -> HttpResponse {
+        parts::method_not_allowed(self.sessions.find(headers).as_ref())
     }
 }
 
-/// A POST's form, read within the body timeout and, but for the login form
-/// (whose token is tied to a pre-login cookie and checked by its handler),
-/// carrying the session's CSRF token; else the page that refuses it.
+/// A POST's form, read within the body timeout and, but on an open route
+/// (the login form, whose token is tied to a pre-login cookie and checked by
+/// its handler), carrying the session's CSRF token; else the page that
+/// refuses it.
 async fn read_form<S, B>(
     incoming: &Head,
-    route: Route,
+    gate: &Gate<'_>,
     session: Option<&Session>,
-    post: bool,
     body: Body<S>,
 ) -> Result<form::Form, HttpResponse>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf + Send,
 {
-    if !post {
+    if !gate.post {
         return Ok(form::Form::parse(&Bytes::new()));
     }
     let bytes = match body.read(&incoming.headers, FORM_LIMIT).await {
@@ -318,12 +224,12 @@ where
         Err(BodyError::TimedOut(limit)) => return Err(form_timed_out(session, limit)),
     };
     let form = form::Form::parse(&bytes);
-    if route != Route::Login {
+    if !gate.open {
         let valid = session
             .zip(form.get("csrf"))
             .is_some_and(|(s, token)| session::same_token(&s.csrf, token));
         if !valid {
-            tracing::warn!(route = route.label(), client = %client::display(incoming.client), "console POST refused: missing or wrong CSRF token");
+            tracing::warn!(route = gate.label, client = %client::display(incoming.client), "console POST refused: missing or wrong CSRF token");
             return Err(parts::forbidden(
                 session,
                 "This form has expired or did not come from this console, so nothing was changed. Reload the page and try again.",
@@ -331,35 +237,6 @@ where
         }
     }
     Ok(form)
-}
-
-/// The page a route and method name, for a request that passed the gates.
-async fn page(
-    req: &Req<'_>,
-    route: Route,
-    post: bool,
-    id: Option<&str>,
-    action: Option<&str>,
-) -> HttpResponse {
-    match (route, post) {
-        (Route::Style, _) => asset("text/css; charset=utf-8", STYLE),
-        (Route::Icon, _) => asset("image/svg+xml", ICON),
-        (Route::Login, false) => login::form_page(req),
-        (Route::Login, true) => login::submit(req).await,
-        (Route::Logout, _) => login::logout(req),
-        (Route::Overview, _) => pages::overview(req).await,
-        (Route::Orders, _) => pages::orders(req).await,
-        (Route::Order, _) => order::order(req, id.unwrap_or("")).await,
-        (Route::Action, false) => {
-            actions::form_page(req, id.unwrap_or(""), action.unwrap_or("")).await
-        }
-        (Route::Action, true) => actions::submit(req, id.unwrap_or(""), action.unwrap_or("")).await,
-        (Route::Attention, _) => pages::attention(req).await,
-        (Route::Backups, false) => pages::backups(req).await,
-        (Route::Backups, true) => pages::take_backup(req).await,
-        (Route::Webhooks, _) => webhooks::webhooks(req).await,
-        (Route::Replay, _) => webhooks::replay(req, id.unwrap_or("")).await,
-    }
 }
 
 /// A form whose body stalled: 408, and the connection closes (the rest of
@@ -383,6 +260,16 @@ fn form_timed_out(session: Option<&Session>, limit: Duration) -> HttpResponse {
 
 const STYLE: &str = include_str!("style.css");
 const ICON: &str = include_str!("favicon.svg");
+
+/// GET `/admin/style.css`.
+pub(crate) async fn style(_req: &Req<'_>) -> HttpResponse {
+    asset("text/css; charset=utf-8", STYLE)
+}
+
+/// GET `/admin/favicon.svg`.
+pub(crate) async fn icon(_req: &Req<'_>) -> HttpResponse {
+    asset("image/svg+xml", ICON)
+}
 
 fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
     let mut response = Response::new(body.as_bytes().to_vec());
@@ -431,21 +318,12 @@ pub(crate) fn with_cookie(mut response: HttpResponse, cookie: &str) -> HttpRespo
     response
 }
 
-/// Headers on every console response: the CSP, no framing, no sniffing, no
-/// referrer leaving the console, and no caching of pages that show data.
-fn finish(response: &mut HttpResponse, route: Option<Route>) {
+/// Headers on every console response besides the edge's (request id, no
+/// sniffing, no caching of pages that show data): the CSP, no framing, and no
+/// referrer leaving the console.
+pub(crate) fn page_headers(response: &mut HttpResponse) {
     let headers = response.headers_mut();
     headers.insert("content-security-policy", HeaderValue::from_static(CSP));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
     headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-    if !matches!(route, Some(Route::Style | Route::Icon)) {
-        headers.insert(
-            warp::http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
-    }
 }

@@ -10,9 +10,10 @@ use super::{html, redirect, HttpResponse, Req};
 use crate::domain::{HistoryEntry, OrderRecord};
 use crate::error::AppError;
 
-pub async fn order(req: &Req<'_>, id: &str) -> HttpResponse {
+/// GET `/admin/orders/{id}`.
+pub async fn order(req: &Req<'_>) -> HttpResponse {
     let session = req.session.as_ref();
-    let Ok(id) = uuid::Uuid::try_parse(id) else {
+    let Ok(id) = uuid::Uuid::try_parse(req.id) else {
         return not_found(session);
     };
     let done = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query)

@@ -15,31 +15,11 @@ use crate::service::console as read;
 
 pub async fn overview(req: &Req<'_>) -> HttpResponse {
     let session = req.session.as_ref();
-    let data = match read::overview(req.api().orders.store(), now_millis()).await {
+    let data = match req.api().orders.overview(now_millis()).await {
         Ok(data) => data,
         Err(e) => return failure(session, &e),
     };
-    let currency = data.currency.clone().unwrap_or_default();
-    let label = |start| time(start).get(5..10).unwrap_or_default().to_string();
-    let orders: Vec<Bar> = data
-        .days
-        .iter()
-        .map(|d| Bar {
-            label: label(d.start),
-            value: d.orders,
-        })
-        .collect();
-    let revenue: Vec<Bar> = data
-        .days
-        .iter()
-        .map(|d| Bar {
-            label: label(d.start),
-            value: d.revenue,
-        })
-        .collect();
     let total: u64 = data.counts.iter().map(|(_, n)| n).sum();
-    let money_of = |v: u64| money(v, &currency);
-    let count_of = |v: u64| v.to_string();
     let body = html! {
         h1 { "Overview" }
         section aria-labelledby="counts-h" {
@@ -58,6 +38,29 @@ pub async fn overview(req: &Req<'_>) -> HttpResponse {
                 }
             }
         }
+        (chart_section(&data))
+    };
+    html(StatusCode::OK, page("Overview", session, "/admin/", body))
+}
+
+/// The last 30 days: two bar charts and, folded away, their numbers.
+fn chart_section(data: &read::Overview) -> Markup {
+    let currency = data.currency.clone().unwrap_or_default();
+    let label = |start| time(start).get(5..10).unwrap_or_default().to_string();
+    let bars = |value: fn(&read::Day) -> u64| -> Vec<Bar> {
+        data.days
+            .iter()
+            .map(|d| Bar {
+                label: label(d.start),
+                value: value(d),
+            })
+            .collect()
+    };
+    let orders = bars(|d| d.orders);
+    let revenue = bars(|d| d.revenue);
+    let money_of = |v: u64| money(v, &currency);
+    let count_of = |v: u64| v.to_string();
+    html! {
         section aria-labelledby="chart-h" {
             h2 #chart-h { "Last 30 days" }
             @if data.partial {
@@ -91,8 +94,7 @@ pub async fn overview(req: &Req<'_>) -> HttpResponse {
                 }
             }
         }
-    };
-    html(StatusCode::OK, page("Overview", session, "/admin/", body))
+    }
 }
 
 // ----- orders --------------------------------------------------------------
@@ -111,24 +113,40 @@ pub async fn orders(req: &Req<'_>) -> HttpResponse {
         .filter(|(k, v)| k != "id" && !v.trim().is_empty())
         .map(|(k, v)| (k, v.trim().to_string()))
         .collect();
-    let query = serde_urlencoded::to_string(&kept).unwrap_or_default();
-    let params = crate::api::request::list_params(&query, true);
-    let status_value = kept
-        .iter()
-        .find(|(k, _)| k == "status")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    let user_value = kept
-        .iter()
-        .find(|(k, _)| k == "userId")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    let kept_value = |name: &str| {
+        kept.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let filters = filter_form(
-        &status_value,
-        &user_value,
+        &kept_value("status"),
+        &kept_value("userId"),
         id_filter.as_deref().unwrap_or(""),
     );
-    let (status, content) = match (params, id_filter) {
+    let (status, content) = match order_listing(req, &kept, id_filter).await {
+        Ok(listing) => listing,
+        Err(e) => return failure(session, &e),
+    };
+    let body = html! {
+        h1 { "Orders" }
+        (filters)
+        (content)
+    };
+    html(status, page("Orders", session, "/admin/orders", body))
+}
+
+/// The Orders page's content for the filters `kept` (or the one order
+/// `id_filter` names): a page of the list, or what is wrong with the filters.
+/// `Err` is a failure of the service, shown as the error page.
+async fn order_listing(
+    req: &Req<'_>,
+    kept: &[(String, String)],
+    id_filter: Option<String>,
+) -> Result<(StatusCode, Markup), AppError> {
+    let query = serde_urlencoded::to_string(kept).unwrap_or_default();
+    let params = crate::api::request::list_params(&query, true);
+    Ok(match (params, id_filter) {
         (Err(e), _) => (
             StatusCode::BAD_REQUEST,
             notice("error", &sentence(&e, Some("filter the orders"))),
@@ -147,7 +165,7 @@ pub async fn orders(req: &Req<'_>) -> HttpResponse {
                     StatusCode::OK,
                     html! { p.empty { "No order has this id." } },
                 ),
-                Err(e) => return failure(session, &e),
+                Err(e) => return Err(e),
             },
         },
         (Ok(p), None) => {
@@ -158,32 +176,24 @@ pub async fn orders(req: &Req<'_>) -> HttpResponse {
                 page: p.page,
                 limit: p.limit,
             };
-            match req.api().orders.list(query).await {
-                Ok(found) => (
-                    StatusCode::OK,
-                    html! {
-                        @if found.items.is_empty() {
-                            @if found.total == 0 {
-                                p.empty { "No orders match these filters." }
-                            } @else {
-                                p.empty { "This page is past the last one." }
-                            }
+            let found = req.api().orders.list(query).await?;
+            (
+                StatusCode::OK,
+                html! {
+                    @if found.items.is_empty() {
+                        @if found.total == 0 {
+                            p.empty { "No orders match these filters." }
                         } @else {
-                            (order_table(&found.items))
+                            p.empty { "This page is past the last one." }
                         }
-                        (pager("/admin/orders", ("order", "orders"), &kept, p.page, p.limit, found.total))
-                    },
-                ),
-                Err(e) => return failure(session, &e),
-            }
+                    } @else {
+                        (order_table(&found.items))
+                    }
+                    (pager("/admin/orders", ("order", "orders"), kept, p.page, p.limit, found.total))
+                },
+            )
         }
-    };
-    let body = html! {
-        h1 { "Orders" }
-        (filters)
-        (content)
-    };
-    html(status, page("Orders", session, "/admin/orders", body))
+    })
 }
 
 fn filter_form(status: &str, user: &str, id: &str) -> Markup {
@@ -250,7 +260,7 @@ pub fn order_table(records: &[OrderRecord]) -> Markup {
 
 pub async fn attention(req: &Req<'_>) -> HttpResponse {
     let session = req.session.as_ref();
-    let data = match read::attention(req.api().orders.store(), now_millis()).await {
+    let data = match req.api().orders.attention(now_millis()).await {
         Ok(data) => data,
         Err(e) => return failure(session, &e),
     };
@@ -334,7 +344,11 @@ fn since(r: &OrderRecord) -> crate::domain::time::Millis {
 
 // ----- backups -------------------------------------------------------------
 
+/// `/admin/backups`: the list, or (POST) a snapshot taken now.
 pub async fn backups(req: &Req<'_>) -> HttpResponse {
+    if req.post {
+        return take_backup(req).await;
+    }
     let done = req.query.split('&').any(|p| p == "done=snapshot");
     backups_page(
         req,
@@ -385,7 +399,7 @@ async fn backups_page(req: &Req<'_>, status: StatusCode, message: Option<Markup>
 }
 
 /// "Take a snapshot now": the same service call as `POST /internal/backups`.
-pub async fn take_backup(req: &Req<'_>) -> HttpResponse {
+async fn take_backup(req: &Req<'_>) -> HttpResponse {
     match req.api().backups.snapshot().await {
         Ok(info) => {
             tracing::info!(actor = %req.session.as_ref().map(|s| s.actor_text()).unwrap_or_default(), file = %info.path.display(), "console snapshot");

@@ -4,7 +4,7 @@
 //! no page module imports another for them.
 
 use maud::{html, Markup};
-use warp::http::{HeaderValue, Method, StatusCode};
+use warp::http::StatusCode;
 
 use super::layout::{notice, page};
 use super::session::Session;
@@ -40,18 +40,13 @@ pub fn not_found(session: Option<&Session>) -> HttpResponse {
     )
 }
 
-pub fn method_not_allowed(session: Option<&Session>, allowed: &[Method]) -> HttpResponse {
-    let mut response = error_page(
+pub fn method_not_allowed(session: Option<&Session>) -> HttpResponse {
+    error_page(
         session,
         StatusCode::METHOD_NOT_ALLOWED,
         "Not allowed",
         "This page cannot be used that way.",
-    );
-    let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-    if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
-        response.headers_mut().insert(warp::http::header::ALLOW, v);
-    }
-    response
+    )
 }
 
 pub fn forbidden(session: Option<&Session>, text: &str) -> HttpResponse {

@@ -328,9 +328,9 @@ pub async fn attention_section(req: &Req<'_>, session: &Session) -> (bool, Marku
 }
 
 /// POST `/admin/webhooks/{id}/replay`.
-pub async fn replay(req: &Req<'_>, id: &str) -> HttpResponse {
+pub async fn replay(req: &Req<'_>) -> HttpResponse {
     let session = req.session.as_ref();
-    let Ok(id) = uuid::Uuid::try_parse(id) else {
+    let Ok(id) = uuid::Uuid::try_parse(req.id) else {
         return not_found(session);
     };
     let back = req.form.get("back").unwrap_or("");

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::orders::blocking;
+use super::OrderService;
 use crate::domain::time::Millis;
 use crate::domain::{ListQuery, OrderRecord, OrderStatus, ProvisioningStatus};
 use crate::error::AppError;
@@ -47,14 +48,23 @@ pub struct Overview {
     pub partial: bool,
 }
 
-/// Counts per status and the 30-day series of orders created and revenue paid.
-///
-/// Revenue is counted on the day of `paidAt`, over the orders created in the
-/// window (plus the scan's reach before it): an order created before the
-/// window and paid inside it is only counted if the scan reached it.
-pub async fn overview(store: &Store, now: Millis) -> Result<Overview, AppError> {
-    let store = store.clone();
-    blocking(move || overview_blocking(&store, now)).await?
+impl OrderService {
+    /// Counts per status and the 30-day series of orders created and revenue
+    /// paid, as of `now`.
+    ///
+    /// Revenue is counted on the day of `paidAt`, over the orders created in
+    /// the window (plus the scan's reach before it): an order created before
+    /// the window and paid inside it is only counted if the scan reached it.
+    pub async fn overview(&self, now: Millis) -> Result<Overview, AppError> {
+        let store = self.store().clone();
+        blocking(move || overview_blocking(&store, now)).await?
+    }
+
+    /// What needs an operator as of `now`: see [`Attention`].
+    pub async fn attention(&self, now: Millis) -> Result<Attention, AppError> {
+        let store = self.store().clone();
+        blocking(move || attention_blocking(&store, now)).await?
+    }
 }
 
 fn overview_blocking(store: &Store, now: Millis) -> Result<Overview, AppError> {
@@ -133,11 +143,6 @@ impl Attention {
     pub fn is_empty(&self) -> bool {
         self.failed.is_empty() && self.stuck.is_empty() && self.actions_failing.is_empty()
     }
-}
-
-pub async fn attention(store: &Store, now: Millis) -> Result<Attention, AppError> {
-    let store = store.clone();
-    blocking(move || attention_blocking(&store, now)).await?
 }
 
 fn attention_blocking(store: &Store, now: Millis) -> Result<Attention, AppError> {

@@ -61,7 +61,9 @@ impl OrderService {
         }
     }
 
-    pub fn store(&self) -> &Store {
+    /// The store, for the console's read models next door; nothing above
+    /// the service layer reaches it.
+    pub(super) fn store(&self) -> &Store {
         &self.store
     }
 

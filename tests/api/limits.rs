@@ -154,7 +154,7 @@ fn made_up_methods_and_paths_add_no_metric_labels() {
         "{methods:?}"
     );
     assert!(methods.contains(&"OTHER".to_string()), "{methods:?}");
-    let patterns: Vec<&str> = vpsd::api::routes::ROUTES
+    let patterns: Vec<&str> = vpsd::edge::routes::ROUTES
         .iter()
         .map(|r| r.pattern)
         .collect();

@@ -427,7 +427,7 @@ fn openapi_lists_exactly_the_routes_the_server_answers() {
             }
         }
     }
-    let served: HashSet<(String, String)> = vpsd::api::routes::all_operations()
+    let served: HashSet<(String, String)> = vpsd::edge::routes::all_operations()
         .into_iter()
         .map(|(p, m)| (p.to_string(), m.to_string()))
         .collect();

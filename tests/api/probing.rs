@@ -53,13 +53,13 @@ fn every_route_that_takes_a_body_refuses_unknown_fields_naming_them() {
     let app = spawn_app();
     let order = app.active_order("alice");
     let mut checked = 0;
-    for (pattern, method) in vpsd::api::routes::all_operations() {
+    for (pattern, method) in vpsd::edge::routes::all_operations() {
         if method != "POST" {
             continue;
         }
-        let route = vpsd::api::routes::match_path(pattern).expect("a route").0;
+        let route = vpsd::edge::routes::match_path(pattern).expect("a route").0;
         let auth = match route.access {
-            vpsd::api::routes::Access::User => Auth::User("alice"),
+            vpsd::edge::routes::Access::User => Auth::User("alice"),
             _ => Auth::Admin,
         };
         let path = pattern.replace("{id}", &order);
@@ -376,7 +376,7 @@ fn the_document_states_maxima_the_key_scope_and_head_on_every_get() {
             "the key's scope names the {word}: {key}"
         );
     }
-    for (pattern, method) in vpsd::api::routes::all_operations() {
+    for (pattern, method) in vpsd::edge::routes::all_operations() {
         if method != "GET" {
             continue;
         }
