@@ -57,47 +57,27 @@ impl<'f> Checked<'f> {
         self.errors.push(FieldError::new(field, message));
     }
 
-    /// Free text (a note, a reason): newlines and tabs are allowed, a
-    /// carriage return only as part of CRLF, no other control character.
+    /// Free text (a note, a reason), by the same rule as the API's.
     pub fn free_text(&mut self, field: &str) -> Option<String> {
         let text = self.form.text(field)?;
-        let mut chars = text.chars().peekable();
-        while let Some(c) = chars.next() {
-            let allowed = match c {
-                '\n' | '\t' => true,
-                '\r' => chars.peek() == Some(&'\n'),
-                c => !c.is_control(),
-            };
-            if !allowed {
-                self.fail(
-                    field,
-                    "must not contain control characters other than newlines and tabs",
-                );
-                return None;
+        match crate::domain::values::FreeText::parse(text) {
+            Ok(text) => Some(text.into_string()),
+            Err(refusal) => {
+                self.fail(field, refusal);
+                None
             }
         }
-        self.short_enough(field, text, crate::domain::MAX_FREE_TEXT)
-            .then(|| text.to_string())
     }
 
-    /// A plain one-line value of at most `max_len` characters.
+    /// A plain one-line value of at most `max_len` characters, by the API's rule.
     fn line(&mut self, field: &str, text: &str, max_len: usize) -> bool {
-        if !self.short_enough(field, text, max_len) {
-            return false;
+        match crate::domain::values::check_line(text, max_len) {
+            Ok(()) => true,
+            Err(refusal) => {
+                self.fail(field, refusal);
+                false
+            }
         }
-        if text.chars().any(char::is_control) {
-            self.fail(field, "must not contain control characters");
-            return false;
-        }
-        true
-    }
-
-    fn short_enough(&mut self, field: &str, text: &str, max_len: usize) -> bool {
-        let fine = text.chars().count() <= max_len;
-        if !fine {
-            self.fail(field, format!("must be at most {max_len} characters"));
-        }
-        fine
     }
 
     /// A whole number within `min..=max`.
