@@ -187,6 +187,15 @@ impl Delivery {
         }
     }
 
+    /// Failed without an attempt: nobody would ever send it (its endpoint is
+    /// no longer configured). A replay queues it again should it come back.
+    pub fn fail_unrouted(&mut self, now: Millis) {
+        self.status = DeliveryStatus::Failed;
+        self.next_attempt_at = None;
+        self.last_error = Some("the endpoint is no longer configured".into());
+        self.last_attempt_at = self.last_attempt_at.or(Some(now));
+    }
+
     /// Queued again (same event, same `webhook-id`) with a fresh schedule.
     pub fn replay(&mut self, now: Millis) {
         self.status = DeliveryStatus::Pending;
@@ -259,6 +268,24 @@ mod tests {
             (Some(405_000), None)
         );
         assert_eq!(d.attempts, 5);
+    }
+
+    #[test]
+    fn an_unrouted_delivery_fails_keeping_its_last_attempt_time() {
+        let mut d = delivery();
+        d.fail_unrouted(500);
+        assert_eq!(d.status, DeliveryStatus::Failed);
+        assert_eq!(d.next_attempt_at, None);
+        assert_eq!(d.last_attempt_at, Some(500));
+        assert_eq!(
+            d.last_error.as_deref(),
+            Some("the endpoint is no longer configured")
+        );
+        d.last_attempt_at = Some(100);
+        d.fail_unrouted(900);
+        assert_eq!(d.last_attempt_at, Some(100), "an earlier attempt is kept");
+        d.replay(1000);
+        assert_eq!(d.status, DeliveryStatus::Pending);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::draft::{CouponEffect, Draft, EventType, OutEvent};
 use super::{Command, Conflict, Event, Outcome, Refused, Renewing, PAID_BY_OVERRIDE};
 use crate::domain::droplet::DropletAction;
-use crate::domain::expiry::{self, add_months, checked_add_months, months_of};
+use crate::domain::expiry::{self, checked_add_months, months_of};
 use crate::domain::order::{
     HistoryStatus, OrderStatus, Renewal, RenewalType, SuspendReason, TerminationReason,
 };
@@ -76,13 +76,10 @@ fn moved(d: &mut Draft<'_>, outcome: Outcome, reason: Option<String>, metadata: 
     }
 }
 
-/// First ACTIVE: the paid period starts now. `add_months` saturates at the
-/// last representable instant, which no real clock comes near.
+/// First ACTIVE: the paid period starts now.
 fn activate(d: &mut Draft<'_>) {
-    let term = &mut d.order.term;
-    term.activated_at = Some(d.now);
-    term.expires_at = Some(add_months(d.now, months_of(d.order.duration)));
-    term.reminded.clear();
+    crate::domain::period::start_paid_period(&mut d.order.term, d.now, d.order.duration);
+    d.order.term.reminded.clear();
 }
 
 fn suspend(d: &mut Draft<'_>, why: SuspendReason, reason: Option<String>) {
