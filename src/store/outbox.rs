@@ -301,10 +301,7 @@ pub(crate) fn fail_unrouted(
     for id in &stranded {
         if let Some(before) = load_delivery(t, *id)? {
             let mut after = before.clone();
-            after.status = DeliveryStatus::Failed;
-            after.next_attempt_at = None;
-            after.last_error = Some("the endpoint is no longer configured".into());
-            after.last_attempt_at = after.last_attempt_at.or(Some(now));
+            after.fail_unrouted(now);
             put_delivery(t, &after, Some(&before))?;
         }
     }
