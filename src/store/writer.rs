@@ -2,12 +2,12 @@
 //! `begin_write`; callers queue operations here and wait for their reply, so
 //! everything queued while a commit syncs shares the next one (group commit).
 //!
-//! The write path is split the way redb splits its own: the commit thread and
-//! its batching, retries and quick repair ([`super::commit`]); applying one
-//! operation to the tables ([`super::apply`]); writing a decided change with
-//! its index upkeep ([`super::persist`]); and the outbox's writes
-//! ([`super::outbox`]). Decisions are the domain's; the store reads, asks and
-//! writes.
+//! The write path is split the way redb splits its own: the commit thread
+//! with its batching, reopening after an I/O error and quick repair
+//! ([`super::commit`]); applying one operation to the tables
+//! ([`super::apply`]); writing a decided change with its index upkeep
+//! ([`super::persist`]); and the outbox's writes ([`super::outbox`]).
+//! Decisions are the domain's; the store reads, asks and writes.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
