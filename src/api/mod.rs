@@ -360,7 +360,8 @@ fn respond_with(
                     Ok(record) => json_response(success, render(&record)),
                     Err(e) => error_response_about(&e, call.subject),
                 },
-                Replay::Rendered { status, body } => {
+                Replay::Legacy(old) => {
+                    let (status, body) = old.into_sent();
                     json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
                 }
             };

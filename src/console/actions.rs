@@ -399,8 +399,8 @@ fn settle(reply: Reply) -> Result<(), AppError> {
         Reply::Replayed(Replay::Outcome(outcome)) => (*outcome).map(drop),
         // A response stored by an older version as rendered bytes: it was a
         // completed request; the order page shows its effect.
-        Reply::Replayed(Replay::Rendered { status, .. }) if status < 300 => Ok(()),
-        Reply::Replayed(Replay::Rendered { .. }) => Err(AppError::bad_request(
+        Reply::Replayed(Replay::Legacy(old)) if old.succeeded() => Ok(()),
+        Reply::Replayed(Replay::Legacy(_)) => Err(AppError::bad_request(
             "this form was already submitted and refused",
         )),
     }

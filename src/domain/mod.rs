@@ -1,12 +1,17 @@
 //! Pure types and rules of the product: no I/O, no async, no storage.
 //! Everything above (store, service, api) depends on this module; it depends on nothing of ours.
 
+pub mod access;
+pub mod coupon;
 pub mod droplet;
+pub mod effects;
 pub mod error;
 pub mod expiry;
 pub mod lifecycle;
 pub mod order;
+pub mod period;
 pub mod record;
+pub mod replay;
 pub mod task;
 pub mod time;
 pub mod values;

@@ -90,6 +90,30 @@ pub struct OutboxEvent {
     pub deliveries: Vec<Uuid>,
 }
 
+impl OutboxEvent {
+    /// A new event of `kind` about `record`, committed at `now`, before any
+    /// delivery is added. Events carry no renewals list (SPEC §12): kept,
+    /// every stored event would hold all of the order's renewals, so n
+    /// renewals cost O(n²).
+    pub fn new(
+        kind: EventType,
+        seconds_left: Option<i64>,
+        record: &OrderRecord,
+        now: Millis,
+    ) -> OutboxEvent {
+        let mut record = record.clone();
+        record.order.term.renewals.clear();
+        OutboxEvent {
+            id: super::new_id(),
+            kind,
+            committed_at: now,
+            seconds_left,
+            record,
+            deliveries: Vec::new(),
+        }
+    }
+}
+
 /// One event on its way to one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -187,6 +211,15 @@ impl Delivery {
         }
     }
 
+    /// Failed without an attempt: nobody would ever send it (its endpoint is
+    /// no longer configured). A replay queues it again should it come back.
+    pub fn fail_unrouted(&mut self, now: Millis) {
+        self.status = DeliveryStatus::Failed;
+        self.next_attempt_at = None;
+        self.last_error = Some("the endpoint is no longer configured".into());
+        self.last_attempt_at = self.last_attempt_at.or(Some(now));
+    }
+
     /// Queued again (same event, same `webhook-id`) with a fresh schedule.
     pub fn replay(&mut self, now: Millis) {
         self.status = DeliveryStatus::Pending;
@@ -259,6 +292,47 @@ mod tests {
             (Some(405_000), None)
         );
         assert_eq!(d.attempts, 5);
+    }
+
+    #[test]
+    fn an_event_carries_the_order_without_its_renewals() {
+        let mut record = OrderRecord {
+            order: test_order("alice"),
+            task: None,
+        };
+        record.order.term.renewals.push(crate::domain::Renewal {
+            id: Uuid::nil(),
+            renewal_type: crate::domain::RenewalType::ManualRenewal,
+            periods: 1,
+            amount: 500,
+            previous_expiry: None,
+            new_expiry: 2,
+            actor: crate::domain::Actor::Admin(None),
+            created_at: 1,
+        });
+        let event = OutboxEvent::new(EventType::Renewed, None, &record, 7);
+        assert!(event.record.order.term.renewals.is_empty());
+        assert_eq!(event.record.order.id, record.order.id);
+        assert_eq!((event.kind, event.committed_at), (EventType::Renewed, 7));
+        assert!(event.deliveries.is_empty());
+    }
+
+    #[test]
+    fn an_unrouted_delivery_fails_keeping_its_last_attempt_time() {
+        let mut d = delivery();
+        d.fail_unrouted(500);
+        assert_eq!(d.status, DeliveryStatus::Failed);
+        assert_eq!(d.next_attempt_at, None);
+        assert_eq!(d.last_attempt_at, Some(500));
+        assert_eq!(
+            d.last_error.as_deref(),
+            Some("the endpoint is no longer configured")
+        );
+        d.last_attempt_at = Some(100);
+        d.fail_unrouted(900);
+        assert_eq!(d.last_attempt_at, Some(100), "an earlier attempt is kept");
+        d.replay(1000);
+        assert_eq!(d.status, DeliveryStatus::Pending);
     }
 
     #[test]

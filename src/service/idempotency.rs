@@ -9,9 +9,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::domain::replay::Replay;
 use crate::domain::OrderRecord;
 use crate::error::AppError;
-use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Replay, Store};
+use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Store};
 
 /// How long a stored response is replayed.
 pub const TTL_MS: i64 = 24 * 60 * 60 * 1000;

@@ -12,6 +12,6 @@ pub mod pricing;
 pub mod rate_limit;
 pub mod webhooks;
 
-pub use crate::store::Replay;
+pub use crate::domain::replay::Replay;
 pub use idempotency::{IdempotencyKey, Reply};
 pub use orders::{NewOrder, OrderService, PaymentUpdate};

@@ -10,12 +10,14 @@ use super::idempotency::{self, IdempotencyKey, InFlight, Reply};
 use super::pricing::{price_order, Placement};
 use super::rate_limit::RateLimiter;
 use crate::catalog::Catalog;
+use crate::domain::access::check_owner;
 use crate::domain::lifecycle::{self, Command};
+use crate::domain::replay::Replay;
 use crate::domain::time::now_millis;
 use crate::domain::{Actor, HistoryEntry, ListQuery, OrderRecord, Page};
 use crate::error::{AppError, FieldError};
 use crate::store::views::Lookup;
-use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Replay, Store, WriteOp};
+use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Store, WriteOp};
 
 /// A validated payment-status request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,9 +154,7 @@ impl OrderService {
 
     pub async fn get_for_user(&self, user: &str, id: Uuid) -> Result<OrderRecord, AppError> {
         let record = self.get(id).await?;
-        if record.order.user_id != user {
-            return Err(AppError::OrderAccessDenied);
-        }
+        check_owner(&record.order, Some(user))?;
         Ok(record)
     }
 

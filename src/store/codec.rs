@@ -222,10 +222,10 @@ pub(crate) mod legacy {
         pub(super) fn migrate(self) -> crate::store::IdempotencyRecord {
             crate::store::IdempotencyRecord {
                 fingerprint: self.fingerprint,
-                outcome: crate::store::Replay::Rendered {
-                    status: self.response.status,
-                    body: self.response.body,
-                },
+                outcome: crate::store::Replay::Legacy(crate::domain::replay::LegacyReply::new(
+                    self.response.status,
+                    self.response.body,
+                )),
                 expires_at: self.expires_at,
             }
         }
@@ -471,10 +471,10 @@ mod tests {
         assert_eq!(record.expires_at, 42);
         assert_eq!(
             record.outcome,
-            crate::store::Replay::Rendered {
-                status: 201,
-                body: br#"{"data":{}}"#.to_vec()
-            }
+            crate::store::Replay::Legacy(crate::domain::replay::LegacyReply::new(
+                201,
+                br#"{"data":{}}"#.to_vec()
+            ))
         );
         let again: crate::store::IdempotencyRecord = decode(&encode(&record)).unwrap();
         assert_eq!(again, record);

@@ -221,10 +221,7 @@ mod tests {
     fn record(expires_at: i64) -> Box<IdempotencyRecord> {
         Box::new(IdempotencyRecord {
             fingerprint: [7; 32],
-            outcome: Replay::Rendered {
-                status: 400,
-                body: b"{}".to_vec(),
-            },
+            outcome: Replay::Legacy(crate::domain::replay::LegacyReply::new(400, b"{}".to_vec())),
             expires_at,
         })
     }

@@ -1,7 +1,8 @@
 //! Bringing a data file up to this build at open, in one transaction:
 //! - schema 1 -> 2: orders gained their paid period (`Order` record v2). An
 //!   ACTIVE v1 order gets `activatedAt` from its history (the row that moved it
-//!   to ACTIVE) and `expiresAt` = activatedAt + its duration in calendar months.
+//!   to ACTIVE) and its period from the lifecycle's own rule
+//!   ([`start_paid_period`]).
 //! - schema 3 -> 4: the per-user index no longer holds the status: each
 //!   `(user, status, seq)` entry of `orders_by_user_status` becomes a
 //!   `(user, seq)` entry of `orders_by_user`, and the old table is dropped.
@@ -13,7 +14,8 @@
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::{codec, tables, OpenError};
-use crate::domain::expiry::{self, add_months, months_of, Policy};
+use crate::domain::expiry::{self, Policy};
+use crate::domain::period::start_paid_period;
 use crate::domain::{HistoryEntry, HistoryStatus, Order, OrderStatus};
 
 type Fail<'a> = &'a dyn Fn(&str, &dyn std::fmt::Display) -> OpenError;
@@ -36,8 +38,7 @@ pub(super) fn run(
         for id in active {
             let mut order = load(&orders, id, fail)?;
             let activated = activation_time(&history, &order, fail)?;
-            order.term.activated_at = Some(activated);
-            order.term.expires_at = Some(add_months(activated, months_of(order.duration)));
+            start_paid_period(&mut order.term, activated, order.duration);
             store(&mut orders, &order, fail)?;
         }
     }

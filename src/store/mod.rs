@@ -1,15 +1,19 @@
 //! The only module that knows redb. Reads run on any thread against a snapshot;
 //! every change goes through the single writer thread ([`writer`]), which batches
-//! queued operations into one durable transaction (group commit).
+//! queued operations into one durable transaction (group commit). The store
+//! persists; the domain decides (see [`writer`] for how the write path splits).
 
+mod apply;
 pub mod backup;
 pub mod codec;
+mod commit;
 pub mod contract;
 #[cfg(test)]
 mod contract_tests;
 pub mod idempotency;
 mod migrate;
 pub mod outbox;
+mod persist;
 pub mod read;
 pub mod repair;
 pub mod tables;
@@ -22,13 +26,15 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::domain::error::{AppError, Rejection};
+use crate::domain::error::Rejection;
 use crate::domain::lifecycle::{Change, Command};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::Actor;
 pub use repair::QuickRepair;
-pub use writer::{Rules, Writer};
+pub use writer::Writer;
 
+pub use crate::domain::coupon::CouponClaim;
+pub use crate::domain::replay::Replay;
 pub use crate::domain::OrderRecord;
 
 /// The storage layer failed; the operation changed nothing.
@@ -56,20 +62,8 @@ pub struct IdempotencyRecord {
     pub expires_at: i64,
 }
 
-/// A stored outcome.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Replay {
-    /// The order record or the refusal, rendered again by the API on every
-    /// replay (rendering is deterministic, so a replay is byte-for-byte the
-    /// first response).
-    Outcome(Box<Result<OrderRecord, AppError>>),
-    /// A response a vpsd before outcomes were kept as data rendered and stored
-    /// (record version 1); replayed exactly as stored until its key expires.
-    Rendered { status: u16, body: Vec<u8> },
-}
-
 /// Store this operation's outcome under an idempotency key, in its transaction
-/// (only when it is replayable: see [`AppError::is_replayable`]).
+/// (only when the domain keeps it: see [`crate::domain::replay::kept_outcome`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyWrite {
     pub scope: String,
@@ -78,17 +72,10 @@ pub struct IdempotencyWrite {
     pub expires_at: i64,
 }
 
-/// Coupon redemption to count inside the order's transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CouponClaim {
-    pub code: String,
-    pub max_uses: Option<u64>,
-    pub max_uses_per_user: Option<u64>,
-}
-
 /// One write, applied atomically with its history rows. Decisions are the
-/// domain's ([`crate::domain::lifecycle`]); the writer adds only what needs the
-/// database: coupon counters, ownership, the task's revision, sequence numbers.
+/// domain's ([`crate::domain::lifecycle`] and its neighbours); the writer reads
+/// what they need from the database (coupon counters, the stored order and
+/// task), asks, writes the answer, and assigns sequence numbers.
 pub enum WriteOp {
     /// A new order (`lifecycle::create`); `seq` is assigned by the writer.
     Create {
@@ -134,6 +121,15 @@ pub enum Maintenance {
     PruneDelivered { before: i64 },
     /// Fails pending deliveries to endpoints no longer configured.
     FailUnrouted { now: i64 },
+}
+
+/// What every decision is taken under: the expiry policy, and where events go;
+/// and how each commit is made (`storage.quick_repair`, see [`begin_write`]).
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub policy: crate::domain::expiry::Policy,
+    pub outbox: crate::domain::webhook::Outbox,
+    pub quick_repair: QuickRepair,
 }
 
 /// A handle to the open data file: cheap to clone, shared by readers and the writer.

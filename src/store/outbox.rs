@@ -103,18 +103,7 @@ pub(crate) fn record_events(
         t.meta
             .insert(tables::META_EVENT_SEQ, seq)
             .map_err(storage_err)?;
-        // Events carry no renewals list (SPEC §12): kept, every stored event
-        // would hold all of the order's renewals, so n renewals cost O(n²).
-        let mut record = record.clone();
-        record.order.term.renewals.clear();
-        let mut event = OutboxEvent {
-            id: crate::domain::new_id(),
-            kind: out.kind,
-            committed_at: now,
-            seconds_left: out.seconds_left,
-            record,
-            deliveries: Vec::with_capacity(urls.len()),
-        };
+        let mut event = OutboxEvent::new(out.kind, out.seconds_left, record, now);
         for url in urls {
             let delivery = Delivery::new(&event, url, seq);
             event.deliveries.push(delivery.id);
@@ -301,10 +290,7 @@ pub(crate) fn fail_unrouted(
     for id in &stranded {
         if let Some(before) = load_delivery(t, *id)? {
             let mut after = before.clone();
-            after.status = DeliveryStatus::Failed;
-            after.next_attempt_at = None;
-            after.last_error = Some("the endpoint is no longer configured".into());
-            after.last_attempt_at = after.last_attempt_at.or(Some(now));
+            after.fail_unrouted(now);
             put_delivery(t, &after, Some(&before))?;
         }
     }

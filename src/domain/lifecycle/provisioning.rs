@@ -3,7 +3,6 @@
 
 use super::draft::Draft;
 use super::{record_outcome, status_only, Outcome, Rule};
-use crate::domain::expiry::{add_months, months_of};
 use crate::domain::order::{HistoryStatus, OrderStatus};
 use crate::domain::task::ProvisioningTask;
 
@@ -87,11 +86,8 @@ pub(super) fn retry(d: &mut Draft<'_>, outcome: Outcome) {
     record_outcome(d, outcome, Some("retry provisioning".into()), None);
 }
 
-/// First ACTIVE: the paid period starts now. `add_months` saturates at the
-/// last representable instant, which no real clock comes near.
+/// First ACTIVE: the paid period starts now.
 fn activate(d: &mut Draft<'_>) {
-    let term = &mut d.order.term;
-    term.activated_at = Some(d.now);
-    term.expires_at = Some(add_months(d.now, months_of(d.order.duration)));
-    term.reminded.clear();
+    crate::domain::period::start_paid_period(&mut d.order.term, d.now, d.order.duration);
+    d.order.term.reminded.clear();
 }
