@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::api::auth::{ApiKey, JwtVerifier};
 use crate::api::{self, ApiState};
+use crate::backend::{Backend, OpenError, Surroundings};
 use crate::catalog::embedded::{CatalogFileError, EmbeddedCatalog};
 use crate::catalog::http::HttpCatalog;
 use crate::catalog::Catalog;
@@ -22,9 +23,6 @@ use crate::config::{CatalogSource, CloudProvider, Config, JwtAlgorithm};
 use crate::metrics::Metrics;
 use crate::provision::{self, Provisioner};
 use crate::service::backups::BackupService;
-use crate::service::ops::OpsService;
-use crate::service::OrderService;
-use crate::store::{OpenError, Store};
 use tokio_cron_scheduler::JobSchedulerError;
 
 /// A start-up failure: one line for the operator (`.0`, also its Display),
@@ -64,9 +62,6 @@ pub enum StartFailure {
     /// Missing, locked, corrupt or newer data file.
     #[error(transparent)]
     Store(#[from] OpenError),
-    /// The blocking task that opens the data file panicked or was cancelled.
-    #[error("cannot open the data file: {0}")]
-    StoreTask(#[source] tokio::task::JoinError),
     /// `step` is e.g. "create the scheduler" or "schedule a job".
     #[error("cannot {step}: {source}")]
     Scheduler {
@@ -96,7 +91,7 @@ fn scheduler_failed(step: &'static str) -> impl Fn(JobSchedulerError) -> StartFa
 pub struct App {
     listener: tokio::net::TcpListener,
     state: Arc<ApiState>,
-    store: Store,
+    backend: Backend,
     catalog: Arc<dyn Catalog>,
     config: Config,
     provisioner: Arc<Provisioner>,
@@ -125,55 +120,28 @@ impl App {
         let jwt = JwtVerifier::from_config(&config.auth).map_err(StartFailure::Auth)?;
         let catalog = build_catalog(&config)?;
         let metrics = Arc::new(Metrics::new().map_err(StartFailure::Metrics)?);
-        let store = open_store(&config).await?;
+        let backend = Backend::open(&config).await.map_err(StartFailure::Store)?;
         // Warnings only once everything is built: a failed start prints its
         // one error line and nothing else.
         warn_about_development_settings(&config);
-        let cloud = build_cloud(&config);
-        let provisioner = Provisioner::new(
-            store.clone(),
-            cloud.clone(),
-            provisioner_settings(&config),
-            metrics.clone(),
-        );
-        let provisioner_wake = Arc::new(Notify::new());
-        let orders = OrderService::new(
-            store.clone(),
-            catalog.clone(),
-            config.catalog.currency.clone(),
-            config.allowed_regions(),
-            config.server.order_rate_limit_per_minute,
-            config.idempotency.max_keys_per_user,
-            provisioner_wake.clone(),
-        );
-        let backups = Arc::new(BackupService::new(
-            store.clone(),
-            config.backup.dir.clone(),
-            config.backup.keep as usize,
-            metrics.clone(),
-        ));
+        let around = Surroundings {
+            catalog: catalog.clone(),
+            cloud: build_cloud(&config),
+            metrics: metrics.clone(),
+            provisioning: provisioner_settings(&config),
+        };
+        let parts = backend.build(&config, around);
         let state = Arc::new(ApiState {
-            orders,
+            orders: parts.orders,
             jwt,
             api_key: ApiKey::new(config.auth.internal_api_key.as_deref()),
             body_limit: config.server.body_limit,
             body_timeout: Duration::from_millis(config.server.body_timeout_ms),
-            ops: OpsService::new(
-                store.clone(),
-                cloud,
-                catalog.clone(),
-                metrics.clone(),
-                config
-                    .webhooks
-                    .endpoints
-                    .iter()
-                    .map(|e| e.url.clone())
-                    .collect(),
-            ),
-            webhooks: crate::service::webhooks::WebhookService::new(store.clone()),
+            ops: parts.ops,
+            webhooks: parts.webhooks,
             cors_origins: config.server.cors_origins.clone(),
             metrics,
-            backups: backups.clone(),
+            backups: parts.backups.clone(),
             trust_forwarded_for: config.server.trust_forwarded_for,
             key_failures: crate::api::client::FailureLimiter::new(
                 api::MAX_KEY_FAILURES,
@@ -183,12 +151,12 @@ impl App {
         Ok(App {
             listener,
             state,
-            store,
+            backend: parts.backend,
             catalog,
             config,
-            provisioner,
-            provisioner_wake,
-            backups,
+            provisioner: parts.provisioner,
+            provisioner_wake: parts.provisioner_wake,
+            backups: parts.backups,
         })
     }
 
@@ -196,8 +164,10 @@ impl App {
         self.listener.local_addr()
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The store itself, for the tests' direct access.
+    #[cfg(feature = "testing")]
+    pub fn store(&self) -> &crate::backend::store::Store {
+        self.backend.store()
     }
 
     /// The provisioner, so tests and benchmarks can run a sweep directly.
@@ -214,7 +184,7 @@ impl App {
         let App {
             listener,
             state,
-            store,
+            backend,
             catalog,
             config,
             provisioner,
@@ -227,13 +197,13 @@ impl App {
         let waker = provision::start(provisioner.clone(), &scheduler, provisioner_wake)
             .await
             .map_err(StartFailure::Provisioner)?;
-        schedule_housekeeping(&scheduler, &config, &backups, &store).await?;
+        schedule_housekeeping(&scheduler, &config, &backups, &backend).await?;
         scheduler
             .start()
             .await
             .map_err(scheduler_failed("start the scheduler"))?;
         let reload = tokio::spawn(reload_on_sighup(catalog));
-        let senders = start_webhooks(&store, &config, state.metrics.clone()).await;
+        let senders = backend.start_webhooks(&config, state.metrics.clone()).await;
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, version = env!("CARGO_PKG_VERSION"), "vpsd listening");
 
@@ -276,8 +246,7 @@ impl App {
             tracing::warn!(error = %e, "scheduler did not stop cleanly");
         }
         provisioner.stop(grace).await;
-        let closing = store.clone();
-        let _ = tokio::task::spawn_blocking(move || closing.shutdown()).await;
+        backend.close().await;
         tracing::info!("vpsd stopped");
         Ok(())
     }
@@ -289,7 +258,7 @@ async fn schedule_housekeeping(
     scheduler: &tokio_cron_scheduler::JobScheduler,
     config: &Config,
     backups: &Arc<BackupService>,
-    store: &Store,
+    backend: &Backend,
 ) -> Result<(), StartError> {
     let add_failed = scheduler_failed("schedule a job");
     if let Some(schedule) = &config.backup.schedule {
@@ -305,87 +274,11 @@ async fn schedule_housekeeping(
         scheduler.add(job).await.map_err(add_failed)?;
         tracing::info!(schedule = %schedule, keep = config.backup.keep, dir = %config.backup.dir.display(), "scheduled backups on");
     }
-    let writer = store.writer().clone();
-    let retention_ms = i64::try_from(config.webhooks.retention_hours.saturating_mul(3_600_000))
-        .unwrap_or(i64::MAX);
-    let job =
-        tokio_cron_scheduler::Job::new_repeated_async(Duration::from_secs(3600), move |_, _| {
-            let writer = writer.clone();
-            Box::pin(async move {
-                let now = crate::domain::time::now_millis();
-                match writer
-                    .maintain(crate::store::Maintenance::SweepIdempotency { now })
-                    .await
-                {
-                    Ok(n) if n > 0 => {
-                        tracing::info!(expired = n, "expired idempotency keys removed")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not sweep idempotency keys"),
-                }
-                let before = now.saturating_sub(retention_ms);
-                match writer
-                    .maintain(crate::store::Maintenance::PruneDelivered { before })
-                    .await
-                {
-                    Ok(n) if n > 0 => tracing::info!(pruned = n, "old webhook deliveries removed"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not prune webhook deliveries"),
-                }
-            })
-        })
-        .map_err(add_failed)?;
-    scheduler.add(job).await.map_err(add_failed)?;
-    Ok(())
-}
-
-/// Fails deliveries to endpoints removed from the configuration, then starts
-/// one delivery worker per configured endpoint.
-async fn start_webhooks(
-    store: &Store,
-    config: &Config,
-    metrics: Arc<Metrics>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let now = crate::domain::time::now_millis();
-    match store
-        .writer()
-        .maintain(crate::store::Maintenance::FailUnrouted { now })
+    backend
+        .schedule_housekeeping(scheduler, config)
         .await
-    {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            deliveries = n,
-            "pending webhook deliveries to endpoints no longer configured are now failed"
-        ),
-        Err(e) => tracing::warn!(error = %e, "could not check webhook deliveries"),
-    }
-    let senders = crate::webhooks::deliver::start(store, &config.webhooks, metrics);
-    if !senders.is_empty() {
-        tracing::info!(endpoints = senders.len(), "webhook delivery on");
-    }
-    senders
-}
-
-/// Opens the data file off the async workers: redb's open can repair a file
-/// after a crash, which takes as long as the file is large. The backup folder
-/// is checked here too, so both copies of the data are private before serving.
-async fn open_store(config: &Config) -> Result<Store, StartError> {
-    let path = config.storage.path.clone();
-    let cache = usize::try_from(config.storage.cache_mb << 20).unwrap_or(usize::MAX);
-    let rules = crate::store::Rules {
-        policy: config.lifecycle.policy(),
-        outbox: config.webhooks.outbox(),
-        quick_repair: config.storage.quick_repair,
-    };
-    let backups = config.backup.dir.clone();
-    let store = tokio::task::spawn_blocking(move || {
-        crate::store::backup::tighten_dir(&backups);
-        Store::open_with(&path, cache, rules)
-    })
-    .await
-    .map_err(StartFailure::StoreTask)?
-    .map_err(StartFailure::Store)?;
-    Ok(store)
+        .map_err(add_failed)?;
+    Ok(())
 }
 
 /// Settings that are fine on a laptop and wrong in production.

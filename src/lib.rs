@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backend;
 pub mod catalog;
 pub mod cloud;
 pub mod config;
@@ -16,12 +17,12 @@ pub mod error;
 pub mod http_client;
 pub mod json;
 pub mod metrics;
-pub mod provision;
 pub mod server;
-pub mod service;
-pub mod store;
 pub mod url_rules;
-pub mod webhooks;
+
+#[cfg(feature = "testing")]
+pub use backend::store;
+pub use backend::{provision, service, webhooks};
 
 pub use app::{App, StartError};
 pub use config::Config;

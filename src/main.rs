@@ -85,23 +85,19 @@ fn main() -> ExitCode {
 }
 
 fn backup(config: &Config, to: &std::path::Path) -> ExitCode {
-    let db = match vpsd::store::open_offline(&config.storage.path) {
-        Ok(db) => db,
-        Err(e) => return fail(&e.to_string()),
-    };
-    match vpsd::store::backup::snapshot_to(&db, to) {
+    match vpsd::service::backups::backup_offline(&config.storage.path, to) {
         Ok(info) => {
             println!("file: {}", info.path.display());
             println!("bytes: {}", info.bytes);
             println!("orders: {}", info.orders);
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&format!("backup failed: {e}")),
+        Err(line) => fail(&line),
     }
 }
 
 fn verify(file: &std::path::Path) -> ExitCode {
-    match vpsd::store::backup::verify(file) {
+    match vpsd::service::backups::verify_file(file) {
         Ok(report) => {
             println!("orders: {}", report.orders);
             println!("items: {}", report.items);
@@ -110,7 +106,7 @@ fn verify(file: &std::path::Path) -> ExitCode {
             println!("ok");
             ExitCode::SUCCESS
         }
-        Err(problem) => fail(&format!("verify {}: {problem}", file.display())),
+        Err(line) => fail(&line),
     }
 }
 

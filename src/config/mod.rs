@@ -10,11 +10,13 @@
 mod env;
 mod error;
 mod load;
+mod quick_repair;
 mod sections;
 mod validate;
 
 pub use error::ConfigError;
 pub use load::{Note, NoteLevel};
+pub use quick_repair::{QuickRepair, DEFAULT_CACHE_MB};
 pub use sections::{
     AdminConfig, AuthConfig, BackupConfig, CatalogConfig, CatalogSource, CloudConfig,
     CloudProvider, DigitalOceanConfig, IdempotencyConfig, JwtAlgorithm, LifecycleConfig, LogConfig,

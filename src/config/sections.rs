@@ -68,16 +68,16 @@ pub struct StorageConfig {
     pub cache_mb: u64,
     /// Which commits also record redb's allocator state, so start-up after a
     /// crash skips redb's repair, which walks the whole file (about 1 s per
-    /// GB): see [`crate::store::repair`]. Safe to switch between runs.
-    pub quick_repair: crate::store::QuickRepair,
+    /// GB): see the store's `repair` module. Safe to switch between runs.
+    pub quick_repair: super::QuickRepair,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: PathBuf::from("data/vpsd.redb"),
-            cache_mb: crate::store::DEFAULT_CACHE_MB,
-            quick_repair: crate::store::QuickRepair::WhenIdle,
+            cache_mb: super::DEFAULT_CACHE_MB,
+            quick_repair: super::QuickRepair::WhenIdle,
         }
     }
 }

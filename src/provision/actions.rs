@@ -14,12 +14,12 @@
 //! delete is never given up.
 
 use super::Provisioner;
+use crate::backend::store::WriteOp;
 use crate::cloud::{ActionInfo, ActionStatus, CloudError, PowerAction};
 use crate::domain::droplet::{DropletAction, DropletStatus};
 use crate::domain::task::{order_tag, PendingAction, ProvisioningError, ProvisioningTask};
 use crate::domain::time::{now_millis, Millis};
 use crate::domain::OrderRecord;
-use crate::store::WriteOp;
 
 /// A delete not confirmed after this long is sent again (it is idempotent).
 const RESEND_DELETE_AFTER_MS: Millis = 10 * 60 * 1000;

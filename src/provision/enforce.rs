@@ -3,10 +3,10 @@
 //! the domain. Found through the `due` index, so a sweep costs O(due orders).
 
 use super::Provisioner;
+use crate::backend::store::WriteOp;
 use crate::domain::lifecycle::Command;
 use crate::domain::time::now_millis;
 use crate::domain::Actor;
-use crate::store::WriteOp;
 
 /// Orders ticked per group of commits; bounds memory on a large backlog.
 const CHUNK: usize = 512;
@@ -41,7 +41,7 @@ impl Provisioner {
                     idempotency: None,
                 })
                 .collect();
-            for result in self.store.writer().submit_all_blocking(ops) {
+            for result in self.store.write_all_blocking(ops) {
                 match result {
                     Ok(Ok(_)) => changed += 1,
                     Ok(Err(refused)) => tracing::warn!(?refused, "expiry tick refused"),

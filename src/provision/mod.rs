@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::backend::store::StoreHandle;
 use crate::cloud::Cloud;
 use crate::metrics::Metrics;
-use crate::store::Store;
 
 pub use sweep::SweepReport;
 
@@ -46,7 +46,7 @@ struct Backoff {
 }
 
 pub struct Provisioner {
-    store: Store,
+    store: StoreHandle,
     cloud: Arc<dyn Cloud>,
     settings: Settings,
     /// Held for the whole of a sweep: sweeps never overlap.
@@ -69,13 +69,13 @@ pub struct Provisioner {
 
 impl Provisioner {
     pub fn new(
-        store: Store,
+        store: impl Into<StoreHandle>,
         cloud: Arc<dyn Cloud>,
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Arc<Provisioner> {
         Arc::new(Provisioner {
-            store,
+            store: store.into(),
             cloud,
             settings,
             running: tokio::sync::Mutex::new(()),

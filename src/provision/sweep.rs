@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Provisioner;
+use crate::backend::store::WriteOp;
 use crate::cloud::{ActionStatus, CloudError, DropletSpec, LIST_PAGE_SIZE};
 use crate::domain::droplet::{Droplet, DropletStatus};
 use crate::domain::error::Rejection;
@@ -19,7 +20,6 @@ use crate::domain::task::{
 use crate::domain::time::now_millis;
 use crate::domain::OrderRecord;
 use crate::domain::{OrderStatus, ProvisioningStatus};
-use crate::store::WriteOp;
 
 /// Listing the common tag costs a call per page of every live vpsd droplet;
 /// observing one by one costs a call per droplet. The droplets to observe are
@@ -321,7 +321,7 @@ impl Provisioner {
             ops.push(self.prepare(task, Vec::new(), verdict, now));
         }
         let saved = ops.len();
-        for result in self.store.writer().submit_all_blocking(ops) {
+        for result in self.store.write_all_blocking(ops) {
             log_save(result);
         }
         if halted {
@@ -402,7 +402,7 @@ impl Provisioner {
                 .unwrap_or(Verdict::Waiting);
             ops.push(self.prepare(task, Vec::new(), verdict, now));
         }
-        for result in self.store.writer().submit_all_blocking(ops) {
+        for result in self.store.write_all_blocking(ops) {
             log_save(result);
         }
     }
@@ -472,7 +472,9 @@ impl Provisioner {
 
 /// A refused save is expected when an operator acted on the order meanwhile
 /// (retry raced a sweep): the next sweep reads the new state.
-pub(super) fn log_save(result: Result<crate::store::OpResult, crate::store::StoreError>) -> bool {
+pub(super) fn log_save(
+    result: Result<crate::backend::store::OpResult, crate::backend::store::StoreError>,
+) -> bool {
     match result {
         Ok(Ok(_)) => true,
         Ok(Err(Rejection::StaleTask)) => {

@@ -15,6 +15,7 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::{Provisioner, Settings};
+use crate::backend::store::{Rules, Store, WriteOp};
 use crate::cloud::sandbox::Sandbox;
 use crate::cloud::{Cloud, CloudError};
 use crate::domain::droplet::DropletStatus;
@@ -25,7 +26,6 @@ use crate::domain::task::ProvisioningError;
 use crate::domain::time::now_millis;
 use crate::domain::{Actor, OrderRecord, OrderStatus};
 use crate::metrics::Metrics;
-use crate::store::{Rules, Store, WriteOp};
 
 /// How long every sandbox boot, power action and delete takes.
 const ACTION: Duration = Duration::from_millis(1_000);

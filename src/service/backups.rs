@@ -6,16 +6,17 @@
 //! folder that cannot be written is the operator's to fix, not a reason for
 //! clients to retry, so it is a 500 whose cause stays in the log.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::backend::store::backup::{self, BackupError};
+pub use crate::backend::store::backup::{SnapshotInfo, VerifyReport};
+use crate::backend::store::StoreHandle;
 use crate::error::AppError;
 use crate::metrics::Metrics;
-use crate::store::backup::{self, BackupError, SnapshotInfo};
-use crate::store::Store;
 
 pub struct BackupService {
-    store: Store,
+    store: StoreHandle,
     dir: PathBuf,
     keep: usize,
     /// One snapshot at a time: a second request waits rather than doubling I/O.
@@ -24,9 +25,14 @@ pub struct BackupService {
 }
 
 impl BackupService {
-    pub fn new(store: Store, dir: PathBuf, keep: usize, metrics: Arc<Metrics>) -> BackupService {
+    pub fn new(
+        store: impl Into<StoreHandle>,
+        dir: PathBuf,
+        keep: usize,
+        metrics: Arc<Metrics>,
+    ) -> BackupService {
         BackupService {
-            store,
+            store: store.into(),
             dir,
             keep,
             running: tokio::sync::Mutex::new(()),
@@ -40,12 +46,9 @@ impl BackupService {
         let _one_at_a_time = self.running.lock().await;
         let store = self.store.clone();
         let dir = self.dir.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let db = store.database()?;
-            backup::snapshot_into(&db, &dir)
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("backup task failed: {e}")))?;
+        let result = tokio::task::spawn_blocking(move || store.snapshot_into(&dir))
+            .await
+            .map_err(|e| AppError::Internal(format!("backup task failed: {e}")))?;
         match result {
             Ok(info) => {
                 self.metrics.backups.with_label_values(&["success"]).inc();
@@ -83,6 +86,19 @@ impl BackupService {
     }
 }
 
+/// `vpsd backup`: a snapshot of the data file of a stopped daemon; the
+/// error is the one line the command prints.
+pub fn backup_offline(data_file: &Path, to: &Path) -> Result<SnapshotInfo, String> {
+    let db = crate::backend::store::open_offline(data_file).map_err(|e| e.to_string())?;
+    backup::snapshot_to(&db, to).map_err(|e| format!("backup failed: {e}"))
+}
+
+/// `vpsd verify`: every record of a data file or snapshot decodes and every
+/// index points where it should.
+pub fn verify_file(file: &Path) -> Result<VerifyReport, String> {
+    backup::verify(file).map_err(|problem| format!("verify {}: {problem}", file.display()))
+}
+
 impl From<BackupError> for AppError {
     fn from(e: BackupError) -> AppError {
         match e {
@@ -96,7 +112,7 @@ impl From<BackupError> for AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
+    use crate::backend::store::StoreError;
 
     #[test]
     fn only_reading_the_data_file_is_storage_unavailable() {

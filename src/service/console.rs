@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::orders::blocking;
 use super::OrderService;
+use crate::backend::store::StoreHandle;
 use crate::domain::time::Millis;
 use crate::domain::{ListQuery, OrderRecord, OrderStatus, ProvisioningStatus};
 use crate::error::AppError;
-use crate::store::Store;
 
 const DAY_MS: Millis = 86_400_000;
 
@@ -67,7 +67,7 @@ impl OrderService {
     }
 }
 
-fn overview_blocking(store: &Store, now: Millis) -> Result<Overview, AppError> {
+fn overview_blocking(store: &StoreHandle, now: Millis) -> Result<Overview, AppError> {
     let counts = store.status_counts()?;
     let today = now.div_euclid(DAY_MS) * DAY_MS;
     let first = today - (CHART_DAYS as Millis - 1) * DAY_MS;
@@ -145,7 +145,7 @@ impl Attention {
     }
 }
 
-fn attention_blocking(store: &Store, now: Millis) -> Result<Attention, AppError> {
+fn attention_blocking(store: &StoreHandle, now: Millis) -> Result<Attention, AppError> {
     let failed = store.list_orders(&ListQuery {
         user: None,
         status: Some(OrderStatus::Failed),
@@ -205,7 +205,7 @@ pub struct Snapshot {
 pub async fn snapshots(dir: &Path) -> Result<Vec<Snapshot>, AppError> {
     let dir = dir.to_path_buf();
     blocking(move || {
-        let paths = crate::store::backup::list_snapshots(&dir)
+        let paths = crate::backend::store::backup::list_snapshots(&dir)
             .map_err(|e| AppError::Internal(format!("cannot list backups: {e}")))?;
         let mut out: Vec<Snapshot> = paths
             .into_iter()

@@ -9,10 +9,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::backend::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, StoreHandle};
 use crate::domain::replay::Replay;
 use crate::domain::OrderRecord;
 use crate::error::AppError;
-use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Store};
 
 /// How long a stored response is replayed.
 pub const TTL_MS: i64 = 24 * 60 * 60 * 1000;
@@ -124,7 +124,12 @@ impl InFlight {
     /// the caller is below `idempotency.max_keys_per_user`; else 429 with
     /// the time until its oldest key ends. At the limit the caller's expired
     /// keys are removed first, so only live keys ever cause a refusal.
-    pub async fn admit(&self, store: &Store, claim: &mut Claim, now: i64) -> Result<(), AppError> {
+    pub async fn admit(
+        &self,
+        store: &StoreHandle,
+        claim: &mut Claim,
+        now: i64,
+    ) -> Result<(), AppError> {
         let scope = claim.id.0.clone();
         let mut swept = false;
         loop {
@@ -148,7 +153,7 @@ impl InFlight {
                         scope: scope.clone(),
                         now,
                     };
-                    store.writer().maintain(sweep).await?;
+                    store.maintain(sweep).await?;
                     swept = true;
                 }
                 _ => {
@@ -197,7 +202,7 @@ pub fn storable(refusal: &AppError) -> Option<AppError> {
 
 /// Whether `record` is small enough to keep (see [`MAX_STORED_BYTES`]).
 pub fn fits(record: &IdempotencyRecord) -> bool {
-    crate::store::codec::encode(record).len() <= MAX_STORED_BYTES
+    crate::backend::store::codec::encode(record).len() <= MAX_STORED_BYTES
 }
 
 #[cfg(test)]

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::backend::store::StoreHandle;
 use crate::catalog::Catalog;
 use crate::cloud::Cloud;
 use crate::domain::time::now_millis;
 use crate::error::AppError;
 use crate::metrics::Metrics;
-use crate::store::Store;
 
 /// What `/health` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct Health {
 }
 
 pub struct OpsService {
-    store: Store,
+    store: StoreHandle,
     cloud: Arc<dyn Cloud>,
     catalog: Arc<dyn Catalog>,
     metrics: Arc<Metrics>,
@@ -34,14 +34,14 @@ pub struct OpsService {
 
 impl OpsService {
     pub fn new(
-        store: Store,
+        store: impl Into<StoreHandle>,
         cloud: Arc<dyn Cloud>,
         catalog: Arc<dyn Catalog>,
         metrics: Arc<Metrics>,
         webhook_urls: Vec<String>,
     ) -> OpsService {
         OpsService {
-            store,
+            store: store.into(),
             cloud,
             catalog,
             metrics,
@@ -51,7 +51,7 @@ impl OpsService {
 
     pub fn health(&self) -> Health {
         Health {
-            storage_ok: crate::store::probe(&self.store),
+            storage_ok: self.store.probe(),
             cloud: self.cloud.name(),
             catalog: self.catalog.source_name(),
         }
@@ -63,9 +63,7 @@ impl OpsService {
         let store = self.store.clone();
         let urls = self.webhook_urls.clone();
         let (counts, file_bytes, outbox) = tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::metadata(store.path())
-                .map(|m| m.len())
-                .unwrap_or(0);
+            let bytes = store.size_bytes().unwrap_or(0);
             (store.status_counts(), bytes, store.outbox_stats(&urls))
         })
         .await

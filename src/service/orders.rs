@@ -9,6 +9,10 @@ use uuid::Uuid;
 use super::idempotency::{self, IdempotencyKey, InFlight, Reply};
 use super::pricing::{price_order, Placement};
 use super::rate_limit::RateLimiter;
+use crate::backend::store::views::Lookup;
+use crate::backend::store::{
+    IdempotencyRecord, IdempotencyWrite, Maintenance, StoreHandle, WriteOp,
+};
 use crate::catalog::Catalog;
 use crate::domain::access::check_owner;
 use crate::domain::lifecycle::{self, Command};
@@ -16,8 +20,6 @@ use crate::domain::replay::Replay;
 use crate::domain::time::now_millis;
 use crate::domain::{Actor, HistoryEntry, ListQuery, OrderRecord, Page};
 use crate::error::{AppError, FieldError};
-use crate::store::views::Lookup;
-use crate::store::{IdempotencyRecord, IdempotencyWrite, Maintenance, Store, WriteOp};
 
 /// A validated payment-status request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +33,7 @@ pub struct PaymentUpdate {
 pub use super::pricing::NewOrder;
 
 pub struct OrderService {
-    store: Store,
+    store: StoreHandle,
     catalog: Arc<dyn Catalog>,
     currency: String,
     /// The first is the default region.
@@ -44,7 +46,7 @@ pub struct OrderService {
 
 impl OrderService {
     pub fn new(
-        store: Store,
+        store: impl Into<StoreHandle>,
         catalog: Arc<dyn Catalog>,
         currency: String,
         regions: Vec<String>,
@@ -53,7 +55,7 @@ impl OrderService {
         provisioner: Arc<Notify>,
     ) -> OrderService {
         OrderService {
-            store,
+            store: store.into(),
             catalog,
             currency,
             regions,
@@ -65,7 +67,7 @@ impl OrderService {
 
     /// The store, for the console's read models next door; nothing above
     /// the service layer reaches it.
-    pub(super) fn store(&self) -> &Store {
+    pub(super) fn store(&self) -> &StoreHandle {
         &self.store
     }
 
@@ -341,7 +343,7 @@ impl OrderService {
             key: write.key,
             record: Box::new(record),
         };
-        if let Err(e) = self.store.writer().maintain(work).await {
+        if let Err(e) = self.store.maintain(work).await {
             tracing::warn!(error = %e, "could not store an idempotent 4xx response");
         }
     }

@@ -4,12 +4,12 @@
 
 use uuid::Uuid;
 
+use crate::backend::store::CouponClaim;
 use crate::catalog::{Catalog, CouponRequest, CouponVerdict, ImageInfo, PlanInfo, PlanPrice};
 use crate::domain::time::now_millis;
 use crate::domain::values::{CatalogId, Hostname, SshKeys};
 use crate::domain::{DropletPlan, ItemType, Order, OrderItem, OrderStatus, PlanDuration, Pricing};
 use crate::error::AppError;
-use crate::store::CouponClaim;
 
 /// A create-order request as the API parsed it: ids, hostname and keys are
 /// domain values, so nothing unchecked reaches pricing or the droplet plan.

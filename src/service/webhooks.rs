@@ -4,19 +4,21 @@
 use uuid::Uuid;
 
 use super::orders::blocking;
+use crate::backend::store::{Maintenance, StoreHandle};
 use crate::domain::time::now_millis;
 use crate::domain::webhook::Delivery;
 use crate::domain::webhook::{DeliveryPage, DeliveryQuery};
 use crate::error::AppError;
-use crate::store::{Maintenance, Store};
 
 pub struct WebhookService {
-    store: Store,
+    store: StoreHandle,
 }
 
 impl WebhookService {
-    pub fn new(store: Store) -> WebhookService {
-        WebhookService { store }
+    pub fn new(store: impl Into<StoreHandle>) -> WebhookService {
+        WebhookService {
+            store: store.into(),
+        }
     }
 
     /// Deliveries newest first, filtered by status and order.
@@ -32,7 +34,7 @@ impl WebhookService {
             id,
             now: now_millis(),
         };
-        if self.store.writer().maintain(replay).await? == 0 {
+        if self.store.maintain(replay).await? == 0 {
             return Err(AppError::DeliveryNotFound);
         }
         let store = self.store.clone();

@@ -20,7 +20,7 @@ use super::tables::{self, TableVisitor};
 use super::{create_private_file, StoreError};
 use crate::domain::time::{format_millis, now_millis, Millis};
 
-pub use verify::{verify, VerifyError, VerifyReport};
+pub use verify::{verify, VerifyReport};
 
 /// A finished snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,10 +290,10 @@ mod tests {
     fn every_listed_table_is_created_copied_and_verified() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data.redb");
-        let store = crate::store::Store::open(&data).unwrap();
+        let store = crate::backend::store::Store::open(&data).unwrap();
         store.shutdown();
         drop(store);
-        let db = crate::store::open_offline(&data).unwrap();
+        let db = crate::backend::store::open_offline(&data).unwrap();
         let info = snapshot_to(&db, &dir.path().join("copy.redb")).unwrap();
         drop(db);
         let mut names = Names(Vec::new());

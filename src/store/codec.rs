@@ -20,9 +20,9 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::backend::store::IdempotencyRecord;
 use crate::domain::task::ProvisioningTask;
 use crate::domain::{HistoryEntry, Order};
-use crate::store::IdempotencyRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -219,13 +219,15 @@ pub(crate) mod legacy {
     }
 
     impl IdempotencyV1 {
-        pub(super) fn migrate(self) -> crate::store::IdempotencyRecord {
-            crate::store::IdempotencyRecord {
+        pub(super) fn migrate(self) -> crate::backend::store::IdempotencyRecord {
+            crate::backend::store::IdempotencyRecord {
                 fingerprint: self.fingerprint,
-                outcome: crate::store::Replay::Legacy(crate::domain::replay::LegacyReply::new(
-                    self.response.status,
-                    self.response.body,
-                )),
+                outcome: crate::backend::store::Replay::Legacy(
+                    crate::domain::replay::LegacyReply::new(
+                        self.response.status,
+                        self.response.body,
+                    ),
+                ),
                 expires_at: self.expires_at,
             }
         }
@@ -466,17 +468,17 @@ mod tests {
         let mut bytes = vec![1u8];
         bincode::serde::encode_into_std_write(&old, &mut bytes, bincode::config::standard())
             .unwrap();
-        let record: crate::store::IdempotencyRecord = decode(&bytes).unwrap();
+        let record: crate::backend::store::IdempotencyRecord = decode(&bytes).unwrap();
         assert_eq!(record.fingerprint, [7; 32]);
         assert_eq!(record.expires_at, 42);
         assert_eq!(
             record.outcome,
-            crate::store::Replay::Legacy(crate::domain::replay::LegacyReply::new(
+            crate::backend::store::Replay::Legacy(crate::domain::replay::LegacyReply::new(
                 201,
                 br#"{"data":{}}"#.to_vec()
             ))
         );
-        let again: crate::store::IdempotencyRecord = decode(&encode(&record)).unwrap();
+        let again: crate::backend::store::IdempotencyRecord = decode(&encode(&record)).unwrap();
         assert_eq!(again, record);
     }
 

@@ -354,10 +354,10 @@ fn commit_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::store::Store;
     use crate::domain::error::Rejection;
     use crate::domain::lifecycle::{self, Change, Command};
     use crate::domain::{Actor, OrderStatus};
-    use crate::store::Store;
     use uuid::Uuid;
 
     /// A writer thread under `when_idle` on a fresh file, driven job by job.

@@ -216,7 +216,7 @@ mod tests {
     use redb::ReadableDatabase;
 
     use super::*;
-    use crate::store::{Maintenance, Replay};
+    use crate::backend::store::{Maintenance, Replay};
 
     fn record(expires_at: i64) -> Box<IdempotencyRecord> {
         Box::new(IdempotencyRecord {
@@ -259,7 +259,7 @@ mod tests {
             }
             txn.commit().unwrap();
         }
-        crate::store::backup::verify(&path).expect("a schema 4 file verifies");
+        crate::backend::store::backup::verify(&path).expect("a schema 4 file verifies");
 
         let store = Store::open(&path).unwrap();
         let usage = store.idempotency_usage("user:a").unwrap();
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(store.idempotency_usage("user:b").unwrap().stored, 0);
         store.shutdown();
         drop(store);
-        crate::store::backup::verify(&path).expect("the migrated file verifies");
+        crate::backend::store::backup::verify(&path).expect("the migrated file verifies");
     }
 
     /// Storing a key again, sweeping one caller and sweeping everyone keep
@@ -301,7 +301,7 @@ mod tests {
         assert!(store.idempotency("user:a", "k1").unwrap().is_some());
         store.shutdown();
         drop(store);
-        crate::store::backup::verify(&path).expect("consistent after sweeps");
+        crate::backend::store::backup::verify(&path).expect("consistent after sweeps");
 
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_read().unwrap();

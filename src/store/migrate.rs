@@ -191,9 +191,9 @@ mod tests {
     use redb::ReadableDatabase;
 
     use super::*;
+    use crate::backend::store::Store;
     use crate::domain::order::test_order;
     use crate::domain::{Actor, HistoryEntry};
-    use crate::store::Store;
 
     fn row(prev: Option<OrderStatus>, new: HistoryStatus, at: i64) -> Vec<u8> {
         codec::encode(&HistoryEntry {
@@ -323,13 +323,14 @@ mod tests {
         let order = active_v1_order();
         write_v1_file(&path, &order, 5_000);
         // The offline tool on an old backup: no due or owed-action tables yet.
-        let report = crate::store::backup::verify(&path).expect("a v1 file verifies");
+        let report = crate::backend::store::backup::verify(&path).expect("a v1 file verifies");
         assert_eq!(report.orders, 1);
         assert_eq!(report.rows["orders_due"], 0);
         let store = Store::open(&path).unwrap();
         store.shutdown();
         drop(store);
-        let report = crate::store::backup::verify(&path).expect("the migrated file verifies");
+        let report =
+            crate::backend::store::backup::verify(&path).expect("the migrated file verifies");
         assert_eq!(report.rows["orders_due"], 1);
     }
 }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::domain::error::Rejection;
+use crate::domain::error::{AppError, Rejection};
 use crate::domain::lifecycle::{Change, Command};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::Actor;
@@ -47,6 +47,25 @@ pub enum StoreError {
     /// A record or index does not decode or point where it should. Maps to 500.
     #[error("data file inconsistent: {0}")]
     Corrupt(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> AppError {
+        match e {
+            StoreError::Unavailable(why) => AppError::StorageUnavailable(why),
+            StoreError::Corrupt(why) => AppError::Internal(why),
+        }
+    }
+}
+
+/// What the service, the provisioner and the webhook senders hold: a backend
+/// behind the storage contract, never a particular one.
+pub type StoreHandle = Arc<dyn contract::Storage>;
+
+impl From<Store> for StoreHandle {
+    fn from(store: Store) -> StoreHandle {
+        Arc::new(store)
+    }
 }
 
 /// The outcome of one operation inside a committed batch.
@@ -210,9 +229,7 @@ impl DbSlot {
     }
 }
 
-/// redb's page cache unless configured (`storage.cache_mb`). redb's own
-/// default, 1 GiB, would let a long-running daemon fill memory with pages.
-pub const DEFAULT_CACHE_MB: u64 = 32;
+pub use crate::config::DEFAULT_CACHE_MB;
 
 /// Opening the data file failed; the text is the one line printed at start-up.
 #[derive(Debug, thiserror::Error)]

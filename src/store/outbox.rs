@@ -517,10 +517,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::store::{Maintenance, Rules, WriteOp};
     use crate::domain::lifecycle::{self, Command};
     use crate::domain::webhook::{EventFilter, Route};
     use crate::domain::Actor;
-    use crate::store::{Maintenance, Rules, WriteOp};
 
     fn store_with_endpoints(dir: &std::path::Path, urls: &[&str]) -> Store {
         let outbox = Outbox {
@@ -629,7 +629,8 @@ mod tests {
         );
         store.shutdown();
         drop(store);
-        crate::store::backup::verify(&dir.path().join("d.redb")).expect("the outbox verifies");
+        crate::backend::store::backup::verify(&dir.path().join("d.redb"))
+            .expect("the outbox verifies");
     }
 
     #[test]
@@ -666,6 +667,7 @@ mod tests {
         assert_eq!(store.outbox_stats(&[gone.into()]).unwrap().pending, 1);
         store.shutdown();
         drop(store);
-        crate::store::backup::verify(&dir.path().join("d.redb")).expect("still consistent");
+        crate::backend::store::backup::verify(&dir.path().join("d.redb"))
+            .expect("still consistent");
     }
 }

@@ -316,9 +316,9 @@ fn read_record(
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::store::{Store, WriteOp};
     use crate::domain::lifecycle::{self, Command};
     use crate::domain::{Actor, ListQuery, OrderStatus};
-    use crate::store::{Store, WriteOp};
     use proptest::prelude::*;
 
     const USERS: [&str; 3] = ["ann", "bob", "cy"];

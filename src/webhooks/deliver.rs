@@ -16,11 +16,11 @@ use serde::Serialize;
 
 use super::config::WebhooksConfig;
 use super::sign::{Signer, WebhookSecret};
+use crate::backend::store::outbox::AttemptRecord;
+use crate::backend::store::{Maintenance, StoreHandle};
 use crate::domain::time::now_millis;
 use crate::domain::webhook::{AttemptOutcome, Delivery, DeliveryStatus, OutboxEvent};
 use crate::metrics::Metrics;
-use crate::store::outbox::AttemptRecord;
-use crate::store::{Maintenance, Store};
 use crate::url_rules::mask_url;
 
 /// Attempts in flight per endpoint.
@@ -48,7 +48,7 @@ struct Endpoint {
 
 /// What every worker shares.
 struct Sender {
-    store: Store,
+    store: StoreHandle,
     agent: ureq::Agent,
     metrics: Arc<Metrics>,
     /// Failed attempts a round allows before the delivery is `failed`.
@@ -57,7 +57,7 @@ struct Sender {
 
 /// Starts one worker per configured endpoint; they run until aborted.
 pub fn start(
-    store: &Store,
+    store: &StoreHandle,
     config: &WebhooksConfig,
     metrics: Arc<Metrics>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -187,7 +187,6 @@ async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
             .collect();
         if let Err(e) = sender
             .store
-            .writer()
             .maintain(Maintenance::RecordAttempts(records))
             .await
         {

@@ -1,0 +1,186 @@
+//! The open store and everything built on it, handed to `App` as parts it
+//! can use but not open up: `App` holds a [`Backend`], never the store, so
+//! nothing outside `backend` gets a store handle to pass on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+
+use super::provision::{self, Provisioner};
+use super::service::backups::BackupService;
+use super::service::ops::OpsService;
+use super::service::webhooks::WebhookService;
+use super::service::OrderService;
+use super::store::{backup, Maintenance, OpenError, Rules, Store};
+use crate::catalog::Catalog;
+use crate::cloud::Cloud;
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// The open data file: housekeeping, webhook senders and the final close.
+pub struct Backend {
+    store: Store,
+}
+
+/// What the edge and the scheduler work with, all on one store.
+pub struct Parts {
+    pub orders: OrderService,
+    pub backups: Arc<BackupService>,
+    pub ops: OpsService,
+    pub webhooks: WebhookService,
+    pub provisioner: Arc<Provisioner>,
+    /// Wakes the provisioner when PAID (or retry) commits.
+    pub provisioner_wake: Arc<Notify>,
+    pub backend: Backend,
+}
+
+/// What the parts need besides the store, all built from the config by `App`.
+pub struct Surroundings {
+    pub catalog: Arc<dyn Catalog>,
+    pub cloud: Arc<dyn Cloud>,
+    pub metrics: Arc<Metrics>,
+    pub provisioning: provision::Settings,
+}
+
+impl Backend {
+    /// Opens the data file off the async workers: redb's open can repair a
+    /// file after a crash, which takes as long as the file is large. The
+    /// backup folder is checked here too, so both copies of the data are
+    /// private before serving.
+    pub async fn open(config: &Config) -> Result<Backend, OpenError> {
+        let path = config.storage.path.clone();
+        let cache = usize::try_from(config.storage.cache_mb << 20).unwrap_or(usize::MAX);
+        let rules = Rules {
+            policy: config.lifecycle.policy(),
+            outbox: config.webhooks.outbox(),
+            quick_repair: config.storage.quick_repair,
+        };
+        let backups = config.backup.dir.clone();
+        let store = tokio::task::spawn_blocking(move || {
+            backup::tighten_dir(&backups);
+            Store::open_with(&path, cache, rules)
+        })
+        .await
+        .map_err(|e| OpenError(format!("cannot open the data file: {e}")))??;
+        Ok(Backend { store })
+    }
+
+    /// Builds every service on this store.
+    pub fn build(self, config: &Config, around: Surroundings) -> Parts {
+        let store = &self.store;
+        let provisioner_wake = Arc::new(Notify::new());
+        let urls = config.webhooks.endpoints.iter().map(|e| e.url.clone());
+        Parts {
+            orders: OrderService::new(
+                store.clone(),
+                around.catalog.clone(),
+                config.catalog.currency.clone(),
+                config.allowed_regions(),
+                config.server.order_rate_limit_per_minute,
+                config.idempotency.max_keys_per_user,
+                provisioner_wake.clone(),
+            ),
+            backups: Arc::new(BackupService::new(
+                store.clone(),
+                config.backup.dir.clone(),
+                config.backup.keep as usize,
+                around.metrics.clone(),
+            )),
+            ops: OpsService::new(
+                store.clone(),
+                around.cloud.clone(),
+                around.catalog,
+                around.metrics.clone(),
+                urls.collect(),
+            ),
+            webhooks: WebhookService::new(store.clone()),
+            provisioner: Provisioner::new(
+                store.clone(),
+                around.cloud,
+                around.provisioning,
+                around.metrics,
+            ),
+            provisioner_wake,
+            backend: self,
+        }
+    }
+
+    /// The hourly sweep of expired idempotency keys and of webhook
+    /// deliveries past `webhooks.retention_hours`.
+    pub async fn schedule_housekeeping(
+        &self,
+        scheduler: &JobScheduler,
+        config: &Config,
+    ) -> Result<(), JobSchedulerError> {
+        let store = self.store.clone();
+        let retention_ms = i64::try_from(config.webhooks.retention_hours.saturating_mul(3_600_000))
+            .unwrap_or(i64::MAX);
+        let job = Job::new_repeated_async(Duration::from_secs(3600), move |_, _| {
+            let store = store.clone();
+            Box::pin(async move { sweep_hourly(&store, retention_ms).await })
+        })?;
+        scheduler.add(job).await.map(drop)
+    }
+
+    /// Fails deliveries to endpoints removed from the configuration, then
+    /// starts one delivery worker per configured endpoint.
+    pub async fn start_webhooks(
+        &self,
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let now = crate::domain::time::now_millis();
+        match self
+            .store
+            .writer()
+            .maintain(Maintenance::FailUnrouted { now })
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                deliveries = n,
+                "pending webhook deliveries to endpoints no longer configured are now failed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not check webhook deliveries"),
+        }
+        let senders =
+            super::webhooks::deliver::start(&self.store.clone().into(), &config.webhooks, metrics);
+        if !senders.is_empty() {
+            tracing::info!(endpoints = senders.len(), "webhook delivery on");
+        }
+        senders
+    }
+
+    /// Finishes the queued writes and closes the data file.
+    pub async fn close(&self) {
+        let closing = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || closing.shutdown()).await;
+    }
+
+    /// The store itself, for the tests' and benchmarks' direct access.
+    #[cfg(feature = "testing")]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+async fn sweep_hourly(store: &Store, retention_ms: i64) {
+    let now = crate::domain::time::now_millis();
+    let writer = store.writer();
+    match writer.maintain(Maintenance::SweepIdempotency { now }).await {
+        Ok(n) if n > 0 => tracing::info!(expired = n, "expired idempotency keys removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not sweep idempotency keys"),
+    }
+    let before = now.saturating_sub(retention_ms);
+    match writer
+        .maintain(Maintenance::PruneDelivered { before })
+        .await
+    {
+        Ok(n) if n > 0 => tracing::info!(pruned = n, "old webhook deliveries removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not prune webhook deliveries"),
+    }
+}
