@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::api::auth::{ApiKey, JwtVerifier};
-use crate::api::{self, ApiState};
 use crate::backend::{Backend, OpenError, Surroundings};
 use crate::catalog::embedded::{CatalogFileError, EmbeddedCatalog};
 use crate::catalog::http::HttpCatalog;
@@ -20,6 +18,8 @@ use crate::cloud::digitalocean::DigitalOcean;
 use crate::cloud::sandbox::Sandbox;
 use crate::cloud::Cloud;
 use crate::config::{CatalogSource, CloudProvider, Config, JwtAlgorithm};
+use crate::http::api::auth::{ApiKey, JwtVerifier};
+use crate::http::api::{self, ApiState};
 use crate::metrics::Metrics;
 use crate::provision::{self, Provisioner};
 use crate::service::backups::BackupService;
@@ -143,7 +143,7 @@ impl App {
             metrics,
             backups: parts.backups.clone(),
             trust_forwarded_for: config.server.trust_forwarded_for,
-            key_failures: crate::api::client::FailureLimiter::new(
+            key_failures: crate::http::api::client::FailureLimiter::new(
                 api::MAX_KEY_FAILURES,
                 api::FAILURE_WINDOW,
             ),
@@ -209,9 +209,9 @@ impl App {
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // The operator console claims `/admin` paths; everything else is the API's.
-        let console = crate::console::Console::from_config(&config, state.clone());
-        let routes = crate::edge::filter(console, state);
-        let server = crate::server::serve(
+        let console = crate::http::console::Console::from_config(&config, state.clone());
+        let routes = crate::http::edge::filter(console, state);
+        let server = crate::http::server::serve(
             listener,
             warp::service(routes),
             connection_limits(&config),
@@ -298,9 +298,9 @@ fn warn_about_development_settings(config: &Config) {
     }
 }
 
-fn connection_limits(config: &Config) -> crate::server::Limits {
+fn connection_limits(config: &Config) -> crate::http::server::Limits {
     let s = &config.server;
-    crate::server::Limits {
+    crate::http::server::Limits {
         header_timeout: Duration::from_millis(s.header_timeout_ms),
         idle_timeout: Duration::from_millis(s.idle_timeout_ms),
         max_connections: usize::try_from(s.max_connections).unwrap_or(usize::MAX),

@@ -9,6 +9,9 @@
 //! (the API's JSON envelope, the console's HTML page) and the gates a route's
 //! [`routes::Access`] names.
 
+// Loaded by path: `http` declares this file with `#[path]`, which makes its
+// children resolve from `src/`.
+#[path = "edge/routes.rs"]
 pub mod routes;
 
 use std::convert::Infallible;
@@ -21,12 +24,12 @@ use futures_util::Stream;
 use warp::http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use warp::Filter;
 
-use crate::api::body::Body;
-use crate::api::client::{self, client_address};
-use crate::api::{ApiState, Caller, Head, HttpResponse};
-use crate::console::Console;
 use crate::error::AppError;
-use crate::server::PeerAddr;
+use crate::http::api::body::Body;
+use crate::http::api::client::{self, client_address};
+use crate::http::api::{ApiState, Caller, Head, HttpResponse};
+use crate::http::console::Console;
+use crate::http::server::PeerAddr;
 use routes::{Access, Handler, Route, Vars};
 
 /// The filter serving every request: console and API.
@@ -68,7 +71,7 @@ pub fn filter(
         .recover(|_rejection: warp::Rejection| async move {
             // The filter above accepts every request; a rejection can only come
             // from warp itself (e.g. a malformed query), and still gets the envelope.
-            Ok::<_, Infallible>(crate::api::error_response(&AppError::bad_request(
+            Ok::<_, Infallible>(crate::http::api::error_response(&AppError::bad_request(
                 "the request is malformed",
             )))
         })
@@ -107,7 +110,7 @@ where
     let started = Instant::now();
     let request_id = request_id();
     let surface = match console {
-        Some(console) if crate::console::owns(&head.path) => Surface::Console(console),
+        Some(console) if crate::http::console::owns(&head.path) => Surface::Console(console),
         _ => Surface::Api,
     };
     let matched = routes::find(&head.path, matches!(surface, Surface::Console(_)));
@@ -153,11 +156,11 @@ where
     let preflight = head.method == Method::OPTIONS && !api.cors_origins.is_empty();
     match (surface, matched) {
         (Surface::Api, _) if preflight => empty_response(StatusCode::NO_CONTENT),
-        (Surface::Api, None) => crate::api::error_response(&AppError::NotFound),
+        (Surface::Api, None) => crate::http::api::error_response(&AppError::NotFound),
         (Surface::Console(console), None) => console.not_found(&head.headers),
         (surface, Some((route, _))) if !route.methods.contains(serve_as) => {
             let mut response = match surface {
-                Surface::Api => crate::api::error_response(&AppError::MethodNotAllowed),
+                Surface::Api => crate::http::api::error_response(&AppError::MethodNotAllowed),
                 Surface::Console(console) => console.method_not_allowed(&head.headers),
             };
             add_allow_header(&mut response, route);
@@ -166,10 +169,10 @@ where
         (surface, Some((route, vars))) => {
             let result = serve(api, surface, (route, vars), head, serve_as, body, label).await;
             result.unwrap_or_else(|e| {
-                if let Some(detail) = crate::api::error::log_detail(&e) {
+                if let Some(detail) = crate::http::api::error::log_detail(&e) {
                     tracing::error!(request_id = %request_id, route = label, cause = detail, "request failed");
                 }
-                crate::api::error_response(&e)
+                crate::http::api::error_response(&e)
             })
         }
     }
@@ -192,21 +195,23 @@ where
     match (route.handler, surface) {
         (Handler::Api(handler), _) => {
             let caller = match route.access {
-                Access::User => crate::api::user_caller(api, &head.headers)?,
-                Access::Internal => crate::api::internal_caller(api, &head.headers, head.client)?,
+                Access::User => crate::http::api::user_caller(api, &head.headers)?,
+                Access::Internal => {
+                    crate::http::api::internal_caller(api, &head.headers, head.client)?
+                }
                 Access::Public | Access::Console | Access::ConsoleOpen => Caller::Anonymous,
             };
-            let parts = crate::api::Parts {
+            let parts = crate::http::api::Parts {
                 method,
                 path: &head.path,
                 id: vars.id.unwrap_or(""),
                 query: &head.query,
                 headers: &head.headers,
             };
-            crate::api::serve(api, caller, handler, parts, body).await
+            crate::http::api::serve(api, caller, handler, parts, body).await
         }
         (Handler::Console(page), Surface::Console(console)) => {
-            let gate = crate::console::Gate {
+            let gate = crate::http::console::Gate {
                 open: route.access == Access::ConsoleOpen,
                 label,
                 post: *method == Method::POST,
@@ -256,8 +261,8 @@ fn finish(
         );
     }
     match surface {
-        Surface::Api => crate::api::cors_headers(api, request, response),
-        Surface::Console(_) => crate::console::page_headers(response),
+        Surface::Api => crate::http::api::cors_headers(api, request, response),
+        Surface::Console(_) => crate::http::console::page_headers(response),
     }
 }
 

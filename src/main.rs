@@ -60,9 +60,9 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config, &notes),
         Command::Token { sub, ttl } => {
-            let minted = vpsd::api::auth::parse_ttl(&ttl)
+            let minted = vpsd::parse_ttl(&ttl)
                 .map_err(|e| format!("--ttl: {e}"))
-                .and_then(|secs| vpsd::api::auth::mint_dev_token(&config.auth, &sub, secs));
+                .and_then(|secs| vpsd::mint_dev_token(&config.auth, &sub, secs));
             match minted {
                 Ok(token) => {
                     println!("{token}");

@@ -176,12 +176,8 @@ fn details_about(e: &AppError, subject: &Subject) -> Option<Value> {
     details
 }
 
-/// `{"error":{"code","message","details"?}}` and its status.
-pub fn envelope(e: &AppError) -> (StatusCode, Vec<u8>) {
-    envelope_about(e, &Subject::default())
-}
-
-/// [`envelope`] for a request about `subject`.
+/// `{"error":{"code","message","details"?}}` and its status, for a request
+/// about `subject`.
 pub fn envelope_about(e: &AppError, subject: &Subject) -> (StatusCode, Vec<u8>) {
     let (status, code, _) = classify(e);
     let details = details_about(e, subject);

@@ -1,4 +1,4 @@
-//! The JSON API. The edge (`crate::edge`) finds a request's route in the one
+//! The JSON API. The edge (`crate::http::edge`) finds a request's route in the one
 //! route table, answers 404/405, and authenticates the caller with the
 //! functions here; [`serve`] then reads the body and calls the route's
 //! handler. Handlers (grouped by resource: [`orders`], [`internal`], [`ops`])

@@ -231,14 +231,14 @@ async fn submit(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
             redirect(&format!("/admin/orders/{id}?done={}", action.slug()))
         }
         Err(e) => {
-            if let Some(detail) = crate::api::error::log_detail(&e) {
+            if let Some(detail) = crate::http::api::error::log_detail(&e) {
                 tracing::error!(
                     cause = detail,
                     action = action.slug(),
                     "console action failed"
                 );
             }
-            let (status, _, _) = crate::api::error::classify(&e);
+            let (status, _, _) = crate::http::api::error::classify(&e);
             let text = parts::sentence(&e, Some(action.attempt()));
             if action.inline() || matches!(e, AppError::OrderNotFound) {
                 return super::order::order_page(req, id, status, Some(notice("error", &text)))
@@ -388,7 +388,7 @@ fn idempotency(
     Ok(Some(IdempotencyKey {
         scope: "internal".into(),
         key: key.to_string(),
-        fingerprint: crate::api::request::fingerprint("POST", &path, &body),
+        fingerprint: crate::http::api::request::fingerprint("POST", &path, &body),
     }))
 }
 

@@ -13,7 +13,7 @@ use warp::http::{HeaderValue, StatusCode};
 use super::layout::{notice, page};
 use super::session::{self, LOGIN_COOKIE};
 use super::{html, redirect, with_cookie, HttpResponse, Req};
-use crate::api::client;
+use crate::http::api::client;
 
 /// How long a login form stays usable.
 const LOGIN_FORM_TTL: Duration = Duration::from_secs(3600);

@@ -38,11 +38,11 @@ use futures_util::Stream;
 use maud::Markup;
 use warp::http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::api::auth::ApiKey;
-use crate::api::body::{Body, BodyError};
-use crate::api::client::{self, FailureLimiter};
-use crate::api::{ApiState, Head, HttpResponse};
 use crate::config::Config;
+use crate::http::api::auth::ApiKey;
+use crate::http::api::body::{Body, BodyError};
+use crate::http::api::client::{self, FailureLimiter};
+use crate::http::api::{ApiState, Head, HttpResponse};
 use session::{Session, Sessions};
 
 /// The whole Content-Security-Policy: no script, no inline style, no framing.
@@ -81,7 +81,7 @@ impl Console {
             api,
             key: ApiKey::new(config.auth.internal_api_key.as_deref()),
             sessions: Sessions::new(Duration::from_secs(config.admin.session_ttl_seconds)),
-            limiter: FailureLimiter::new(session::MAX_FAILURES, crate::api::FAILURE_WINDOW),
+            limiter: FailureLimiter::new(session::MAX_FAILURES, crate::http::api::FAILURE_WINDOW),
             secure,
             backup_dir: config.backup.dir.clone(),
             webhooks_configured: !config.webhooks.endpoints.is_empty(),

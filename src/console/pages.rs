@@ -145,7 +145,7 @@ async fn order_listing(
     id_filter: Option<String>,
 ) -> Result<(StatusCode, Markup), AppError> {
     let query = serde_urlencoded::to_string(kept).unwrap_or_default();
-    let params = crate::api::request::list_params(&query, true);
+    let params = crate::http::api::request::list_params(&query, true);
     Ok(match (params, id_filter) {
         (Err(e), _) => (
             StatusCode::BAD_REQUEST,
@@ -406,10 +406,10 @@ async fn take_backup(req: &Req<'_>) -> HttpResponse {
             redirect("/admin/backups?done=snapshot")
         }
         Err(e) => {
-            if let Some(detail) = crate::api::error::log_detail(&e) {
+            if let Some(detail) = crate::http::api::error::log_detail(&e) {
                 tracing::error!(cause = detail, "console snapshot failed");
             }
-            let (status, _, _) = crate::api::error::classify(&e);
+            let (status, _, _) = crate::http::api::error::classify(&e);
             let text = sentence(&e, Some("take a snapshot"));
             backups_page(req, status, Some(notice("error", &text))).await
         }

@@ -55,8 +55,8 @@ pub fn forbidden(session: Option<&Session>, text: &str) -> HttpResponse {
 
 /// A service error as a sentence on a page: never JSON, never internals.
 pub fn failure(session: Option<&Session>, e: &AppError) -> HttpResponse {
-    let (status, _, _) = crate::api::error::classify(e);
-    if let Some(detail) = crate::api::error::log_detail(e) {
+    let (status, _, _) = crate::http::api::error::classify(e);
+    if let Some(detail) = crate::http::api::error::log_detail(e) {
         tracing::error!(cause = detail, "console page failed");
     }
     error_page(session, status, "Something went wrong", &sentence(e, None))

@@ -42,7 +42,7 @@ fn kept_filters(query: &str) -> Vec<(String, String)> {
 
 /// The filters read with the rules (and error sentences) of the API's list.
 fn delivery_query(kept: &[(String, String)]) -> Result<DeliveryQuery, AppError> {
-    crate::api::request::delivery_filters(kept.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    crate::http::api::request::delivery_filters(kept.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// GET `/admin/webhooks`.
@@ -271,7 +271,7 @@ pub async fn for_order(req: &Req<'_>, order: uuid::Uuid) -> Result<DeliveryPage,
     };
     let found = req.api().webhooks.list(query).await;
     if let Err(e) = &found {
-        if let Some(detail) = crate::api::error::log_detail(e) {
+        if let Some(detail) = crate::http::api::error::log_detail(e) {
             tracing::error!(
                 cause = detail,
                 "console: listing an order's deliveries failed"
@@ -320,7 +320,7 @@ pub async fn attention_section(req: &Req<'_>, session: &Session) -> (bool, Marku
         }
     };
     if let Err(e) = &found {
-        if let Some(detail) = crate::api::error::log_detail(e) {
+        if let Some(detail) = crate::http::api::error::log_detail(e) {
             tracing::error!(cause = detail, "console: listing failed deliveries failed");
         }
     }
@@ -357,10 +357,10 @@ pub async fn replay(req: &Req<'_>) -> HttpResponse {
             ))
         }
         Err(e) => {
-            if let Some(detail) = crate::api::error::log_detail(&e) {
+            if let Some(detail) = crate::http::api::error::log_detail(&e) {
                 tracing::error!(cause = detail, "console webhook replay failed");
             }
-            let (status, _, _) = crate::api::error::classify(&e);
+            let (status, _, _) = crate::http::api::error::classify(&e);
             let text = sentence(&e, Some("replay the delivery"));
             let query = serde_urlencoded::to_string(&kept).unwrap_or_default();
             webhooks_page(req, &query, status, Some(notice("error", &text))).await

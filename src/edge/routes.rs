@@ -7,8 +7,8 @@
 
 use warp::http::Method;
 
-use crate::api::{internal, ops, orders, paid_period, webhooks, Call};
-use crate::console::{actions, login, order, pages, Req};
+use crate::http::api::{internal, ops, orders, paid_period, webhooks, Call};
+use crate::http::console::{actions, login, order, pages, Req};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +37,8 @@ impl Access {
 /// What runs a route once its gates are passed.
 #[derive(Clone, Copy)]
 pub(crate) enum Handler {
-    Api(crate::api::Handler),
-    Console(crate::console::Page),
+    Api(crate::http::api::Handler),
+    Console(crate::http::console::Page),
 }
 
 pub struct Route {
@@ -54,7 +54,7 @@ pub struct Route {
 /// Turns `async fn(Call) -> Result<..>` into a table entry.
 macro_rules! handler {
     ($f:path) => {{
-        fn boxed(call: Call<'_>) -> crate::api::Pending<'_> {
+        fn boxed(call: Call<'_>) -> crate::http::api::Pending<'_> {
             Box::pin($f(call))
         }
         Handler::Api(boxed)
@@ -64,7 +64,7 @@ macro_rules! handler {
 /// Turns `async fn(&Req) -> HttpResponse` into a table entry.
 macro_rules! page {
     ($f:path) => {{
-        fn boxed<'a>(req: &'a Req<'a>) -> crate::console::PagePending<'a> {
+        fn boxed<'a>(req: &'a Req<'a>) -> crate::http::console::PagePending<'a> {
             Box::pin($f(req))
         }
         Handler::Console(boxed)
@@ -201,13 +201,13 @@ pub static ROUTES: &[Route] = &[
         "/admin/style.css",
         GET,
         Access::ConsoleOpen,
-        page!(crate::console::style),
+        page!(crate::http::console::style),
     ),
     route(
         "/admin/favicon.svg",
         GET,
         Access::ConsoleOpen,
-        page!(crate::console::icon),
+        page!(crate::http::console::icon),
     ),
     route("/admin/orders", GET, Access::Console, page!(pages::orders)),
     route(
@@ -238,13 +238,13 @@ pub static ROUTES: &[Route] = &[
         "/admin/webhooks",
         GET,
         Access::Console,
-        page!(crate::console::webhooks::webhooks),
+        page!(crate::http::console::webhooks::webhooks),
     ),
     route(
         "/admin/webhooks/{id}/replay",
         POST,
         Access::Console,
-        page!(crate::console::webhooks::replay),
+        page!(crate::http::console::webhooks::replay),
     ),
 ];
 
@@ -263,6 +263,7 @@ const fn route(
 }
 
 /// Every (pattern, method) the API serves, for the OpenAPI cross-check.
+#[cfg(any(test, feature = "testing"))]
 pub fn all_operations() -> Vec<(&'static str, Method)> {
     ROUTES
         .iter()
@@ -279,7 +280,8 @@ pub(crate) struct Vars<'p> {
 }
 
 /// The API route a path names, and its `{id}` segment (the console's routes
-/// are left out: see [`find`]).
+/// are left out: see [`find`]). For the tests' precedence checks.
+#[cfg(any(test, feature = "testing"))]
 pub fn match_path(path: &str) -> Option<(&'static Route, Option<&str>)> {
     find(path, false).map(|(route, vars)| (route, vars.id))
 }

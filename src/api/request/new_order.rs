@@ -97,7 +97,7 @@ fn ssh_keys(f: &mut Fields<'_>, value: Option<&Value>) -> Option<SshKeys> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::request::json_object;
+    use crate::http::api::request::json_object;
     use proptest::prelude::*;
     use warp::http::HeaderMap;
 
