@@ -252,15 +252,8 @@ async fn submit(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
     }
 }
 
-/// What renewal types an operator records (an expiry change records
-/// `ADMIN_EXTENSION` by itself).
-const RENEWAL_TYPES: [RenewalType; 2] = [RenewalType::ManualRenewal, RenewalType::AutoRenewal];
-
-/// Why an operator may terminate (the other reasons are the system's).
-const TERMINATION_REASONS: [TerminationReason; 2] = [
-    TerminationReason::AdminTerminated,
-    TerminationReason::PolicyViolation,
-];
+const RENEWAL_TYPES: [RenewalType; 2] = RenewalType::BY_RENEWAL;
+const TERMINATION_REASONS: [TerminationReason; 2] = TerminationReason::BY_OPERATOR;
 
 /// The service call this action is, with the form read into its typed
 /// request by the API's rules (see [`Checked`]).

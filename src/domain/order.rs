@@ -65,6 +65,15 @@ wire_enum!(
     }
 );
 
+impl TerminationReason {
+    /// Why an operator may terminate; the other reasons are the owner's and
+    /// the system's. The API's body and the console's form offer these.
+    pub const BY_OPERATOR: [TerminationReason; 2] = [
+        TerminationReason::AdminTerminated,
+        TerminationReason::PolicyViolation,
+    ];
+}
+
 wire_enum!(
     /// How a renewal or expiry change came about (SPEC §9).
     text RenewalType {
@@ -73,6 +82,12 @@ wire_enum!(
         AdminExtension => "ADMIN_EXTENSION",
     }
 );
+
+impl RenewalType {
+    /// What a renewal records; an expiry change records `ADMIN_EXTENSION`
+    /// by itself. The API's body and the console's form offer these.
+    pub const BY_RENEWAL: [RenewalType; 2] = [RenewalType::ManualRenewal, RenewalType::AutoRenewal];
+}
 
 wire_enum!(
     PlanDuration {

@@ -61,7 +61,7 @@ pub fn admin_termination(
     };
     let mut f = Fields::new(map, &["reason", "terminationReason"]);
     let reason = f.free_text("reason").map(FreeText::into_string);
-    let allowed = ["ADMIN_TERMINATED", "POLICY_VIOLATION"];
+    let allowed = TerminationReason::BY_OPERATOR.map(TerminationReason::as_str);
     let why = f
         .one_of("terminationReason", false, &allowed)
         .and_then(|t| TerminationReason::parse(&t))
@@ -75,7 +75,11 @@ pub fn renewal(map: &Map<String, Value>) -> Result<Renewing, AppError> {
     let periods = f.integer("periods", false, 1, 12).unwrap_or(1);
     let amount = f.integer("amount", true, 0, i64::MAX as u64);
     let renewal_type = f
-        .one_of("renewalType", false, &["MANUAL_RENEWAL", "AUTO_RENEWAL"])
+        .one_of(
+            "renewalType",
+            false,
+            &RenewalType::BY_RENEWAL.map(RenewalType::as_str),
+        )
         .and_then(|t| RenewalType::parse(&t))
         .unwrap_or(RenewalType::ManualRenewal);
     let notes = f.free_text("notes").map(FreeText::into_string);
