@@ -184,7 +184,8 @@ fn config_for(dir: &Path, data: &Path) -> vpsd::Config {
     let mut c = support::base_config(dir);
     c.storage.path = data.to_path_buf();
     // Lifecycle lines only: a log line per request would measure the logger.
-    c.log.level = "warn,vpsd::http::app=info".into();
+    // `vpsd::app` is where builds before the http module logged them (A/B).
+    c.log.level = "warn,vpsd::app=info,vpsd::http::app=info".into();
     // A/B of `storage.quick_repair` with one build: VPSD_BENCH_QUICK_REPAIR.
     if let Ok(policy) = std::env::var("VPSD_BENCH_QUICK_REPAIR") {
         c.storage.quick_repair = match policy.as_str() {
