@@ -13,14 +13,18 @@ use super::service::backups::BackupService;
 use super::service::ops::OpsService;
 use super::service::webhooks::WebhookService;
 use super::service::OrderService;
-use super::store::{backup, Maintenance, OpenError, Rules, Store};
+use super::store::{backup, Maintenance, OpenError, Rules, Store, StoreHandle};
 use crate::catalog::Catalog;
 use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
-/// The open data file: housekeeping, webhook senders and the final close.
+/// The open data file: housekeeping, webhook senders and the final close,
+/// all through the storage contract, like every service built on it.
 pub struct Backend {
+    handle: StoreHandle,
+    /// The redb store itself, only for the tests' direct access.
+    #[cfg(feature = "testing")]
     store: Store,
 }
 
@@ -64,12 +68,16 @@ impl Backend {
         })
         .await
         .map_err(|e| OpenError(format!("cannot open the data file: {e}")))??;
-        Ok(Backend { store })
+        Ok(Backend {
+            handle: StoreHandle::from(store.clone()),
+            #[cfg(feature = "testing")]
+            store,
+        })
     }
 
     /// Builds every service on this store.
     pub fn build(self, config: &Config, around: Surroundings) -> Parts {
-        let store = &self.store;
+        let store = &self.handle;
         let provisioner_wake = Arc::new(Notify::new());
         let urls = config.webhooks.endpoints.iter().map(|e| e.url.clone());
         Parts {
@@ -114,7 +122,7 @@ impl Backend {
         scheduler: &JobScheduler,
         config: &Config,
     ) -> Result<(), JobSchedulerError> {
-        let store = self.store.clone();
+        let store = self.handle.clone();
         let retention_ms = i64::try_from(config.webhooks.retention_hours.saturating_mul(3_600_000))
             .unwrap_or(i64::MAX);
         let job = Job::new_repeated_async(Duration::from_secs(3600), move |_, _| {
@@ -133,8 +141,7 @@ impl Backend {
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let now = crate::domain::time::now_millis();
         match self
-            .store
-            .writer()
+            .handle
             .maintain(Maintenance::FailUnrouted { now })
             .await
         {
@@ -145,8 +152,7 @@ impl Backend {
             ),
             Err(e) => tracing::warn!(error = %e, "could not check webhook deliveries"),
         }
-        let senders =
-            super::webhooks::deliver::start(&self.store.clone().into(), &config.webhooks, metrics);
+        let senders = super::webhooks::deliver::start(&self.handle, &config.webhooks, metrics);
         if !senders.is_empty() {
             tracing::info!(endpoints = senders.len(), "webhook delivery on");
         }
@@ -155,7 +161,7 @@ impl Backend {
 
     /// Finishes the queued writes and closes the data file.
     pub async fn close(&self) {
-        let closing = self.store.clone();
+        let closing = self.handle.clone();
         let _ = tokio::task::spawn_blocking(move || closing.shutdown()).await;
     }
 
@@ -166,19 +172,15 @@ impl Backend {
     }
 }
 
-async fn sweep_hourly(store: &Store, retention_ms: i64) {
+async fn sweep_hourly(store: &StoreHandle, retention_ms: i64) {
     let now = crate::domain::time::now_millis();
-    let writer = store.writer();
-    match writer.maintain(Maintenance::SweepIdempotency { now }).await {
+    match store.maintain(Maintenance::SweepIdempotency { now }).await {
         Ok(n) if n > 0 => tracing::info!(expired = n, "expired idempotency keys removed"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not sweep idempotency keys"),
     }
     let before = now.saturating_sub(retention_ms);
-    match writer
-        .maintain(Maintenance::PruneDelivered { before })
-        .await
-    {
+    match store.maintain(Maintenance::PruneDelivered { before }).await {
         Ok(n) if n > 0 => tracing::info!(pruned = n, "old webhook deliveries removed"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not prune webhook deliveries"),
