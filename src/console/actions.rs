@@ -164,7 +164,7 @@ fn fields(action: Action, values: &Form) -> Markup {
                 div.field {
                     label for="a-why" { "Termination reason" }
                     select #a-why name="terminationReason" {
-                        @for why in TERMINATION_REASONS {
+                        @for why in TerminationReason::BY_OPERATOR {
                             option value=(why.as_str()) selected[chosen == why.as_str()] {
                                 (why.as_str()) " — " (termination_meaning(why))
                             }
@@ -191,7 +191,7 @@ fn fields(action: Action, values: &Form) -> Markup {
                 div.field {
                     label for="a-type" { "Renewal type" }
                     select #a-type name="renewalType" {
-                        @for kind in RENEWAL_TYPES {
+                        @for kind in RenewalType::BY_RENEWAL {
                             option value=(kind.as_str()) selected[chosen == kind.as_str()] { (kind.as_str()) }
                         }
                     }
@@ -252,9 +252,6 @@ async fn submit(req: &Req<'_>, id: &str, slug: &str) -> HttpResponse {
     }
 }
 
-const RENEWAL_TYPES: [RenewalType; 2] = RenewalType::BY_RENEWAL;
-const TERMINATION_REASONS: [TerminationReason; 2] = TerminationReason::BY_OPERATOR;
-
 /// The service call this action is, with the form read into its typed
 /// request by the API's rules (see [`Checked`]).
 async fn run(req: &Req<'_>, id: uuid::Uuid, action: Action) -> Result<(), AppError> {
@@ -311,7 +308,9 @@ async fn run(req: &Req<'_>, id: uuid::Uuid, action: Action) -> Result<(), AppErr
             let mut f = Checked::new(form);
             let note = f.free_text("reason");
             let why = f
-                .one_of("terminationReason", &TERMINATION_REASONS, |r| r.as_str())
+                .one_of("terminationReason", &TerminationReason::BY_OPERATOR, |r| {
+                    r.as_str()
+                })
                 .unwrap_or(TerminationReason::AdminTerminated);
             f.finish(|| Some(()))?;
             orders
@@ -329,7 +328,7 @@ fn renewal(form: &Form) -> Result<Renewing, AppError> {
     let periods = f.whole_number("periods", false, 1, 12).unwrap_or(1);
     let amount = f.whole_number("amount", true, 0, i64::MAX as u64);
     let renewal_type = f
-        .one_of("renewalType", &RENEWAL_TYPES, |t| t.as_str())
+        .one_of("renewalType", &RenewalType::BY_RENEWAL, |t| t.as_str())
         .unwrap_or(RenewalType::ManualRenewal);
     let notes = f.free_text("notes");
     f.finish(|| {
