@@ -3,8 +3,10 @@
 //! API's validators for the same call, so an operator reads the same
 //! complaint in the console as an API client in its error envelope.
 
+use crate::domain::error::FieldProblems;
 use crate::domain::time::Millis;
-use crate::error::{AppError, FieldError};
+use crate::domain::values::{check_line, FreeText};
+use crate::error::AppError;
 
 /// A parsed form body. Repeated names keep the first value.
 #[derive(Debug, Default)]
@@ -39,7 +41,7 @@ impl Form {
 /// each field is named by its API name (the form's field names are the same).
 pub struct Checked<'f> {
     form: &'f Form,
-    errors: Vec<FieldError>,
+    problems: FieldProblems,
 }
 
 /// Longest choice of a select (the API's limit for its enum fields).
@@ -49,35 +51,26 @@ impl<'f> Checked<'f> {
     pub fn new(form: &'f Form) -> Checked<'f> {
         Checked {
             form,
-            errors: Vec::new(),
+            problems: FieldProblems::default(),
         }
     }
 
     fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(field, message));
+        self.problems.fail(field, message);
     }
 
     /// Free text (a note, a reason), by the same rule as the API's.
     pub fn free_text(&mut self, field: &str) -> Option<String> {
         let text = self.form.text(field)?;
-        match crate::domain::values::FreeText::parse(text) {
-            Ok(text) => Some(text.into_string()),
-            Err(refusal) => {
-                self.fail(field, refusal);
-                None
-            }
-        }
+        let parsed = FreeText::parse(text).map(FreeText::into_string);
+        self.problems.check(field, parsed)
     }
 
     /// A plain one-line value of at most `max_len` characters, by the API's rule.
     fn line(&mut self, field: &str, text: &str, max_len: usize) -> bool {
-        match crate::domain::values::check_line(text, max_len) {
-            Ok(()) => true,
-            Err(refusal) => {
-                self.fail(field, refusal);
-                false
-            }
-        }
+        self.problems
+            .check(field, check_line(text, max_len))
+            .is_some()
     }
 
     /// A whole number within `min..=max`.
@@ -139,10 +132,7 @@ impl<'f> Checked<'f> {
 
     /// `value` when every field was fine, else one 400 naming each problem.
     pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, AppError> {
-        if !self.errors.is_empty() {
-            return Err(AppError::invalid_fields(self.errors));
-        }
-        value().ok_or_else(|| AppError::bad_request("invalid request body"))
+        self.problems.finish(value)
     }
 }
 

@@ -23,6 +23,30 @@ impl FieldError {
     }
 }
 
+/// A request's field problems, collected so one 400 names them all: what
+/// the API's JSON reader and the console's form reader share.
+#[derive(Debug, Default)]
+pub struct FieldProblems(Vec<FieldError>);
+
+impl FieldProblems {
+    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    /// The parsed value, or its refusal recorded against `field`.
+    pub fn check<T, E: Into<String>>(&mut self, field: &str, parsed: Result<T, E>) -> Option<T> {
+        parsed.map_err(|why| self.fail(field, why)).ok()
+    }
+
+    /// `value` when no field failed, else one 400 naming each problem.
+    pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, AppError> {
+        if !self.0.is_empty() {
+            return Err(AppError::invalid_fields(self.0));
+        }
+        value().ok_or_else(|| AppError::bad_request("invalid request body"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum AppError {
     #[error("{message}")]

@@ -3,29 +3,30 @@
 
 use serde_json::{Map, Value};
 
+use crate::domain::error::FieldProblems;
 use crate::domain::values::{check_line, CatalogId, FreeText, Refusal};
-use crate::error::{AppError, FieldError};
+use crate::error::AppError;
 
 pub(super) struct Fields<'a> {
     map: &'a Map<String, Value>,
-    errors: Vec<FieldError>,
+    problems: FieldProblems,
 }
 
 impl<'a> Fields<'a> {
     /// Any key outside `allowed` is refused by name: a client that believes
     /// it passes an option must learn that it does not.
     pub(super) fn new(map: &'a Map<String, Value>, allowed: &[&str]) -> Fields<'a> {
-        let mut errors = Vec::new();
+        let mut problems = FieldProblems::default();
         for key in map.keys() {
             if !allowed.contains(&key.as_str()) {
-                errors.push(FieldError::new(clip(key), "is not a known field"));
+                problems.fail(&clip(key), "is not a known field");
             }
         }
-        Fields { map, errors }
+        Fields { map, problems }
     }
 
     pub(super) fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(field, message));
+        self.problems.fail(field, message);
     }
 
     /// A string field parsed by `parse`; `null` counts as absent.
@@ -42,13 +43,7 @@ impl<'a> Fields<'a> {
                 }
                 None
             }
-            Some(Value::String(s)) => match parse(s) {
-                Ok(value) => Some(value),
-                Err(why) => {
-                    self.fail(field, why);
-                    None
-                }
-            },
+            Some(Value::String(s)) => self.problems.check(field, parse(s)),
             Some(_) => {
                 self.fail(field, "must be a string");
                 None
@@ -115,10 +110,7 @@ impl<'a> Fields<'a> {
     }
 
     pub(super) fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, AppError> {
-        if !self.errors.is_empty() {
-            return Err(AppError::invalid_fields(self.errors));
-        }
-        value().ok_or_else(|| AppError::bad_request("invalid request body"))
+        self.problems.finish(value)
     }
 }
 
