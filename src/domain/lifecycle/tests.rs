@@ -339,20 +339,20 @@ fn renewing_a_suspension_for_expiry_resumes_with_two_rows() {
     );
 }
 
+/// An ACTIVE order an operator suspended at 5.
+fn admin_suspended(policy: &Policy) -> OrderRecord {
+    let mut record = active_record(0);
+    let suspend = sample(Event::Suspend);
+    let change = decide(&record, suspend, &Actor::Admin(None), 5, policy).unwrap();
+    persist(&mut record, &change);
+    record
+}
+
 #[test]
 fn owner_cannot_terminate_an_admin_suspension() {
     let policy = Policy::default();
     let owner_terminates = sample(Event::TerminateByOwner);
-    let mut record = active_record(0);
-    let change = decide(
-        &record,
-        sample(Event::Suspend),
-        &Actor::Admin(None),
-        5,
-        &policy,
-    )
-    .unwrap();
-    persist(&mut record, &change);
+    let record = admin_suspended(&policy);
     let user = Actor::User("u".into());
     let refused = decide(&record, owner_terminates.clone(), &user, 6, &policy);
     let conflict = Conflict {
@@ -446,16 +446,7 @@ fn add_month(at: Millis) -> Millis {
 #[test]
 fn an_admin_suspension_stays_through_a_renewal() {
     let policy = Policy::default();
-    let mut record = active_record(0);
-    let change = decide(
-        &record,
-        sample(Event::Suspend),
-        &Actor::Admin(None),
-        5,
-        &policy,
-    )
-    .unwrap();
-    persist(&mut record, &change);
+    let record = admin_suspended(&policy);
     let change = decide(
         &record,
         sample(Event::Renew),
