@@ -7,6 +7,7 @@ pub mod droplet;
 pub mod effects;
 pub mod error;
 pub mod expiry;
+pub mod fleet;
 pub mod lifecycle;
 pub mod order;
 pub mod period;
