@@ -18,6 +18,9 @@ pub enum ConfigError {
     /// A value that parses but makes no sense.
     #[error("config error: {key}: {problem}")]
     Invalid { key: &'static str, problem: String },
+    /// The same, for a key with an index in it (`...accounts[2].name`).
+    #[error("config error: {key}: {problem}")]
+    InvalidAt { key: String, problem: String },
 }
 
 pub(super) fn invalid(key: &'static str, problem: impl Into<String>) -> Result<(), ConfigError> {

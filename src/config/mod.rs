@@ -7,6 +7,7 @@
 //! `env` (the v1 flat names and where a value came from), `load` (figment and
 //! the start-up decisions), `validate` (what serde cannot check), `error`.
 
+pub mod accounts;
 mod env;
 mod error;
 mod load;
@@ -79,6 +80,9 @@ impl Config {
         mask(&mut shown.auth.jwt_secret);
         mask(&mut shown.auth.internal_api_key);
         mask(&mut shown.cloud.digitalocean.token);
+        for account in &mut shown.cloud.digitalocean.accounts {
+            mask(&mut account.token);
+        }
         shown.webhooks = shown.webhooks.masked();
         shown.catalog.url = shown.catalog.url.as_deref().map(mask_url);
         shown.cloud.digitalocean.api_url = mask_url(&shown.cloud.digitalocean.api_url);

@@ -1,6 +1,7 @@
 //! The configuration's tables, one struct per `[section]`, with the defaults
 //! a deployment gets when it leaves a key out.
 
+use super::accounts::AccountConfig;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -168,6 +169,26 @@ pub struct DigitalOceanConfig {
     pub regions: Vec<String>,
     pub ipv6: bool,
     pub timeout_ms: u64,
+    /// The accounts servers are spread over (SPEC §13); `token` above is one
+    /// more, named `default`.
+    pub accounts: Vec<AccountConfig>,
+    /// How often each account's capacity and health are read again.
+    pub account_refresh_seconds: u64,
+    /// How long a paid order waits for a free slot before it fails
+    /// `NO_CAPACITY`.
+    pub capacity_wait_seconds: u64,
+}
+
+impl DigitalOceanConfig {
+    /// Every account: the configured ones, then the v1 single token as
+    /// `default`.
+    pub fn all_accounts(&self) -> Vec<AccountConfig> {
+        let mut all = self.accounts.clone();
+        if self.token.is_some() {
+            all.push(AccountConfig::single(self.token.clone()));
+        }
+        all
+    }
 }
 
 impl Default for DigitalOceanConfig {
@@ -179,6 +200,9 @@ impl Default for DigitalOceanConfig {
             regions: Vec::new(),
             ipv6: false,
             timeout_ms: 15_000,
+            accounts: Vec::new(),
+            account_refresh_seconds: 300,
+            capacity_wait_seconds: 86_400,
         }
     }
 }
@@ -187,12 +211,16 @@ impl Default for DigitalOceanConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
     pub boot_delay_ms: u64,
+    /// Simulated accounts with droplet limits (SPEC §13); none: one
+    /// unlimited account named `default`.
+    pub accounts: Vec<AccountConfig>,
 }
 
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             boot_delay_ms: 3000,
+            accounts: Vec::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What serde cannot check: values that parse but make no sense, each
 //! refused with the key it belongs to.
 
+use super::accounts::validate_accounts;
 use std::net::SocketAddr;
 
 use super::error::{invalid, ConfigError};
@@ -147,13 +148,27 @@ impl Config {
         if d.timeout_ms == 0 {
             return invalid("cloud.digitalocean.timeout_ms", "must be at least 1");
         }
+        if d.account_refresh_seconds == 0 {
+            return invalid(
+                "cloud.digitalocean.account_refresh_seconds",
+                "must be at least 1",
+            );
+        }
+        validate_accounts("cloud.digitalocean.accounts", &d.all_accounts())?;
+        validate_accounts("cloud.sandbox.accounts", &self.cloud.sandbox.accounts)?;
         if self.cloud.provider == CloudProvider::Digitalocean
+            && d.accounts.is_empty()
             && d.token.as_deref().is_none_or(|t| t.trim().is_empty())
         {
             return invalid(
                 "cloud.digitalocean.token",
                 "is required when cloud.provider = \"digitalocean\" (env DIGITALOCEAN_API_TOKEN)",
             );
+        }
+        if self.cloud.provider == CloudProvider::Digitalocean {
+            for (n, account) in d.accounts.iter().enumerate() {
+                account.token_source(&format!("cloud.digitalocean.accounts[{n}]"))?;
+            }
         }
         Ok(())
     }

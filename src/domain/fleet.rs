@@ -83,15 +83,12 @@ impl Account {
 /// the lowest priority, then the most free slots, then the name (so the
 /// choice never depends on the order of the list). `None`: no capacity.
 pub fn place<'a>(accounts: &'a [Account], region: &str) -> Option<&'a Account> {
-    accounts
-        .iter()
-        .filter(|a| a.takes(region))
-        .min_by(|a, b| {
-            a.priority
-                .cmp(&b.priority)
-                .then(b.free_slots().cmp(&a.free_slots()))
-                .then(a.name.cmp(&b.name))
-        })
+    accounts.iter().filter(|a| a.takes(region)).min_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then(b.free_slots().cmp(&a.free_slots()))
+            .then(a.name.cmp(&b.name))
+    })
 }
 
 #[cfg(test)]
