@@ -117,6 +117,9 @@ struct TaskJson<'a> {
     error_code: Option<&'static str>,
     error_message: Option<&'a str>,
     pending_action: Option<&'static str>,
+    /// The DigitalOcean account the server lives on (SPEC §13): operators only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    do_account: Option<&'a str>,
     started_at: Option<String>,
     completed_at: Option<String>,
     created_at: String,
@@ -188,6 +191,7 @@ pub fn public_error_text(code: ProvisioningError) -> &'static str {
         DigitaloceanUnavailable => "The cloud provider is temporarily unavailable; provisioning will retry automatically.",
         ProvisioningTimeout => "The server did not become ready in time. Our team has been notified and will follow up.",
         DropletActionFailed => "A power action on the server has not completed yet; it will be retried automatically.",
+        NoCapacity => "Every server pool is full right now; the server will be created as soon as room opens.",
     }
 }
 
@@ -299,6 +303,10 @@ fn task(view: View, t: &ProvisioningTask) -> TaskJson<'_> {
             View::Customer => t.error_code.map(public_error_text),
         },
         pending_action: t.action.as_ref().map(|a| a.action.as_str()),
+        do_account: match view {
+            View::Operator => t.do_account.as_deref(),
+            View::Customer => None,
+        },
         started_at: t.started_at.map(format_millis),
         completed_at: t.completed_at.map(format_millis),
         created_at: format_millis(t.created_at),

@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 
-/// The account a v1 single token becomes, and the one tasks made before
-/// accounts existed belong to.
-pub const DEFAULT_ACCOUNT: &str = "default";
+pub use crate::domain::fleet::DEFAULT_ACCOUNT;
 
 /// One account as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,10 @@
 //! last count has not seen yet. Counting those placements is what keeps two
 //! orders from taking the last slot between two counts.
 
+/// The account a v1 single token becomes, and the one tasks made before
+/// accounts existed belong to.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
 /// What the last check of an account found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {

@@ -39,6 +39,10 @@ pub struct ProvisioningTask {
     pub updated_at: Millis,
     /// A droplet action owed since a status change (SPEC §9), durable with it.
     pub action: Option<PendingAction>,
+    /// The DigitalOcean account the server lives on (SPEC §13), recorded
+    /// before the first create and never changed while a droplet may exist
+    /// there; `None` until the task is placed.
+    pub do_account: Option<String>,
 }
 
 /// A droplet action the reconciler must bring into effect and confirm.
@@ -103,7 +107,19 @@ impl ProvisioningTask {
             created_at: now,
             updated_at: now,
             action: None,
+            do_account: None,
         }
+    }
+
+    /// The account a task written before accounts existed belongs to: the
+    /// single account of that time (`default`), unless it was never started,
+    /// in which case no droplet can exist and placement decides.
+    pub fn account_before_fleets(&self) -> Option<String> {
+        let never_started = self.status == ProvisioningStatus::Pending
+            && self.droplet.is_none()
+            && self.create_action_id.is_none()
+            && self.started_at.is_none();
+        (!never_started).then(|| super::fleet::DEFAULT_ACCOUNT.to_string())
     }
 
     /// Open tasks are the reconciler's work list.
@@ -159,6 +175,7 @@ wire_enum!(
         DigitaloceanUnavailable => "DIGITALOCEAN_UNAVAILABLE",
         ProvisioningTimeout => "PROVISIONING_TIMEOUT",
         DropletActionFailed => "DROPLET_ACTION_FAILED",
+        NoCapacity => "NO_CAPACITY",
     }
 );
 
@@ -412,6 +429,7 @@ mod tests {
                 "DIGITALOCEAN_UNAVAILABLE",
                 "PROVISIONING_TIMEOUT",
                 "DROPLET_ACTION_FAILED",
+                "NO_CAPACITY",
             ]
         );
         for c in ProvisioningError::ALL {

@@ -79,11 +79,12 @@ impl Record for IdempotencyRecord {
 }
 
 impl Record for ProvisioningTask {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn decode_legacy(version: u8, body: &[u8]) -> Result<Self, CodecError> {
         match version {
             1 => decode_body::<legacy::TaskV1>(body)?.migrate(),
+            2 => Ok(decode_body::<legacy::TaskV2>(body)?.migrate()),
             other => Err(CodecError::UnknownVersion(other)),
         }
     }
@@ -293,8 +294,9 @@ pub(crate) mod legacy {
                 ipv4_private: self.ipv4_private,
                 ipv6_public: self.ipv6_public,
             });
-            Ok(ProvisioningTask {
+            let mut task = ProvisioningTask {
                 action: None,
+                do_account: None,
                 id: self.id,
                 order_id: self.order_id,
                 status: self.status,
@@ -312,7 +314,62 @@ pub(crate) mod legacy {
                 completed_at: self.completed_at,
                 created_at: self.created_at,
                 updated_at: self.updated_at,
-            })
+            };
+            task.do_account = task.account_before_fleets();
+            Ok(task)
+        }
+    }
+
+    /// `ProvisioningTask` v2: as now, before tasks recorded their account.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(super) struct TaskV2 {
+        pub id: Uuid,
+        pub order_id: Uuid,
+        pub status: ProvisioningStatus,
+        pub revision: u64,
+        pub attempts: u32,
+        pub do_region: String,
+        pub do_size: String,
+        pub do_image: String,
+        pub droplet: Option<Droplet>,
+        pub error_code: Option<ProvisioningError>,
+        pub error_message: Option<String>,
+        pub create_action_id: Option<u64>,
+        pub not_found_streak: u32,
+        pub started_at: Option<Millis>,
+        pub completed_at: Option<Millis>,
+        pub created_at: Millis,
+        pub updated_at: Millis,
+        pub action: Option<crate::domain::task::PendingAction>,
+    }
+
+    impl TaskV2 {
+        /// Every v2 task ran on the one account of its time, `default`,
+        /// unless it was never started (see `account_before_fleets`).
+        pub(super) fn migrate(self) -> ProvisioningTask {
+            let mut task = ProvisioningTask {
+                id: self.id,
+                order_id: self.order_id,
+                status: self.status,
+                revision: self.revision,
+                attempts: self.attempts,
+                do_region: self.do_region,
+                do_size: self.do_size,
+                do_image: self.do_image,
+                droplet: self.droplet,
+                error_code: self.error_code,
+                error_message: self.error_message,
+                create_action_id: self.create_action_id,
+                not_found_streak: self.not_found_streak,
+                started_at: self.started_at,
+                completed_at: self.completed_at,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+                action: self.action,
+                do_account: None,
+            };
+            task.do_account = task.account_before_fleets();
+            task
         }
     }
 }
@@ -407,6 +464,7 @@ mod tests {
         };
         let expected = ProvisioningTask {
             action: None,
+            do_account: Some("default".into()),
             id: old.id,
             order_id: old.order_id,
             status: ProvisioningStatus::Failed,
@@ -431,6 +489,49 @@ mod tests {
         let rewritten = encode(&task);
         assert_eq!(rewritten[0], ProvisioningTask::VERSION);
         assert_eq!(decode::<ProvisioningTask>(&rewritten).unwrap(), expected);
+    }
+
+    /// A v2 task (before accounts) belongs to `default` once it was started,
+    /// and to no account (placement decides) while it never was.
+    #[test]
+    fn v2_tasks_belong_to_the_default_account_unless_never_started() {
+        use super::legacy::TaskV2;
+        let started: ProvisioningTask = decode(&encode_v1(&v1_task())).unwrap();
+        let as_v2 = |t: &ProvisioningTask| {
+            let v2 = TaskV2 {
+                id: t.id,
+                order_id: t.order_id,
+                status: t.status,
+                revision: t.revision,
+                attempts: t.attempts,
+                do_region: t.do_region.clone(),
+                do_size: t.do_size.clone(),
+                do_image: t.do_image.clone(),
+                droplet: t.droplet.clone(),
+                error_code: t.error_code,
+                error_message: t.error_message.clone(),
+                create_action_id: t.create_action_id,
+                not_found_streak: t.not_found_streak,
+                started_at: t.started_at,
+                completed_at: t.completed_at,
+                created_at: t.created_at,
+                updated_at: t.updated_at,
+                action: t.action.clone(),
+            };
+            let mut bytes = vec![2u8];
+            bytes.extend(bincode::serde::encode_to_vec(&v2, bincode::config::standard()).unwrap());
+            decode::<ProvisioningTask>(&bytes).unwrap()
+        };
+        assert_eq!(as_v2(&started), started);
+        assert_eq!(started.do_account.as_deref(), Some("default"));
+        let pending = ProvisioningTask {
+            status: ProvisioningStatus::Pending,
+            droplet: None,
+            create_action_id: None,
+            started_at: None,
+            ..started.clone()
+        };
+        assert_eq!(as_v2(&pending).do_account, None);
     }
 
     #[test]
@@ -485,7 +586,7 @@ mod tests {
     #[test]
     fn unknown_task_versions_are_errors() {
         let body = &encode_v1(&v1_task())[1..];
-        for version in [0u8, 3, 255] {
+        for version in [0u8, ProvisioningTask::VERSION + 1, 255] {
             let mut bytes = vec![version];
             bytes.extend_from_slice(body);
             assert!(matches!(
