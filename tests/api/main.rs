@@ -11,6 +11,7 @@ mod droplet_actions;
 mod droplet_lifecycle;
 mod errors;
 mod faults;
+mod fleet;
 mod hostile;
 mod idempotency;
 mod lifecycle;

@@ -215,6 +215,8 @@ pub struct SeededDroplet {
 #[derive(Debug, Clone)]
 struct FakeDroplet {
     id: u64,
+    /// The token whose account holds it.
+    owner: String,
     seq: u64,
     name: String,
     region: String,
@@ -378,6 +380,11 @@ impl DropletInit {
 #[derive(Debug)]
 struct State {
     token: String,
+    /// Tokens of further accounts and their droplet limits (SPEC §13): each
+    /// token sees only its own droplets and is refused past its limit.
+    accounts: BTreeMap<String, u64>,
+    /// The token of the request being decided.
+    caller: String,
     next_seq: u64,
     droplets: BTreeMap<u64, FakeDroplet>,
     /// action id -> droplet id (kept after deletes so actions stay readable).
@@ -410,7 +417,38 @@ struct State {
     delete_counts: HashMap<String, RequestCount>,
 }
 
+/// A droplet, or an action on one, is found only by the token that holds it.
+fn visible_to_caller(state: &State, segments: &[&str]) -> bool {
+    let droplet = match segments {
+        ["v2", "droplets", d, ..] => d.parse::<u64>().ok(),
+        ["v2", "actions", a] => a
+            .parse::<u64>()
+            .ok()
+            .and_then(|a| state.actions.get(&a).copied()),
+        _ => None,
+    };
+    let owner = droplet.and_then(|id| {
+        state
+            .droplets
+            .get(&id)
+            .or_else(|| state.deleted.get(&id))
+            .map(|d| d.owner.as_str())
+    });
+    owner.is_none_or(|owner| state.sees(owner))
+}
+
 impl State {
+    /// With one token (no accounts set) it sees every droplet, whatever
+    /// token it had when the droplet was made.
+    fn sees(&self, owner: &str) -> bool {
+        self.accounts.is_empty() || owner == self.caller
+    }
+
+    /// Droplets an account holds, as its droplet limit counts them.
+    fn held_by(&self, token: &str) -> usize {
+        self.droplets.values().filter(|d| d.owner == token).count()
+    }
+
     fn new_droplet(&mut self, init: DropletInit, script: DropletScript) -> u64 {
         let DropletInit {
             name,
@@ -426,6 +464,7 @@ impl State {
         let action_id = FIRST_ACTION_ID + seq;
         let droplet = FakeDroplet {
             id,
+            owner: self.caller.clone(),
             seq,
             name,
             region,
@@ -496,6 +535,8 @@ impl FakeDo {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 token: token.to_string(),
+                accounts: BTreeMap::new(),
+                caller: token.to_string(),
                 next_seq: 0,
                 droplets: BTreeMap::new(),
                 actions: HashMap::new(),
@@ -550,6 +591,39 @@ impl FakeDo {
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// A fake holding several accounts, one per token, each with its droplet
+    /// limit (SPEC §13). Every token sees only its own droplets.
+    pub fn start_accounts(accounts: &[(&str, u64)]) -> FakeDo {
+        let fake = Self::start_with_token(accounts.first().map_or(DEFAULT_TOKEN, |a| a.0));
+        for (token, limit) in accounts {
+            fake.set_droplet_limit(token, *limit);
+        }
+        fake
+    }
+
+    /// Sets (or adds) the account of `token` with `limit` droplets.
+    pub fn set_droplet_limit(&self, token: &str, limit: u64) {
+        self.shared.lock().accounts.insert(token.to_string(), limit);
+    }
+
+    /// Droplets the account of `token` holds (its own and foreign ones).
+    pub fn droplets_of(&self, token: &str) -> usize {
+        self.shared.lock().held_by(token)
+    }
+
+    /// `n` droplets vpsd did not make, on the account of `token`: they count
+    /// against its limit.
+    pub fn seed_foreign(&self, token: &str, n: usize) {
+        let mut state = self.shared.lock();
+        let previous = std::mem::replace(&mut state.caller, token.to_string());
+        for i in 0..n {
+            let init = DropletInit::seeded(format!("foreign-{i}"), vec!["not-vpsd".into()]);
+            let script = state.default_script.clone();
+            state.new_droplet(init, script);
+        }
+        state.caller = previous;
     }
 
     /// Base URL without `/v2`, e.g. `http://127.0.0.1:41234`.
@@ -973,7 +1047,15 @@ fn decide_and_record(
         format!("{path}?{query}")
     };
     let mut state = shared.lock();
-    let auth_ok = auth.as_deref() == Some(format!("Bearer {}", state.token).as_str());
+    let caller = auth
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    let auth_ok = caller == state.token || state.accounts.contains_key(&caller);
+    if auth_ok {
+        state.caller = caller;
+    }
     let window_end = state.rate_window.map(|(length, mut ends)| {
         let now = SystemTime::now();
         if now >= ends {
@@ -1089,6 +1171,9 @@ fn decide(
     };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let id = |text: &str| text.parse::<u64>().ok();
+    if !visible_to_caller(state, &segments) {
+        return Decision::not_found();
+    }
     let mut decision = match (method, segments.as_slice()) {
         ("POST", ["v2", "droplets"]) => create(state, body),
         ("GET", ["v2", "droplets"]) => list(state, addr, query),
@@ -1101,7 +1186,8 @@ fn decide(
         ("GET", ["v2", "account"]) => Decision::json(
             200,
             json!({"account": {
-                "droplet_limit": 25, "floating_ip_limit": 5, "email": "sammy@example.com",
+                "droplet_limit": state.accounts.get(&state.caller).copied().unwrap_or(25),
+                "floating_ip_limit": 5, "email": "sammy@example.com",
                 "uuid": "b6fr89dbf6d9156cace5f3c78dc9851d957381ef", "email_verified": true,
                 "status": "active", "status_message": "",
             }}),
@@ -1211,6 +1297,11 @@ fn create(state: &mut State, body: &str) -> Decision {
     if let Some((status, id, message)) = state.create_rejections.pop_front() {
         return Decision::error(status, &id, &message);
     }
+    if let Some(limit) = state.accounts.get(&state.caller) {
+        if state.held_by(&state.caller) >= *limit as usize {
+            return Decision::error(422, "unprocessable_entity", DROPLET_LIMIT_MESSAGE);
+        }
+    }
     let Ok(req) = serde_json::from_str::<Value>(body) else {
         return Decision::error(
             400,
@@ -1294,6 +1385,7 @@ fn list(state: &mut State, addr: SocketAddr, query: &str) -> Decision {
     let matching: Vec<u64> = state
         .droplets
         .values()
+        .filter(|d| state.sees(&d.owner))
         .filter(|d| tag.as_ref().is_none_or(|t| d.tags.iter().any(|x| x == t)))
         .map(|d| d.id)
         .collect();
@@ -1516,8 +1608,11 @@ fn delete_by_tag(state: &mut State, query: &str) -> Decision {
     };
     let until = Instant::now() + state.action_delay;
     let mut marked = Vec::new();
+    let caller = state.caller.clone();
+    let everyone = state.accounts.is_empty();
     for d in state.droplets.values_mut() {
-        if d.deleting_until.is_none() && d.tags.contains(&tag) {
+        let seen = everyone || d.owner == caller;
+        if d.deleting_until.is_none() && d.tags.contains(&tag) && seen {
             d.deleting_until = Some(until);
             marked.push(d.id);
         }
