@@ -66,6 +66,14 @@ impl PowerAction {
 }
 
 /// One entry of a droplet's action list (`GET /v2/droplets/{id}/actions`).
+/// What `GET /v2/account` says of an account's capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountInfo {
+    pub droplet_limit: u64,
+    /// The account's `status` is `active`; anything else may not create.
+    pub active: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionInfo {
     pub id: u64,
@@ -145,6 +153,10 @@ pub trait Cloud: Send + Sync {
     /// asynchronous: droplets may still be listed for a while afterwards, so
     /// callers confirm with [`Cloud::list_by_tag`].
     fn delete_by_tag(&self, tag: &str) -> Result<(), CloudError>;
+    /// The account's droplet limit and whether it may create (SPEC §13).
+    fn account(&self) -> Result<AccountInfo, CloudError>;
+    /// How many droplets the account holds, vpsd's and anyone else's.
+    fn droplet_count(&self) -> Result<u64, CloudError>;
     /// The longest one call can take (the client's timeout). Shutdown waits
     /// this long for a call under way, so its answer (a droplet just created)
     /// is recorded rather than left for the next start to find.

@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_delete_tag, ActionInfo, ActionStatus, Cloud, CloudError, Created, DropletSpec,
-    PowerAction, RECENT_ACTIONS,
+    check_delete_tag, AccountInfo, ActionInfo, ActionStatus, Cloud, CloudError, Created,
+    DropletSpec, PowerAction, RECENT_ACTIONS,
 };
 use crate::domain::droplet::{Droplet, DropletStatus};
 use crate::domain::time::{format_millis, now_millis, parse_rfc3339, Millis};
@@ -34,7 +34,13 @@ pub struct Sandbox {
     /// Added to the wall clock. Always 0 in a running daemon; tests move it
     /// forward ([`Sandbox::advance`]) to finish actions without sleeping.
     skew_ms: AtomicI64,
+    /// The simulated account's droplet limit (SPEC §13); `None`: unlimited.
+    droplet_limit: Option<u64>,
 }
+
+/// DigitalOcean's 422 message when an account's droplet limit is reached.
+pub const DROPLET_LIMIT_MESSAGE: &str =
+    "creating this/these droplet(s) will exceed your droplet limit";
 
 #[derive(Debug)]
 struct State {
@@ -206,7 +212,14 @@ impl Sandbox {
             }),
             state_file: None,
             skew_ms: AtomicI64::new(0),
+            droplet_limit: None,
         }
+    }
+
+    /// A simulated account that holds at most `limit` droplets.
+    pub fn with_droplet_limit(mut self, limit: Option<u64>) -> Sandbox {
+        self.droplet_limit = limit;
+        self
     }
 
     /// The sandbox's time: wall clock plus whatever tests moved it forward.
@@ -400,8 +413,28 @@ impl Cloud for Sandbox {
         "sandbox"
     }
 
+    fn account(&self) -> Result<AccountInfo, CloudError> {
+        Ok(AccountInfo {
+            droplet_limit: self.droplet_limit.unwrap_or(u64::MAX),
+            active: true,
+        })
+    }
+
+    fn droplet_count(&self) -> Result<u64, CloudError> {
+        Ok(self.settled().0.droplets.len() as u64)
+    }
+
     fn create_droplet(&self, spec: &DropletSpec) -> Result<Created, CloudError> {
         let (mut state, created_ms) = self.settled();
+        if self
+            .droplet_limit
+            .is_some_and(|limit| state.droplets.len() as u64 >= limit)
+        {
+            return Err(CloudError::Rejected {
+                status: 422,
+                message: DROPLET_LIMIT_MESSAGE.into(),
+            });
+        }
         let id = state.next_id;
         state.next_id += 1;
         let action_id = state.next_action_id;

@@ -65,3 +65,27 @@ fn the_fake_keeps_each_token_to_its_own_account_and_limit() {
         (2, 1)
     );
 }
+
+/// The two reads placement needs, per account: the limit from
+/// `GET /v2/account`, the count from `meta.total` of a one-droplet page.
+#[test]
+fn each_account_reports_its_own_limit_and_droplet_count() {
+    use std::time::Duration;
+    use vpsd::cloud::digitalocean::DigitalOcean;
+    use vpsd::cloud::Cloud;
+    let fake = FakeDo::start_accounts(&[("tok-a", 5), ("tok-b", 3)]);
+    fake.seed_foreign("tok-b", 2);
+    assert_eq!(create(&fake, "tok-a", "a1").0, 202);
+    let a = DigitalOcean::new(&fake.url(), "tok-a", Duration::from_secs(5));
+    let b = DigitalOcean::new(&fake.url(), "tok-b", Duration::from_secs(5));
+    let (info_a, info_b) = (a.account().expect("a"), b.account().expect("b"));
+    assert_eq!((info_a.droplet_limit, info_a.active), (5, true));
+    assert_eq!(info_b.droplet_limit, 3);
+    assert_eq!(a.droplet_count().expect("a count"), 1);
+    assert_eq!(b.droplet_count().expect("b count"), 2);
+    let stranger = DigitalOcean::new(&fake.url(), "tok-x", Duration::from_secs(5));
+    assert!(matches!(
+        stranger.account(),
+        Err(vpsd::cloud::CloudError::Unauthorized(_))
+    ));
+}

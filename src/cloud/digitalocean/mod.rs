@@ -21,13 +21,14 @@ use std::time::Duration;
 pub use client::{reserve_for, DigitalOcean, RATE_LIMIT_RESERVE};
 use client::{Method, MAX_PAGES, PER_PAGE};
 use wire::{
-    action_status, create_body, power_body, recent_first, unparseable, ActionListResponse,
-    ActionResponse, CreateResponse, GetResponse, ListResponse, PostedActionResponse,
+    action_status, create_body, power_body, recent_first, unparseable, AccountResponse,
+    ActionListResponse, ActionResponse, CreateResponse, GetResponse, ListResponse,
+    PostedActionResponse,
 };
 
 use super::{
-    check_delete_tag, ActionInfo, ActionStatus, Cloud, CloudError, Created, DropletSpec,
-    PowerAction, RECENT_ACTIONS,
+    check_delete_tag, AccountInfo, ActionInfo, ActionStatus, Cloud, CloudError, Created,
+    DropletSpec, PowerAction, RECENT_ACTIONS,
 };
 use crate::domain::droplet::Droplet;
 
@@ -158,6 +159,28 @@ impl Cloud for DigitalOcean {
             }
         }
         Ok(out)
+    }
+
+    fn account(&self) -> Result<AccountInfo, CloudError> {
+        let text = self.call(Method::Get, "/account", &[], None)?;
+        let parsed: AccountResponse =
+            serde_json::from_str(&text).map_err(|e| unparseable("account", e))?;
+        Ok(AccountInfo {
+            droplet_limit: parsed.account.droplet_limit,
+            active: parsed.account.status.as_deref() == Some("active"),
+        })
+    }
+
+    /// One droplet per page: `meta.total` is the count, whoever made them.
+    fn droplet_count(&self) -> Result<u64, CloudError> {
+        let query = [("per_page", "1".to_string())];
+        let text = self.call(Method::Get, "/droplets", &query, None)?;
+        let parsed: ListResponse =
+            serde_json::from_str(&text).map_err(|e| unparseable("droplet list", e))?;
+        parsed
+            .meta
+            .and_then(|m| m.total)
+            .ok_or_else(|| CloudError::Unavailable("droplet list without meta.total".into()))
     }
 
     fn delete_droplet(&self, id: u64) -> Result<(), CloudError> {

@@ -312,3 +312,16 @@ mod tests {
         assert!(d.tags.is_empty());
     }
 }
+
+/// `GET /v2/account`.
+#[derive(Debug, Deserialize)]
+pub(super) struct AccountResponse {
+    pub(super) account: AccountBody,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct AccountBody {
+    pub(super) droplet_limit: u64,
+    #[serde(default)]
+    pub(super) status: Option<String>,
+}
