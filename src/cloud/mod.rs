@@ -3,6 +3,7 @@
 //! them off the async runtime.
 
 pub mod digitalocean;
+pub mod fleet;
 pub mod sandbox;
 
 use std::time::Duration;
