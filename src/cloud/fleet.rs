@@ -4,13 +4,20 @@
 //! placed since that count. Placement itself is the domain's rule
 //! ([`crate::domain::fleet::place`]); this keeps the facts it decides on and
 //! takes a slot under one lock, so two orders never take the last one.
+//!
+//! A slot is held per order until a count that started after its droplet
+//! was created sees that droplet. Holds live in memory; the reconciler
+//! re-declares them from the stored tasks every sweep ([`Fleet::sync_holds`]),
+//! so a restart between placement and create cannot give a slot away twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
 
 use super::{Cloud, CloudError};
-use crate::domain::fleet::{self, Account, Health};
+use crate::domain::fleet::{self, Account, Health, DEFAULT_ACCOUNT};
 use crate::domain::time::{now_millis, Millis};
 
 /// One configured account: how placement may use it, and its client.
@@ -23,71 +30,109 @@ pub struct Member {
     pub client: Arc<dyn Cloud>,
 }
 
+impl Member {
+    /// The v1 deployment's one token as the account `default`.
+    pub fn single(client: Arc<dyn Cloud>) -> Member {
+        Member {
+            name: DEFAULT_ACCOUNT.into(),
+            priority: 100,
+            regions: Vec::new(),
+            max_droplets: None,
+            drain: false,
+            client,
+        }
+    }
+}
+
 /// What an account looks like from outside (`GET /internal/cloud/accounts`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountView {
     pub account: Account,
     pub checked_at: Option<Millis>,
     pub last_error: Option<String>,
+    pub rate_limit_remaining: Option<u64>,
 }
 
 struct Entry {
     client: Arc<dyn Cloud>,
     state: AccountView,
-    /// Slots taken since the last count: by reservation id, with when the
-    /// server's droplet was created. A count that started after that
-    /// instant includes the droplet, so its slot is no longer held twice.
-    reservations: BTreeMap<u64, Option<Instant>>,
+    /// Orders holding a slot here, with when their droplet was created.
+    holds: HashMap<Uuid, Option<Instant>>,
+    /// When the last check finished; `None` before the first.
+    checked: Option<Instant>,
+    /// A refusal or a reload asks for a check before the next placement.
+    stale: bool,
 }
 
-/// A slot taken on an account, until a count sees its droplet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    pub account: String,
-    pub reservation: u64,
+impl Entry {
+    fn new(member: Member) -> Entry {
+        let account = Account {
+            name: member.name,
+            priority: member.priority,
+            regions: member.regions,
+            drain: member.drain,
+            // Unknown until the first check answers: nothing placed.
+            health: Health::Unreachable,
+            droplet_limit: None,
+            max_droplets: member.max_droplets,
+            droplets: 0,
+            placing: 0,
+            refused_full: false,
+        };
+        Entry {
+            client: member.client,
+            state: AccountView {
+                account,
+                checked_at: None,
+                last_error: None,
+                rate_limit_remaining: None,
+            },
+            holds: HashMap::new(),
+            checked: None,
+            stale: true,
+        }
+    }
+
+    fn recount_holds(&mut self) {
+        self.state.account.placing = self.holds.len() as u64;
+    }
+}
+
+/// Why an order could not be placed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoPlace {
+    /// Every account that could serve the region refuses the token.
+    Unauthorized,
+    /// No account has a free slot for the region (or none may serve it).
+    NoCapacity,
 }
 
 /// Every account and its last known state.
 pub struct Fleet {
+    /// `digitalocean` or `sandbox`, for health and logs.
+    provider: &'static str,
     entries: Mutex<BTreeMap<String, Entry>>,
-    next_reservation: std::sync::atomic::AtomicU64,
 }
 
 impl Fleet {
-    pub fn new(members: Vec<Member>) -> Fleet {
+    pub fn new(provider: &'static str, members: Vec<Member>) -> Fleet {
         let entries = members
             .into_iter()
-            .map(|m| {
-                let account = Account {
-                    name: m.name.clone(),
-                    priority: m.priority,
-                    regions: m.regions,
-                    drain: m.drain,
-                    // Unknown until the first check answers: nothing placed.
-                    health: Health::Unreachable,
-                    droplet_limit: None,
-                    max_droplets: m.max_droplets,
-                    droplets: 0,
-                    placing: 0,
-                    refused_full: false,
-                };
-                let state = AccountView {
-                    account,
-                    checked_at: None,
-                    last_error: None,
-                };
-                let entry = Entry {
-                    client: m.client,
-                    state,
-                    reservations: BTreeMap::new(),
-                };
-                (m.name, entry)
-            })
+            .map(|m| (m.name.clone(), Entry::new(m)))
             .collect();
         Fleet {
+            provider,
             entries: Mutex::new(entries),
-            next_reservation: std::sync::atomic::AtomicU64::new(1),
         }
+    }
+
+    /// One account, `default`, on `client`.
+    pub fn single(client: Arc<dyn Cloud>) -> Fleet {
+        Fleet::new(client.name(), vec![Member::single(client)])
+    }
+
+    pub fn provider(&self) -> &'static str {
+        self.provider
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -100,38 +145,61 @@ impl Fleet {
         self.lock().get(name).map(|e| e.client.clone())
     }
 
-    /// Takes a slot for a new server in `region`; `None` when no account
-    /// can take it now.
-    pub fn place(&self, region: &str) -> Option<Placement> {
-        let mut entries = self.lock();
-        let accounts: Vec<Account> = entries.values().map(|e| e.state.account.clone()).collect();
-        let account = fleet::place(&accounts, region)?.name.clone();
-        let reservation = self
-            .next_reservation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let entry = entries.get_mut(&account)?;
-        entry.reservations.insert(reservation, None);
-        entry.state.account.placing = entry.reservations.len() as u64;
-        Some(Placement {
-            account,
-            reservation,
-        })
+    pub fn health(&self, name: &str) -> Option<Health> {
+        self.lock().get(name).map(|e| e.state.account.health)
     }
 
-    /// The placed server's droplet exists now.
-    pub fn created(&self, placement: &Placement) {
-        if let Some(entry) = self.lock().get_mut(&placement.account) {
-            if let Some(at) = entry.reservations.get_mut(&placement.reservation) {
-                *at = Some(Instant::now());
+    /// Takes a slot for `order`'s new server in `region` and names the
+    /// account, or says why none can take it now.
+    pub fn place(&self, region: &str, order: Uuid) -> Result<String, NoPlace> {
+        let mut entries = self.lock();
+        let accounts: Vec<Account> = entries.values().map(|e| e.state.account.clone()).collect();
+        let Some(chosen) = fleet::place(&accounts, region) else {
+            return Err(why_not(&accounts, region));
+        };
+        let name = chosen.name.clone();
+        if let Some(entry) = entries.get_mut(&name) {
+            entry.holds.insert(order, None);
+            entry.recount_holds();
+        }
+        Ok(name)
+    }
+
+    /// The slots the stored tasks say are held: placed orders whose droplet
+    /// is not known yet. Holds of other orders that never got a droplet are
+    /// dropped (the order was canceled, failed or re-placed); missing ones
+    /// are taken (after a restart).
+    pub fn sync_holds(&self, placed: &[(String, Uuid)]) {
+        let mut entries = self.lock();
+        let mut wanted: HashMap<&str, Vec<Uuid>> = HashMap::new();
+        for (account, order) in placed {
+            wanted.entry(account.as_str()).or_default().push(*order);
+        }
+        for (name, entry) in entries.iter_mut() {
+            let mine = wanted.remove(name.as_str()).unwrap_or_default();
+            entry
+                .holds
+                .retain(|order, created| created.is_some() || mine.contains(order));
+            for order in mine {
+                entry.holds.entry(order).or_insert(None);
             }
+            entry.recount_holds();
         }
     }
 
-    /// The slot is given back: nothing was created (refused, or placed elsewhere).
-    pub fn release(&self, placement: &Placement) {
-        if let Some(entry) = self.lock().get_mut(&placement.account) {
-            entry.reservations.remove(&placement.reservation);
-            entry.state.account.placing = entry.reservations.len() as u64;
+    /// `order`'s droplet exists now on `account`.
+    pub fn created(&self, account: &str, order: Uuid) {
+        if let Some(entry) = self.lock().get_mut(account) {
+            entry.holds.insert(order, Some(Instant::now()));
+            entry.recount_holds();
+        }
+    }
+
+    /// The slot is given back: nothing was created there.
+    pub fn release(&self, account: &str, order: Uuid) {
+        if let Some(entry) = self.lock().get_mut(account) {
+            entry.holds.remove(&order);
+            entry.recount_holds();
         }
     }
 
@@ -140,12 +208,45 @@ impl Fleet {
     pub fn mark_full(&self, name: &str) {
         if let Some(entry) = self.lock().get_mut(name) {
             entry.state.account.refused_full = true;
+            entry.stale = true;
         }
     }
 
-    /// Reads `name`'s limit, status and droplet count again (a blocking
-    /// call: run it off the async workers). The count now includes the
-    /// servers placed before it, so those slots are no longer held twice.
+    /// A call on `name` failed: the account's health says so until a check
+    /// answers (401: until a reload gives it a token that works).
+    pub fn mark_failed(&self, name: &str, error: &CloudError) {
+        if let Some(entry) = self.lock().get_mut(name) {
+            entry.state.account.health = health_after(error);
+            entry.state.last_error = Some(error.to_string());
+            entry.stale = true;
+        }
+    }
+
+    /// A server on `name` was deleted: its slot opens at the next check.
+    pub fn mark_stale(&self, name: &str) -> bool {
+        self.lock()
+            .get_mut(name)
+            .map(|entry| entry.stale = true)
+            .is_some()
+    }
+
+    /// Checks every account that was never checked, asked for a check, or
+    /// was last checked longer than `every` ago.
+    pub fn refresh_due(&self, every: Duration) {
+        let due: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.stale || e.checked.is_none_or(|at| at.elapsed() >= every))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.refresh(&name);
+        }
+    }
+
+    /// Reads `name`'s limit, status and droplet count again (blocking calls:
+    /// run it off the async workers). The count now includes the droplets
+    /// created before it started, so their slots are no longer held twice.
     pub fn refresh(&self, name: &str) {
         let Some(client) = self.client(name) else {
             return;
@@ -158,8 +259,11 @@ impl Fleet {
         let Some(entry) = entries.get_mut(name) else {
             return;
         };
+        entry.checked = Some(Instant::now());
+        entry.stale = false;
         let state = &mut entry.state;
         state.checked_at = Some(now_millis());
+        state.rate_limit_remaining = client.rate_limit_remaining();
         match answer {
             Ok((info, count)) => {
                 let account = &mut state.account;
@@ -170,12 +274,12 @@ impl Fleet {
                 };
                 account.droplet_limit = Some(info.droplet_limit);
                 account.droplets = count;
-                entry
-                    .reservations
-                    .retain(|_, created| created.is_none_or(|at| at >= started));
-                account.placing = entry.reservations.len() as u64;
                 account.refused_full = false;
                 state.last_error = None;
+                entry
+                    .holds
+                    .retain(|_, created| created.is_none_or(|at| at >= started));
+                entry.recount_holds();
             }
             Err(e) => {
                 state.account.health = health_after(&e);
@@ -184,17 +288,86 @@ impl Fleet {
         }
     }
 
-    /// Every account's name, for a refresh of them all.
+    /// A reload's account list. Accounts that stay keep what was learnt of
+    /// them and their holds, with the new client and settings; every
+    /// account is checked again before the next placement (a token may have
+    /// changed). The caller has made sure no live order uses a removed one.
+    pub fn replace(&self, members: Vec<Member>) {
+        let mut entries = self.lock();
+        let mut next = BTreeMap::new();
+        for member in members {
+            let name = member.name.clone();
+            let entry = match entries.remove(&name) {
+                Some(mut kept) => {
+                    let account = &mut kept.state.account;
+                    account.priority = member.priority;
+                    account.regions = member.regions;
+                    account.max_droplets = member.max_droplets;
+                    account.drain = member.drain;
+                    kept.client = member.client;
+                    kept.stale = true;
+                    kept
+                }
+                None => Entry::new(member),
+            };
+            next.insert(name, entry);
+        }
+        *entries = next;
+    }
+
+    /// Every account's name.
     pub fn names(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
     }
 
     pub fn views(&self) -> Vec<AccountView> {
-        self.lock().values().map(|e| e.state.clone()).collect()
+        self.lock()
+            .values()
+            .map(|e| AccountView {
+                rate_limit_remaining: e.client.rate_limit_remaining(),
+                ..e.state.clone()
+            })
+            .collect()
+    }
+
+    /// Requests sent over every account's client (metrics).
+    pub fn calls_sent(&self) -> u64 {
+        self.lock().values().map(|e| e.client.calls_sent()).sum()
+    }
+
+    /// 429 answers over every account's client (metrics).
+    pub fn rate_limited_count(&self) -> u64 {
+        self.lock()
+            .values()
+            .map(|e| e.client.rate_limited_count())
+            .sum()
+    }
+
+    /// The longest one call can take on any account.
+    pub fn call_timeout(&self) -> Duration {
+        self.lock()
+            .values()
+            .map(|e| e.client.call_timeout())
+            .max()
+            .unwrap_or_default()
     }
 }
 
-/// What a failed check says of an account's health.
+/// Why nothing in `accounts` takes a server in `region`: only when every
+/// account that could serve it refuses its token is that the reason shown.
+fn why_not(accounts: &[Account], region: &str) -> NoPlace {
+    let mut candidates = accounts
+        .iter()
+        .filter(|a| !a.drain && (a.regions.is_empty() || a.regions.iter().any(|r| r == region)))
+        .peekable();
+    if candidates.peek().is_some() && candidates.all(|a| a.health == Health::Unauthorized) {
+        NoPlace::Unauthorized
+    } else {
+        NoPlace::NoCapacity
+    }
+}
+
+/// What a failed call says of an account's health.
 fn health_after(error: &CloudError) -> Health {
     match error {
         CloudError::Unauthorized(_) => Health::Unauthorized,
@@ -204,8 +377,6 @@ fn health_after(error: &CloudError) -> Health {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::cloud::sandbox::Sandbox;
     use crate::cloud::DropletSpec;
@@ -234,30 +405,34 @@ mod tests {
         }
     }
 
+    fn fleet(members: Vec<Member>) -> Fleet {
+        let fleet = Fleet::new("sandbox", members);
+        fleet.refresh_due(Duration::from_secs(300));
+        fleet
+    }
+
     #[test]
     fn nothing_is_placed_before_the_first_check() {
-        let fleet = Fleet::new(vec![member("a", 1, 5)]);
-        assert_eq!(fleet.place("sgp1"), None);
+        let fleet = Fleet::new("sandbox", vec![member("a", 1, 5)]);
+        let order = Uuid::new_v4();
+        assert_eq!(fleet.place("sgp1", order), Err(NoPlace::NoCapacity));
         fleet.refresh("a");
-        assert_eq!(fleet.place("sgp1").map(|p| p.account).as_deref(), Some("a"));
+        assert_eq!(fleet.place("sgp1", order).as_deref(), Ok("a"));
     }
 
     /// 20 orders at once against 3 accounts with 5 free slots in all: exactly
     /// 5 are placed, never past a limit.
     #[test]
     fn twenty_concurrent_placements_take_exactly_the_free_slots() {
-        let fleet = Arc::new(Fleet::new(vec![
+        let fleet = Arc::new(fleet(vec![
             member("a", 1, 2),
             member("b", 2, 2),
             member("c", 3, 1),
         ]));
-        for name in fleet.names() {
-            fleet.refresh(&name);
-        }
         let racers: Vec<_> = (0..20)
             .map(|_| {
                 let fleet = fleet.clone();
-                std::thread::spawn(move || fleet.place("sgp1").map(|p| p.account))
+                std::thread::spawn(move || fleet.place("sgp1", Uuid::new_v4()).ok())
             })
             .collect();
         let placed: Vec<String> = racers
@@ -271,23 +446,63 @@ mod tests {
 
     #[test]
     fn a_refresh_counts_placed_servers_once_and_a_refusal_marks_full() {
-        let fleet = Fleet::new(vec![member("a", 1, 3)]);
-        fleet.refresh("a");
-        let made = fleet.place("sgp1").expect("a slot");
-        let waiting = fleet.place("sgp1").expect("another slot");
+        let fleet = fleet(vec![member("a", 1, 3)]);
+        let (made, waiting) = (Uuid::new_v4(), Uuid::new_v4());
+        fleet.place("sgp1", made).expect("a slot");
+        fleet.place("sgp1", waiting).expect("another slot");
         let client = fleet.client("a").expect("client");
         client.create_droplet(&spec(1)).expect("created");
-        fleet.created(&made);
+        fleet.created("a", made);
         fleet.refresh("a");
         // The count sees the one droplet; the other placement is still held.
         let view = &fleet.views()[0];
         assert_eq!((view.account.droplets, view.account.placing), (1, 1));
         assert_eq!(view.account.free_slots(), 1);
-        fleet.release(&waiting);
+        fleet.release("a", waiting);
         assert_eq!(fleet.views()[0].account.free_slots(), 2);
         fleet.mark_full("a");
-        assert_eq!(fleet.place("sgp1"), None);
-        fleet.refresh("a");
-        assert!(fleet.place("sgp1").is_some());
+        assert!(fleet.place("sgp1", Uuid::new_v4()).is_err());
+        fleet.refresh_due(Duration::from_secs(300));
+        assert!(fleet.place("sgp1", Uuid::new_v4()).is_ok());
+    }
+
+    #[test]
+    fn holds_follow_the_stored_tasks() {
+        let fleet = fleet(vec![member("a", 1, 2)]);
+        let (kept, gone, restored) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        fleet.place("sgp1", kept).expect("slot");
+        fleet.place("sgp1", gone).expect("slot");
+        // After a restart the store names `restored` as placed on `a`.
+        fleet.sync_holds(&[("a".into(), kept), ("a".into(), restored)]);
+        assert_eq!(fleet.views()[0].account.placing, 2);
+        assert!(fleet.place("sgp1", Uuid::new_v4()).is_err());
+    }
+
+    #[test]
+    fn an_unauthorized_account_is_the_reason_only_when_it_is_the_only_candidate() {
+        let fleet = fleet(vec![member("a", 1, 0), member("b", 2, 0)]);
+        let refused = CloudError::Unauthorized("bad token".into());
+        fleet.mark_failed("a", &refused);
+        assert_eq!(
+            fleet.place("sgp1", Uuid::new_v4()),
+            Err(NoPlace::NoCapacity)
+        );
+        fleet.mark_failed("b", &refused);
+        assert_eq!(
+            fleet.place("sgp1", Uuid::new_v4()),
+            Err(NoPlace::Unauthorized)
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_what_was_learnt_and_checks_again() {
+        let fleet = fleet(vec![member("a", 1, 2), member("b", 2, 2)]);
+        fleet.place("sgp1", Uuid::new_v4()).expect("slot");
+        fleet.replace(vec![member("a", 5, 2), member("c", 1, 2)]);
+        assert_eq!(fleet.names(), ["a", "c"]);
+        let a = &fleet.views()[0].account;
+        assert_eq!((a.priority, a.placing, a.health), (5, 1, Health::Ok));
+        fleet.refresh_due(Duration::from_secs(300));
+        assert_eq!(fleet.place("sgp1", Uuid::new_v4()).as_deref(), Ok("c"));
     }
 }

@@ -66,7 +66,6 @@ impl PowerAction {
     }
 }
 
-/// One entry of a droplet's action list (`GET /v2/droplets/{id}/actions`).
 /// What `GET /v2/account` says of an account's capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccountInfo {
@@ -75,6 +74,7 @@ pub struct AccountInfo {
     pub active: bool,
 }
 
+/// One entry of a droplet's action list (`GET /v2/droplets/{id}/actions`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionInfo {
     pub id: u64,
@@ -171,5 +171,17 @@ pub trait Cloud: Send + Sync {
     /// 429 answers received so far (metrics).
     fn rate_limited_count(&self) -> u64 {
         0
+    }
+    /// What the provider last said is left of this token's rate budget.
+    fn rate_limit_remaining(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl CloudError {
+    /// DigitalOcean's 422 on a create because the account holds all the
+    /// droplets it may: the account is full, the order is not at fault.
+    pub fn is_droplet_limit(&self) -> bool {
+        matches!(self, CloudError::Rejected { status: 422, message } if message.contains("droplet limit"))
     }
 }

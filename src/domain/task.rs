@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::droplet::{Droplet, DropletAction, DropletStatus};
-use super::order::{Order, ProvisioningStatus};
+use super::order::{Order, OrderStatus, ProvisioningStatus};
 use super::time::Millis;
 use super::wire::wire_enum;
 
@@ -43,6 +43,9 @@ pub struct ProvisioningTask {
     /// before the first create and never changed while a droplet may exist
     /// there; `None` until the task is placed.
     pub do_account: Option<String>,
+    /// Since when no account could take the server (SPEC §13); `None` once
+    /// placed. The wait ends in `NO_CAPACITY` after `capacity_wait_seconds`.
+    pub capacity_wait_since: Option<Millis>,
 }
 
 /// A droplet action the reconciler must bring into effect and confirm.
@@ -108,6 +111,7 @@ impl ProvisioningTask {
             updated_at: now,
             action: None,
             do_account: None,
+            capacity_wait_since: None,
         }
     }
 
@@ -120,6 +124,54 @@ impl ProvisioningTask {
             && self.create_action_id.is_none()
             && self.started_at.is_none();
         (!never_started).then(|| super::fleet::DEFAULT_ACCOUNT.to_string())
+    }
+
+    /// The account whose slot this order's server takes while the order is
+    /// live (SPEC §13: paid and not yet failed, canceled or terminated, or
+    /// still owing a droplet action). Such an account cannot be removed.
+    pub fn live_account(&self, order: OrderStatus) -> Option<&str> {
+        let live = matches!(
+            order,
+            OrderStatus::Paid
+                | OrderStatus::Provisioning
+                | OrderStatus::Active
+                | OrderStatus::Suspended
+        ) || self.action.is_some();
+        self.do_account.as_deref().filter(|_| live)
+    }
+
+    /// The task is placed on `account`: the wait for capacity is over.
+    pub fn place_on(&mut self, account: String) {
+        self.do_account = Some(account);
+        self.capacity_wait_since = None;
+        if self.error_code == Some(ProvisioningError::NoCapacity) {
+            self.error_code = None;
+            self.error_message = None;
+        }
+    }
+
+    /// No account can take the server now. Waiting does not spend attempts;
+    /// after `limit_ms` of it the task fails `NO_CAPACITY` (SPEC §13).
+    pub fn wait_for_capacity(
+        &mut self,
+        code: ProvisioningError,
+        message: String,
+        now: Millis,
+        limit_ms: Millis,
+    ) -> Verdict {
+        self.do_account = None;
+        let since = *self.capacity_wait_since.get_or_insert(now);
+        if now.saturating_sub(since) >= limit_ms {
+            return Verdict::Failed {
+                code: ProvisioningError::NoCapacity,
+                message: format!(
+                    "no DigitalOcean account had room for this server for {} s ({message})",
+                    limit_ms / 1000
+                ),
+            };
+        }
+        self.note_retrying(code, message);
+        Verdict::Waiting
     }
 
     /// Open tasks are the reconciler's work list.

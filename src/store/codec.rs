@@ -297,6 +297,7 @@ pub(crate) mod legacy {
             let mut task = ProvisioningTask {
                 action: None,
                 do_account: None,
+                capacity_wait_since: None,
                 id: self.id,
                 order_id: self.order_id,
                 status: self.status,
@@ -367,6 +368,7 @@ pub(crate) mod legacy {
                 updated_at: self.updated_at,
                 action: self.action,
                 do_account: None,
+                capacity_wait_since: None,
             };
             task.do_account = task.account_before_fleets();
             task
@@ -465,6 +467,7 @@ mod tests {
         let expected = ProvisioningTask {
             action: None,
             do_account: Some("default".into()),
+            capacity_wait_since: None,
             id: old.id,
             order_id: old.order_id,
             status: ProvisioningStatus::Failed,

@@ -75,6 +75,10 @@ pub trait Orders: Send + Sync {
 
     /// The number of orders in every status.
     fn status_counts(&self) -> Result<Vec<(OrderStatus, u64)>, StoreError>;
+    /// Live orders per DigitalOcean account (SPEC §13: paid and not failed,
+    /// canceled or terminated, or owing a droplet action), by account name;
+    /// accounts with none are left out.
+    fn account_usage(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Renderings of single orders, dropped when a commit changes them.
     fn views(&self) -> &ViewCache;
@@ -178,6 +182,10 @@ impl Orders for Store {
 
     fn status_counts(&self) -> Result<Vec<(OrderStatus, u64)>, StoreError> {
         Store::status_counts(self)
+    }
+
+    fn account_usage(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        Store::account_usage(self)
     }
 
     fn views(&self) -> &ViewCache {

@@ -51,6 +51,7 @@ macro_rules! contract_suite {
                 events_are_queued_by_the_commit_that_causes_them,
                 due_orders_follow_the_expiry,
                 status_counts_follow_every_change,
+                live_orders_are_counted_per_account,
                 async_and_blocking_writes_are_one_path
             );
         }
@@ -468,6 +469,42 @@ fn status_counts_follow_every_change(open: Open) {
     assert_eq!(of(OrderStatus::PendingPayment), 1);
     assert_eq!(of(OrderStatus::Paid), 1);
     assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 2);
+}
+
+/// Placed on `account` and saved the way the provisioner saves a placement.
+fn place(storage: &dyn Storage, id: Uuid, account: &str) {
+    let record = storage.get_order(id).expect("read").expect("stored");
+    let mut task = record.task.expect("a paid order has a task");
+    task.place_on(account.into());
+    let op = WriteOp::SaveTask {
+        task: Box::new(task),
+        commands: vec![Command::StartProvisioning],
+    };
+    storage
+        .write_blocking(op)
+        .expect("storage")
+        .expect("placed");
+}
+
+fn live_orders_are_counted_per_account(open: Open) {
+    let fixture = open(Rules::default());
+    let storage = fixture.storage.as_ref();
+    let usage = || storage.account_usage().expect("usage");
+    let orders: Vec<Uuid> = (0..3).map(|_| create(storage, "alice")).collect();
+    for (id, account) in orders.iter().zip(["east", "east", "west"]) {
+        pay(storage, *id).expect("paid");
+        place(storage, *id, account);
+    }
+    assert_eq!(usage(), [("east".to_string(), 2), ("west".to_string(), 1)]);
+    let failed = Command::ProvisioningFailed {
+        message: "gone".into(),
+        metadata: None,
+    };
+    apply(storage, orders[2], failed, Actor::System).expect("failed");
+    assert_eq!(usage(), [("east".to_string(), 2)]);
+    let done = Command::ProvisioningSucceeded { metadata: None };
+    apply(storage, orders[0], done, Actor::System).expect("active");
+    assert_eq!(usage(), [("east".to_string(), 2)], "ACTIVE is live");
 }
 
 fn async_and_blocking_writes_are_one_path(open: Open) {

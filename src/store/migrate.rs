@@ -8,6 +8,9 @@
 //!   `(user, seq)` entry of `orders_by_user`, and the old table is dropped.
 //! - schema 4 -> 5: each caller's idempotency keys get their own expiry
 //!   order and a count (`store::idempotency`), built from the stored keys.
+//! - schema 5 -> 6: live orders are counted per DigitalOcean account (SPEC
+//!   §13), from the tasks (which name `default` for every started task of a
+//!   file made before accounts existed).
 //! - the `due` index is rebuilt whenever the expiry policy (`lifecycle.*`)
 //!   differs from the one it was built with, since due times follow from it.
 
@@ -49,6 +52,9 @@ pub(super) fn run(
         super::idempotency::index_existing(txn)
             .map_err(|e| fail("cannot index the idempotency keys", &e))?;
     }
+    if stored_schema < 6 {
+        count_accounts(txn, &orders, fail)?;
+    }
     let mut meta = txn
         .open_table(tables::META)
         .map_err(|e| fail("cannot open meta", &e))?;
@@ -61,6 +67,37 @@ pub(super) fn run(
         reindex_due(txn, &mut orders, policy, fail)?;
         meta.insert(tables::META_DUE_POLICY, wanted)
             .map_err(|e| fail("cannot write meta", &e))?;
+    }
+    Ok(())
+}
+
+/// Schema 6's per-account counts of live orders, from the stored tasks.
+fn count_accounts(
+    txn: &WriteTransaction,
+    orders: &Table<'_, u128, &'static [u8]>,
+    fail: Fail<'_>,
+) -> Result<(), OpenError> {
+    let tasks = txn
+        .open_table(tables::TASKS)
+        .map_err(|e| fail("cannot open tasks", &e))?;
+    let mut per_account: std::collections::BTreeMap<String, u64> = Default::default();
+    for entry in tasks.iter().map_err(|e| fail("cannot read tasks", &e))? {
+        let (id, bytes) = entry.map_err(|e| fail("cannot read tasks", &e))?;
+        let task: crate::domain::task::ProvisioningTask = codec::decode(bytes.value())
+            .map_err(|e| fail(&format!("task {}", uuid::Uuid::from_u128(id.value())), &e))?;
+        let order = load(orders, id.value(), fail)?;
+        if let Some(name) = task.live_account(order.status) {
+            *per_account.entry(name.to_string()).or_default() += 1;
+        }
+    }
+    let mut counts = txn
+        .open_table(tables::COUNTS)
+        .map_err(|e| fail("cannot open counts", &e))?;
+    for (name, n) in per_account {
+        let key = tables::count_key(tables::CountScope::Account(&name));
+        counts
+            .insert(key.as_str(), n)
+            .map_err(|e| fail("cannot write counts", &e))?;
     }
     Ok(())
 }

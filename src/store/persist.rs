@@ -1,7 +1,7 @@
 //! Writing what the domain decided: a [`Change`] becomes its history rows,
 //! the order, the task and the coupon counters, with every index and count
-//! that follows from them kept in step (status index, per-status counts,
-//! `due`, open tasks, pending droplet actions). Nothing here decides; it
+//! that follows from them kept in step (status index, per-status and
+//! per-account counts, `due`, open tasks, pending droplet actions). Nothing here decides; it
 //! only writes, and reads back what the applying code needs to ask domain.
 
 use redb::ReadableTable;
@@ -20,9 +20,38 @@ use crate::domain::{Order, OrderStatus};
 /// index entries), the task when the change writes one, and gives back a
 /// released coupon redemption.
 pub(super) fn persist(t: &mut Tables<'_>, change: &Change) -> Result<(), StoreError> {
+    let order = &change.order;
+    let written = match &change.task {
+        TaskEffect::Write(task) => Some(task.as_ref()),
+        TaskEffect::Unchanged => None,
+    };
+    // Only a status change or a task write can move an order on or off an
+    // account; anything else leaves the per-account counts alone.
+    let moves = written.is_some() || change.previous_status != Some(order.status);
+    let stored = match change.previous_status {
+        Some(_) if moves => load_task(t, order.id.as_u128())?,
+        _ => None,
+    };
     persist_order(t, change)?;
-    if let TaskEffect::Write(task) = &change.task {
+    if let Some(task) = written {
         write_task(t, task)?;
+    }
+    if moves {
+        let before = change
+            .previous_status
+            .zip(stored.as_ref())
+            .and_then(|(status, task)| task.live_account(status));
+        let after = written
+            .or(stored.as_ref())
+            .and_then(|task| task.live_account(order.status));
+        if before != after {
+            if let Some(name) = before {
+                bump(t, CountScope::Account(name), -1)?;
+            }
+            if let Some(name) = after {
+                bump(t, CountScope::Account(name), 1)?;
+            }
+        }
     }
     if change.coupon == CouponEffect::Release {
         release_coupon(t, &change.order)?;

@@ -255,6 +255,24 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Live orders per DigitalOcean account (SPEC §13), by account name.
+    pub fn account_usage(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let txn = self.snapshot()?;
+        let counts = txn.open_table(tables::COUNTS).map_err(storage_err)?;
+        let prefix = tables::ACCOUNT_COUNT_PREFIX;
+        let mut out = Vec::new();
+        // Count keys sort as text: every key with the prefix sorts before
+        // the prefix with its final `:` raised to `;`.
+        let end = format!("{};", prefix.trim_end_matches(':'));
+        for entry in counts.range(prefix..end.as_str()).map_err(storage_err)? {
+            let (key, n) = entry.map_err(storage_err)?;
+            if let Some(name) = key.value().strip_prefix(prefix) {
+                out.push((name.to_string(), n.value()));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A user's orders in one status, newest first: the user's range filtered

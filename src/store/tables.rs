@@ -14,7 +14,10 @@ use redb::TableDefinition;
 /// 4 replaced `orders_by_user_status` with `orders_by_user` (see [`BY_USER`]).
 /// 5 added [`IDEMPOTENCY_BY_SCOPE`] and the per-caller key counts (built from
 /// the stored keys when an older file opens).
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
+
+/// Count keys of [`CountScope::Account`] start with this.
+pub const ACCOUNT_COUNT_PREFIX: &str = "ac:";
 
 /// `schema_version`, `order_seq` (last assigned order sequence).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -103,6 +106,8 @@ pub enum CountScope<'a> {
     Deliveries(u8),
     /// Stored idempotency keys of one scope (`user:{sub}` or `internal`).
     IdempotencyKeys(&'a str),
+    /// Live orders whose server is on one DigitalOcean account (SPEC §13).
+    Account(&'a str),
 }
 
 /// Count keys are prefixed by kind, so a user id containing `:` cannot collide
@@ -114,6 +119,7 @@ pub fn count_key(scope: CountScope<'_>) -> String {
         CountScope::UserStatus(u, s) => format!("us:{s}:{u}"),
         CountScope::Deliveries(s) => format!("wh:{s}"),
         CountScope::IdempotencyKeys(scope) => format!("ik:{scope}"),
+        CountScope::Account(name) => format!("{ACCOUNT_COUNT_PREFIX}{name}"),
     }
 }
 

@@ -122,6 +122,11 @@ impl DigitalOcean {
         self.rate_limited.load(Ordering::Relaxed)
     }
 
+    /// `RateLimit-Remaining` as last answered.
+    pub fn rate_limit_remaining(&self) -> Option<u64> {
+        self.gate().remaining
+    }
+
     /// Transport errors are formatted by ureq; scrub the token in case any layer
     /// ever echoes request headers.
     fn redact(&self, text: &str) -> String {

@@ -87,6 +87,10 @@ impl Cloud for DigitalOcean {
         DigitalOcean::rate_limited_count(self)
     }
 
+    fn rate_limit_remaining(&self) -> Option<u64> {
+        DigitalOcean::rate_limit_remaining(self)
+    }
+
     fn name(&self) -> &'static str {
         "digitalocean"
     }

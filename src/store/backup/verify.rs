@@ -93,17 +93,22 @@ impl TableVisitor for CountRows<'_> {
 }
 
 fn check_contents(txn: &ReadTransaction) -> Result<VerifyReport, VerifyError> {
-    let last_seq = check_schema(txn)?;
+    let (schema, last_seq) = check_schema(txn)?;
     let mut expected = Expected::from_orders(txn, last_seq)?;
     check_order_indexes(txn, &expected.orders)?;
     expected
         .counts
         .extend(super::verify_outbox::check_outbox(txn)?);
     expected.counts.extend(check_idempotency(txn)?);
+    let (tasks, per_account) = check_tasks(txn, &expected.orders)?;
+    // Files older than schema 6 get their per-account counts when a daemon
+    // opens (migrates) them.
+    if schema >= 6 {
+        expected.counts.extend(per_account);
+    }
     check_counts(txn, &expected.counts)?;
     check_coupon_counters(txn, &expected)?;
     let history = check_history(txn, &expected.orders)?;
-    let tasks = check_tasks(txn, &expected.orders)?;
     check_due(txn, &expected.orders)?;
     Ok(VerifyReport {
         orders: expected.orders.len() as u64,
@@ -114,8 +119,9 @@ fn check_contents(txn: &ReadTransaction) -> Result<VerifyReport, VerifyError> {
     })
 }
 
-/// The file's schema is one this vpsd reads; returns the last order sequence.
-fn check_schema(txn: &ReadTransaction) -> Result<u64, VerifyError> {
+/// The file's schema is one this vpsd reads; returns it and the last order
+/// sequence.
+fn check_schema(txn: &ReadTransaction) -> Result<(u64, u64), VerifyError> {
     let meta = txn.open_table(tables::META)?;
     let version = meta
         .get(tables::META_SCHEMA_VERSION)?
@@ -127,10 +133,11 @@ fn check_schema(txn: &ReadTransaction) -> Result<u64, VerifyError> {
             supported: tables::SCHEMA_VERSION,
         });
     }
-    Ok(meta
+    let last_seq = meta
         .get(tables::META_ORDER_SEQ)?
         .map(|v| v.value())
-        .unwrap_or(0))
+        .unwrap_or(0);
+    Ok((version, last_seq))
 }
 
 /// The orders, and what every index, count and coupon counter should
@@ -378,8 +385,13 @@ fn check_chain(order: &Order, list: &[(u32, HistoryEntry)]) -> Result<(), Verify
     Ok(())
 }
 
-/// Every task belongs to an order, and open_tasks lists exactly the open ones.
-fn check_tasks(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<u64, VerifyError> {
+/// Every task belongs to an order, and open_tasks lists exactly the open
+/// ones. Returns the number of tasks and the per-account counts they imply.
+fn check_tasks(
+    txn: &ReadTransaction,
+    orders: &HashMap<u128, Order>,
+) -> Result<(u64, BTreeMap<String, u64>), VerifyError> {
+    let mut per_account = BTreeMap::new();
     let mut open = BTreeSet::new();
     let mut owing = BTreeSet::new();
     let mut total = 0;
@@ -389,11 +401,16 @@ fn check_tasks(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<u
         let task: ProvisioningTask = decode(v.value(), || {
             format!("task of {}", uuid::Uuid::from_u128(id))
         })?;
-        if task.order_id.as_u128() != id || !orders.contains_key(&id) {
+        let Some(order) = orders.get(&id).filter(|_| task.order_id.as_u128() == id) else {
             return Err(inconsistent(format!(
                 "task {} does not belong to an existing order",
                 task.id
             )));
+        };
+        if let Some(name) = task.live_account(order.status) {
+            *per_account
+                .entry(count_key(CountScope::Account(name)))
+                .or_default() += 1;
         }
         if task.is_open() {
             open.insert(id);
@@ -423,7 +440,7 @@ fn check_tasks(txn: &ReadTransaction, orders: &HashMap<u128, Order>) -> Result<u
             "open_tasks does not match the tasks that are PENDING or IN_PROGRESS".into(),
         ));
     }
-    Ok(total)
+    Ok((total, per_account))
 }
 
 /// The due index holds exactly each live order's `next_due` (SPEC §9 sweeps
