@@ -123,7 +123,9 @@ fn bench_enforce() {
             let (store, _) = active_store("enforce", total, due);
             let provisioner = vpsd::provision::Provisioner::new(
                 store.clone(),
-                Arc::new(vpsd::cloud::sandbox::Sandbox::new(Duration::ZERO)),
+                Arc::new(vpsd::cloud::fleet::Fleet::single(Arc::new(
+                    vpsd::cloud::sandbox::Sandbox::new(Duration::ZERO),
+                ))),
                 sweep_settings(),
                 Arc::new(vpsd::metrics::Metrics::new().expect("metrics")),
             );
@@ -158,6 +160,8 @@ fn sweep_settings() -> vpsd::provision::Settings {
         destroy_failed_droplets: false,
         ipv6: false,
         poll_interval: Duration::from_secs(5),
+        capacity_wait: Duration::from_secs(86_400),
+        account_refresh: Duration::from_secs(300),
     }
 }
 
@@ -939,8 +943,12 @@ fn sweep_once(open: usize, live: usize) -> (usize, f64, vpsd::provision::SweepRe
         "test-token",
         Duration::from_secs(30),
     ));
+    let fleet = Arc::new(vpsd::cloud::fleet::Fleet::single(cloud));
+    // The account's check belongs to start-up and its own schedule, not to
+    // the sweep measured here.
+    fleet.refresh_due(Duration::from_secs(300));
     let provisioner =
-        vpsd::provision::Provisioner::new(store.clone(), cloud, sweep_settings(), metrics);
+        vpsd::provision::Provisioner::new(store.clone(), fleet, sweep_settings(), metrics);
     fake.clear_requests();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -14,9 +14,8 @@ use crate::backend::{Backend, OpenError, Surroundings};
 use crate::catalog::embedded::{CatalogFileError, EmbeddedCatalog};
 use crate::catalog::http::HttpCatalog;
 use crate::catalog::Catalog;
-use crate::cloud::digitalocean::DigitalOcean;
-use crate::cloud::sandbox::Sandbox;
-use crate::cloud::Cloud;
+use crate::cloud::accounts;
+use crate::cloud::fleet::Fleet;
 use crate::config::{CatalogSource, CloudProvider, Config, JwtAlgorithm};
 use crate::http::api::auth::{ApiKey, JwtVerifier};
 use crate::http::api::{self, ApiState};
@@ -75,6 +74,10 @@ pub enum StartFailure {
     },
     #[error("{0}")]
     Provisioner(String),
+    /// An account's token cannot be read, or live orders use an account the
+    /// configuration no longer has (SPEC §13).
+    #[error("{0}")]
+    Accounts(String),
     /// A signal handler could not be installed (`main`).
     #[error("cannot handle {signal}: {source}")]
     Signal {
@@ -98,6 +101,10 @@ pub struct App {
     /// Wakes the provisioner when PAID (or retry) commits.
     provisioner_wake: Arc<Notify>,
     backups: Arc<BackupService>,
+    /// Where SIGHUP re-reads the configuration's account list from (the
+    /// `--config` file, or `Config.toml` and the environment); `None`: the
+    /// config was handed in whole, so only the catalog reloads.
+    reload_source: Option<Option<std::path::PathBuf>>,
 }
 
 impl App {
@@ -120,17 +127,24 @@ impl App {
         let jwt = JwtVerifier::from_config(&config.auth).map_err(StartFailure::Auth)?;
         let catalog = build_catalog(&config)?;
         let metrics = Arc::new(Metrics::new().map_err(StartFailure::Metrics)?);
+        let members =
+            accounts::members(&config).map_err(|e| StartFailure::Accounts(e.to_string()))?;
         let backend = Backend::open(&config).await.map_err(StartFailure::Store)?;
         // Warnings only once everything is built: a failed start prints its
         // one error line and nothing else.
         warn_about_development_settings(&config);
         let around = Surroundings {
             catalog: catalog.clone(),
-            cloud: build_cloud(&config),
+            fleet: build_fleet(&config, members),
             metrics: metrics.clone(),
             provisioning: provisioner_settings(&config),
         };
+        let fleet = around.fleet.clone();
         let parts = backend.build(&config, around);
+        parts
+            .provisioner
+            .check_accounts(&fleet.names())
+            .map_err(StartFailure::Accounts)?;
         let state = Arc::new(ApiState {
             orders: parts.orders,
             jwt,
@@ -157,7 +171,15 @@ impl App {
             provisioner: parts.provisioner,
             provisioner_wake: parts.provisioner_wake,
             backups: parts.backups,
+            reload_source: None,
         })
+    }
+
+    /// SIGHUP also reloads the DigitalOcean accounts from `source` (`None`:
+    /// `Config.toml` and the environment, as at start-up).
+    pub fn reload_config_from(mut self, source: Option<std::path::PathBuf>) -> App {
+        self.reload_source = Some(source);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -190,6 +212,7 @@ impl App {
             provisioner,
             provisioner_wake,
             backups,
+            reload_source,
         } = self;
         let mut scheduler = tokio_cron_scheduler::JobScheduler::new()
             .await
@@ -202,7 +225,11 @@ impl App {
             .start()
             .await
             .map_err(scheduler_failed("start the scheduler"))?;
-        let reload = tokio::spawn(reload_on_sighup(catalog));
+        let reload = tokio::spawn(reload_on_sighup(
+            catalog,
+            provisioner.clone(),
+            reload_source,
+        ));
         let senders = backend.start_webhooks(&config, state.metrics.clone()).await;
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, version = env!("CARGO_PKG_VERSION"), "vpsd listening");
@@ -313,30 +340,16 @@ fn provisioner_settings(config: &Config) -> provision::Settings {
         destroy_failed_droplets: config.provisioning.destroy_failed_droplets,
         ipv6: config.cloud.digitalocean.ipv6,
         poll_interval: Duration::from_millis(config.provisioning.poll_interval_ms),
+        capacity_wait: Duration::from_secs(config.cloud.digitalocean.capacity_wait_seconds),
+        account_refresh: Duration::from_secs(config.cloud.digitalocean.account_refresh_seconds),
     }
 }
 
-fn build_cloud(config: &Config) -> Arc<dyn Cloud> {
-    match config.cloud.provider {
-        CloudProvider::Sandbox => {
-            tracing::warn!("cloud provider is sandbox: droplets are simulated in-process, nothing is created at DigitalOcean");
-            // Beside the data file, so sandbox droplets outlive a restart.
-            let mut state = config.storage.path.clone().into_os_string();
-            state.push(".sandbox.json");
-            Arc::new(Sandbox::with_state_file(
-                Duration::from_millis(config.cloud.sandbox.boot_delay_ms),
-                state.into(),
-            ))
-        }
-        CloudProvider::Digitalocean => {
-            let d = &config.cloud.digitalocean;
-            Arc::new(DigitalOcean::new(
-                &d.api_url,
-                d.token.as_deref().unwrap_or_default(),
-                Duration::from_millis(d.timeout_ms),
-            ))
-        }
+fn build_fleet(config: &Config, members: Vec<accounts::Member>) -> Arc<Fleet> {
+    if config.cloud.provider == CloudProvider::Sandbox {
+        tracing::warn!("cloud provider is sandbox: droplets are simulated in-process, nothing is created at DigitalOcean");
     }
+    Arc::new(Fleet::new(accounts::provider(config), members))
 }
 
 fn build_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartError> {
@@ -365,8 +378,14 @@ fn build_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartError> {
     })
 }
 
-/// SIGHUP re-reads the embedded catalog; a bad file keeps the old one.
-async fn reload_on_sighup(catalog: Arc<dyn Catalog>) {
+/// SIGHUP re-reads the embedded catalog and, when the config came from
+/// files, the DigitalOcean accounts; whatever is refused keeps what was
+/// there.
+async fn reload_on_sighup(
+    catalog: Arc<dyn Catalog>,
+    provisioner: Arc<Provisioner>,
+    source: Option<Option<std::path::PathBuf>>,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -383,8 +402,37 @@ async fn reload_on_sighup(catalog: Arc<dyn Catalog>) {
                 }
                 Err(e) => tracing::error!(error = %e, "catalog reload failed"),
             }
+            if let Some(path) = source.clone() {
+                let provisioner = provisioner.clone();
+                let reloaded = tokio::task::spawn_blocking(move || {
+                    let config = Config::load(path.as_deref()).map_err(|e| e.to_string())?;
+                    reload_accounts(&provisioner, &config)
+                })
+                .await;
+                match reloaded {
+                    Ok(Ok(names)) => tracing::info!(accounts = ?names, "cloud accounts reloaded"),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cloud accounts reload refused; keeping the previous accounts")
+                    }
+                    Err(e) => tracing::error!(error = %e, "cloud accounts reload failed"),
+                }
+            }
         }
     }
     #[cfg(not(unix))]
-    drop(catalog);
+    drop((catalog, provisioner, source));
+}
+
+/// Replaces the provisioner's accounts with `config`'s (blocking: it reads
+/// token files and waits for a running sweep). Refused, changing nothing,
+/// when a token cannot be read or an account live orders use is missing.
+/// Returns the account names now in use.
+pub fn reload_accounts(provisioner: &Provisioner, config: &Config) -> Result<Vec<String>, String> {
+    if accounts::provider(config) != provisioner.fleet().provider() {
+        return Err("cloud.provider cannot change on reload; restart vpsd".into());
+    }
+    let members = accounts::members(config).map_err(|e| e.to_string())?;
+    let names = members.iter().map(|m| m.name.clone()).collect();
+    provisioner.reconfigure(members)?;
+    Ok(names)
 }

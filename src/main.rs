@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e.to_string()),
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config, &notes),
+        Command::Serve => serve(config, cli.config.clone(), &notes),
         Command::Token { sub, ttl } => {
             let minted = vpsd::parse_ttl(&ttl)
                 .map_err(|e| format!("--ttl: {e}"))
@@ -173,7 +173,7 @@ fn log_notes(notes: &[Note]) {
     }
 }
 
-fn serve(config: Config, notes: &[Note]) -> ExitCode {
+fn serve(config: Config, source: Option<PathBuf>, notes: &[Note]) -> ExitCode {
     init_logging(&config);
     // Blocking work is short (reads, catalog calls): a bounded pool keeps a
     // burst from spawning hundreds of threads.
@@ -186,7 +186,7 @@ fn serve(config: Config, notes: &[Note]) -> ExitCode {
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
     let result = runtime.block_on(async move {
-        let app = vpsd::App::build(config).await?;
+        let app = vpsd::App::build(config).await?.reload_config_from(source);
         // Only once everything is built: a failed start prints its one
         // error line and nothing else.
         log_notes(notes);

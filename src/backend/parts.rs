@@ -15,7 +15,7 @@ use super::service::webhooks::WebhookService;
 use super::service::OrderService;
 use super::store::{backup, Maintenance, OpenError, Rules, Store, StoreHandle};
 use crate::catalog::Catalog;
-use crate::cloud::Cloud;
+use crate::cloud::fleet::Fleet;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -43,7 +43,7 @@ pub struct Parts {
 /// What the parts need besides the store, all built from the config by `App`.
 pub struct Surroundings {
     pub catalog: Arc<dyn Catalog>,
-    pub cloud: Arc<dyn Cloud>,
+    pub fleet: Arc<Fleet>,
     pub metrics: Arc<Metrics>,
     pub provisioning: provision::Settings,
 }
@@ -98,7 +98,7 @@ impl Backend {
             )),
             ops: OpsService::new(
                 store.clone(),
-                around.cloud.clone(),
+                around.fleet.clone(),
                 around.catalog,
                 around.metrics.clone(),
                 urls.collect(),
@@ -106,7 +106,7 @@ impl Backend {
             webhooks: WebhookService::new(store.clone()),
             provisioner: Provisioner::new(
                 store.clone(),
-                around.cloud,
+                around.fleet,
                 around.provisioning,
                 around.metrics,
             ),

@@ -315,6 +315,13 @@ impl Fleet {
         *entries = next;
     }
 
+    /// Droplets `name` held at its last count (0 before the first).
+    pub fn droplet_count(&self, name: &str) -> u64 {
+        self.lock()
+            .get(name)
+            .map_or(0, |e| e.state.account.droplets)
+    }
+
     /// Every account's name.
     pub fn names(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()

@@ -2,6 +2,7 @@
 //! (in-process droplets for local runs). Calls are blocking: the provisioner runs
 //! them off the async runtime.
 
+pub mod accounts;
 pub mod digitalocean;
 pub mod fleet;
 pub mod sandbox;

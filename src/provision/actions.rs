@@ -15,7 +15,7 @@
 
 use super::Provisioner;
 use crate::backend::store::WriteOp;
-use crate::cloud::{ActionInfo, ActionStatus, CloudError, PowerAction};
+use crate::cloud::{ActionInfo, ActionStatus, Cloud, CloudError, PowerAction};
 use crate::domain::droplet::{DropletAction, DropletStatus};
 use crate::domain::task::{order_tag, PendingAction, ProvisioningError, ProvisioningTask};
 use crate::domain::time::{now_millis, Millis};
@@ -47,12 +47,16 @@ impl Provisioner {
         let mut saved = 0;
         let mut failing = 0;
         for record in &records {
-            if self.is_stopping() || self.backing_off() {
+            if self.is_stopping() {
                 break;
             }
             let Some(task) = record.task.clone() else {
                 continue;
             };
+            let account = task.do_account.as_deref();
+            if account.is_some_and(|a| self.backing_off(a)) || self.held_for_token(&task) {
+                continue;
+            }
             if let Step::Save(task) = self.step_action(record, task) {
                 failing += usize::from(task.action.as_ref().is_some_and(|a| a.failures > 0));
                 saved += usize::from(self.save_task_only(*task));
@@ -73,15 +77,36 @@ impl Provisioner {
         if pending.retry_at.is_some_and(|at| now < at) {
             return Step::Wait;
         }
-        let result = match pending.action {
-            DropletAction::Delete => self.step_delete(record, &mut task, pending, now),
-            DropletAction::PowerOff => self.step_power(&mut task, pending, PowerAction::Off, now),
-            DropletAction::PowerOn => self.step_power(&mut task, pending, PowerAction::On, now),
+        // A task never placed on an account never had a droplet: nothing to
+        // power or delete.
+        let Some(account) = task.do_account.clone() else {
+            confirm(&mut task, pending.action.target(), now);
+            return Step::Save(Box::new(task));
         };
+        let Some(cloud) = self.fleet.client(&account) else {
+            tracing::warn!(order_id = %task.order_id, account = %account, "a droplet action is owed on an account that is not in the configuration");
+            return Step::Wait;
+        };
+        let cloud = &*cloud;
+        let owed = pending.action;
+        let result = match owed {
+            DropletAction::Delete => self.step_delete(cloud, record, &mut task, pending, now),
+            DropletAction::PowerOff => {
+                self.step_power(cloud, &mut task, pending, PowerAction::Off, now)
+            }
+            DropletAction::PowerOn => {
+                self.step_power(cloud, &mut task, pending, PowerAction::On, now)
+            }
+        };
+        if matches!(&result, Ok(Step::Save(t)) if t.action.is_none() && owed == DropletAction::Delete)
+        {
+            // The slot opens: counted again before the next placement.
+            self.fleet.mark_stale(&account);
+        }
         match result {
             Ok(step) => step,
             Err(e) => {
-                self.note_cloud_trouble(&e);
+                self.note_account_trouble(&account, &e);
                 failed(&mut task, &e, now, self.retry_base_ms());
                 Step::Save(Box::new(task))
             }
@@ -91,13 +116,14 @@ impl Provisioner {
     /// Delete by tag, then follow until no droplet carries the tag.
     fn step_delete(
         &self,
+        cloud: &dyn Cloud,
         record: &OrderRecord,
         task: &mut ProvisioningTask,
         mut pending: PendingAction,
         now: Millis,
     ) -> Result<Step, CloudError> {
         let tag = order_tag(&record.order.id);
-        if self.cloud.list_by_tag(&tag)?.is_empty() {
+        if cloud.list_by_tag(&tag)?.is_empty() {
             confirm(task, DropletStatus::Deleted, now);
             return Ok(Step::Save(Box::new(task.clone())));
         }
@@ -107,7 +133,7 @@ impl Provisioner {
         if !silent || self.is_stopping() {
             return Ok(Step::Wait);
         }
-        self.cloud.delete_by_tag(&tag)?;
+        cloud.delete_by_tag(&tag)?;
         pending.sent_at = Some(now);
         sent(task, pending, now);
         Ok(Step::Save(Box::new(task.clone())))
@@ -121,6 +147,7 @@ impl Provisioner {
     /// runs: the last status asked for wins (SPEC §12).
     fn step_power(
         &self,
+        cloud: &dyn Cloud,
         task: &mut ProvisioningTask,
         mut pending: PendingAction,
         power: PowerAction,
@@ -131,7 +158,7 @@ impl Provisioner {
             confirm(task, pending.action.target(), now);
             return Ok(Step::Save(Box::new(task.clone())));
         };
-        let actions = self.cloud.droplet_actions(droplet_id)?;
+        let actions = cloud.droplet_actions(droplet_id)?;
         if let Some(running) = actions
             .iter()
             .find(|a| a.status == ActionStatus::InProgress)
@@ -142,7 +169,7 @@ impl Provisioner {
             // Sent just before a crash (or a lost answer): follow it.
             pending.action_id = Some(running.id);
         } else {
-            let droplet = self.cloud.get_droplet(droplet_id)?;
+            let droplet = cloud.get_droplet(droplet_id)?;
             if droplet.status == pending.action.target() {
                 task.droplet = Some(droplet);
                 confirm(task, pending.action.target(), now);
@@ -154,7 +181,7 @@ impl Provisioner {
                 Some(newest) if pending.action_id == Some(newest.id) => return Ok(Step::Wait),
                 Some(newest) => pending.action_id = Some(newest.id),
                 None if self.is_stopping() => return Ok(Step::Wait),
-                None => pending.action_id = Some(self.cloud.power(droplet_id, power)?),
+                None => pending.action_id = Some(cloud.power(droplet_id, power)?),
             }
         }
         pending.sent_at = Some(now);
@@ -165,15 +192,6 @@ impl Provisioner {
     /// Failed actions wait one poll interval, doubling per failure.
     fn retry_base_ms(&self) -> Millis {
         Millis::try_from(self.settings.poll_interval.as_millis()).unwrap_or(Millis::MAX)
-    }
-
-    /// A 429 or an outage is the provider's: the whole sweep backs off.
-    fn note_cloud_trouble(&self, e: &CloudError) {
-        match e {
-            CloudError::RateLimited { retry_after } => self.cloud_trouble(Some(*retry_after)),
-            CloudError::Unavailable(_) => self.cloud_trouble(None),
-            _ => {}
-        }
     }
 
     /// Saves a task the reconciler changed (no order command); false when the

@@ -6,21 +6,28 @@
 //! never overlap. DigitalOcean has no idempotency key, so before any create
 //! the sweep lists the order's tag and adopts what it finds: a crash between
 //! the create call and the commit of the droplet id cannot make a second one.
+//!
+//! Servers live on several DigitalOcean accounts (SPEC §13): a task is placed
+//! on one (recorded before anything is created there) and every later call
+//! for its order uses that account's client. Each account has its own
+//! back-off: a 429 or an outage on one never holds up another.
 
 mod actions;
 mod enforce;
+mod place;
 mod sweep;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::backend::store::StoreHandle;
-use crate::cloud::Cloud;
+use crate::cloud::fleet::Fleet;
 use crate::metrics::Metrics;
 
 pub use sweep::SweepReport;
@@ -35,10 +42,15 @@ pub struct Settings {
     pub destroy_failed_droplets: bool,
     pub ipv6: bool,
     pub poll_interval: Duration,
+    /// How long an order may wait for a free slot on some account before it
+    /// fails `NO_CAPACITY`.
+    pub capacity_wait: Duration,
+    /// How often each account's limit, status and droplet count are read.
+    pub account_refresh: Duration,
 }
 
-/// Back-off shared by all tasks: a 429 or an outage is DigitalOcean's, not a
-/// droplet's, so the whole sweep waits.
+/// Back-off of one account: a 429 or an outage is the account's, not a
+/// droplet's, so every call on that account waits.
 #[derive(Debug, Default)]
 struct Backoff {
     until: Option<Instant>,
@@ -47,7 +59,7 @@ struct Backoff {
 
 pub struct Provisioner {
     store: StoreHandle,
-    cloud: Arc<dyn Cloud>,
+    fleet: Arc<Fleet>,
     settings: Settings,
     /// Held for the whole of a sweep: sweeps never overlap.
     running: tokio::sync::Mutex<()>,
@@ -58,34 +70,36 @@ pub struct Provisioner {
     working: tokio::sync::Mutex<()>,
     /// A wake-up arrived; the running (or next) sweep must go round again.
     again: AtomicBool,
-    /// Droplets the last listing of the common tag returned: with the store's
-    /// counts, what the next sweep knows of how many vpsd droplets are live.
-    last_listed: AtomicU64,
     /// Set at shutdown: a running sweep stops between tasks.
     stopping: AtomicBool,
-    backoff: Mutex<Backoff>,
+    /// Per account name.
+    backoff: Mutex<HashMap<String, Backoff>>,
     metrics: Arc<Metrics>,
 }
 
 impl Provisioner {
     pub fn new(
         store: impl Into<StoreHandle>,
-        cloud: Arc<dyn Cloud>,
+        fleet: Arc<Fleet>,
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Arc<Provisioner> {
         Arc::new(Provisioner {
             store: store.into(),
-            cloud,
+            fleet,
             settings,
             running: tokio::sync::Mutex::new(()),
             working: tokio::sync::Mutex::new(()),
             again: AtomicBool::new(false),
-            last_listed: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
-            backoff: Mutex::new(Backoff::default()),
+            backoff: Mutex::new(HashMap::new()),
             metrics,
         })
+    }
+
+    /// The accounts servers are placed on.
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
     }
 
     /// Runs a sweep unless one is running, in which case that one goes round
@@ -157,7 +171,7 @@ impl Provisioner {
     /// Once stopping, no create, power request or delete is started.
     pub async fn stop(&self, grace: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
-        let bound = grace.max(self.cloud.call_timeout() + COMMIT_ALLOWANCE);
+        let bound = grace.max(self.fleet.call_timeout() + COMMIT_ALLOWANCE);
         if tokio::time::timeout(bound, self.working.lock())
             .await
             .is_err()

@@ -3,21 +3,21 @@
 //! observe its droplet; then its new state is saved with the order events it
 //! implies, in one transaction per task.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::place::{Halt, Placing};
 use super::Provisioner;
 use crate::backend::store::WriteOp;
-use crate::cloud::{ActionStatus, CloudError, DropletSpec, LIST_PAGE_SIZE};
+use crate::cloud::{ActionStatus, Cloud, CloudError, DropletSpec, LIST_PAGE_SIZE};
 use crate::domain::droplet::{Droplet, DropletStatus};
 use crate::domain::error::Rejection;
+use crate::domain::fleet::DEFAULT_ACCOUNT;
 use crate::domain::lifecycle::Command;
 use crate::domain::task::{
     cloud_init_user_data, fails_provisioning, order_tag, Observation, ProvisioningError,
     ProvisioningTask, Verdict, COMMON_TAG,
 };
-use crate::domain::time::now_millis;
+use crate::domain::time::{now_millis, Millis};
 use crate::domain::OrderRecord;
 use crate::domain::{OrderStatus, ProvisioningStatus};
 
@@ -41,7 +41,7 @@ pub struct SweepReport {
     pub finished: usize,
     /// Droplets created.
     pub created: usize,
-    /// Sweep skipped or cut short by back-off.
+    /// Some account's calls were skipped or cut short by its back-off.
     pub backed_off: bool,
     /// Due orders ticked by the expiry sweep (reminders, suspensions, terminations).
     pub ticked: usize,
@@ -49,17 +49,10 @@ pub struct SweepReport {
     pub actions: usize,
 }
 
-/// A cloud failure that ends this sweep's calls (DigitalOcean is rate-limiting
-/// or unavailable): tasks keep their state and wait for a later sweep.
-struct Halt;
-
 impl Provisioner {
     pub(super) fn sweep_blocking(&self) -> SweepReport {
         let mut report = SweepReport::default();
-        if self.backing_off() {
-            report.backed_off = true;
-            return report;
-        }
+        self.fleet.refresh_due(self.settings.account_refresh);
         let records = match self.store.open_tasks() {
             Ok(r) => r,
             Err(e) => {
@@ -68,7 +61,10 @@ impl Provisioner {
             }
         };
         report.open = records.len();
-        let mut to_observe = Vec::new();
+        self.fleet.sync_holds(&placed_without_droplet(&records));
+        let mut halted: HashSet<String> = HashSet::new();
+        let mut to_observe: BTreeMap<String, Vec<(OrderRecord, ProvisioningTask)>> =
+            BTreeMap::new();
         for record in records {
             if self.is_stopping() {
                 return report;
@@ -76,137 +72,159 @@ impl Provisioner {
             let Some(task) = record.task.clone() else {
                 continue;
             };
-            let fresh = task.status == ProvisioningStatus::Pending;
-            if fresh || task.droplet.is_none() {
+            if let Some(account) = task.do_account.as_deref() {
+                if halted.contains(account) || self.backing_off(account) {
+                    report.backed_off = true;
+                    continue;
+                }
+                if self.held_for_token(&task) {
+                    continue;
+                }
+            }
+            if task.status == ProvisioningStatus::Pending || task.droplet.is_none() {
                 match self.step_without_droplet(&record, task) {
-                    Ok(saved) => {
-                        report.saved += usize::from(saved.is_some());
-                        if let Some((created, finished)) = saved {
-                            report.created += usize::from(created);
-                            report.finished += usize::from(finished);
-                        }
+                    Ok(Some((created, finished))) => {
+                        report.saved += 1;
+                        report.created += usize::from(created);
+                        report.finished += usize::from(finished);
                     }
-                    Err(Halt) => {
+                    Ok(None) => {}
+                    Err(Halt(account)) => {
                         report.backed_off = true;
-                        return report;
+                        halted.insert(account);
                     }
                 }
             } else {
-                to_observe.push((record, task));
+                let account = task
+                    .do_account
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_ACCOUNT.into());
+                to_observe.entry(account).or_default().push((record, task));
             }
         }
-        match self.observe_all(to_observe) {
-            Ok((saved, finished)) => {
-                report.saved += saved;
-                report.finished += finished;
+        for (account, tasks) in to_observe {
+            if halted.contains(&account) {
+                continue;
             }
-            Err(Halt) => report.backed_off = true,
+            match self.observe_all(&account, tasks) {
+                Ok((saved, finished)) => {
+                    report.saved += saved;
+                    report.finished += finished;
+                }
+                Err(Halt(_)) => report.backed_off = true,
+            }
         }
         report
     }
 
-    pub(super) fn backing_off(&self) -> bool {
-        match self.backoff.lock() {
-            Ok(b) => b.until.is_some_and(|t| Instant::now() < t),
-            Err(_) => false,
-        }
-    }
-
-    /// Any successful call ends the back-off streak.
-    fn cloud_ok(&self) {
-        if let Ok(mut b) = self.backoff.lock() {
-            b.failures = 0;
-            b.until = None;
-        }
-    }
-
-    /// A transient failure: wait `retry_after` (429) or an exponential multiple
-    /// of the poll interval (5xx, timeouts), capped at two minutes.
-    pub(super) fn cloud_trouble(&self, retry_after: Option<Duration>) {
-        if let Ok(mut b) = self.backoff.lock() {
-            b.failures = b.failures.saturating_add(1);
-            let wait = retry_after.unwrap_or_else(|| {
-                let factor = 1u32 << (b.failures - 1).min(5);
-                (self.settings.poll_interval * factor).min(Duration::from_secs(120))
-            });
-            b.until = Some(Instant::now() + wait);
-        }
-    }
-
     /// PENDING tasks (new, or after retry) and tasks whose droplet is not known
-    /// yet: list the order's tag, adopt or replace what is there, create if none.
-    /// Returns `Some((created, finished))` when the task was saved.
+    /// yet: place the task if it has no account, then list the order's tag
+    /// there, adopt or replace what is there, create if none. An account that
+    /// is full moves the task to the next one in the same sweep. Returns
+    /// `Some((created, finished))` when the task was saved.
     fn step_without_droplet(
         &self,
         record: &OrderRecord,
-        mut task: ProvisioningTask,
+        task: ProvisioningTask,
     ) -> Result<Option<(bool, bool)>, Halt> {
-        let order = &record.order;
         let now = now_millis();
-        let mut commands = Vec::new();
-        if task.status == ProvisioningStatus::Pending {
-            if order.status == OrderStatus::Paid {
-                commands.push(Command::StartProvisioning);
-            }
-            task.status = ProvisioningStatus::InProgress;
-            if task.started_at.is_none() || order.status == OrderStatus::Provisioning {
-                task.started_at = Some(now);
-            }
-        }
+        let (mut task, mut commands) = start(record, task, now);
         let mut created = false;
-        let observation = match self.find_or_create(record, &mut task, &mut created) {
-            // Shutting down: the next start takes the task up again.
-            Ok(None) => return Ok(None),
-            Ok(Some(obs)) => obs,
-            Err(e) => match self.classify(&mut task, e, true) {
-                Some(failure) => {
-                    return Ok(self
-                        .save(task, commands, failure, now)
-                        .then_some((created, true)));
+        loop {
+            let account = match task.do_account.clone() {
+                Some(account) => account,
+                None => match self.place(record, task, std::mem::take(&mut commands), now) {
+                    Placing::Placed(saved, account) => {
+                        task = *saved;
+                        account
+                    }
+                    Placing::Waiting { saved, finished } => {
+                        return Ok(saved.then_some((false, finished)))
+                    }
+                },
+            };
+            let Some(client) = self.fleet.client(&account) else {
+                task.note_retrying(
+                    ProvisioningError::DigitaloceanUnavailable,
+                    format!("account {account} is not in the configuration"),
+                );
+                return Ok(self
+                    .save(task, commands, Verdict::Waiting, now)
+                    .then_some((false, false)));
+            };
+            let observation = match self.find_or_create(
+                &*client,
+                &account,
+                record,
+                &mut task,
+                &mut created,
+            ) {
+                // Shutting down: the next start takes the task up again.
+                Ok(None) => return Ok(None),
+                Ok(Some(obs)) => obs,
+                Err(e) if e.is_droplet_limit() => {
+                    // The look-up just before the create found nothing there
+                    // and the create was refused: nothing exists on this
+                    // account, so the order may move on.
+                    tracing::info!(order_id = %record.order.id, account = %account, "account is full; placing the order on another one");
+                    self.fleet.mark_full(&account);
+                    self.fleet.release(&account, record.order.id);
+                    task.do_account = None;
+                    continue;
                 }
-                None => {
-                    // Transient: keep what was learned (the start, the error) and
-                    // stop this sweep; a create that may have happened is found
-                    // by its tag next time.
-                    self.save(task, commands, Verdict::Waiting, now);
-                    return Err(Halt);
-                }
-            },
-        };
-        let verdict = task.judge(&observation, self.settings.max_attempts);
-        let finished = verdict != Verdict::Waiting;
-        Ok(self
-            .save(task, commands, verdict, now)
-            .then_some((created, finished)))
+                Err(e) => match self.classify(&account, &mut task, e, true) {
+                    Some(failure) => {
+                        return Ok(self
+                            .save(task, commands, failure, now)
+                            .then_some((created, true)));
+                    }
+                    None => {
+                        // Transient: keep what was learned (the start, the error) and
+                        // stop this account's calls; a create that may have happened
+                        // is found by its tag next time.
+                        self.save(task, commands, Verdict::Waiting, now);
+                        return Err(Halt(account));
+                    }
+                },
+            };
+            let verdict = task.judge(&observation, self.settings.max_attempts);
+            let finished = verdict != Verdict::Waiting;
+            return Ok(self
+                .save(task, commands, verdict, now)
+                .then_some((created, finished)));
+        }
     }
 
-    /// Exactly once: whatever carries the order's tag is adopted (or deleted
-    /// first when it is off/archive or its create action errored); only when
-    /// nothing usable is there is a droplet created. `None` when shutdown came
-    /// during the look-up: nothing is deleted or created then, because
-    /// shutdown waits for one call under way, not for a chain of them.
+    /// Exactly once: whatever carries the order's tag on the task's account is
+    /// adopted (or deleted first when it is off/archive or its create action
+    /// errored); only when nothing usable is there is a droplet created. `None`
+    /// when shutdown came during the look-up: nothing is deleted or created
+    /// then, because shutdown waits for one call under way, not for a chain
+    /// of them.
     fn find_or_create(
         &self,
+        cloud: &dyn Cloud,
+        account: &str,
         record: &OrderRecord,
         task: &mut ProvisioningTask,
         created: &mut bool,
     ) -> Result<Option<Observation>, CloudError> {
         let order = &record.order;
         let tag = order_tag(&order.id);
-        let mut found = self.cloud.list_by_tag(&tag)?;
-        self.cloud_ok();
+        let mut found = cloud.list_by_tag(&tag)?;
+        self.cloud_ok(account);
         if self.is_stopping() {
             return Ok(None);
         }
         found.sort_by_key(|d| d.id);
         let mut adopted: Option<(Droplet, Option<(u64, ActionStatus)>)> = None;
         for droplet in found {
-            let action = self.cloud.find_create_action(droplet.id)?;
+            let action = cloud.find_create_action(droplet.id)?;
             let broken = fails_provisioning(droplet.status)
                 || matches!(action, Some((_, ActionStatus::Errored)));
             if broken {
                 tracing::info!(order_id = %order.id, droplet_id = droplet.id, status = %droplet.status, "deleting a broken droplet of this order before creating a new one");
-                self.cloud.delete_droplet(droplet.id)?;
+                cloud.delete_droplet(droplet.id)?;
             } else if adopted.is_none() {
                 adopted = Some((droplet, action));
             } else {
@@ -215,6 +233,7 @@ impl Provisioner {
         }
         if let Some((droplet, action)) = adopted {
             tracing::info!(order_id = %order.id, droplet_id = droplet.id, "adopting the droplet already tagged for this order");
+            self.fleet.created(account, order.id);
             task.create_action_id = action.map(|(id, _)| id).or(task.create_action_id);
             return Ok(Some(Observation::Droplet(droplet)));
         }
@@ -228,62 +247,42 @@ impl Provisioner {
             ipv6: self.settings.ipv6,
             user_data: cloud_init_user_data(&order.droplet.ssh_public_keys),
         };
-        let answer = self.cloud.create_droplet(&spec)?;
+        let answer = cloud.create_droplet(&spec)?;
         *created = true;
-        tracing::info!(order_id = %order.id, droplet_id = answer.droplet.id, "droplet created");
+        self.fleet.created(account, order.id);
+        tracing::info!(order_id = %order.id, droplet_id = answer.droplet.id, account = %account, "droplet created");
         task.create_action_id = answer.create_action_id;
         Ok(Some(Observation::Droplet(answer.droplet)))
     }
 
-    /// How many vpsd droplets are live, from what vpsd knows without asking:
-    /// orders whose status implies a droplet, or the last listing if it saw
-    /// more (droplets being deleted, or tagged by someone else).
-    fn live_droplets(&self) -> u64 {
-        let with_droplet = [
-            OrderStatus::Provisioning,
-            OrderStatus::Active,
-            OrderStatus::Suspended,
-        ];
-        let known = match self.store.status_counts() {
-            Ok(counts) => counts
-                .iter()
-                .filter(|(s, _)| with_droplet.contains(s))
-                .map(|(_, n)| n)
-                .sum(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read order counts; planning the sweep from the last listing");
-                0
-            }
-        };
-        known.max(self.last_listed.load(Ordering::Relaxed))
-    }
-
-    /// Observes every task whose droplet is known, the cheaper way (SPEC §8
-    /// "Sweeps"): one GET each, or the common tag listed page by page.
+    /// Observes every task on `account` whose droplet is known, the cheaper
+    /// way (SPEC §8 "Sweeps"): one GET each, or the common tag listed page by
+    /// page. The account's last droplet count (every droplet it holds, so at
+    /// least vpsd's) sizes the listing.
     fn observe_all(
         &self,
+        account: &str,
         tasks: Vec<(OrderRecord, ProvisioningTask)>,
     ) -> Result<(usize, usize), Halt> {
-        if tasks.is_empty() {
+        let Some(cloud) = self.fleet.client(account) else {
+            tracing::warn!(account = %account, tasks = tasks.len(), "tasks name an account that is not in the configuration");
             return Ok((0, 0));
-        }
-        let listed: Option<HashMap<u64, Droplet>> =
-            if listing_is_cheaper(tasks.len(), self.live_droplets()) {
-                match self.cloud.list_by_tag(COMMON_TAG) {
-                    Ok(droplets) => {
-                        self.cloud_ok();
-                        self.last_listed
-                            .store(droplets.len() as u64, Ordering::Relaxed);
-                        Some(droplets.into_iter().map(|d| (d.id, d)).collect())
-                    }
-                    Err(e) => {
-                        self.classify_all(&tasks, e);
-                        return Err(Halt);
-                    }
+        };
+        let live = self.fleet.droplet_count(account);
+        let listed: Option<HashMap<u64, Droplet>> = if listing_is_cheaper(tasks.len(), live) {
+            match cloud.list_by_tag(COMMON_TAG) {
+                Ok(droplets) => {
+                    self.cloud_ok(account);
+                    Some(droplets.into_iter().map(|d| (d.id, d)).collect())
                 }
-            } else {
-                None
-            };
+                Err(e) => {
+                    self.classify_all(account, &tasks, e);
+                    return Err(Halt(account.to_string()));
+                }
+            }
+        } else {
+            None
+        };
         let now = now_millis();
         let mut ops = Vec::with_capacity(tasks.len());
         let mut finished = 0;
@@ -297,22 +296,22 @@ impl Provisioner {
             };
             let fetched = match &listed {
                 Some(map) => map.get(&id).cloned().ok_or(CloudError::NotFound),
-                None => self.cloud.get_droplet(id),
+                None => cloud.get_droplet(id),
             };
             let observation = match fetched {
                 Ok(droplet) => {
-                    self.cloud_ok();
-                    self.check_create_action(&task, droplet)
+                    self.cloud_ok(account);
+                    self.check_create_action(&*cloud, &task, droplet)
                 }
                 Err(CloudError::NotFound) => Ok(Observation::NotFound),
                 Err(e) => Err(e),
             };
             let verdict = match observation {
                 Ok(obs) => task.judge(&obs, self.settings.max_attempts),
-                Err(e) => match self.classify(&mut task, e, false) {
+                Err(e) => match self.classify(account, &mut task, e, false) {
                     Some(failure) => failure,
                     None => {
-                        halted = self.backing_off();
+                        halted = true;
                         Verdict::Waiting
                     }
                 },
@@ -325,7 +324,7 @@ impl Provisioner {
             log_save(result);
         }
         if halted {
-            return Err(Halt);
+            return Err(Halt(account.to_string()));
         }
         Ok((saved, finished))
     }
@@ -337,6 +336,7 @@ impl Provisioner {
     /// caught within a few sweeps.
     fn check_create_action(
         &self,
+        cloud: &dyn Cloud,
         task: &ProvisioningTask,
         droplet: Droplet,
     ) -> Result<Observation, CloudError> {
@@ -344,7 +344,7 @@ impl Provisioner {
         let due = observation_no >= 3 && (observation_no - 3).is_multiple_of(5);
         if droplet.status == DropletStatus::New && due {
             if let Some(action) = task.create_action_id {
-                if self.cloud.get_action(action)? == ActionStatus::Errored {
+                if cloud.get_action(action)? == ActionStatus::Errored {
                     return Ok(Observation::CreateActionErrored(droplet));
                 }
             }
@@ -352,53 +352,58 @@ impl Provisioner {
         Ok(Observation::Droplet(droplet))
     }
 
-    /// Maps a cloud error to a final verdict, or records it as transient and
-    /// starts the back-off (returning `None`).
+    /// Maps a cloud error to a final verdict, or records it as transient
+    /// (returning `None`): a refused token, a 429 or an outage is the
+    /// account's and stops its calls for this sweep.
     fn classify(
         &self,
+        account: &str,
         task: &mut ProvisioningTask,
         e: CloudError,
         creating: bool,
     ) -> Option<Verdict> {
-        match e {
-            CloudError::Unauthorized(message) => Some(Verdict::Failed {
-                code: ProvisioningError::DigitaloceanUnauthorized,
-                message: format!("DigitalOcean refused the API token: {message}"),
-            }),
-            CloudError::Rejected { status, message } if creating => Some(Verdict::Failed {
-                code: ProvisioningError::DropletCreationFailed,
-                message: format!("DigitalOcean rejected the droplet ({status}): {message}"),
-            }),
-            CloudError::RateLimited { retry_after } => {
-                task.note_retrying(
-                    ProvisioningError::DigitaloceanUnavailable,
-                    format!(
-                        "rate limited by DigitalOcean; retrying in {} s",
-                        retry_after.as_secs().max(1)
-                    ),
-                );
-                self.cloud_trouble(Some(retry_after));
-                None
+        self.note_account_trouble(account, &e);
+        let (code, message) = match e {
+            CloudError::Rejected { status, message } if creating => {
+                return Some(Verdict::Failed {
+                    code: ProvisioningError::DropletCreationFailed,
+                    message: format!("DigitalOcean rejected the droplet ({status}): {message}"),
+                })
             }
-            other => {
-                task.note_retrying(
-                    ProvisioningError::DigitaloceanUnavailable,
-                    other.to_string(),
-                );
-                self.cloud_trouble(None);
-                None
-            }
-        }
+            CloudError::Unauthorized(message) => (
+                ProvisioningError::DigitaloceanUnauthorized,
+                format!("DigitalOcean refused the API token of account {account}: {message}"),
+            ),
+            CloudError::RateLimited { retry_after } => (
+                ProvisioningError::DigitaloceanUnavailable,
+                format!(
+                    "rate limited by DigitalOcean; retrying in {} s",
+                    retry_after.as_secs().max(1)
+                ),
+            ),
+            other => (
+                ProvisioningError::DigitaloceanUnavailable,
+                other.to_string(),
+            ),
+        };
+        task.note_retrying(code, message);
+        None
     }
 
-    /// The common-tag listing failed: every task waits, and says why.
-    fn classify_all(&self, tasks: &[(OrderRecord, ProvisioningTask)], e: CloudError) {
+    /// The common-tag listing of `account` failed: each of its tasks waits,
+    /// and says why.
+    fn classify_all(
+        &self,
+        account: &str,
+        tasks: &[(OrderRecord, ProvisioningTask)],
+        e: CloudError,
+    ) {
         let mut ops = Vec::new();
         let now = now_millis();
         for (_, task) in tasks {
             let mut task = task.clone();
             let verdict = self
-                .classify(&mut task, e.clone(), false)
+                .classify(account, &mut task, e.clone(), false)
                 .unwrap_or(Verdict::Waiting);
             ops.push(self.prepare(task, Vec::new(), verdict, now));
         }
@@ -408,7 +413,7 @@ impl Provisioner {
     }
 
     /// Saves one task now (one commit); true when it was written.
-    fn save(
+    pub(super) fn save(
         &self,
         task: ProvisioningTask,
         commands: Vec<Command>,
@@ -421,7 +426,7 @@ impl Provisioner {
 
     /// Builds the write for a task's new state: concludes it, destroys a failed
     /// droplet when configured, and adds the order event the verdict implies.
-    fn prepare(
+    pub(super) fn prepare(
         &self,
         mut task: ProvisioningTask,
         mut commands: Vec<Command>,
@@ -447,8 +452,12 @@ impl Provisioner {
                 let mut metadata = serde_json::json!({ "errorCode": code.as_str() });
                 if let Some(id) = task.droplet_id() {
                     metadata["dropletId"] = serde_json::json!(id.to_string());
-                    if self.settings.destroy_failed_droplets {
-                        match self.cloud.delete_droplet(id) {
+                    let client = task
+                        .do_account
+                        .as_deref()
+                        .and_then(|a| self.fleet.client(a));
+                    if let (true, Some(client)) = (self.settings.destroy_failed_droplets, client) {
+                        match client.delete_droplet(id) {
                             Ok(()) => metadata["dropletDestroyed"] = serde_json::json!(true),
                             Err(e) => {
                                 tracing::warn!(order_id = %task.order_id, droplet_id = id, error = %e, "could not destroy the droplet of a failed task")
@@ -511,4 +520,35 @@ mod tests {
         assert!(listing_is_cheaper(61, 12_000));
         assert!(!listing_is_cheaper(60, 12_000));
     }
+}
+
+/// A PENDING task (new, or after retry) becomes IN_PROGRESS; a PAID order
+/// moves to PROVISIONING with the save that follows.
+fn start(
+    record: &OrderRecord,
+    mut task: ProvisioningTask,
+    now: Millis,
+) -> (ProvisioningTask, Vec<Command>) {
+    let mut commands = Vec::new();
+    if task.status == ProvisioningStatus::Pending {
+        if record.order.status == OrderStatus::Paid {
+            commands.push(Command::StartProvisioning);
+        }
+        task.status = ProvisioningStatus::InProgress;
+        if task.started_at.is_none() || record.order.status == OrderStatus::Provisioning {
+            task.started_at = Some(now);
+        }
+    }
+    (task, commands)
+}
+
+/// Orders placed on an account whose droplet is not known yet: the slots the
+/// stored tasks say are held.
+fn placed_without_droplet(records: &[OrderRecord]) -> Vec<(String, uuid::Uuid)> {
+    records
+        .iter()
+        .filter_map(|r| r.task.as_ref())
+        .filter(|t| t.droplet.is_none())
+        .filter_map(|t| t.do_account.clone().map(|a| (a, t.order_id)))
+        .collect()
 }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::{Provisioner, Settings};
 use crate::backend::store::{Rules, Store, WriteOp};
+use crate::cloud::fleet::Fleet;
 use crate::cloud::sandbox::Sandbox;
 use crate::cloud::{Cloud, CloudError};
 use crate::domain::droplet::DropletStatus;
@@ -98,9 +99,16 @@ impl World {
             // Back-off after a refused action is a few milliseconds of wall
             // clock, so a refusal would not stall the run (it fails it below).
             poll_interval: Duration::from_millis(1),
+            capacity_wait: Duration::from_secs(86_400),
+            account_refresh: Duration::from_secs(300),
         };
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let provisioner = Provisioner::new(store.clone(), sandbox.clone(), settings, metrics);
+        let provisioner = Provisioner::new(
+            store.clone(),
+            Arc::new(Fleet::single(sandbox.clone())),
+            settings,
+            metrics,
+        );
         let user = Actor::User("u".into());
         let change = lifecycle::create(test_order("u"), &user, now_millis());
         let order = change.order.id;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::backend::store::StoreHandle;
 use crate::catalog::Catalog;
-use crate::cloud::Cloud;
+use crate::cloud::fleet::Fleet;
 use crate::domain::time::now_millis;
 use crate::error::AppError;
 use crate::metrics::Metrics;
@@ -24,7 +24,7 @@ pub struct Health {
 
 pub struct OpsService {
     store: StoreHandle,
-    cloud: Arc<dyn Cloud>,
+    fleet: Arc<Fleet>,
     catalog: Arc<dyn Catalog>,
     metrics: Arc<Metrics>,
     /// Configured webhook endpoints (their queues' heads give the oldest
@@ -35,14 +35,14 @@ pub struct OpsService {
 impl OpsService {
     pub fn new(
         store: impl Into<StoreHandle>,
-        cloud: Arc<dyn Cloud>,
+        fleet: Arc<Fleet>,
         catalog: Arc<dyn Catalog>,
         metrics: Arc<Metrics>,
         webhook_urls: Vec<String>,
     ) -> OpsService {
         OpsService {
             store: store.into(),
-            cloud,
+            fleet,
             catalog,
             metrics,
             webhook_urls,
@@ -52,7 +52,7 @@ impl OpsService {
     pub fn health(&self) -> Health {
         Health {
             storage_ok: self.store.probe(),
-            cloud: self.cloud.name(),
+            cloud: self.fleet.provider(),
             catalog: self.catalog.source_name(),
         }
     }
@@ -86,8 +86,8 @@ impl OpsService {
                 .oldest_pending_at
                 .map_or(0, |at| (now_millis() - at).max(0) / 1000),
         );
-        Metrics::catch_up(&m.cloud_calls, self.cloud.calls_sent());
-        Metrics::catch_up(&m.cloud_rate_limited, self.cloud.rate_limited_count());
+        Metrics::catch_up(&m.cloud_calls, self.fleet.calls_sent());
+        Metrics::catch_up(&m.cloud_rate_limited, self.fleet.rate_limited_count());
         let last = m.backup_last_success.get();
         let age = if last > 0 {
             now_millis() / 1000 - last
