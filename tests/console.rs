@@ -762,7 +762,7 @@ fn attention_lists_failed_orders_and_failing_droplet_actions_and_retry_works_fro
     let fake = support::fake_do::FakeDo::start();
     let app = spawn_app_with(|c| support::use_fake_do(c, &fake));
     // One order fails provisioning: DigitalOcean refuses the create.
-    fake.reject_next_create_droplet_limit();
+    fake.reject_next_create(422, "unprocessable_entity", "Image is not available.");
     let failed = app.create_order("u-attn").id();
     assert_eq!(app.pay(&failed).status, 200);
     app.wait_for_status(&failed, &["FAILED"], Duration::from_secs(30));

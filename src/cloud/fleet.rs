@@ -103,6 +103,9 @@ impl Entry {
 pub enum NoPlace {
     /// Every account that could serve the region refuses the token.
     Unauthorized,
+    /// No account that could serve the region is healthy, and some do not
+    /// answer (5xx, timeouts): DigitalOcean's trouble, not a lack of room.
+    Unavailable,
     /// No account has a free slot for the region (or none may serve it).
     NoCapacity,
 }
@@ -360,15 +363,21 @@ impl Fleet {
     }
 }
 
-/// Why nothing in `accounts` takes a server in `region`: only when every
-/// account that could serve it refuses its token is that the reason shown.
+/// Why nothing in `accounts` takes a server in `region`: a lack of room
+/// unless no account that could serve it is healthy, in which case their
+/// trouble is the reason shown.
 fn why_not(accounts: &[Account], region: &str) -> NoPlace {
-    let mut candidates = accounts
+    let candidates: Vec<&Account> = accounts
         .iter()
         .filter(|a| !a.drain && (a.regions.is_empty() || a.regions.iter().any(|r| r == region)))
-        .peekable();
-    if candidates.peek().is_some() && candidates.all(|a| a.health == Health::Unauthorized) {
+        .collect();
+    let all = |health: &[Health]| {
+        !candidates.is_empty() && candidates.iter().all(|a| health.contains(&a.health))
+    };
+    if all(&[Health::Unauthorized]) {
         NoPlace::Unauthorized
+    } else if all(&[Health::Unauthorized, Health::Unreachable]) {
+        NoPlace::Unavailable
     } else {
         NoPlace::NoCapacity
     }
@@ -422,7 +431,7 @@ mod tests {
     fn nothing_is_placed_before_the_first_check() {
         let fleet = Fleet::new("sandbox", vec![member("a", 1, 5)]);
         let order = Uuid::new_v4();
-        assert_eq!(fleet.place("sgp1", order), Err(NoPlace::NoCapacity));
+        assert_eq!(fleet.place("sgp1", order), Err(NoPlace::Unavailable));
         fleet.refresh("a");
         assert_eq!(fleet.place("sgp1", order).as_deref(), Ok("a"));
     }

@@ -201,7 +201,7 @@ impl Provisioner {
             task: Box::new(task),
             commands: Vec::new(),
         };
-        super::sweep::log_save(self.store.write_blocking(op))
+        super::log_save(self.store.write_blocking(op))
     }
 }
 

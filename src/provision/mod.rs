@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 
 use crate::backend::store::StoreHandle;
 use crate::cloud::fleet::Fleet;
+use crate::domain::error::Rejection;
 use crate::metrics::Metrics;
 
 pub use sweep::SweepReport;
@@ -190,6 +191,28 @@ impl Provisioner {
             .provisioning_outcomes
             .with_label_values(&[outcome])
             .inc();
+    }
+}
+
+/// A refused save is expected when an operator acted on the order meanwhile
+/// (retry raced a sweep): the next sweep reads the new state.
+fn log_save(
+    result: Result<crate::backend::store::OpResult, crate::backend::store::StoreError>,
+) -> bool {
+    match result {
+        Ok(Ok(_)) => true,
+        Ok(Err(Rejection::StaleTask)) => {
+            tracing::debug!("task changed during the sweep; it is taken up again next sweep");
+            false
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = ?e, "provisioning update refused");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot save provisioning progress; it is retried next sweep");
+            false
+        }
     }
 }
 

@@ -4,8 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::sweep::log_save;
-use super::{Backoff, Provisioner};
+use super::{log_save, Backoff, Provisioner};
 use crate::cloud::fleet::NoPlace;
 use crate::cloud::CloudError;
 use crate::domain::fleet::Health;
@@ -32,6 +31,7 @@ impl NoPlace {
     fn code(self) -> ProvisioningError {
         match self {
             NoPlace::Unauthorized => ProvisioningError::DigitaloceanUnauthorized,
+            NoPlace::Unavailable => ProvisioningError::DigitaloceanUnavailable,
             NoPlace::NoCapacity => ProvisioningError::NoCapacity,
         }
     }
@@ -40,6 +40,10 @@ impl NoPlace {
         match self {
             NoPlace::Unauthorized => {
                 "DigitalOcean refuses the API token of every account that could take this server"
+                    .into()
+            }
+            NoPlace::Unavailable => {
+                "DigitalOcean does not answer for any account that could take this server; retrying"
                     .into()
             }
             NoPlace::NoCapacity => format!(

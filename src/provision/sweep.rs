@@ -6,11 +6,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::place::{Halt, Placing};
-use super::Provisioner;
+use super::{log_save, Provisioner};
 use crate::backend::store::WriteOp;
 use crate::cloud::{ActionStatus, Cloud, CloudError, DropletSpec, LIST_PAGE_SIZE};
 use crate::domain::droplet::{Droplet, DropletStatus};
-use crate::domain::error::Rejection;
 use crate::domain::fleet::DEFAULT_ACCOUNT;
 use crate::domain::lifecycle::Command;
 use crate::domain::task::{
@@ -479,49 +478,6 @@ impl Provisioner {
     }
 }
 
-/// A refused save is expected when an operator acted on the order meanwhile
-/// (retry raced a sweep): the next sweep reads the new state.
-pub(super) fn log_save(
-    result: Result<crate::backend::store::OpResult, crate::backend::store::StoreError>,
-) -> bool {
-    match result {
-        Ok(Ok(_)) => true,
-        Ok(Err(Rejection::StaleTask)) => {
-            tracing::debug!("task changed during the sweep; it is taken up again next sweep");
-            false
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(error = ?e, "provisioning update refused");
-            false
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot save provisioning progress; it is retried next sweep");
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::listing_is_cheaper;
-
-    #[test]
-    fn a_few_open_tasks_among_many_droplets_are_read_one_by_one() {
-        // 10 GETs beat 25 pages of 5,000 droplets.
-        assert!(!listing_is_cheaper(10, 5_000));
-        // 10,000 open droplets: 50 pages instead of 10,000 GETs.
-        assert!(listing_is_cheaper(10_000, 10_000));
-        assert!(listing_is_cheaper(10_000, 0), "the open droplets are live");
-        // One page beats two GETs; one GET ties one page and is exact.
-        assert!(listing_is_cheaper(2, 150));
-        assert!(!listing_is_cheaper(1, 0));
-        assert!(!listing_is_cheaper(0, 100_000));
-        // 12,000 live droplets: 60 pages.
-        assert!(listing_is_cheaper(61, 12_000));
-        assert!(!listing_is_cheaper(60, 12_000));
-    }
-}
-
 /// A PENDING task (new, or after retry) becomes IN_PROGRESS; a PAID order
 /// moves to PROVISIONING with the save that follows.
 fn start(
@@ -551,4 +507,25 @@ fn placed_without_droplet(records: &[OrderRecord]) -> Vec<(String, uuid::Uuid)> 
         .filter(|t| t.droplet.is_none())
         .filter_map(|t| t.do_account.clone().map(|a| (a, t.order_id)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listing_is_cheaper;
+
+    #[test]
+    fn a_few_open_tasks_among_many_droplets_are_read_one_by_one() {
+        // 10 GETs beat 25 pages of 5,000 droplets.
+        assert!(!listing_is_cheaper(10, 5_000));
+        // 10,000 open droplets: 50 pages instead of 10,000 GETs.
+        assert!(listing_is_cheaper(10_000, 10_000));
+        assert!(listing_is_cheaper(10_000, 0), "the open droplets are live");
+        // One page beats two GETs; one GET ties one page and is exact.
+        assert!(listing_is_cheaper(2, 150));
+        assert!(!listing_is_cheaper(1, 0));
+        assert!(!listing_is_cheaper(0, 100_000));
+        // 12,000 live droplets: 60 pages.
+        assert!(listing_is_cheaper(61, 12_000));
+        assert!(!listing_is_cheaper(60, 12_000));
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::fake_do::{DropletScript, FakeDo, Fault};
-use crate::support::{spawn_app_with, Auth, TestApp};
+use crate::support::{spawn_app_with, wait_for, Auth, TestApp};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -62,10 +62,14 @@ fn paid_order_becomes_active_with_the_exact_droplet_request() {
                "image": "ubuntu-22-04-x64", "tags": ["vpsd", format!("vpsd-order-{id}")],
                "monitoring": true, "ipv6": false})
     );
-    // The tag was looked up before the create.
-    let first = fake.requests().into_iter().next().unwrap();
+    // The tag was looked up before the create (after the account's check).
+    let about_the_order: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path != "/v2/account" && r.path != "/v2/droplets?per_page=1")
+        .collect();
     assert_eq!(
-        first.path,
+        about_the_order[0].path,
         format!("/v2/droplets?tag_name=vpsd-order-{id}&per_page=200&page=1")
     );
 
@@ -175,10 +179,16 @@ fn a_droplet_that_goes_off_fails_as_droplet_errored() {
     assert_eq!(task(&r)["dropletStatus"], "off");
 }
 
+/// A 422 for the droplet itself (not the account's droplet limit, which
+/// moves the order to another account: tests/api/fleet.rs).
 #[test]
 fn rejected_create_fails_with_digitaloceans_message() {
     let fake = FakeDo::start();
-    fake.reject_next_create_droplet_limit();
+    fake.reject_next_create(
+        422,
+        "unprocessable_entity",
+        "Size is not available in this region.",
+    );
     let (_app, _id, r) = failure(&fake, |_| {});
     let t = task(&r);
     assert_eq!(t["errorCode"], "DROPLET_CREATION_FAILED");
@@ -186,19 +196,29 @@ fn rejected_create_fails_with_digitaloceans_message() {
         t["errorMessage"]
             .as_str()
             .unwrap()
-            .contains("droplet limit"),
+            .contains("Size is not available"),
         "{t}"
     );
     assert_eq!(t["dropletId"], json!(null));
 }
 
+/// SPEC §13: a refused token stops placements on its account; the order
+/// waits (it is not failed) and shows why until a reload fixes the token.
 #[test]
-fn a_refused_token_fails_as_unauthorized_and_never_leaks() {
+fn a_refused_token_shows_as_unauthorized_and_never_leaks() {
     let fake = FakeDo::start_with_token("the-real-token");
-    let (app, _id, r) = failure(&fake, |c| {
+    let app = app_on(&fake, |c| {
         c.cloud.digitalocean.token = Some("dop_v1_wrong_token".into())
     });
-    assert_eq!(task(&r)["errorCode"], "DIGITALOCEAN_UNAUTHORIZED");
+    let id = paid_order(&app);
+    let shown = wait_for(WAIT, || {
+        app.sweep();
+        let r = app.admin_order(&id);
+        (task(&r)["errorCode"] == "DIGITALOCEAN_UNAUTHORIZED").then_some(r)
+    });
+    let r = shown.expect("the task shows the refused token");
+    assert_eq!(r.data()["status"], "PROVISIONING", "{}", r.text);
+    assert_eq!(fake.count("POST", "/v2/droplets"), 0, "nothing is created");
     assert!(!r.text.contains("dop_v1_wrong_token"));
     let list = app.get("/api/v1/internal/orders", Auth::Admin);
     assert!(!list.text.contains("dop_v1_wrong_token"));

@@ -82,6 +82,9 @@ pub const DROPLET_LIMIT_MESSAGE: &str =
 const FIRST_DROPLET_ID: u64 = 300_000_001;
 const FIRST_ACTION_ID: u64 = 2_000_000_001;
 const RATE_LIMIT_LIMIT: u64 = 5000;
+/// The droplet limit of the fake's one account when no limits are set: a
+/// raised account, so tests about other things never run out of room.
+const SINGLE_ACCOUNT_LIMIT: u64 = 100_000;
 /// The 422 message [`Fault::locked`] answers with.
 pub const DROPLET_LOCKED_MESSAGE: &str = "Droplet is currently locked";
 /// The 422 message for an action while another one is still running.
@@ -1186,7 +1189,7 @@ fn decide(
         ("GET", ["v2", "account"]) => Decision::json(
             200,
             json!({"account": {
-                "droplet_limit": state.accounts.get(&state.caller).copied().unwrap_or(25),
+                "droplet_limit": state.accounts.get(&state.caller).copied().unwrap_or(SINGLE_ACCOUNT_LIMIT),
                 "floating_ip_limit": 5, "email": "sammy@example.com",
                 "uuid": "b6fr89dbf6d9156cace5f3c78dc9851d957381ef", "email_verified": true,
                 "status": "active", "status_message": "",
