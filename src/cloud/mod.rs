@@ -182,9 +182,10 @@ pub trait Cloud: Send + Sync {
 impl CloudError {
     /// DigitalOcean's 422 on a create because the account holds all the
     /// droplets it may ("creating this/these droplet(s) will exceed your
-    /// droplet limit"): the account is full, the order is not at fault.
+    /// droplet limit", or "You have reached the droplet limit ..."): the
+    /// account is full, the order is not at fault.
     pub fn is_droplet_limit(&self) -> bool {
         matches!(self, CloudError::Rejected { status: 422, message }
-            if message.contains("exceed your droplet limit"))
+            if message.to_ascii_lowercase().contains("droplet limit"))
     }
 }

@@ -286,7 +286,7 @@ fn plan_and_image_ids_outside_the_pattern_are_400_before_any_catalog_call() {
 #[test]
 fn customers_read_a_fixed_text_for_provisioning_errors_operators_read_digitaloceans() {
     let fake = FakeDo::start();
-    let leaky = "droplet limit reached on team db7.internal.example (token dop_v1_3f9c...)";
+    let leaky = "image unavailable for team db7.internal.example (token dop_v1_3f9c...)";
     fake.reject_next_create(422, "unprocessable_entity", leaky);
     let app = spawn_app_with(|c| use_fake_do(c, &fake));
     let id = app.create_order("alice").id();

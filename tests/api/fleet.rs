@@ -89,3 +89,351 @@ fn each_account_reports_its_own_limit_and_droplet_count() {
         Err(vpsd::cloud::CloudError::Unauthorized(_))
     ));
 }
+
+// ----- the daemon over several accounts ------------------------------------
+
+use std::time::Duration;
+
+use vpsd::config::accounts::AccountConfig;
+
+use crate::support::{spawn_app_with, use_fake_do, wait_for, Auth, TestApp};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn account(name: &str, token: &str, priority: i64) -> AccountConfig {
+    AccountConfig {
+        name: name.into(),
+        token: Some(token.into()),
+        priority,
+        ..AccountConfig::single(None)
+    }
+}
+
+/// The daemon on `fake` with `accounts` and no v1 token. Sweeps run when a
+/// test asks (and once on PAID), so each step is the test's.
+fn fleet_app(fake: &FakeDo, accounts: Vec<AccountConfig>) -> TestApp {
+    spawn_app_with(|c| fleet_config(c, fake, accounts))
+}
+
+fn fleet_config(c: &mut vpsd::Config, fake: &FakeDo, accounts: Vec<AccountConfig>) {
+    use_fake_do(c, fake);
+    c.cloud.digitalocean.token = None;
+    c.cloud.digitalocean.accounts = accounts;
+    c.provisioning.poll_interval_ms = 3_600_000;
+}
+
+/// Waits until every account was checked once (the start-up sweep).
+fn checked(app: &TestApp) {
+    let fleet = app.provisioner.fleet().clone();
+    let done = wait_for(WAIT, || {
+        fleet
+            .views()
+            .iter()
+            .all(|v| v.checked_at.is_some())
+            .then_some(())
+    });
+    assert!(done.is_some(), "accounts never checked");
+}
+
+fn paid(app: &TestApp) -> String {
+    let id = app.create_order("fleet-user").id();
+    assert_eq!(app.pay(&id).status, 200);
+    id
+}
+
+fn task_of(app: &TestApp, id: &str) -> Value {
+    app.admin_order(id).data()["provisioningTask"].clone()
+}
+
+/// Sweeps until `done` holds for the order's task.
+fn sweep_until(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for(WAIT, || {
+        app.sweep();
+        let task = task_of(app, id);
+        done(&task).then_some(task)
+    })
+    .unwrap_or_else(|| panic!("never reached: {}", app.admin_order(id).text))
+}
+
+fn has_droplet(task: &Value) -> bool {
+    !task["dropletId"].is_null()
+}
+
+fn waits_for_capacity(task: &Value) -> bool {
+    task["errorCode"] == "NO_CAPACITY" && task["status"] == "IN_PROGRESS"
+}
+
+fn creates_by(fake: &FakeDo, token: &str) -> Vec<u16> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/droplets" && r.token == token)
+        .map(|r| r.status)
+        .collect()
+}
+
+#[test]
+fn priority_first_then_spill_over_and_every_request_uses_the_orders_token() {
+    let fake = FakeDo::start_accounts(&[("tok-a", 2), ("tok-b", 3)]);
+    let app = fleet_app(
+        &fake,
+        vec![account("a", "tok-a", 1), account("b", "tok-b", 2)],
+    );
+    checked(&app);
+    let ids: Vec<String> = (0..4).map(|_| paid(&app)).collect();
+    let mut on = Vec::new();
+    for id in &ids {
+        let task = sweep_until(&app, id, has_droplet);
+        on.push(task["doAccount"].as_str().unwrap_or_default().to_string());
+    }
+    on.sort();
+    assert_eq!(on, ["a", "a", "b", "b"]);
+    assert_eq!(
+        (fake.droplets_of("tok-a"), fake.droplets_of("tok-b")),
+        (2, 2)
+    );
+    for id in &ids {
+        let task = sweep_until(&app, id, |t| t["status"] == "SUCCESS");
+        let token = if task["doAccount"] == "a" {
+            "tok-a"
+        } else {
+            "tok-b"
+        };
+        let droplet = task["dropletId"].as_str().unwrap_or_default().to_string();
+        let about_it: Vec<_> = fake
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r.path.contains(id.as_str())
+                    || r.path.contains(&droplet)
+                    || r.body.contains(id.as_str())
+            })
+            .collect();
+        // At least the look-up by tag and the create.
+        assert!(about_it.len() >= 2, "{about_it:?}");
+        assert!(
+            about_it.iter().all(|r| r.token == token),
+            "order {id} on {token}: {about_it:?}"
+        );
+    }
+    assert!(
+        !app.admin_order(&ids[0]).text.contains("tok-a"),
+        "no token in responses"
+    );
+}
+
+#[test]
+fn a_full_account_moves_the_order_on_in_the_same_sweep_with_one_droplet() {
+    let fake = FakeDo::start_accounts(&[("tok-a", 3), ("tok-b", 3)]);
+    let app = fleet_app(
+        &fake,
+        vec![account("a", "tok-a", 1), account("b", "tok-b", 2)],
+    );
+    checked(&app);
+    // Someone fills account a behind vpsd's back: its last count says 3 free.
+    fake.seed_foreign("tok-a", 3);
+    let id = paid(&app);
+    let task = sweep_until(&app, &id, has_droplet);
+    assert_eq!(task["doAccount"], "b", "{task}");
+    assert_eq!(creates_by(&fake, "tok-a"), [422]);
+    assert_eq!(creates_by(&fake, "tok-b"), [202]);
+    assert_eq!(
+        fake.droplet_ids_with_tag(&format!("vpsd-order-{id}")).len(),
+        1
+    );
+}
+
+#[test]
+fn no_capacity_waits_without_spending_attempts_then_places_after_a_limit_rise_or_a_reload() {
+    let fake = FakeDo::start_accounts(&[("tok-a", 1)]);
+    fake.seed_foreign("tok-a", 1);
+    let mut config = None;
+    let app = spawn_app_with(|c| {
+        fleet_config(c, &fake, vec![account("a", "tok-a", 1)]);
+        config = Some(c.clone());
+    });
+    let mut config = config.expect("config");
+    checked(&app);
+    let first = paid(&app);
+    let waiting = sweep_until(&app, &first, waits_for_capacity);
+    for _ in 0..3 {
+        app.sweep();
+    }
+    let waiting_still = task_of(&app, &first);
+    assert!(waits_for_capacity(&waiting_still), "{waiting_still}");
+    assert_eq!(waiting_still["attempts"], 0, "waiting spends no attempts");
+    assert_eq!(app.admin_order(&first).data()["status"], "PROVISIONING");
+    assert_eq!(waiting["doAccount"], Value::Null);
+
+    // DigitalOcean raises the limit: the next check opens a slot.
+    fake.set_droplet_limit("tok-a", 2);
+    app.provisioner.fleet().refresh("a");
+    let placed = sweep_until(&app, &first, has_droplet);
+    assert_eq!(
+        (placed["doAccount"].as_str(), &placed["errorCode"]),
+        (Some("a"), &Value::Null)
+    );
+
+    // Full again; a reload adds account b.
+    let second = paid(&app);
+    sweep_until(&app, &second, waits_for_capacity);
+    fake.set_droplet_limit("tok-b", 1);
+    config
+        .cloud
+        .digitalocean
+        .accounts
+        .push(account("b", "tok-b", 5));
+    let names = vpsd::app::reload_accounts(&app.provisioner, &config).expect("reloaded");
+    assert_eq!(names, ["a", "b"]);
+    let placed = sweep_until(&app, &second, has_droplet);
+    assert_eq!(placed["doAccount"], "b");
+    assert!(creates_by(&fake, "tok-a").iter().all(|s| *s == 202));
+}
+
+#[test]
+fn waiting_for_capacity_ends_in_failed_no_capacity_after_capacity_wait_seconds() {
+    let fake = FakeDo::start_accounts(&[("tok-a", 0)]);
+    let app = spawn_app_with(|c| {
+        fleet_config(c, &fake, vec![account("a", "tok-a", 1)]);
+        c.cloud.digitalocean.capacity_wait_seconds = 1;
+    });
+    checked(&app);
+    let id = paid(&app);
+    let failed = sweep_until(&app, &id, |t| t["status"] == "FAILED");
+    assert_eq!(failed["errorCode"], "NO_CAPACITY", "{failed}");
+    assert_eq!(app.admin_order(&id).data()["status"], "FAILED");
+    assert!(creates_by(&fake, "tok-a").is_empty());
+}
+
+#[test]
+fn twenty_orders_paid_at_once_over_three_accounts_take_exactly_the_five_free_slots() {
+    let fake = FakeDo::start_accounts(&[("tok-a", 2), ("tok-b", 2), ("tok-c", 3)]);
+    fake.seed_foreign("tok-c", 2);
+    let app = fleet_app(
+        &fake,
+        vec![
+            account("a", "tok-a", 1),
+            account("b", "tok-b", 1),
+            account("c", "tok-c", 1),
+        ],
+    );
+    checked(&app);
+    let ids: Vec<String> = (0..20)
+        .map(|_| app.create_order("fleet-user").id())
+        .collect();
+    std::thread::scope(|s| {
+        for id in &ids {
+            let app = &app;
+            s.spawn(move || assert_eq!(app.pay(id).status, 200));
+        }
+    });
+    let settled = wait_for(WAIT, || {
+        app.sweep();
+        let tasks: Vec<Value> = ids.iter().map(|id| task_of(&app, id)).collect();
+        let placed = tasks.iter().filter(|t| has_droplet(t)).count();
+        let waiting = tasks.iter().filter(|t| waits_for_capacity(t)).count();
+        (placed + waiting == 20).then_some((placed, waiting))
+    });
+    assert_eq!(settled, Some((5, 15)));
+    let held = [("tok-a", 2), ("tok-b", 2), ("tok-c", 3)];
+    for (token, limit) in held {
+        assert!(fake.droplets_of(token) <= limit, "{token} past its limit");
+        assert!(
+            creates_by(&fake, token).iter().all(|s| *s == 202),
+            "no 422: placement was exact"
+        );
+    }
+    assert_eq!(fake.count("POST", "/v2/droplets"), 5);
+}
+
+#[test]
+fn a_draining_account_takes_nothing_new_and_its_servers_keep_working() {
+    let fake = FakeDo::start_accounts(&[("tok-a", 5), ("tok-b", 5)]);
+    let mut config = None;
+    let app = spawn_app_with(|c| {
+        fleet_config(
+            c,
+            &fake,
+            vec![account("a", "tok-a", 1), account("b", "tok-b", 2)],
+        );
+        config = Some(c.clone());
+    });
+    let mut config = config.expect("config");
+    checked(&app);
+    let old = paid(&app);
+    assert_eq!(
+        sweep_until(&app, &old, |t| t["status"] == "SUCCESS")["doAccount"],
+        "a"
+    );
+    config.cloud.digitalocean.accounts[0].drain = true;
+    vpsd::app::reload_accounts(&app.provisioner, &config).expect("reloaded");
+    let new = paid(&app);
+    assert_eq!(sweep_until(&app, &new, has_droplet)["doAccount"], "b");
+    // The drained account's server is still managed there: terminate it.
+    let r = app.post_json(
+        &format!("/api/v1/internal/orders/{old}/terminate"),
+        Auth::Admin,
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    sweep_until(&app, &old, |t| t["pendingAction"].is_null());
+    assert_eq!(fake.droplets_of("tok-a"), 0);
+    let deletes: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert!(
+        !deletes.is_empty() && deletes.iter().all(|r| r.token == "tok-a"),
+        "{deletes:?}"
+    );
+}
+
+#[test]
+fn an_account_that_refuses_its_token_is_skipped_while_the_others_place() {
+    let fake = FakeDo::start_accounts(&[("tok-b", 5)]);
+    let app = fleet_app(
+        &fake,
+        vec![account("a", "tok-revoked", 1), account("b", "tok-b", 2)],
+    );
+    checked(&app);
+    let id = paid(&app);
+    assert_eq!(sweep_until(&app, &id, has_droplet)["doAccount"], "b");
+    let views = app.provisioner.fleet().views();
+    assert_eq!(views[0].account.health.as_str(), "unauthorized");
+    assert!(creates_by(&fake, "tok-revoked").is_empty());
+}
+
+#[test]
+fn removing_an_account_live_orders_use_is_refused_on_reload_and_at_start_up() {
+    let fake = FakeDo::start_accounts(&[("tok-a", 5), ("tok-b", 5)]);
+    let mut config = None;
+    let app = spawn_app_with(|c| {
+        fleet_config(
+            c,
+            &fake,
+            vec![account("a", "tok-a", 1), account("b", "tok-b", 2)],
+        );
+        config = Some(c.clone());
+    });
+    let mut config = config.expect("config");
+    checked(&app);
+    let id = paid(&app);
+    sweep_until(&app, &id, |t| t["status"] == "SUCCESS");
+    config.cloud.digitalocean.accounts.remove(0);
+    let refused = vpsd::app::reload_accounts(&app.provisioner, &config).expect_err("refused");
+    assert!(refused.contains("\"a\" (1 live orders)"), "{refused}");
+    assert_eq!(
+        app.provisioner.fleet().names(),
+        ["a", "b"],
+        "the old list stays"
+    );
+
+    let mut app = app;
+    let dir = app.dir.take();
+    drop(app);
+    let refused = crate::support::try_start(config, dir)
+        .err()
+        .expect("start-up refused");
+    assert!(refused.contains("\"a\" (1 live orders)"), "{refused}");
+    assert!(!refused.contains('\n'), "one line: {refused}");
+}

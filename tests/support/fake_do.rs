@@ -195,6 +195,9 @@ pub struct RecordedRequest {
     pub body: String,
     /// Whether the bearer token was the expected one.
     pub auth_ok: bool,
+    /// The bearer token sent (the fake's own test tokens, never real ones):
+    /// which account a request was made on.
+    pub token: String,
     /// The status the fake chose (0 when the connection was dropped instead).
     pub status: u16,
 }
@@ -1057,7 +1060,7 @@ fn decide_and_record(
         .to_string();
     let auth_ok = caller == state.token || state.accounts.contains_key(&caller);
     if auth_ok {
-        state.caller = caller;
+        state.caller = caller.clone();
     }
     let window_end = state.rate_window.map(|(length, mut ends)| {
         let now = SystemTime::now();
@@ -1108,6 +1111,7 @@ fn decide_and_record(
         path: full_path,
         body: body_text,
         auth_ok,
+        token: caller,
         status,
     });
     let reset = match window_end {
