@@ -581,3 +581,82 @@ fn start_up_tightens_a_data_file_and_backup_dir_readable_by_others() {
         "{lines:?}"
     );
 }
+
+/// SPEC §13: a bad account list stops start-up with one line naming the
+/// key, and `vpsd config` never shows an account's token.
+#[test]
+fn bad_cloud_accounts_stop_start_up_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "dop_v1_from_a_file\n").unwrap();
+    let account = |body: &str| {
+        format!("[cloud]\nprovider = \"digitalocean\"\n[[cloud.digitalocean.accounts]]\n{body}\n")
+    };
+    let two = |a: &str, b: &str| {
+        format!(
+            "[cloud]\nprovider = \"digitalocean\"\n[[cloud.digitalocean.accounts]]\n{a}\n[[cloud.digitalocean.accounts]]\n{b}\n"
+        )
+    };
+    let cases = [
+        (
+            two(
+                "name = \"east\"\ntoken = \"t1\"",
+                "name = \"east\"\ntoken = \"t2\"",
+            ),
+            "cloud.digitalocean.accounts[1].name",
+        ),
+        (
+            account("name = \"East_1\"\ntoken = \"t1\""),
+            "cloud.digitalocean.accounts[0].name",
+        ),
+        (
+            account(&"name = \"NAME\"\ntoken = \"t1\"".replace("NAME", &"a".repeat(33))),
+            "cloud.digitalocean.accounts[0].name",
+        ),
+        (account("name = \"east\""), "cloud.digitalocean.accounts[0]"),
+        (
+            account(&format!(
+                "name = \"east\"\ntoken = \"t1\"\ntoken_file = \"{}\"",
+                token_file.display()
+            )),
+            "cloud.digitalocean.accounts[0]",
+        ),
+        (
+            account("name = \"east\"\ntoken_file = \"/nonexistent/do-token\""),
+            "cloud.digitalocean.accounts[0].token_file",
+        ),
+    ];
+    for (extra, key) in cases {
+        let config = write_config(dir.path(), &extra);
+        let out = vpsd(
+            &["serve", "--config", config.to_str().unwrap()],
+            &[],
+            dir.path(),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra}: started");
+        assert_eq!(err.trim_end().lines().count(), 1, "{extra}: {err}");
+        assert!(err.contains(key), "{extra}: expected {key}: {err}");
+    }
+    let good = account(&format!(
+        "name = \"east\"\ntoken_file = \"{}\"\n[[cloud.digitalocean.accounts]]\nname = \"west\"\ntoken = \"dop_v1_inline_secret\"",
+        token_file.display()
+    ));
+    let config = write_config(dir.path(), &good);
+    let out = vpsd(
+        &["config", "--config", config.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("name = \"west\""), "{text}");
+    assert!(
+        !text.contains("dop_v1_inline_secret") && !text.contains("dop_v1_from_a_file"),
+        "{text}"
+    );
+}

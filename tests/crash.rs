@@ -150,29 +150,6 @@ fn sigterm_finishes_the_request_in_flight_then_exits_zero_and_restarts_clean() {
     assert_eq!(daemon.terminate(), Some(0));
 }
 
-/// Reads the daemon's log lines until one has `message`, at most `within`;
-/// every line read is kept in `lines`.
-fn read_logs_until(
-    daemon: &Daemon,
-    lines: &mut Vec<String>,
-    message: &str,
-    within: Duration,
-) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Ok(line) = daemon.logs.recv_timeout(left) else {
-            return false;
-        };
-        let found = serde_json::from_str::<serde_json::Value>(&line)
-            .is_ok_and(|j| j["fields"]["message"] == message);
-        lines.push(line);
-        if found {
-            return true;
-        }
-    }
-}
-
 fn position(lines: &[String], message: &str) -> Option<usize> {
     lines.iter().position(|l| {
         serde_json::from_str::<serde_json::Value>(l)
@@ -221,16 +198,14 @@ fn sigterm_while_digitalocean_answers_a_create_records_the_droplet_before_exit()
         .expect("kill");
     assert!(sent.success());
     let mut lines = Vec::new();
-    assert!(read_logs_until(
-        &daemon,
+    assert!(daemon.read_logs_until(
         &mut lines,
         "shutting down: no new connections, finishing in-flight requests",
         Duration::from_secs(10)
     ));
     // Several times the grace: a daemon that does not wait for the call
     // closes its data file meanwhile.
-    let stopped_early =
-        read_logs_until(&daemon, &mut lines, "vpsd stopped", Duration::from_secs(2));
+    let stopped_early = daemon.read_logs_until(&mut lines, "vpsd stopped", Duration::from_secs(2));
     fake.release_creates();
     let exit = wait_for(Duration::from_secs(30), || {
         daemon.child.try_wait().ok().flatten()
@@ -819,4 +794,73 @@ fn create_order(
     let text = r.body_mut().read_to_string().unwrap_or_default();
     let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     Ok(body["data"]["id"].as_str().map(str::to_string))
+}
+
+/// SPEC §13: the account is recorded before the create, so after a SIGKILL
+/// between DigitalOcean's create and vpsd's commit the look-up by tag runs
+/// on that account, even when another (preferred) account has room by then:
+/// exactly one droplet.
+#[test]
+fn sigkill_between_create_and_commit_on_a_second_account_still_makes_one_droplet() {
+    use vpsd::config::accounts::AccountConfig;
+    let fake = FakeDo::start_accounts(&[("tok-a", 1), ("tok-b", 5)]);
+    fake.seed_foreign("tok-a", 1);
+    fake.set_default_script(DropletScript::new());
+    fake.hold_creates(true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path());
+    support::use_fake_do(&mut config, &fake);
+    config.cloud.digitalocean.token = None;
+    let account = |name: &str, token: &str, priority| AccountConfig {
+        name: name.into(),
+        token: Some(token.into()),
+        priority,
+        ..AccountConfig::single(None)
+    };
+    config.cloud.digitalocean.accounts = vec![account("a", "tok-a", 1), account("b", "tok-b", 2)];
+    config.cloud.digitalocean.timeout_ms = 60_000;
+
+    let daemon = Daemon::start(&config, dir.path());
+    let http = agent();
+    let token = hs256_token(SECRET, json!({"sub": "alice", "exp": now_secs() + 600}));
+    let (status, created) = post(
+        &http,
+        &daemon.url("/api/v1/orders"),
+        ("Authorization", &format!("Bearer {token}")),
+        json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}),
+    );
+    assert_eq!(status, 201);
+    let id = created["data"]["id"].as_str().unwrap().to_string();
+    let (status, _) = post(
+        &http,
+        &daemon.url(&format!("/api/v1/internal/orders/{id}/payment-status")),
+        ("X-API-Key", API_KEY),
+        json!({"status": "PAID"}),
+    );
+    assert_eq!(status, 200);
+    // Account a is full, so b has the create; kill vpsd while it waits.
+    assert!(fake.wait_for_count("POST", "/v2/droplets", 1, Duration::from_secs(20)));
+    daemon.kill9();
+    fake.release_creates();
+    fake.hold_creates(false);
+    // Account a has room now and is preferred: only the recorded account
+    // keeps the order on b.
+    fake.set_droplet_limit("tok-a", 5);
+
+    let daemon = Daemon::start(&config, dir.path());
+    let url = daemon.url(&format!("/api/v1/internal/orders/{id}"));
+    let active = wait_for(Duration::from_secs(30), || {
+        let order = get(&http, &url);
+        (order["data"]["status"] == "ACTIVE").then_some(order)
+    })
+    .expect("order became ACTIVE after the restart");
+    let tag = format!("vpsd-order-{id}");
+    assert_eq!(fake.droplet_ids_with_tag(&tag).len(), 1);
+    assert_eq!(fake.count("POST", "/v2/droplets"), 1, "no second create");
+    assert_eq!(active["data"]["provisioningTask"]["doAccount"], "b");
+    assert_eq!(
+        (fake.droplets_of("tok-a"), fake.droplets_of("tok-b")),
+        (1, 1)
+    );
+    assert_eq!(daemon.terminate(), Some(0));
 }

@@ -79,3 +79,88 @@ fn sighup_reloads_the_embedded_catalog_and_keeps_it_when_the_file_is_broken() {
     assert_eq!(status, 201, "the previous catalog still serves");
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// SPEC §13: SIGHUP re-reads the DigitalOcean accounts. Removing an account
+/// a live order uses is refused (the old list stays); a list that keeps it
+/// and adds one is taken.
+#[test]
+fn sighup_reloads_the_cloud_accounts_and_refuses_removing_one_in_use() {
+    use std::time::Duration;
+    use support::fake_do::FakeDo;
+    use vpsd::config::accounts::AccountConfig;
+    let fake = FakeDo::start_accounts(&[("tok-a", 5), ("tok-b", 5)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path());
+    support::use_fake_do(&mut config, &fake);
+    config.cloud.digitalocean.token = None;
+    let account = |name: &str, token: &str| AccountConfig {
+        name: name.into(),
+        token: Some(token.into()),
+        ..AccountConfig::single(None)
+    };
+    config.cloud.digitalocean.accounts = vec![account("a", "tok-a")];
+    let daemon = Daemon::start(&config, dir.path());
+    let http = agent();
+    let (status, created) = order(&http, &daemon, "vps-basic");
+    assert_eq!(status, 201);
+    let id = created["data"]["id"].as_str().unwrap().to_string();
+    let paid = http
+        .post(daemon.url(&format!("/api/v1/internal/orders/{id}/payment-status")))
+        .header("X-API-Key", support::API_KEY)
+        .header("Content-Type", "application/json")
+        .send(json!({"status": "PAID"}).to_string())
+        .unwrap();
+    assert_eq!(paid.status().as_u16(), 200);
+    assert!(fake.wait_for_count("POST", "/v2/droplets", 1, Duration::from_secs(20)));
+
+    let mut lines = Vec::new();
+    config.cloud.digitalocean.accounts = vec![account("b", "tok-b")];
+    support::process::write_config(&config, dir.path());
+    hup(&daemon);
+    assert!(
+        daemon.read_logs_until(
+            &mut lines,
+            "cloud accounts reload refused; keeping the previous accounts",
+            Duration::from_secs(10)
+        ),
+        "{lines:?}"
+    );
+    let refusal = lines.last().cloned().unwrap_or_default();
+    assert!(refusal.contains("\\\"a\\\" (1 live orders)"), "{refusal}");
+
+    // A bad list (a duplicate name) is refused the same way, naming the key.
+    config.cloud.digitalocean.accounts = vec![account("a", "tok-a"), account("a", "tok-b")];
+    support::process::write_config(&config, dir.path());
+    hup(&daemon);
+    assert!(
+        daemon.read_logs_until(
+            &mut lines,
+            "cloud accounts reload refused; keeping the previous accounts",
+            Duration::from_secs(10)
+        ),
+        "{lines:?}"
+    );
+    let refusal = lines.last().cloned().unwrap_or_default();
+    assert!(refusal.contains("cloud.digitalocean.accounts[1].name"), "{refusal}");
+
+    config.cloud.digitalocean.accounts = vec![account("a", "tok-a"), account("b", "tok-b")];
+    support::process::write_config(&config, dir.path());
+    hup(&daemon);
+    assert!(
+        daemon.read_logs_until(
+            &mut lines,
+            "cloud accounts reloaded",
+            Duration::from_secs(10)
+        ),
+        "{lines:?}"
+    );
+    let taken = lines.last().cloned().unwrap_or_default();
+    assert!(taken.contains("\\\"a\\\", \\\"b\\\""), "{taken}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("tok-a") || l.contains("tok-b")),
+        "no token in logs"
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+}

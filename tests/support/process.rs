@@ -96,6 +96,29 @@ impl Daemon {
         }
     }
 
+    /// Reads log lines until one has `message`, at most `within`; every
+    /// line read is kept in `lines`.
+    pub fn read_logs_until(
+        &self,
+        lines: &mut Vec<String>,
+        message: &str,
+        within: Duration,
+    ) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = self.logs.recv_timeout(left) else {
+                return false;
+            };
+            let found = serde_json::from_str::<serde_json::Value>(&line)
+                .is_ok_and(|j| j["fields"]["message"] == message);
+            lines.push(line);
+            if found {
+                return true;
+            }
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
