@@ -141,7 +141,10 @@ fn sighup_reloads_the_cloud_accounts_and_refuses_removing_one_in_use() {
         "{lines:?}"
     );
     let refusal = lines.last().cloned().unwrap_or_default();
-    assert!(refusal.contains("cloud.digitalocean.accounts[1].name"), "{refusal}");
+    assert!(
+        refusal.contains("cloud.digitalocean.accounts[1].name"),
+        "{refusal}"
+    );
 
     config.cloud.digitalocean.accounts = vec![account("a", "tok-a"), account("b", "tok-b")];
     support::process::write_config(&config, dir.path());

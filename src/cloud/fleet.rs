@@ -521,4 +521,143 @@ mod tests {
         fleet.refresh_due(Duration::from_secs(300));
         assert_eq!(fleet.place("sgp1", Uuid::new_v4()).as_deref(), Ok("c"));
     }
+
+    mod model {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            /// A paid order wants a server.
+            Arrive,
+            /// One of vpsd's servers on this account (by index) is deleted,
+            /// and the account checked again, as a confirmed delete causes.
+            Delete(usize),
+            /// The periodic check of every account.
+            Refresh,
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                4 => Just(Step::Arrive),
+                1 => (0usize..4).prop_map(Step::Delete),
+                1 => Just(Step::Refresh),
+            ]
+        }
+
+        struct World {
+            fleet: Fleet,
+            clouds: Vec<(String, Arc<Sandbox>, u64, bool, i64)>,
+            made: Vec<(usize, u64)>,
+        }
+
+        impl World {
+            fn new(accounts: &[(u64, u64, i64, bool)]) -> World {
+                let mut clouds = Vec::new();
+                let mut members = Vec::new();
+                for (n, &(limit, foreign, priority, drain)) in accounts.iter().enumerate() {
+                    let sandbox =
+                        Arc::new(Sandbox::new(Duration::ZERO).with_droplet_limit(Some(limit)));
+                    for f in 0..foreign.min(limit) {
+                        sandbox
+                            .create_droplet(&spec(1000 + f as usize))
+                            .expect("foreign");
+                    }
+                    let name = format!("acct-{n}");
+                    members.push(Member {
+                        name: name.clone(),
+                        priority,
+                        regions: Vec::new(),
+                        max_droplets: None,
+                        drain,
+                        client: sandbox.clone(),
+                    });
+                    clouds.push((name, sandbox, limit, drain, priority));
+                }
+                let fleet = Fleet::new("sandbox", members);
+                fleet.refresh_due(Duration::from_secs(300));
+                World {
+                    fleet,
+                    clouds,
+                    made: Vec::new(),
+                }
+            }
+
+            fn free(&self, n: usize) -> u64 {
+                let (_, sandbox, limit, _, _) = &self.clouds[n];
+                limit.saturating_sub(sandbox.droplet_count().expect("count"))
+            }
+
+            fn arrive(&mut self) -> Result<(), TestCaseError> {
+                let order = Uuid::new_v4();
+                match self.fleet.place("sgp1", order) {
+                    Ok(name) => {
+                        let n = self.clouds.iter().position(|c| c.0 == name).expect("known");
+                        let (_, sandbox, _, drain, priority) = &self.clouds[n];
+                        prop_assert!(!drain, "placed on a draining account");
+                        let better = (0..self.clouds.len()).any(|m| {
+                            !self.clouds[m].3 && self.clouds[m].4 < *priority && self.free(m) > 0
+                        });
+                        prop_assert!(!better, "a preferred account had room");
+                        let made = sandbox.create_droplet(&spec(self.made.len()));
+                        prop_assert!(made.is_ok(), "placed past the limit: {made:?}");
+                        if let Ok(made) = made {
+                            self.fleet.created(&name, order);
+                            self.made.push((n, made.droplet.id));
+                        }
+                    }
+                    Err(_) => {
+                        for n in 0..self.clouds.len() {
+                            prop_assert!(
+                                self.clouds[n].3 || self.free(n) == 0,
+                                "left waiting while {} had a free slot",
+                                self.clouds[n].0
+                            );
+                        }
+                    }
+                }
+                Ok(())
+            }
+
+            fn delete(&mut self, pick: usize) {
+                if self.made.is_empty() {
+                    return;
+                }
+                let (n, id) = self.made.remove(pick % self.made.len());
+                let (name, sandbox, ..) = &self.clouds[n];
+                sandbox.delete_droplet(id).expect("deleted");
+                self.fleet.mark_stale(name);
+                self.fleet.refresh_due(Duration::from_secs(300));
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Random accounts (limits, foreign droplets, priorities,
+            /// draining) and random arrivals, deletions and checks: a
+            /// placement never passes a limit, never skips a preferred
+            /// account with room, and an order is only left waiting when no
+            /// account that may take it has a free slot.
+            #[test]
+            fn placement_never_passes_a_limit_nor_leaves_an_order_beside_a_free_slot(
+                accounts in proptest::collection::vec((0u64..4, 0u64..3, 0i64..3, proptest::bool::weighted(0.2)), 1..4),
+                steps in proptest::collection::vec(step(), 1..40),
+            ) {
+                let mut world = World::new(&accounts);
+                for step in steps {
+                    match step {
+                        Step::Arrive => world.arrive()?,
+                        Step::Delete(pick) => world.delete(pick),
+                        Step::Refresh => {
+                            for name in world.fleet.names() {
+                                world.fleet.refresh(&name);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
