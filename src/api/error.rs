@@ -34,6 +34,7 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
         E::OrderNotFound => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND", None),
         E::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", None),
         E::DeliveryNotFound => (StatusCode::NOT_FOUND, "DELIVERY_NOT_FOUND", None),
+        E::AccountNotFound => (StatusCode::NOT_FOUND, "ACCOUNT_NOT_FOUND", None),
         E::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", None),
         E::PaymentStatusConflict { current, requested } => (
             StatusCode::CONFLICT,

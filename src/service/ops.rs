@@ -11,6 +11,10 @@ use crate::domain::time::now_millis;
 use crate::error::AppError;
 use crate::metrics::Metrics;
 
+/// One account as operators see it (SPEC §13): what the last check found,
+/// never its token.
+pub use crate::cloud::fleet::AccountView;
+
 /// What `/health` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Health {
@@ -57,6 +61,25 @@ impl OpsService {
         }
     }
 
+    /// Every configured account, by name.
+    pub fn accounts(&self) -> Vec<AccountView> {
+        self.fleet.views()
+    }
+
+    /// Starts a check of `name`'s capacity and health and returns at once:
+    /// the check is several DigitalOcean calls, each up to the client's
+    /// timeout, which a request (or a console page) should not wait for.
+    /// The answer shows on the account's `checkedAt` when it lands.
+    pub fn refresh_account(&self, name: &str) -> Result<(), AppError> {
+        if !self.fleet.names().iter().any(|n| n == name) {
+            return Err(AppError::AccountNotFound);
+        }
+        let fleet = Arc::clone(&self.fleet);
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || fleet.refresh(&name));
+        Ok(())
+    }
+
     /// Prometheus text: the registry plus gauges read now (off the async
     /// workers: counting statuses and sizing the file touch the disk).
     pub async fn metrics_text(&self) -> Result<Vec<u8>, AppError> {
@@ -86,6 +109,7 @@ impl OpsService {
                 .oldest_pending_at
                 .map_or(0, |at| (now_millis() - at).max(0) / 1000),
         );
+        m.set_accounts(self.fleet.views().iter().map(|v| &v.account));
         Metrics::catch_up(&m.cloud_calls, self.fleet.calls_sent());
         Metrics::catch_up(&m.cloud_rate_limited, self.fleet.rate_limited_count());
         let last = m.backup_last_success.get();
