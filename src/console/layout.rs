@@ -32,6 +32,10 @@ pub const NAV: &[NavEntry] = &[
         href: "/admin/webhooks",
     },
     NavEntry {
+        label: "Accounts",
+        href: "/admin/accounts",
+    },
+    NavEntry {
         label: "Backups",
         href: "/admin/backups",
     },

@@ -241,6 +241,18 @@ pub static ROUTES: &[Route] = &[
         page!(pages::attention),
     ),
     route(
+        "/admin/accounts",
+        GET,
+        Access::Console,
+        page!(crate::http::console::accounts::accounts),
+    ),
+    route(
+        "/admin/accounts/{name}/refresh",
+        POST,
+        Access::Console,
+        page!(crate::http::console::accounts::refresh),
+    ),
+    route(
         "/admin/backups",
         GET_POST,
         Access::Console,
