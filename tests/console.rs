@@ -1167,7 +1167,14 @@ fn accounts_page_shows_each_account_and_refresh_checks_it() {
     let page = b.get("/admin/accounts");
     assert_eq!(page.status, 200, "{}", page.text);
     assert!(page.text.contains("aria-current=\"page\">Accounts</a>"));
-    for text in ["east", "west", "sgp1", "any", "draining", "capped at 2"] {
+    for text in [
+        "east",
+        "west",
+        "sgp1",
+        "any region",
+        "<strong>draining</strong>",
+        "capped at 2",
+    ] {
         assert!(page.text.contains(text), "{text}: {}", page.text);
     }
     assert!(page

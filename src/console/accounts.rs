@@ -7,7 +7,7 @@
 use maud::{html, Markup};
 use warp::http::StatusCode;
 
-use super::layout::{badge, csrf, notice, page, when};
+use super::layout::{badge, csrf, notice, page, stamp, when};
 use super::parts::sentence;
 use super::session::Session;
 use super::{html, redirect, HttpResponse, Req};
@@ -62,13 +62,11 @@ fn table(session: &Session, views: &[AccountView]) -> Markup {
                     tr {
                         th scope="col" { "Account" }
                         th scope="col" { "Health" }
-                        th scope="col" { "Priority" }
-                        th scope="col" { "Regions" }
-                        th scope="col" { "Drain" }
+                        th scope="col" { "Placement" }
                         th scope="col" { "Droplets / limit" }
                         th scope="col" { "Placing" }
                         th scope="col" { "Free slots" }
-                        th scope="col" { "Rate limit left" }
+                        th scope="col" { "Rate limit" }
                         th scope="col" { "Checked" }
                         th scope="col" { "Last error" }
                         th scope="col" { "Refresh" }
@@ -80,24 +78,28 @@ fn table(session: &Session, views: &[AccountView]) -> Markup {
                         tr {
                             td data-label="Account" { span.mono { (a.name) } }
                             td data-label="Health" { (badge(a.health.as_str())) }
-                            td.num data-label="Priority" { (a.priority) }
-                            td data-label="Regions" {
-                                @if a.regions.is_empty() { "any" } @else { (a.regions.join(", ")) }
+                            // Priority, regions and drain: what placement reads, one line each.
+                            td data-label="Placement" {
+                                div {
+                                    "priority " (a.priority) br;
+                                    @if a.regions.is_empty() { "any region" } @else { (a.regions.join(", ")) }
+                                    br;
+                                    @if a.drain { strong { "draining" } } @else { "not draining" }
+                                }
                             }
-                            td data-label="Drain" { @if a.drain { strong { "draining" } } @else { "no" } }
                             td.num data-label="Droplets / limit" {
                                 div {
                                     (a.droplets) " / "
-                                    @match a.droplet_limit { Some(l) => (l), None => "—" }
+                                    @match a.droplet_limit { Some(l) => (count(l)), None => "—" }
                                     @if let Some(cap) = a.max_droplets { br; span.hint { "capped at " (cap) } }
                                 }
                             }
                             td.num data-label="Placing" { (a.placing) }
-                            td.num data-label="Free slots" { (a.free_slots()) }
-                            td.num data-label="Rate limit left" {
+                            td.num data-label="Free slots" { (count(a.free_slots())) }
+                            td.num data-label="Rate limit" {
                                 @match v.rate_limit_remaining { Some(n) => (n), None => "—" }
                             }
-                            td data-label="Checked" { (when(v.checked_at)) }
+                            td data-label="Checked" { div { (stamp(v.checked_at)) } }
                             td data-label="Last error" {
                                 @match &v.last_error {
                                     Some(e) => span.error-text { (e) },
@@ -115,6 +117,16 @@ fn table(session: &Session, views: &[AccountView]) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// A limit or slot count; the sandbox's account without a limit reports
+/// the largest number there is, which reads better as a word.
+fn count(n: u64) -> String {
+    if n > u64::MAX / 2 {
+        "unlimited".into()
+    } else {
+        n.to_string()
     }
 }
 

@@ -113,6 +113,20 @@ pub fn when(ms: Option<Millis>) -> Markup {
     }
 }
 
+/// A time as date, then clock: two short lines keep a table narrow.
+pub fn stamp(ms: Option<Millis>) -> Markup {
+    let Some(ms) = ms else {
+        return when(None);
+    };
+    let text = time(ms);
+    match text.split_once(' ') {
+        Some((date, clock)) => html! {
+            time datetime=(crate::domain::time::format_millis(ms)) { (date) br; (clock) }
+        },
+        None => when(Some(ms)),
+    }
+}
+
 /// `IDR 108,000`: amounts are whole units of the smallest denomination.
 pub fn money(amount: u64, currency: &str) -> String {
     let digits = amount.to_string();
