@@ -2,7 +2,8 @@
 //! Kept beside the order service so the API renders answers and never reaches
 //! into storage or the cloud provider itself.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::backend::store::StoreHandle;
 use crate::catalog::Catalog;
@@ -34,6 +35,9 @@ pub struct OpsService {
     /// Configured webhook endpoints (their queues' heads give the oldest
     /// pending delivery).
     webhook_urls: Vec<String>,
+    /// Accounts whose on-demand check is running: asking again meanwhile
+    /// joins it rather than spending the account's rate budget twice.
+    refreshing: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl OpsService {
@@ -50,6 +54,7 @@ impl OpsService {
             catalog,
             metrics,
             webhook_urls,
+            refreshing: Arc::default(),
         }
     }
 
@@ -74,9 +79,17 @@ impl OpsService {
         if !self.fleet.names().iter().any(|n| n == name) {
             return Err(AppError::AccountNotFound);
         }
+        let running = Arc::clone(&self.refreshing);
+        let started = lock(&running).insert(name.to_string());
+        if !started {
+            return Ok(());
+        }
         let fleet = Arc::clone(&self.fleet);
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || fleet.refresh(&name));
+        let running = Running {
+            set: running,
+            name: name.to_string(),
+        };
+        tokio::task::spawn_blocking(move || fleet.refresh(&running.name));
         Ok(())
     }
 
@@ -121,5 +134,23 @@ impl OpsService {
         m.backup_age_seconds.set(age);
         m.render()
             .map_err(|e| AppError::Internal(format!("cannot render metrics: {e}")))
+    }
+}
+
+/// The set of running checks; a panic elsewhere while holding it leaves a
+/// set that is still correct, so poisoning is ignored.
+fn lock(set: &Mutex<BTreeSet<String>>) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+    set.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An on-demand check in progress; leaves the set however the check ends.
+struct Running {
+    set: Arc<Mutex<BTreeSet<String>>>,
+    name: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        lock(&self.set).remove(&self.name);
     }
 }
