@@ -9,6 +9,8 @@ use prometheus::{
 };
 use warp::http;
 
+use crate::domain::fleet::{Account, Health};
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: IntCounterVec,
@@ -35,6 +37,12 @@ pub struct Metrics {
     pub webhook_pending: IntGauge,
     /// Age of the oldest pending delivery, at the last scrape (0: none).
     pub webhook_oldest_pending_seconds: IntGauge,
+    /// Per DigitalOcean account (SPEC §13), labelled `account`; set from the
+    /// fleet at each scrape, so labels are the configured names only.
+    pub account_droplet_limit: IntGaugeVec,
+    pub account_droplets: IntGaugeVec,
+    pub account_free_slots: IntGaugeVec,
+    pub account_healthy: IntGaugeVec,
 }
 
 impl Metrics {
@@ -69,6 +77,10 @@ impl Metrics {
             webhook_deliveries: counter_vec(&r, WEBHOOK_DELIVERIES, &["result"])?,
             webhook_pending: gauge(&r, WEBHOOK_PENDING)?,
             webhook_oldest_pending_seconds: gauge(&r, WEBHOOK_OLDEST_PENDING)?,
+            account_droplet_limit: gauge_vec(&r, ACCOUNT_DROPLET_LIMIT, &["account"])?,
+            account_droplets: gauge_vec(&r, ACCOUNT_DROPLETS, &["account"])?,
+            account_free_slots: gauge_vec(&r, ACCOUNT_FREE_SLOTS, &["account"])?,
+            account_healthy: gauge_vec(&r, ACCOUNT_HEALTHY, &["account"])?,
             registry: r,
         })
     }
@@ -78,6 +90,37 @@ impl Metrics {
         let current = counter.get();
         if total > current {
             counter.inc_by(total - current);
+        }
+    }
+
+    /// The per-account gauges, from scratch: an account a reload removed
+    /// leaves no series behind. The limit is left out until DigitalOcean
+    /// has told it (absent reads as unknown, where 0 would read as full).
+    pub fn set_accounts<'a>(&self, accounts: impl IntoIterator<Item = &'a Account>) {
+        let vecs = [
+            &self.account_droplet_limit,
+            &self.account_droplets,
+            &self.account_free_slots,
+            &self.account_healthy,
+        ];
+        vecs.iter().for_each(|v| v.reset());
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for a in accounts {
+            let label = [a.name.as_str()];
+            if let Some(limit) = a.droplet_limit {
+                self.account_droplet_limit
+                    .with_label_values(&label)
+                    .set(count(limit));
+            }
+            self.account_droplets
+                .with_label_values(&label)
+                .set(count(a.droplets));
+            self.account_free_slots
+                .with_label_values(&label)
+                .set(count(a.free_slots()));
+            self.account_healthy
+                .with_label_values(&label)
+                .set(i64::from(a.health == Health::Ok));
         }
     }
 
@@ -173,6 +216,22 @@ const WEBHOOK_OLDEST_PENDING: Spec = (
     "vpsd_webhook_oldest_pending_age_seconds",
     "Age of the oldest pending webhook delivery (0: none)",
 );
+const ACCOUNT_DROPLET_LIMIT: Spec = (
+    "vpsd_cloud_account_droplet_limit",
+    "DigitalOcean's droplet_limit per account, before max_droplets (absent until the first check)",
+);
+const ACCOUNT_DROPLETS: Spec = (
+    "vpsd_cloud_account_droplets",
+    "Droplets per DigitalOcean account at its last count, vpsd's or not",
+);
+const ACCOUNT_FREE_SLOTS: Spec = (
+    "vpsd_cloud_account_free_slots",
+    "Servers a DigitalOcean account can take now (limit and max_droplets, less droplets and placements not yet counted)",
+);
+const ACCOUNT_HEALTHY: Spec = (
+    "vpsd_cloud_account_healthy",
+    "1 when a DigitalOcean account's last check was ok, else 0 (unauthorized, locked, unreachable)",
+);
 
 const HTTP_BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -202,6 +261,50 @@ fn counter_vec(
     add(registry, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
+fn gauge_vec(
+    registry: &Registry,
+    (name, help): Spec,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    add(registry, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
 fn gauge(registry: &Registry, (name, help): Spec) -> Result<IntGauge, prometheus::Error> {
     add(registry, IntGauge::new(name, help))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(name: &str, limit: Option<u64>, health: Health) -> Account {
+        Account {
+            name: name.into(),
+            priority: 100,
+            regions: Vec::new(),
+            drain: false,
+            health,
+            droplet_limit: limit,
+            max_droplets: None,
+            droplets: 1,
+            placing: 0,
+            refused_full: false,
+        }
+    }
+
+    #[test]
+    fn an_account_gone_from_the_config_leaves_no_series() {
+        let m = Metrics::new().unwrap();
+        let a = account("alpha", Some(3), Health::Ok);
+        let b = account("beta", None, Health::Unauthorized);
+        m.set_accounts([&a, &b]);
+        let text = String::from_utf8(m.render().unwrap()).unwrap();
+        assert!(text.contains(r#"vpsd_cloud_account_free_slots{account="alpha"} 2"#));
+        assert!(text.contains(r#"vpsd_cloud_account_healthy{account="beta"} 0"#));
+        assert!(!text.contains(r#"vpsd_cloud_account_droplet_limit{account="beta"}"#));
+        m.set_accounts([&a]);
+        let text = String::from_utf8(m.render().unwrap()).unwrap();
+        assert!(text.contains(r#"vpsd_cloud_account_healthy{account="alpha"} 1"#));
+        assert!(!text.contains(r#"account="beta""#), "{text}");
+    }
 }

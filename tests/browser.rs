@@ -352,6 +352,26 @@ fn an_operator_works_an_order_through_the_console_in_chromium() {
     );
     run.check("15-webhooks-replayed", DESKTOP);
 
+    // Accounts: the sandbox's one account, checked again on request.
+    run.driver.click("nav a[href='/admin/accounts']");
+    run.wait_h1("Accounts", false);
+    assert!(run.driver.text("main").contains("default"));
+    run.driver
+        .click("form[action='/admin/accounts/default/refresh'] button");
+    let checking = wait(Duration::from_secs(10), || {
+        run.driver
+            .try_text("main")
+            .filter(|t| t.contains("Checking default now"))
+            .map(drop)
+    });
+    assert!(
+        checking.is_some(),
+        "no refresh notice on {}",
+        run.driver.url()
+    );
+    run.check("15b-accounts", DESKTOP);
+    run.check("15b-accounts-phone", PHONE);
+
     run.driver.click("nav a[href='/admin/backups']");
     run.wait_h1("Backups", false);
     assert!(run.driver.text("main").contains("No snapshots yet."));

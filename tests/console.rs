@@ -218,6 +218,7 @@ fn pages_need_a_session_and_show_no_data_without_one() {
         "/admin/backups",
         "/admin/webhooks",
         "/admin/webhooks?status=failed",
+        "/admin/accounts",
     ] {
         let r = b.get(path);
         assert_eq!(r.status, 303, "{path}: {}", r.text);
@@ -330,6 +331,7 @@ fn every_console_response_carries_the_csp_and_no_page_has_script_or_inline_style
         "/admin/backups".into(),
         "/admin/webhooks".into(),
         "/admin/webhooks?status=nope".into(),
+        "/admin/accounts".into(),
         "/admin/style.css".into(),
         "/admin/favicon.svg".into(),
         "/admin/orders/not-a-uuid".into(),
@@ -1121,4 +1123,182 @@ fn the_order_page_lists_the_newest_fifty_renewals_and_the_total() {
         "50 rows and the header"
     );
     assert!(section.contains("The 50 newest of 55"), "{section}");
+}
+
+// ----- SPEC §13: several DigitalOcean accounts ----------------------------
+
+fn account(name: &str, token: Option<&str>) -> vpsd::config::accounts::AccountConfig {
+    vpsd::config::accounts::AccountConfig {
+        name: name.into(),
+        ..vpsd::config::accounts::AccountConfig::single(token.map(str::to_string))
+    }
+}
+
+/// The API's view of one account.
+fn api_account(app: &TestApp, name: &str) -> Value {
+    let list = app.get("/api/v1/internal/cloud/accounts", Auth::Admin);
+    list.data()
+        .as_array()
+        .and_then(|l| l.iter().find(|a| a["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn accounts_page_shows_each_account_and_refresh_checks_it() {
+    use vpsd::config::accounts::AccountConfig;
+    let app = spawn_app_with(|c| {
+        c.cloud.sandbox.accounts = vec![
+            AccountConfig {
+                priority: 10,
+                regions: vec!["sgp1".into()],
+                droplet_limit: Some(3),
+                max_droplets: Some(2),
+                ..account("east", None)
+            },
+            AccountConfig {
+                drain: true,
+                droplet_limit: Some(4),
+                ..account("west", None)
+            },
+        ];
+    });
+    let mut b = Browser::new(&app);
+    b.login("alice");
+    let page = b.get("/admin/accounts");
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("aria-current=\"page\">Accounts</a>"));
+    for text in [
+        "east",
+        "west",
+        "sgp1",
+        "any region",
+        "<strong>draining</strong>",
+        "capped at 2",
+    ] {
+        assert!(page.text.contains(text), "{text}: {}", page.text);
+    }
+    assert!(page
+        .text
+        .contains("action=\"/admin/accounts/east/refresh\""));
+    assert!(page
+        .text
+        .contains("action=\"/admin/accounts/west/refresh\""));
+
+    // Refresh takes the session's CSRF token, like every console form.
+    let r = b.post("/admin/accounts/east/refresh", &[("csrf", "forged")]);
+    assert_eq!(r.status, 403, "{}", r.text);
+    let csrf = b.csrf();
+    let r = b.post("/admin/accounts/east/refresh", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.text);
+    let back = r.header("location").unwrap_or("").to_string();
+    assert_eq!(back, "/admin/accounts?refreshed=east");
+    let page = b.get(&back);
+    assert!(page.text.contains("Checking east now"), "{}", page.text);
+    let checked = support::wait_for(Duration::from_secs(20), || {
+        let east = api_account(&app, "east");
+        (!east["checkedAt"].is_null()).then_some(east)
+    })
+    .expect("east was checked");
+    assert_eq!(checked["health"], "ok");
+    let page = b.get("/admin/accounts");
+    assert!(page.text.contains("0 / 3"), "{}", page.text);
+    assert!(page.text.contains("badge s-ok"), "{}", page.text);
+
+    // An unknown account, and a name no account can have: a sentence, not JSON.
+    let r = b.post("/admin/accounts/north/refresh", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(
+        r.text.contains("There is no account with this name"),
+        "{}",
+        r.text
+    );
+    let r = b.post("/admin/accounts/No_Such/refresh", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("<h1>Accounts</h1>"), "{}", r.text);
+
+    // The Order page names the account the server was placed on.
+    let id = app.create_order("u-acc").id();
+    assert_eq!(app.pay(&id).status, 200);
+    app.wait_for_status(&id, &["ACTIVE"], Duration::from_secs(30));
+    assert_eq!(
+        app.admin_order(&id).data()["provisioningTask"]["doAccount"],
+        "east"
+    );
+    let order = b.get(&format!("/admin/orders/{id}"));
+    let facts = order
+        .text
+        .split("DigitalOcean account")
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        facts.trim_start_matches("</dt><dd>").contains(">east</a>"),
+        "{}",
+        order.text
+    );
+}
+
+#[test]
+fn attention_lists_an_unhealthy_account_and_an_order_waiting_for_capacity() {
+    use vpsd::config::accounts::AccountConfig;
+    let fake = support::fake_do::FakeDo::start_accounts(&[("tok-full-account", 0)]);
+    let app = spawn_app_with(|c| {
+        support::use_fake_do(c, &fake);
+        c.cloud.digitalocean.token = None;
+        c.cloud.digitalocean.accounts = vec![
+            account("full", Some("tok-full-account")),
+            AccountConfig {
+                priority: 5,
+                ..account("revoked", Some("tok-the-fake-does-not-know"))
+            },
+        ];
+    });
+    let id = app.create_order("u-capacity").id();
+    assert_eq!(app.pay(&id).status, 200);
+    let waiting = support::wait_for(Duration::from_secs(30), || {
+        app.sweep();
+        let task = app.admin_order(&id).data()["provisioningTask"].clone();
+        (task["errorCode"] == "NO_CAPACITY").then_some(task)
+    })
+    .expect("the order waits for capacity");
+    assert!(waiting["doAccount"].is_null(), "{waiting}");
+    assert_eq!(app.admin_order(&id).data()["status"], "PROVISIONING");
+
+    let mut b = Browser::new(&app);
+    b.login("alice");
+    let page = b.get("/admin/attention");
+    assert_eq!(page.status, 200);
+    assert!(!page.text.contains("Nothing needs attention"));
+    let section = |from: &str, to: &str| -> String {
+        let rest = page.text.split(from).nth(1).unwrap_or("");
+        rest.split(to).next().unwrap_or("").to_string()
+    };
+    let capacity = section("id=\"capacity-h\"", "</section>");
+    assert!(
+        capacity.contains("Waiting for capacity (1)"),
+        "{}",
+        page.text
+    );
+    assert!(capacity.contains(&id[id.len() - 8..]), "{}", page.text);
+    assert!(capacity.contains("NO_CAPACITY"), "{}", page.text);
+    let stuck = section("id=\"stuck-h\"", "</section>");
+    assert!(
+        !stuck.contains(&id[id.len() - 8..]),
+        "listed once: {}",
+        page.text
+    );
+    let accounts = section("id=\"accounts-h\"", "</section>");
+    assert!(accounts.contains("(1)"), "{}", page.text);
+    assert!(accounts.contains("revoked"), "{}", page.text);
+    assert!(accounts.contains("badge s-unauthorized"), "{}", page.text);
+    assert!(
+        !accounts.contains(">full<"),
+        "a full account is healthy: {}",
+        page.text
+    );
+    assert!(!page.text.contains("tok-"), "no token on the page");
+    let order = b.get(&format!("/admin/orders/{id}"));
+    assert!(order.text.contains("not placed yet"), "{}", order.text);
+    let accounts_page = b.get("/admin/accounts");
+    assert!(accounts_page.text.contains("badge s-unauthorized"));
+    assert!(!accounts_page.text.contains("tok-"), "no token on the page");
 }

@@ -31,9 +31,9 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
         E::ApiKeyInvalid => (StatusCode::UNAUTHORIZED, "API_KEY_INVALID", None),
         E::ApiKeyNotConfigured => (StatusCode::UNAUTHORIZED, "API_KEY_NOT_CONFIGURED", None),
         E::OrderAccessDenied => (StatusCode::FORBIDDEN, "ORDER_ACCESS_DENIED", None),
-        E::OrderNotFound => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND", None),
-        E::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", None),
-        E::DeliveryNotFound => (StatusCode::NOT_FOUND, "DELIVERY_NOT_FOUND", None),
+        E::OrderNotFound | E::NotFound | E::DeliveryNotFound | E::AccountNotFound => {
+            (StatusCode::NOT_FOUND, not_found_code(e), None)
+        }
         E::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", None),
         E::PaymentStatusConflict { current, requested } => (
             StatusCode::CONFLICT,
@@ -86,6 +86,16 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
             None,
         ),
         E::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE", None),
+    }
+}
+
+/// Which 404: the thing the request named, or the route itself.
+fn not_found_code(e: &AppError) -> &'static str {
+    match e {
+        AppError::OrderNotFound => "ORDER_NOT_FOUND",
+        AppError::DeliveryNotFound => "DELIVERY_NOT_FOUND",
+        AppError::AccountNotFound => "ACCOUNT_NOT_FOUND",
+        _ => "NOT_FOUND",
     }
 }
 

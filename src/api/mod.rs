@@ -13,6 +13,7 @@ pub use crate::json;
 pub mod request;
 mod token_cache;
 
+pub(crate) mod accounts;
 pub(crate) mod internal;
 pub(crate) mod ops;
 pub(crate) mod orders;
@@ -91,7 +92,7 @@ pub struct Call<'a> {
     pub caller: Caller,
     pub method: &'a Method,
     pub path: &'a str,
-    /// The route's `{id}` segment, unparsed (handlers validate it after the body).
+    /// The route's `{id}` (or `{name}`) segment, unparsed (handlers validate it after the body).
     pub id: &'a str,
     pub query: &'a str,
     pub headers: &'a HeaderMap,

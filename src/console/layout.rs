@@ -32,6 +32,10 @@ pub const NAV: &[NavEntry] = &[
         href: "/admin/webhooks",
     },
     NavEntry {
+        label: "Accounts",
+        href: "/admin/accounts",
+    },
+    NavEntry {
         label: "Backups",
         href: "/admin/backups",
     },
@@ -106,6 +110,20 @@ pub fn when(ms: Option<Millis>) -> Markup {
     match ms {
         Some(ms) => html! { time datetime=(crate::domain::time::format_millis(ms)) { (time(ms)) } },
         None => html! { "—" },
+    }
+}
+
+/// A time as date, then clock: two short lines keep a table narrow.
+pub fn stamp(ms: Option<Millis>) -> Markup {
+    let Some(ms) = ms else {
+        return when(None);
+    };
+    let text = time(ms);
+    match text.split_once(' ') {
+        Some((date, clock)) => html! {
+            time datetime=(crate::domain::time::format_millis(ms)) { (date) br; (clock) }
+        },
+        None => when(Some(ms)),
     }
 }
 

@@ -14,6 +14,7 @@
 //! 403), reads a POST's form and checks its CSRF token, and runs the page;
 //! and the headers every console page carries ([`page_headers`]).
 
+pub(crate) mod accounts;
 mod action_list;
 pub(crate) mod actions;
 mod chart;

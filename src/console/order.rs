@@ -146,6 +146,12 @@ fn task(record: &OrderRecord) -> Markup {
                     dl.facts {
                         dt { "Task" } dd { (badge(t.status.as_str())) " · " (t.attempts) " attempts" }
                         dt { "Region / size / image" } dd { (t.do_region) " / " (t.do_size) " / " (t.do_image) }
+                        dt { "DigitalOcean account" } dd {
+                            @match &t.do_account {
+                                Some(name) => a.mono href="/admin/accounts" { (name) },
+                                None => "not placed yet",
+                            }
+                        }
                         @if let Some(d) = &t.droplet {
                             dt { "Droplet" } dd { (d.name) " (id " (d.id) ") " (badge(d.status.as_str())) }
                             dt { "Public IPv4" } dd.mono { (d.ipv4_public.as_deref().unwrap_or("—")) }

@@ -279,10 +279,11 @@ pub async fn attention(req: &Req<'_>) -> HttpResponse {
     };
     let (no_failed_deliveries, deliveries) =
         super::webhooks::attention_section(req, session_ref).await;
+    let (accounts_healthy, accounts) = super::accounts::attention_section(req);
     let body = html! {
         h1 { "Attention" }
-        @if data.is_empty() && no_failed_deliveries {
-            p.empty.all-clear { "Nothing needs attention: no failed orders, no stuck provisioning, no failing droplet actions, no failed webhook deliveries." }
+        @if data.is_empty() && no_failed_deliveries && accounts_healthy {
+            p.empty.all-clear { "Nothing needs attention: no failed orders, no stuck provisioning, no orders waiting for capacity, no failing droplet actions, no failed webhook deliveries, no unhealthy accounts." }
         }
         section aria-labelledby="failed-h" {
             h2 #failed-h { "Failed provisioning (" (data.failed_total) ")" }
@@ -297,6 +298,15 @@ pub async fn attention(req: &Req<'_>) -> HttpResponse {
             @if data.stuck.is_empty() { p.empty { "No provisioning is stuck." } }
             @else { (attention_table(&data.stuck, &problem)) }
         }
+        section aria-labelledby="capacity-h" {
+            h2 #capacity-h { "Waiting for capacity (" (data.waiting_capacity.len()) ")" }
+            @if data.waiting_capacity.is_empty() { p.empty { "No paid order is waiting for a free slot." } }
+            @else {
+                p.hint { "No account can take these servers now (NO_CAPACITY): each is placed as soon as a slot opens. Add an account, raise a limit or end a drain to place them sooner; see the Accounts page." }
+                (attention_table(&data.waiting_capacity, &problem))
+            }
+        }
+        (accounts)
         section aria-labelledby="actions-h" {
             h2 #actions-h { "Droplet actions failing (" (data.actions_failing.len()) ")" }
             @if data.actions_failing.is_empty() { p.empty { "Every owed power or delete action is on track." } }

@@ -88,6 +88,9 @@ pub fn sentence(e: &AppError, action: Option<&str>) -> String {
         AppError::DeliveryNotFound => {
             "There is no webhook delivery with this id (delivered ones are removed after webhooks.retention_hours). Nothing was changed.".into()
         }
+        AppError::AccountNotFound => {
+            "There is no account with this name: accounts come from the config, and a reload may have removed it. Nothing was done.".into()
+        }
         AppError::IdempotencyKeyInUse => {
             "This form is being submitted already. Wait a moment, then reload the order.".into()
         }

@@ -6,7 +6,7 @@
 use maud::{html, Markup};
 use warp::http::StatusCode;
 
-use super::layout::{badge, csrf, notice, page, when};
+use super::layout::{badge, csrf, notice, page, stamp};
 use super::parts::{failure, not_found, pager, sentence, short};
 use super::session::Session;
 use super::{html, redirect, HttpResponse, Req};
@@ -195,20 +195,6 @@ pub fn table(
                 }
             }
         }
-    }
-}
-
-/// A time as date, then clock: two short lines keep the table narrow.
-fn stamp(ms: Option<crate::domain::time::Millis>) -> Markup {
-    let Some(ms) = ms else {
-        return when(None);
-    };
-    let text = super::layout::time(ms);
-    match text.split_once(' ') {
-        Some((date, clock)) => html! {
-            time datetime=(crate::domain::time::format_millis(ms)) { (date) br; (clock) }
-        },
-        None => when(Some(ms)),
     }
 }
 

@@ -115,6 +115,8 @@ pub enum AppError {
     TooManyFailures { retry_after_secs: u64 },
     #[error("this caller already holds {limit} live Idempotency-Keys (idempotency.max_keys_per_user); try again in {retry_after_secs} s")]
     IdempotencyKeysExhausted { limit: u64, retry_after_secs: u64 },
+    #[error("no DigitalOcean account has this name")]
+    AccountNotFound,
 }
 
 impl AppError {

@@ -7,7 +7,7 @@
 
 use warp::http::Method;
 
-use crate::http::api::{internal, ops, orders, paid_period, webhooks, Call};
+use crate::http::api::{accounts, internal, ops, orders, paid_period, webhooks, Call};
 use crate::http::console::{actions, login, order, pages, Req};
 
 /// Who may call a route.
@@ -189,6 +189,18 @@ pub static ROUTES: &[Route] = &[
         Access::Internal,
         handler!(webhooks::replay),
     ),
+    route(
+        "/api/v1/internal/cloud/accounts",
+        GET,
+        Access::Internal,
+        handler!(accounts::list),
+    ),
+    route(
+        "/api/v1/internal/cloud/accounts/{name}/refresh",
+        POST,
+        Access::Internal,
+        handler!(accounts::refresh),
+    ),
     route("/admin/", GET, Access::Console, page!(pages::overview)),
     route(
         "/admin/login",
@@ -227,6 +239,18 @@ pub static ROUTES: &[Route] = &[
         GET,
         Access::Console,
         page!(pages::attention),
+    ),
+    route(
+        "/admin/accounts",
+        GET,
+        Access::Console,
+        page!(crate::http::console::accounts::accounts),
+    ),
+    route(
+        "/admin/accounts/{name}/refresh",
+        POST,
+        Access::Console,
+        page!(crate::http::console::accounts::refresh),
     ),
     route(
         "/admin/backups",
@@ -330,7 +354,10 @@ fn match_pattern<'p>(pattern: &str, path: &'p str) -> Option<Vars<'p>> {
     loop {
         match (pattern_parts.next(), path_parts.next()) {
             (None, None) => return Some(vars),
-            (Some("{id}"), Some(segment)) if !segment.is_empty() => vars.id = Some(segment),
+            // `{name}` (an account's) is the route's one variable like `{id}`.
+            (Some("{id}" | "{name}"), Some(segment)) if !segment.is_empty() => {
+                vars.id = Some(segment)
+            }
             (Some("{action}"), Some(segment)) => vars.action = Some(segment),
             (Some(expected), Some(segment)) if expected == segment => {}
             _ => return None,

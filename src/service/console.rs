@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::orders::blocking;
 use super::OrderService;
 use crate::backend::store::StoreHandle;
+use crate::domain::task::ProvisioningError;
 use crate::domain::time::Millis;
 use crate::domain::{ListQuery, OrderRecord, OrderStatus, ProvisioningStatus};
 use crate::error::AppError;
@@ -133,15 +134,23 @@ pub struct Attention {
     /// FAILED orders, newest first (at most 100), and how many there are.
     pub failed: Vec<OrderRecord>,
     pub failed_total: u64,
-    /// Provisioning for more than 10 minutes, or with an error code while retrying.
+    /// Provisioning for more than 10 minutes, or with an error code while
+    /// retrying; not those only waiting for capacity.
     pub stuck: Vec<OrderRecord>,
+    /// Paid, but no account can take the server now (task `NO_CAPACITY`,
+    /// SPEC §13): not broken, it is placed when a slot opens, but an
+    /// operator may want to add an account or raise a limit. Oldest first.
+    pub waiting_capacity: Vec<OrderRecord>,
     /// A droplet action (power off / on, delete) that has failed at least once.
     pub actions_failing: Vec<OrderRecord>,
 }
 
 impl Attention {
     pub fn is_empty(&self) -> bool {
-        self.failed.is_empty() && self.stuck.is_empty() && self.actions_failing.is_empty()
+        self.failed.is_empty()
+            && self.stuck.is_empty()
+            && self.waiting_capacity.is_empty()
+            && self.actions_failing.is_empty()
     }
 }
 
@@ -153,13 +162,19 @@ fn attention_blocking(store: &StoreHandle, now: Millis) -> Result<Attention, App
         page: 1,
         limit: ATTENTION_ROWS as u32,
     })?;
-    let mut stuck: Vec<OrderRecord> = store
+    let (mut waiting_capacity, mut stuck): (Vec<OrderRecord>, Vec<OrderRecord>) = store
         .open_tasks()?
         .into_iter()
         .filter(|r| r.task.as_ref().is_some_and(|t| is_stuck(t, now)))
-        .collect();
-    stuck.sort_by_key(|r| r.order.created_at);
-    stuck.truncate(ATTENTION_ROWS);
+        .partition(|r| {
+            r.task
+                .as_ref()
+                .is_some_and(|t| t.error_code == Some(ProvisioningError::NoCapacity))
+        });
+    for list in [&mut stuck, &mut waiting_capacity] {
+        list.sort_by_key(|r| r.order.created_at);
+        list.truncate(ATTENTION_ROWS);
+    }
     let mut actions_failing: Vec<OrderRecord> = store
         .pending_actions()?
         .into_iter()
@@ -176,6 +191,7 @@ fn attention_blocking(store: &StoreHandle, now: Millis) -> Result<Attention, App
         failed: failed.items,
         failed_total: failed.total,
         stuck,
+        waiting_capacity,
         actions_failing,
     })
 }

@@ -2,7 +2,8 @@
 //! Kept beside the order service so the API renders answers and never reaches
 //! into storage or the cloud provider itself.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::backend::store::StoreHandle;
 use crate::catalog::Catalog;
@@ -10,6 +11,10 @@ use crate::cloud::fleet::Fleet;
 use crate::domain::time::now_millis;
 use crate::error::AppError;
 use crate::metrics::Metrics;
+
+/// One account as operators see it (SPEC §13): what the last check found,
+/// never its token.
+pub use crate::cloud::fleet::AccountView;
 
 /// What `/health` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +35,9 @@ pub struct OpsService {
     /// Configured webhook endpoints (their queues' heads give the oldest
     /// pending delivery).
     webhook_urls: Vec<String>,
+    /// Accounts whose on-demand check is running: asking again meanwhile
+    /// joins it rather than spending the account's rate budget twice.
+    refreshing: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl OpsService {
@@ -46,6 +54,7 @@ impl OpsService {
             catalog,
             metrics,
             webhook_urls,
+            refreshing: Arc::default(),
         }
     }
 
@@ -55,6 +64,33 @@ impl OpsService {
             cloud: self.fleet.provider(),
             catalog: self.catalog.source_name(),
         }
+    }
+
+    /// Every configured account, by name.
+    pub fn accounts(&self) -> Vec<AccountView> {
+        self.fleet.views()
+    }
+
+    /// Starts a check of `name`'s capacity and health and returns at once:
+    /// the check is several DigitalOcean calls, each up to the client's
+    /// timeout, which a request (or a console page) should not wait for.
+    /// The answer shows on the account's `checkedAt` when it lands.
+    pub fn refresh_account(&self, name: &str) -> Result<(), AppError> {
+        if !self.fleet.names().iter().any(|n| n == name) {
+            return Err(AppError::AccountNotFound);
+        }
+        let running = Arc::clone(&self.refreshing);
+        let started = lock(&running).insert(name.to_string());
+        if !started {
+            return Ok(());
+        }
+        let fleet = Arc::clone(&self.fleet);
+        let running = Running {
+            set: running,
+            name: name.to_string(),
+        };
+        tokio::task::spawn_blocking(move || fleet.refresh(&running.name));
+        Ok(())
     }
 
     /// Prometheus text: the registry plus gauges read now (off the async
@@ -86,6 +122,7 @@ impl OpsService {
                 .oldest_pending_at
                 .map_or(0, |at| (now_millis() - at).max(0) / 1000),
         );
+        m.set_accounts(self.fleet.views().iter().map(|v| &v.account));
         Metrics::catch_up(&m.cloud_calls, self.fleet.calls_sent());
         Metrics::catch_up(&m.cloud_rate_limited, self.fleet.rate_limited_count());
         let last = m.backup_last_success.get();
@@ -97,5 +134,23 @@ impl OpsService {
         m.backup_age_seconds.set(age);
         m.render()
             .map_err(|e| AppError::Internal(format!("cannot render metrics: {e}")))
+    }
+}
+
+/// The set of running checks; a panic elsewhere while holding it leaves a
+/// set that is still correct, so poisoning is ignored.
+fn lock(set: &Mutex<BTreeSet<String>>) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+    set.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An on-demand check in progress; leaves the set however the check ends.
+struct Running {
+    set: Arc<Mutex<BTreeSet<String>>>,
+    name: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        lock(&self.set).remove(&self.name);
     }
 }

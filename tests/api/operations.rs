@@ -330,7 +330,7 @@ fn offline_backup_refuses_while_the_daemon_runs() {
 }
 
 /// `name{labels} value` lines of the Prometheus text format, by series.
-fn parse_prometheus(text: &str) -> std::collections::HashMap<String, f64> {
+pub(crate) fn parse_prometheus(text: &str) -> std::collections::HashMap<String, f64> {
     let mut out = std::collections::HashMap::new();
     for line in text.lines() {
         if line.is_empty() || line.starts_with('#') {
@@ -589,6 +589,15 @@ fn document_matches_real_traffic(doc: &serde_json::Value) {
         listed.text
     );
     check("get", deliveries, &listed);
+    let accounts = "/api/v1/internal/cloud/accounts";
+    check("get", accounts, &app.get(accounts, Auth::Admin));
+    let refresh = "/api/v1/internal/cloud/accounts/{name}/refresh";
+    let r = app.post_empty(&format!("{accounts}/default/refresh"), Auth::Admin);
+    assert_eq!(r.status, 202, "{}", r.text);
+    check("post", refresh, &r);
+    let r = app.post_empty(&format!("{accounts}/nobody/refresh"), Auth::Admin);
+    assert_eq!(r.status, 404, "{}", r.text);
+    check("post", refresh, &r);
 
     // Error envelopes, as declared per operation.
     let missing = format!("{orders}/{}", uuid::Uuid::new_v4());

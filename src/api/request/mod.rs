@@ -21,4 +21,6 @@ pub use commands::{
 pub use headers::{admin_id, fingerprint, idempotency_key};
 pub use json_body::{json_object, read_body};
 pub use new_order::new_order;
-pub use query::{delivery_filters, delivery_query, list_params, order_id, ListParams};
+pub use query::{
+    account_name, delivery_filters, delivery_query, list_params, order_id, ListParams,
+};

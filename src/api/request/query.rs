@@ -14,6 +14,23 @@ pub fn order_id(text: &str) -> Result<Uuid, AppError> {
         .map_err(|_| AppError::invalid_fields(vec![FieldError::new("id", "must be a UUID")]))
 }
 
+/// An account name in a path: the config's rule (`[a-z0-9-]{1,32}`), so
+/// nothing else is looked up, logged or echoed back.
+pub fn account_name(text: &str) -> Result<&str, AppError> {
+    let well_formed = (1..=32).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if well_formed {
+        Ok(text)
+    } else {
+        Err(AppError::invalid_fields(vec![FieldError::new(
+            "name",
+            "must be 1-32 characters of a-z, 0-9 and -",
+        )]))
+    }
+}
+
 /// `page`, `limit`, `status` and (admin) `userId` from the query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListParams {
