@@ -38,6 +38,9 @@ pub struct Sandbox {
     droplet_limit: Option<u64>,
 }
 
+/// The limit of an account without one: finite, so JSON readers keep it exact.
+pub const UNLIMITED_DROPLETS: u64 = 1_000_000;
+
 /// DigitalOcean's 422 message when an account's droplet limit is reached.
 pub const DROPLET_LIMIT_MESSAGE: &str =
     "creating this/these droplet(s) will exceed your droplet limit";
@@ -415,7 +418,7 @@ impl Cloud for Sandbox {
 
     fn account(&self) -> Result<AccountInfo, CloudError> {
         Ok(AccountInfo {
-            droplet_limit: self.droplet_limit.unwrap_or(u64::MAX),
+            droplet_limit: self.droplet_limit.unwrap_or(UNLIMITED_DROPLETS),
             active: true,
         })
     }

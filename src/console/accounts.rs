@@ -90,12 +90,12 @@ fn table(session: &Session, views: &[AccountView]) -> Markup {
                             td.num data-label="Droplets / limit" {
                                 div {
                                     (a.droplets) " / "
-                                    @match a.droplet_limit { Some(l) => (count(l)), None => "—" }
+                                    @match a.droplet_limit { Some(l) => (l.to_string()), None => "—" }
                                     @if let Some(cap) = a.max_droplets { br; span.hint { "capped at " (cap) } }
                                 }
                             }
                             td.num data-label="Placing" { (a.placing) }
-                            td.num data-label="Free slots" { (count(a.free_slots())) }
+                            td.num data-label="Free slots" { (a.free_slots()) }
                             td.num data-label="Rate limit" {
                                 @match v.rate_limit_remaining { Some(n) => (n), None => "—" }
                             }
@@ -117,16 +117,6 @@ fn table(session: &Session, views: &[AccountView]) -> Markup {
                 }
             }
         }
-    }
-}
-
-/// A limit or slot count; the sandbox's account without a limit reports
-/// the largest number there is, which reads better as a word.
-fn count(n: u64) -> String {
-    if n > u64::MAX / 2 {
-        "unlimited".into()
-    } else {
-        n.to_string()
     }
 }
 
