@@ -34,13 +34,12 @@ pub struct Sandbox {
     /// Added to the wall clock. Always 0 in a running daemon; tests move it
     /// forward ([`Sandbox::advance`]) to finish actions without sleeping.
     skew_ms: AtomicI64,
-    /// The simulated account's droplet limit (SPEC §13); `None`: unlimited.
+    /// The simulated account's droplet limit (SPEC §13); `None`: reported
+    /// as [`UNLIMITED_DROPLETS`], finite so JSON readers keep it exact.
     droplet_limit: Option<u64>,
 }
 
-/// The limit of an account without one: finite, so JSON readers keep it exact.
 pub const UNLIMITED_DROPLETS: u64 = 1_000_000;
-
 /// DigitalOcean's 422 message when an account's droplet limit is reached.
 pub const DROPLET_LIMIT_MESSAGE: &str =
     "creating this/these droplet(s) will exceed your droplet limit";
