@@ -58,6 +58,9 @@ fn main() {
     if run("sweep") {
         bench_sweep();
     }
+    if run("fleet") {
+        bench_fleet_sweep();
+    }
     if run("enforce") {
         bench_enforce();
     }
@@ -866,7 +869,7 @@ fn bench_sweep() {
         let mut calls = Vec::new();
         let mut secs = Vec::new();
         for run in 0..RUNS {
-            let (n, elapsed, report) = sweep_once(open, live);
+            let (n, elapsed, report) = sweep_once(open, live, 1);
             println!(
                 "  {open} open / {live} live, run {}: {n} API calls, {elapsed:.2} s, {} tasks saved, {} finished",
                 run + 1,
@@ -884,12 +887,75 @@ fn bench_sweep() {
     }
 }
 
-/// `live` vpsd droplets in the fake cloud: the first `open` belong to orders
-/// still provisioning (their droplet known), the rest to ACTIVE orders. One
-/// sweep; returns its DigitalOcean calls and time.
-fn sweep_once(open: usize, live: usize) -> (usize, f64, vpsd::provision::SweepReport) {
-    let fake = support::fake_do::FakeDo::start();
-    let seeded = fake.seed_droplets(live, "vpsd");
+/// SPEC §13: one sweep over 10 open tasks on one account, then spread over
+/// 5; its DigitalOcean calls (the accounts' own checks run at start-up and
+/// on their schedule, outside the sweep).
+fn bench_fleet_sweep() {
+    println!("\n## Reconciler sweep over several accounts: 10 open tasks, API calls per sweep");
+    let mut extra = Vec::new();
+    for run in 0..RUNS {
+        let (one, _, _) = sweep_once(10, 10, 1);
+        let (five, _, _) = sweep_once(10, 10, 5);
+        println!(
+            "  run {}: 1 account {one} calls, 5 accounts {five} calls: {:+.1} per account",
+            run + 1,
+            (five as f64 - one as f64) / 5.0
+        );
+        extra.push((five as f64 - one as f64) / 5.0);
+    }
+    println!(
+        "  median: {:+.1} calls per account (target <= +2)",
+        loadgen::median(extra)
+    );
+}
+
+/// `live` vpsd droplets in the fake cloud, spread round-robin over
+/// `accounts` accounts (1: the v1 single token): the first `open` belong to
+/// orders still provisioning (their droplet known), the rest to ACTIVE
+/// orders. One sweep; returns its DigitalOcean calls and time.
+fn sweep_once(
+    open: usize,
+    live: usize,
+    accounts: usize,
+) -> (usize, f64, vpsd::provision::SweepReport) {
+    let tokens: Vec<String> = (0..accounts).map(|n| format!("tok-{n}")).collect();
+    let fake = if accounts == 1 {
+        support::fake_do::FakeDo::start()
+    } else {
+        let limits: Vec<(&str, u64)> = tokens.iter().map(|t| (t.as_str(), 100_000)).collect();
+        support::fake_do::FakeDo::start_accounts(&limits)
+    };
+    let account_of = |i: usize| i % accounts;
+    let mut seeded = Vec::with_capacity(live);
+    for n in 0..accounts {
+        let share = (0..live).filter(|i| account_of(*i) == n).count();
+        let token = if accounts == 1 {
+            support::fake_do::DEFAULT_TOKEN
+        } else {
+            tokens[n].as_str()
+        };
+        seeded.extend(
+            fake.seed_droplets_on(token, share, "vpsd")
+                .into_iter()
+                .map(|s| (n, s)),
+        );
+    }
+    // Open tasks first, spread over the accounts as the seeding was.
+    seeded.sort_by_key(|(n, s)| (s.order_id.clone(), *n));
+    let mut by_account: Vec<Vec<_>> = vec![Vec::new(); accounts];
+    for (n, s) in seeded {
+        by_account[n].push(s);
+    }
+    let mut seeded = Vec::with_capacity(live);
+    let mut owner = Vec::with_capacity(live);
+    while by_account.iter().any(|v| !v.is_empty()) {
+        for (n, list) in by_account.iter_mut().enumerate() {
+            if let Some(s) = list.pop() {
+                seeded.push(s);
+                owner.push(n);
+            }
+        }
+    }
     let dir = fresh_dir("sweep");
     let store = Store::open(&dir.join("vpsd.redb")).expect("open");
     let catalog = catalog();
@@ -921,6 +987,11 @@ fn sweep_once(open: usize, live: usize) -> (usize, f64, vpsd::provision::SweepRe
             let record = r.expect("stored").expect("paid");
             let mut task: ProvisioningTask = record.task.expect("task");
             task.droplet = Some(seeded_droplet(s));
+            task.do_account = Some(if accounts == 1 {
+                "default".to_string()
+            } else {
+                format!("acct-{}", owner[i])
+            });
             let mut commands = vec![Command::StartProvisioning];
             if i < open {
                 task.status = ProvisioningStatus::InProgress;
@@ -938,12 +1009,26 @@ fn sweep_once(open: usize, live: usize) -> (usize, f64, vpsd::provision::SweepRe
         r.expect("stored").expect("started");
     }
     let metrics = Arc::new(vpsd::metrics::Metrics::new().expect("metrics"));
-    let cloud = Arc::new(vpsd::cloud::digitalocean::DigitalOcean::new(
-        &fake.url(),
-        "test-token",
-        Duration::from_secs(30),
-    ));
-    let fleet = Arc::new(vpsd::cloud::fleet::Fleet::single(cloud));
+    let client = |token: &str| -> Arc<dyn vpsd::cloud::Cloud> {
+        Arc::new(vpsd::cloud::digitalocean::DigitalOcean::new(
+            &fake.url(),
+            token,
+            Duration::from_secs(30),
+        ))
+    };
+    let fleet = Arc::new(if accounts == 1 {
+        vpsd::cloud::fleet::Fleet::single(client(support::fake_do::DEFAULT_TOKEN))
+    } else {
+        let members = tokens
+            .iter()
+            .enumerate()
+            .map(|(n, token)| vpsd::cloud::fleet::Member {
+                name: format!("acct-{n}"),
+                ..vpsd::cloud::fleet::Member::single(client(token))
+            })
+            .collect();
+        vpsd::cloud::fleet::Fleet::new("digitalocean", members)
+    });
     // The account's check belongs to start-up and its own schedule, not to
     // the sweep measured here.
     fleet.refresh_due(Duration::from_secs(300));

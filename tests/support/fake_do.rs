@@ -802,8 +802,15 @@ impl FakeDo {
     /// Creates `n` droplets that are already active with addresses, each tagged
     /// `[common_tag, "vpsd-order-{uuid}"]`.
     pub fn seed_droplets(&self, n: usize, common_tag: &str) -> Vec<SeededDroplet> {
+        let token = self.shared.lock().caller.clone();
+        self.seed_droplets_on(&token, n, common_tag)
+    }
+
+    /// [`FakeDo::seed_droplets`] on the account of `token`.
+    pub fn seed_droplets_on(&self, token: &str, n: usize, common_tag: &str) -> Vec<SeededDroplet> {
         let mut state = self.shared.lock();
-        (0..n)
+        let previous = std::mem::replace(&mut state.caller, token.to_string());
+        let seeded = (0..n)
             .map(|i| {
                 let order_id = uuid::Uuid::new_v4().to_string();
                 let order_tag = format!("vpsd-order-{order_id}");
@@ -818,7 +825,9 @@ impl FakeDo {
                     order_id,
                 }
             })
-            .collect()
+            .collect();
+        state.caller = previous;
+        seeded
     }
 
     // ----- recorded requests -----
