@@ -927,12 +927,12 @@ fn sweep_once(
     };
     let account_of = |i: usize| i % accounts;
     let mut seeded = Vec::with_capacity(live);
-    for n in 0..accounts {
+    for (n, token) in tokens.iter().enumerate() {
         let share = (0..live).filter(|i| account_of(*i) == n).count();
         let token = if accounts == 1 {
             support::fake_do::DEFAULT_TOKEN
         } else {
-            tokens[n].as_str()
+            token.as_str()
         };
         seeded.extend(
             fake.seed_droplets_on(token, share, "vpsd")
