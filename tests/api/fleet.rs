@@ -437,3 +437,26 @@ fn removing_an_account_live_orders_use_is_refused_on_reload_and_at_start_up() {
     assert!(refused.contains("\"a\" (1 live orders)"), "{refused}");
     assert!(!refused.contains('\n'), "one line: {refused}");
 }
+
+#[test]
+fn a_terminated_server_opens_its_slot_for_an_order_waiting_for_capacity() {
+    let fake = FakeDo::start_accounts(&[("tok-a", 1)]);
+    let app = fleet_app(&fake, vec![account("a", "tok-a", 1)]);
+    checked(&app);
+    let first = paid(&app);
+    sweep_until(&app, &first, |t| t["status"] == "SUCCESS");
+    let second = paid(&app);
+    sweep_until(&app, &second, waits_for_capacity);
+    let r = app.post_json(
+        &format!("/api/v1/internal/orders/{first}/terminate"),
+        Auth::Admin,
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The confirmed delete has the account counted again before the next
+    // placement: no refresh call from the test.
+    let placed = sweep_until(&app, &second, has_droplet);
+    assert_eq!(placed["doAccount"], "a");
+    assert_eq!(fake.droplets_of("tok-a"), 1);
+    assert_eq!(creates_by(&fake, "tok-a"), [202, 202]);
+}
