@@ -26,6 +26,37 @@ fn post(
     (status, serde_json::from_str(&text).unwrap_or_default())
 }
 
+/// alice's new order, paid: the id.
+fn paid_order(http: &ureq::Agent, daemon: &Daemon) -> String {
+    let token = hs256_token(SECRET, json!({"sub": "alice", "exp": now_secs() + 600}));
+    let (status, created) = post(
+        http,
+        &daemon.url("/api/v1/orders"),
+        ("Authorization", &format!("Bearer {token}")),
+        json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}),
+    );
+    assert_eq!(status, 201);
+    let id = created["data"]["id"].as_str().unwrap().to_string();
+    let (status, _) = post(
+        http,
+        &daemon.url(&format!("/api/v1/internal/orders/{id}/payment-status")),
+        ("X-API-Key", API_KEY),
+        json!({"status": "PAID"}),
+    );
+    assert_eq!(status, 200);
+    id
+}
+
+/// The admin view of order `id` once it is ACTIVE after a restart.
+fn active_after_restart(http: &ureq::Agent, daemon: &Daemon, id: &str) -> serde_json::Value {
+    let url = daemon.url(&format!("/api/v1/internal/orders/{id}"));
+    wait_for(Duration::from_secs(30), || {
+        let order = get(http, &url);
+        (order["data"]["status"] == "ACTIVE").then_some(order)
+    })
+    .expect("order became ACTIVE after the restart")
+}
+
 /// Every acknowledged order reads back after the restart.
 fn assert_all_present(daemon: &Daemon, ids: &[String], context: &str) {
     let http = agent();
@@ -61,22 +92,7 @@ fn sigkill_between_the_create_and_its_commit_makes_exactly_one_droplet() {
 
     let daemon = Daemon::start(&config, dir.path());
     let http = agent();
-    let token = hs256_token(SECRET, json!({"sub": "alice", "exp": now_secs() + 600}));
-    let (status, created) = post(
-        &http,
-        &daemon.url("/api/v1/orders"),
-        ("Authorization", &format!("Bearer {token}")),
-        json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}),
-    );
-    assert_eq!(status, 201);
-    let id = created["data"]["id"].as_str().unwrap().to_string();
-    let (status, _) = post(
-        &http,
-        &daemon.url(&format!("/api/v1/internal/orders/{id}/payment-status")),
-        ("X-API-Key", API_KEY),
-        json!({"status": "PAID"}),
-    );
-    assert_eq!(status, 200);
+    let id = paid_order(&http, &daemon);
 
     // DigitalOcean has the create; vpsd is waiting for the answer. Kill it.
     assert!(fake.wait_for_count("POST", "/v2/droplets", 1, Duration::from_secs(20)));
@@ -85,12 +101,7 @@ fn sigkill_between_the_create_and_its_commit_makes_exactly_one_droplet() {
     fake.hold_creates(false);
 
     let daemon = Daemon::start(&config, dir.path());
-    let url = daemon.url(&format!("/api/v1/internal/orders/{id}"));
-    let active = wait_for(Duration::from_secs(30), || {
-        let order = get(&http, &url);
-        (order["data"]["status"] == "ACTIVE").then_some(order)
-    })
-    .expect("order became ACTIVE after the restart");
+    let active = active_after_restart(&http, &daemon, &id);
     assert_eq!(
         fake.droplet_ids_with_tag(&format!("vpsd-order-{id}")).len(),
         1
@@ -172,22 +183,7 @@ fn sigterm_while_digitalocean_answers_a_create_records_the_droplet_before_exit()
 
     let mut daemon = Daemon::start(&config, dir.path());
     let http = agent();
-    let token = hs256_token(SECRET, json!({"sub": "alice", "exp": now_secs() + 600}));
-    let (status, created) = post(
-        &http,
-        &daemon.url("/api/v1/orders"),
-        ("Authorization", &format!("Bearer {token}")),
-        json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}),
-    );
-    assert_eq!(status, 201);
-    let id = created["data"]["id"].as_str().unwrap().to_string();
-    let (status, _) = post(
-        &http,
-        &daemon.url(&format!("/api/v1/internal/orders/{id}/payment-status")),
-        ("X-API-Key", API_KEY),
-        json!({"status": "PAID"}),
-    );
-    assert_eq!(status, 200);
+    let id = paid_order(&http, &daemon);
     assert!(fake.wait_for_count("POST", "/v2/droplets", 1, Duration::from_secs(20)));
 
     // DigitalOcean made the droplet and is still answering when SIGTERM comes.
@@ -822,22 +818,7 @@ fn sigkill_between_create_and_commit_on_a_second_account_still_makes_one_droplet
 
     let daemon = Daemon::start(&config, dir.path());
     let http = agent();
-    let token = hs256_token(SECRET, json!({"sub": "alice", "exp": now_secs() + 600}));
-    let (status, created) = post(
-        &http,
-        &daemon.url("/api/v1/orders"),
-        ("Authorization", &format!("Bearer {token}")),
-        json!({"planId": "vps-basic", "imageId": "ubuntu-22-04", "duration": "MONTHLY"}),
-    );
-    assert_eq!(status, 201);
-    let id = created["data"]["id"].as_str().unwrap().to_string();
-    let (status, _) = post(
-        &http,
-        &daemon.url(&format!("/api/v1/internal/orders/{id}/payment-status")),
-        ("X-API-Key", API_KEY),
-        json!({"status": "PAID"}),
-    );
-    assert_eq!(status, 200);
+    let id = paid_order(&http, &daemon);
     // Account a is full, so b has the create; kill vpsd while it waits.
     assert!(fake.wait_for_count("POST", "/v2/droplets", 1, Duration::from_secs(20)));
     daemon.kill9();
@@ -848,12 +829,7 @@ fn sigkill_between_create_and_commit_on_a_second_account_still_makes_one_droplet
     fake.set_droplet_limit("tok-a", 5);
 
     let daemon = Daemon::start(&config, dir.path());
-    let url = daemon.url(&format!("/api/v1/internal/orders/{id}"));
-    let active = wait_for(Duration::from_secs(30), || {
-        let order = get(&http, &url);
-        (order["data"]["status"] == "ACTIVE").then_some(order)
-    })
-    .expect("order became ACTIVE after the restart");
+    let active = active_after_restart(&http, &daemon, &id);
     let tag = format!("vpsd-order-{id}");
     assert_eq!(fake.droplet_ids_with_tag(&tag).len(), 1);
     assert_eq!(fake.count("POST", "/v2/droplets"), 1, "no second create");

@@ -114,50 +114,28 @@ fn sighup_reloads_the_cloud_accounts_and_refuses_removing_one_in_use() {
     assert!(fake.wait_for_count("POST", "/v2/droplets", 1, Duration::from_secs(20)));
 
     let mut lines = Vec::new();
-    config.cloud.digitalocean.accounts = vec![account("b", "tok-b")];
-    support::process::write_config(&config, dir.path());
-    hup(&daemon);
-    assert!(
-        daemon.read_logs_until(
-            &mut lines,
-            "cloud accounts reload refused; keeping the previous accounts",
-            Duration::from_secs(10)
-        ),
-        "{lines:?}"
-    );
-    let refusal = lines.last().cloned().unwrap_or_default();
+    // Writes the list, sends SIGHUP and returns the log line saying `outcome`.
+    let mut reload = |accounts: Vec<AccountConfig>, outcome: &str| {
+        config.cloud.digitalocean.accounts = accounts;
+        support::process::write_config(&config, dir.path());
+        hup(&daemon);
+        let said = daemon.read_logs_until(&mut lines, outcome, Duration::from_secs(10));
+        assert!(said, "{outcome}: {lines:?}");
+        lines.last().cloned().unwrap_or_default()
+    };
+    let refused = "cloud accounts reload refused; keeping the previous accounts";
+    let refusal = reload(vec![account("b", "tok-b")], refused);
     assert!(refusal.contains("\\\"a\\\" (1 live orders)"), "{refusal}");
-
     // A bad list (a duplicate name) is refused the same way, naming the key.
-    config.cloud.digitalocean.accounts = vec![account("a", "tok-a"), account("a", "tok-b")];
-    support::process::write_config(&config, dir.path());
-    hup(&daemon);
-    assert!(
-        daemon.read_logs_until(
-            &mut lines,
-            "cloud accounts reload refused; keeping the previous accounts",
-            Duration::from_secs(10)
-        ),
-        "{lines:?}"
-    );
-    let refusal = lines.last().cloned().unwrap_or_default();
+    let refusal = reload(vec![account("a", "tok-a"), account("a", "tok-b")], refused);
     assert!(
         refusal.contains("cloud.digitalocean.accounts[1].name"),
         "{refusal}"
     );
-
-    config.cloud.digitalocean.accounts = vec![account("a", "tok-a"), account("b", "tok-b")];
-    support::process::write_config(&config, dir.path());
-    hup(&daemon);
-    assert!(
-        daemon.read_logs_until(
-            &mut lines,
-            "cloud accounts reloaded",
-            Duration::from_secs(10)
-        ),
-        "{lines:?}"
+    let taken = reload(
+        vec![account("a", "tok-a"), account("b", "tok-b")],
+        "cloud accounts reloaded",
     );
-    let taken = lines.last().cloned().unwrap_or_default();
     assert!(taken.contains("\\\"a\\\", \\\"b\\\""), "{taken}");
     assert!(
         !lines

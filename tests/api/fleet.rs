@@ -115,6 +115,16 @@ fn fleet_app(fake: &FakeDo, accounts: Vec<AccountConfig>) -> TestApp {
     spawn_app_with(|c| fleet_config(c, fake, accounts))
 }
 
+/// [`fleet_app`], and its config for a reload to edit.
+fn fleet_app_and_config(fake: &FakeDo, accounts: Vec<AccountConfig>) -> (TestApp, vpsd::Config) {
+    let mut config = None;
+    let app = spawn_app_with(|c| {
+        fleet_config(c, fake, accounts);
+        config = Some(c.clone());
+    });
+    (app, config.expect("config"))
+}
+
 fn fleet_config(c: &mut vpsd::Config, fake: &FakeDo, accounts: Vec<AccountConfig>) {
     use_fake_do(c, fake);
     c.cloud.digitalocean.token = None;
@@ -246,12 +256,7 @@ fn a_full_account_moves_the_order_on_in_the_same_sweep_with_one_droplet() {
 fn no_capacity_waits_without_spending_attempts_then_places_after_a_limit_rise_or_a_reload() {
     let fake = FakeDo::start_accounts(&[("tok-a", 1)]);
     fake.seed_foreign("tok-a", 1);
-    let mut config = None;
-    let app = spawn_app_with(|c| {
-        fleet_config(c, &fake, vec![account("a", "tok-a", 1)]);
-        config = Some(c.clone());
-    });
-    let mut config = config.expect("config");
+    let (app, mut config) = fleet_app_and_config(&fake, vec![account("a", "tok-a", 1)]);
     checked(&app);
     let first = paid(&app);
     let waiting = sweep_until(&app, &first, waits_for_capacity);
@@ -348,16 +353,10 @@ fn twenty_orders_paid_at_once_over_three_accounts_take_exactly_the_five_free_slo
 #[test]
 fn a_draining_account_takes_nothing_new_and_its_servers_keep_working() {
     let fake = FakeDo::start_accounts(&[("tok-a", 5), ("tok-b", 5)]);
-    let mut config = None;
-    let app = spawn_app_with(|c| {
-        fleet_config(
-            c,
-            &fake,
-            vec![account("a", "tok-a", 1), account("b", "tok-b", 2)],
-        );
-        config = Some(c.clone());
-    });
-    let mut config = config.expect("config");
+    let (app, mut config) = fleet_app_and_config(
+        &fake,
+        vec![account("a", "tok-a", 1), account("b", "tok-b", 2)],
+    );
     checked(&app);
     let old = paid(&app);
     assert_eq!(
@@ -406,16 +405,10 @@ fn an_account_that_refuses_its_token_is_skipped_while_the_others_place() {
 #[test]
 fn removing_an_account_live_orders_use_is_refused_on_reload_and_at_start_up() {
     let fake = FakeDo::start_accounts(&[("tok-a", 5), ("tok-b", 5)]);
-    let mut config = None;
-    let app = spawn_app_with(|c| {
-        fleet_config(
-            c,
-            &fake,
-            vec![account("a", "tok-a", 1), account("b", "tok-b", 2)],
-        );
-        config = Some(c.clone());
-    });
-    let mut config = config.expect("config");
+    let (app, mut config) = fleet_app_and_config(
+        &fake,
+        vec![account("a", "tok-a", 1), account("b", "tok-b", 2)],
+    );
     checked(&app);
     let id = paid(&app);
     sweep_until(&app, &id, |t| t["status"] == "SUCCESS");
