@@ -403,6 +403,25 @@ fn an_account_that_refuses_its_token_is_skipped_while_the_others_place() {
 }
 
 #[test]
+fn a_locked_account_takes_no_new_server_until_it_is_active_again() {
+    let fake = FakeDo::start_accounts(&[("tok-a", 5), ("tok-b", 5)]);
+    fake.set_account_locked("tok-a", true);
+    let app = fleet_app(
+        &fake,
+        vec![account("a", "tok-a", 1), account("b", "tok-b", 2)],
+    );
+    checked(&app);
+    let fleet = app.provisioner.fleet().clone();
+    assert_eq!(fleet.views()[0].account.health.as_str(), "locked");
+    let id = paid(&app);
+    assert_eq!(sweep_until(&app, &id, has_droplet)["doAccount"], "b");
+    fake.set_account_locked("tok-a", false);
+    fleet.refresh("a");
+    let next = paid(&app);
+    assert_eq!(sweep_until(&app, &next, has_droplet)["doAccount"], "a");
+}
+
+#[test]
 fn removing_an_account_live_orders_use_is_refused_on_reload_and_at_start_up() {
     let fake = FakeDo::start_accounts(&[("tok-a", 5), ("tok-b", 5)]);
     let (app, mut config) = fleet_app_and_config(

@@ -389,6 +389,8 @@ struct State {
     /// Tokens of further accounts and their droplet limits (SPEC §13): each
     /// token sees only its own droplets and is refused past its limit.
     accounts: BTreeMap<String, u64>,
+    /// Tokens whose account `status` is `locked` rather than `active`.
+    locked_accounts: std::collections::BTreeSet<String>,
     /// The token of the request being decided.
     caller: String,
     next_seq: u64,
@@ -542,6 +544,7 @@ impl FakeDo {
             state: Mutex::new(State {
                 token: token.to_string(),
                 accounts: BTreeMap::new(),
+                locked_accounts: Default::default(),
                 caller: token.to_string(),
                 next_seq: 0,
                 droplets: BTreeMap::new(),
@@ -612,6 +615,16 @@ impl FakeDo {
     /// Sets (or adds) the account of `token` with `limit` droplets.
     pub fn set_droplet_limit(&self, token: &str, limit: u64) {
         self.shared.lock().accounts.insert(token.to_string(), limit);
+    }
+
+    /// The account of `token` reports `status` `locked` (or `active` again).
+    pub fn set_account_locked(&self, token: &str, locked: bool) {
+        let mut state = self.shared.lock();
+        if locked {
+            state.locked_accounts.insert(token.to_string());
+        } else {
+            state.locked_accounts.remove(token);
+        }
     }
 
     /// Droplets the account of `token` holds (its own and foreign ones).
@@ -1205,7 +1218,8 @@ fn decide(
                 "droplet_limit": state.accounts.get(&state.caller).copied().unwrap_or(SINGLE_ACCOUNT_LIMIT),
                 "floating_ip_limit": 5, "email": "sammy@example.com",
                 "uuid": "b6fr89dbf6d9156cace5f3c78dc9851d957381ef", "email_verified": true,
-                "status": "active", "status_message": "",
+                "status": if state.locked_accounts.contains(&state.caller) { "locked" } else { "active" },
+                "status_message": "",
             }}),
         ),
         _ => Decision::not_found(),
