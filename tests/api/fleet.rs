@@ -402,6 +402,55 @@ fn an_account_that_refuses_its_token_is_skipped_while_the_others_place() {
     assert!(creates_by(&fake, "tok-revoked").is_empty());
 }
 
+/// SPEC §13: each account has its own rate budget. A 429 on one account
+/// backs off only that account; the other's order goes on to ACTIVE.
+#[test]
+fn a_rate_limited_account_never_slows_another() {
+    use crate::support::fake_do::Fault;
+    let fake = FakeDo::start_accounts(&[("tok-a", 5), ("tok-b", 5)]);
+    let script = crate::support::fake_do::DropletScript::new;
+    // a's droplet stays `new` (so it is observed every sweep); b's boots.
+    fake.push_script(script().active_after(100_000));
+    fake.set_default_script(script().active_after(1));
+    let app = fleet_app(
+        &fake,
+        vec![account("a", "tok-a", 1), account("b", "tok-b", 1)],
+    );
+    checked(&app);
+    let on_a = paid(&app);
+    let first = sweep_until(&app, &on_a, has_droplet);
+    assert_eq!(first["doAccount"], "a");
+    let on_b = paid(&app);
+    let second = sweep_until(&app, &on_b, has_droplet);
+    assert_eq!(
+        second["doAccount"], "b",
+        "a has as many free slots as b but more placing"
+    );
+    // Every call about a's droplet answers 429 with a long Retry-After.
+    let a_droplet = first["dropletId"].as_str().unwrap_or_default().to_string();
+    let slow = Fault::TooManyRequests {
+        retry_after_secs: 3600,
+    };
+    fake.inject_matching(slow, 1000, None, &format!("/v2/droplets/{a_droplet}"));
+    let active = sweep_until(&app, &on_b, |t| t["status"] == "SUCCESS");
+    assert_eq!(active["doAccount"], "b");
+    let waiting = task_of(&app, &on_a);
+    assert_eq!(waiting["status"], "IN_PROGRESS", "{waiting}");
+    assert_eq!(
+        waiting["errorCode"], "DIGITALOCEAN_UNAVAILABLE",
+        "{waiting}"
+    );
+    let asked_a = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with(&format!("/v2/droplets/{a_droplet}")) && r.status == 429)
+        .count();
+    assert_eq!(
+        asked_a, 1,
+        "a waits out its Retry-After instead of asking again"
+    );
+}
+
 #[test]
 fn a_locked_account_takes_no_new_server_until_it_is_active_again() {
     let fake = FakeDo::start_accounts(&[("tok-a", 5), ("tok-b", 5)]);
