@@ -287,6 +287,9 @@ impl Fleet {
             Err(e) => {
                 state.account.health = health_after(&e);
                 state.last_error = Some(e.to_string());
+                // An account that did not answer is asked again next sweep;
+                // a refused token waits for a reload or the periodic check.
+                entry.stale = state.account.health == Health::Unreachable;
             }
         }
     }
@@ -508,6 +511,29 @@ mod tests {
             fleet.place("sgp1", Uuid::new_v4()),
             Err(NoPlace::Unauthorized)
         );
+    }
+
+    #[test]
+    fn an_account_that_does_not_answer_is_checked_again_at_the_next_sweep() {
+        use crate::cloud::digitalocean::DigitalOcean;
+        // Nothing listens on port 1: every call fails to connect.
+        let client = Arc::new(DigitalOcean::new(
+            "http://127.0.0.1:1",
+            "t",
+            Duration::from_millis(200),
+        ));
+        let fleet = Fleet::new(
+            "digitalocean",
+            vec![Member {
+                name: "a".into(),
+                ..Member::single(client.clone())
+            }],
+        );
+        fleet.refresh_due(Duration::from_secs(300));
+        assert_eq!(fleet.health("a"), Some(Health::Unreachable));
+        let asked = client.calls_sent();
+        fleet.refresh_due(Duration::from_secs(300));
+        assert!(client.calls_sent() > asked, "not checked again");
     }
 
     #[test]
