@@ -55,6 +55,8 @@ pub struct AccountView {
 
 struct Entry {
     client: Arc<dyn Cloud>,
+    /// What was learnt; its `account.placing` stays 0, since the holds are
+    /// the placements ([`Entry::account`] fills it in).
     state: AccountView,
     /// Orders holding a slot here, with when their droplet was created.
     holds: HashMap<Uuid, Option<Instant>>,
@@ -93,8 +95,12 @@ impl Entry {
         }
     }
 
-    fn recount_holds(&mut self) {
-        self.state.account.placing = self.holds.len() as u64;
+    /// The account as placement and operators see it.
+    fn account(&self) -> Account {
+        Account {
+            placing: self.holds.len() as u64,
+            ..self.state.account.clone()
+        }
     }
 }
 
@@ -156,14 +162,13 @@ impl Fleet {
     /// account, or says why none can take it now.
     pub fn place(&self, region: &str, order: Uuid) -> Result<String, NoPlace> {
         let mut entries = self.lock();
-        let accounts: Vec<Account> = entries.values().map(|e| e.state.account.clone()).collect();
+        let accounts: Vec<Account> = entries.values().map(Entry::account).collect();
         let Some(chosen) = fleet::place(&accounts, region) else {
             return Err(why_not(&accounts, region));
         };
         let name = chosen.name.clone();
         if let Some(entry) = entries.get_mut(&name) {
             entry.holds.insert(order, None);
-            entry.recount_holds();
         }
         Ok(name)
     }
@@ -186,7 +191,6 @@ impl Fleet {
             for order in mine {
                 entry.holds.entry(order).or_insert(None);
             }
-            entry.recount_holds();
         }
     }
 
@@ -194,7 +198,6 @@ impl Fleet {
     pub fn created(&self, account: &str, order: Uuid) {
         if let Some(entry) = self.lock().get_mut(account) {
             entry.holds.insert(order, Some(Instant::now()));
-            entry.recount_holds();
         }
     }
 
@@ -202,7 +205,6 @@ impl Fleet {
     pub fn release(&self, account: &str, order: Uuid) {
         if let Some(entry) = self.lock().get_mut(account) {
             entry.holds.remove(&order);
-            entry.recount_holds();
         }
     }
 
@@ -226,11 +228,10 @@ impl Fleet {
     }
 
     /// A server on `name` was deleted: its slot opens at the next check.
-    pub fn mark_stale(&self, name: &str) -> bool {
-        self.lock()
-            .get_mut(name)
-            .map(|entry| entry.stale = true)
-            .is_some()
+    pub fn mark_stale(&self, name: &str) {
+        if let Some(entry) = self.lock().get_mut(name) {
+            entry.stale = true;
+        }
     }
 
     /// Checks every account that was never checked, asked for a check, or
@@ -282,7 +283,6 @@ impl Fleet {
                 entry
                     .holds
                     .retain(|_, created| created.is_none_or(|at| at >= started));
-                entry.recount_holds();
             }
             Err(e) => {
                 state.account.health = health_after(&e);
@@ -337,6 +337,7 @@ impl Fleet {
         self.lock()
             .values()
             .map(|e| AccountView {
+                account: e.account(),
                 rate_limit_remaining: e.client.rate_limit_remaining(),
                 ..e.state.clone()
             })
@@ -370,10 +371,7 @@ impl Fleet {
 /// unless no account that could serve it is healthy, in which case their
 /// trouble is the reason shown.
 fn why_not(accounts: &[Account], region: &str) -> NoPlace {
-    let candidates: Vec<&Account> = accounts
-        .iter()
-        .filter(|a| !a.drain && (a.regions.is_empty() || a.regions.iter().any(|r| r == region)))
-        .collect();
+    let candidates: Vec<&Account> = accounts.iter().filter(|a| a.serves(region)).collect();
     let all = |health: &[Health]| {
         !candidates.is_empty() && candidates.iter().all(|a| health.contains(&a.health))
     };

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::ConfigError;
 
 pub use crate::domain::fleet::DEFAULT_ACCOUNT;
+use crate::domain::fleet::{is_account_name, ACCOUNT_NAME_RULE};
 
 /// One account as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,8 +45,13 @@ fn default_priority() -> i64 {
 impl AccountConfig {
     /// The v1 deployment's one token as an account.
     pub fn single(token: Option<String>) -> AccountConfig {
+        AccountConfig::named(DEFAULT_ACCOUNT, token)
+    }
+
+    /// Account `name` with `token` and every optional key at its default.
+    pub fn named(name: &str, token: Option<String>) -> AccountConfig {
         AccountConfig {
-            name: DEFAULT_ACCOUNT.into(),
+            name: name.into(),
             token,
             token_file: None,
             priority: default_priority(),
@@ -72,18 +78,16 @@ impl AccountConfig {
     /// The token, from the config or its file; a missing or empty one is an
     /// error naming the account, never a silent fallback to another token.
     pub fn resolve_token(&self, key: &str) -> Result<String, ConfigError> {
+        self.token_source(key)?;
         let token = match (&self.token, &self.token_file) {
-            (Some(token), None) => token.clone(),
             (None, Some(path)) => {
                 std::fs::read_to_string(path).map_err(|e| ConfigError::InvalidAt {
                     key: format!("{key}.token_file"),
                     problem: format!("cannot read {}: {e}", path.display()),
                 })?
             }
-            (Some(_), Some(_)) => {
-                return Err(invalid(key, "has both token and token_file; keep one"))
-            }
-            (None, None) => return Err(invalid(key, "needs token or token_file")),
+            // `token_source` let exactly one through: here, the token.
+            (token, _) => token.clone().unwrap_or_default(),
         };
         let token = token.trim().to_string();
         if token.is_empty() {
@@ -107,14 +111,10 @@ pub fn validate_accounts(key: &str, accounts: &[AccountConfig]) -> Result<(), Co
     for (n, account) in accounts.iter().enumerate() {
         let at = format!("{key}[{n}]");
         let name = &account.name;
-        let well_formed = (1..=32).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !well_formed {
+        if !is_account_name(name) {
             return Err(invalid(
                 &format!("{at}.name"),
-                &format!("{name:?} must be 1-32 characters of a-z, 0-9 and -"),
+                &format!("{name:?} {ACCOUNT_NAME_RULE}"),
             ));
         }
         if !seen.insert(name.as_str()) {
@@ -138,10 +138,7 @@ mod tests {
     use super::*;
 
     fn named(name: &str) -> AccountConfig {
-        AccountConfig {
-            name: name.into(),
-            ..AccountConfig::single(Some("t".into()))
-        }
+        AccountConfig::named(name, Some("t".into()))
     }
 
     #[test]

@@ -12,6 +12,18 @@
 /// accounts existed belong to.
 pub const DEFAULT_ACCOUNT: &str = "default";
 
+/// What an account name may be (`[a-z0-9-]{1,32}`): the data refers to it,
+/// paths carry it, and it labels metrics.
+pub const ACCOUNT_NAME_RULE: &str = "must be 1-32 characters of a-z, 0-9 and -";
+
+/// Whether `name` follows [`ACCOUNT_NAME_RULE`].
+pub fn is_account_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// What the last check of an account found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -74,12 +86,15 @@ impl Account {
             .saturating_sub(self.placing)
     }
 
-    /// Whether a new server in `region` may go here.
+    /// Whether the operator lets new servers in `region` go here at all:
+    /// not draining, and the region allowed.
+    pub fn serves(&self, region: &str) -> bool {
+        !self.drain && (self.regions.is_empty() || self.regions.iter().any(|r| r == region))
+    }
+
+    /// Whether a new server in `region` may go here now.
     pub fn takes(&self, region: &str) -> bool {
-        !self.drain
-            && self.health == Health::Ok
-            && (self.regions.is_empty() || self.regions.iter().any(|r| r == region))
-            && self.free_slots() > 0
+        self.serves(region) && self.health == Health::Ok && self.free_slots() > 0
     }
 }
 

@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use crate::domain::fleet::{is_account_name, ACCOUNT_NAME_RULE};
 use crate::domain::time::Millis;
 use crate::domain::webhook::{DeliveryQuery, DeliveryStatus};
 use crate::domain::OrderStatus;
@@ -17,16 +18,12 @@ pub fn order_id(text: &str) -> Result<Uuid, AppError> {
 /// An account name in a path: the config's rule (`[a-z0-9-]{1,32}`), so
 /// nothing else is looked up, logged or echoed back.
 pub fn account_name(text: &str) -> Result<&str, AppError> {
-    let well_formed = (1..=32).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if well_formed {
+    if is_account_name(text) {
         Ok(text)
     } else {
         Err(AppError::invalid_fields(vec![FieldError::new(
             "name",
-            "must be 1-32 characters of a-z, 0-9 and -",
+            ACCOUNT_NAME_RULE,
         )]))
     }
 }
