@@ -925,37 +925,18 @@ fn sweep_once(
         let limits: Vec<(&str, u64)> = tokens.iter().map(|t| (t.as_str(), 100_000)).collect();
         support::fake_do::FakeDo::start_accounts(&limits)
     };
-    let account_of = |i: usize| i % accounts;
-    let mut seeded = Vec::with_capacity(live);
-    for (n, token) in tokens.iter().enumerate() {
-        let share = (0..live).filter(|i| account_of(*i) == n).count();
-        let token = if accounts == 1 {
+    let token_of = |i: usize| {
+        if accounts == 1 {
             support::fake_do::DEFAULT_TOKEN
         } else {
-            token.as_str()
-        };
-        seeded.extend(
-            fake.seed_droplets_on(token, share, "vpsd")
-                .into_iter()
-                .map(|s| (n, s)),
-        );
-    }
-    // Open tasks first, spread over the accounts as the seeding was.
-    seeded.sort_by_key(|(n, s)| (s.order_id.clone(), *n));
-    let mut by_account: Vec<Vec<_>> = vec![Vec::new(); accounts];
-    for (n, s) in seeded {
-        by_account[n].push(s);
-    }
-    let mut seeded = Vec::with_capacity(live);
-    let mut owner = Vec::with_capacity(live);
-    while by_account.iter().any(|v| !v.is_empty()) {
-        for (n, list) in by_account.iter_mut().enumerate() {
-            if let Some(s) = list.pop() {
-                seeded.push(s);
-                owner.push(n);
-            }
+            tokens[i % accounts].as_str()
         }
-    }
+    };
+    // Round-robin, so the first `open` (the open tasks) are spread over the
+    // accounts like the rest.
+    let seeded: Vec<_> = (0..live)
+        .flat_map(|i| fake.seed_droplets_on(token_of(i), 1, "vpsd"))
+        .collect();
     let dir = fresh_dir("sweep");
     let store = Store::open(&dir.join("vpsd.redb")).expect("open");
     let catalog = catalog();
@@ -990,7 +971,7 @@ fn sweep_once(
             task.do_account = Some(if accounts == 1 {
                 "default".to_string()
             } else {
-                format!("acct-{}", owner[i])
+                format!("acct-{}", i % accounts)
             });
             let mut commands = vec![Command::StartProvisioning];
             if i < open {

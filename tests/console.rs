@@ -1128,10 +1128,7 @@ fn the_order_page_lists_the_newest_fifty_renewals_and_the_total() {
 // ----- SPEC §13: several DigitalOcean accounts ----------------------------
 
 fn account(name: &str, token: Option<&str>) -> vpsd::config::accounts::AccountConfig {
-    vpsd::config::accounts::AccountConfig {
-        name: name.into(),
-        ..vpsd::config::accounts::AccountConfig::single(token.map(str::to_string))
-    }
+    vpsd::config::accounts::AccountConfig::named(name, token.map(str::to_string))
 }
 
 /// The API's view of one account.
@@ -1242,15 +1239,14 @@ fn attention_lists_an_unhealthy_account_and_an_order_waiting_for_capacity() {
     use vpsd::config::accounts::AccountConfig;
     let fake = support::fake_do::FakeDo::start_accounts(&[("tok-full-account", 0)]);
     let app = spawn_app_with(|c| {
-        support::use_fake_do(c, &fake);
-        c.cloud.digitalocean.token = None;
-        c.cloud.digitalocean.accounts = vec![
+        let accounts = vec![
             account("full", Some("tok-full-account")),
             AccountConfig {
                 priority: 5,
                 ..account("revoked", Some("tok-the-fake-does-not-know"))
             },
         ];
+        support::use_fake_do_accounts(c, &fake, accounts);
     });
     let id = app.create_order("u-capacity").id();
     assert_eq!(app.pay(&id).status, 200);

@@ -805,15 +805,12 @@ fn sigkill_between_create_and_commit_on_a_second_account_still_makes_one_droplet
     fake.hold_creates(true);
     let dir = tempfile::tempdir().unwrap();
     let mut config = base_config(dir.path());
-    support::use_fake_do(&mut config, &fake);
-    config.cloud.digitalocean.token = None;
     let account = |name: &str, token: &str, priority| AccountConfig {
-        name: name.into(),
-        token: Some(token.into()),
         priority,
-        ..AccountConfig::single(None)
+        ..AccountConfig::named(name, Some(token.into()))
     };
-    config.cloud.digitalocean.accounts = vec![account("a", "tok-a", 1), account("b", "tok-b", 2)];
+    let accounts = vec![account("a", "tok-a", 1), account("b", "tok-b", 2)];
+    support::use_fake_do_accounts(&mut config, &fake, accounts);
     config.cloud.digitalocean.timeout_ms = 60_000;
 
     let daemon = Daemon::start(&config, dir.path());

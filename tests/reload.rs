@@ -91,14 +91,8 @@ fn sighup_reloads_the_cloud_accounts_and_refuses_removing_one_in_use() {
     let fake = FakeDo::start_accounts(&[("tok-a", 5), ("tok-b", 5)]);
     let dir = tempfile::tempdir().unwrap();
     let mut config = base_config(dir.path());
-    support::use_fake_do(&mut config, &fake);
-    config.cloud.digitalocean.token = None;
-    let account = |name: &str, token: &str| AccountConfig {
-        name: name.into(),
-        token: Some(token.into()),
-        ..AccountConfig::single(None)
-    };
-    config.cloud.digitalocean.accounts = vec![account("a", "tok-a")];
+    let account = |name: &str, token: &str| AccountConfig::named(name, Some(token.into()));
+    support::use_fake_do_accounts(&mut config, &fake, vec![account("a", "tok-a")]);
     let daemon = Daemon::start(&config, dir.path());
     let http = agent();
     let (status, created) = order(&http, &daemon, "vps-basic");

@@ -22,19 +22,13 @@ const TOKENS: [&str; 3] = [
 ];
 
 fn account(name: &str, token: Option<&str>) -> AccountConfig {
-    AccountConfig {
-        name: name.into(),
-        ..AccountConfig::single(token.map(str::to_string))
-    }
+    AccountConfig::named(name, token.map(str::to_string))
 }
 
 /// alpha (limit 5, sgp1 only, preferred) and beta (limit 3, draining) on the
 /// fake, and gamma, whose token the fake does not know (401).
 fn three_accounts(config: &mut Config, fake: &FakeDo) {
-    crate::support::use_fake_do(config, fake);
-    let d = &mut config.cloud.digitalocean;
-    d.token = None;
-    d.accounts = vec![
+    let accounts = vec![
         AccountConfig {
             priority: 10,
             regions: vec!["sgp1".into()],
@@ -47,6 +41,7 @@ fn three_accounts(config: &mut Config, fake: &FakeDo) {
         },
         account("gamma", Some(TOKENS[2])),
     ];
+    crate::support::use_fake_do_accounts(config, fake, accounts);
 }
 
 /// The list once every account has been checked since `after` (ISO text

@@ -96,16 +96,14 @@ use std::time::Duration;
 
 use vpsd::config::accounts::AccountConfig;
 
-use crate::support::{spawn_app_with, use_fake_do, wait_for, Auth, TestApp};
+use crate::support::{spawn_app_with, use_fake_do_accounts, wait_for, Auth, TestApp};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn account(name: &str, token: &str, priority: i64) -> AccountConfig {
     AccountConfig {
-        name: name.into(),
-        token: Some(token.into()),
         priority,
-        ..AccountConfig::single(None)
+        ..AccountConfig::named(name, Some(token.into()))
     }
 }
 
@@ -126,9 +124,7 @@ fn fleet_app_and_config(fake: &FakeDo, accounts: Vec<AccountConfig>) -> (TestApp
 }
 
 fn fleet_config(c: &mut vpsd::Config, fake: &FakeDo, accounts: Vec<AccountConfig>) {
-    use_fake_do(c, fake);
-    c.cloud.digitalocean.token = None;
-    c.cloud.digitalocean.accounts = accounts;
+    use_fake_do_accounts(c, fake, accounts);
     c.provisioning.poll_interval_ms = 3_600_000;
 }
 

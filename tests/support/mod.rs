@@ -64,6 +64,17 @@ pub fn use_fake_do(config: &mut Config, fake: &fake_do::FakeDo) {
     config.provisioning.poll_interval_ms = 1000;
 }
 
+/// The daemon on `fake` with `accounts` in place of the v1 token (SPEC §13).
+pub fn use_fake_do_accounts(
+    config: &mut Config,
+    fake: &fake_do::FakeDo,
+    accounts: Vec<vpsd::config::accounts::AccountConfig>,
+) {
+    use_fake_do(config, fake);
+    config.cloud.digitalocean.token = None;
+    config.cloud.digitalocean.accounts = accounts;
+}
+
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
