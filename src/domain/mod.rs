@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod coupon;
+pub mod customer_action;
 pub mod droplet;
 pub mod effects;
 pub mod error;

@@ -1,0 +1,317 @@
+//! Customers operate their own servers (SPEC §14): reboot, power and
+//! rebuild, asked for over the API and brought into effect by the
+//! reconciler exactly once, like the lifecycle's droplet actions (§9). Here
+//! are the pure rules: which actions exist, what state each needs and
+//! leaves, and whether a request is admitted now.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::droplet::DropletStatus;
+use super::order::{Order, OrderStatus};
+use super::task::ProvisioningTask;
+use super::time::Millis;
+use super::wire::wire_enum;
+
+wire_enum!(
+    /// What a customer (or an admin on their behalf) asks of a server; the
+    /// text is DigitalOcean's action `type`.
+    text ActionType {
+        Reboot => "reboot",
+        PowerCycle => "power_cycle",
+        Shutdown => "shutdown",
+        PowerOff => "power_off",
+        PowerOn => "power_on",
+        Rebuild => "rebuild",
+    }
+);
+
+wire_enum!(
+    /// Where an action stands.
+    text ActionState {
+        Pending => "pending",
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+        Canceled => "canceled",
+    }
+);
+
+impl ActionType {
+    /// Whether the droplet's observed state lets this action run: a server
+    /// is powered on only when off, rebooted or stopped only when running;
+    /// a rebuild works either way.
+    pub fn fits(self, droplet: DropletStatus) -> bool {
+        match self {
+            ActionType::PowerOn => droplet == DropletStatus::Off,
+            ActionType::Rebuild => matches!(droplet, DropletStatus::Active | DropletStatus::Off),
+            _ => droplet == DropletStatus::Active,
+        }
+    }
+
+    /// The droplet state that confirms the action is in effect.
+    pub fn target(self) -> DropletStatus {
+        match self {
+            ActionType::Shutdown | ActionType::PowerOff => DropletStatus::Off,
+            _ => DropletStatus::Active,
+        }
+    }
+}
+
+impl ActionState {
+    /// Pending or running: the one action an order may have open.
+    pub fn is_open(self) -> bool {
+        matches!(self, ActionState::Pending | ActionState::Running)
+    }
+}
+
+/// One customer action, as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerAction {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub kind: ActionType,
+    /// Rebuild only: the catalog image and its provider slug.
+    pub image_id: Option<String>,
+    pub image_slug: Option<String>,
+    pub status: ActionState,
+    /// `user:{sub}` or `admin[:{id}]`, as in history rows.
+    pub requested_by: String,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// DigitalOcean's action, once sent.
+    pub provider_action_id: Option<u64>,
+    /// Failed attempts so far, and when the next may go.
+    pub attempts: u32,
+    pub retry_at: Option<Millis>,
+}
+
+/// Why a request is not admitted, in the order SPEC §14 checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionRefusal {
+    /// Only an ACTIVE server takes actions (a SUSPENDED one stays off).
+    NotActive { current: OrderStatus },
+    /// A lifecycle droplet action or another customer action is open.
+    InProgress { action_id: Option<Uuid> },
+    /// The droplet is not in a state this action fits.
+    DropletState { droplet: DropletStatus },
+    /// The last customer action was too recent; `retry_after_ms` to wait.
+    Cooldown { retry_after_ms: Millis },
+}
+
+/// A request for an action, with what its admission depends on besides the
+/// order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    pub kind: ActionType,
+    /// Admins skip the cooldown.
+    pub by_admin: bool,
+    pub cooldown_ms: Millis,
+    pub now: Millis,
+}
+
+/// Whether `request` may be asked of `order` now. `open` is the order's
+/// open customer action, if any; `last_at` when its last one was asked for.
+pub fn admit(
+    request: &Request,
+    order: &Order,
+    task: Option<&ProvisioningTask>,
+    open: Option<&CustomerAction>,
+    last_at: Option<Millis>,
+) -> Result<(), ActionRefusal> {
+    let Request {
+        kind,
+        by_admin,
+        cooldown_ms,
+        now,
+    } = *request;
+    if order.status != OrderStatus::Active {
+        return Err(ActionRefusal::NotActive {
+            current: order.status,
+        });
+    }
+    if let Some(open) = open.filter(|a| a.status.is_open()) {
+        return Err(ActionRefusal::InProgress {
+            action_id: Some(open.id),
+        });
+    }
+    if task.is_some_and(|t| t.action.is_some()) {
+        return Err(ActionRefusal::InProgress { action_id: None });
+    }
+    let droplet = task
+        .and_then(|t| t.droplet.as_ref())
+        .map_or(DropletStatus::Unknown, |d| d.status);
+    if !kind.fits(droplet) {
+        return Err(ActionRefusal::DropletState { droplet });
+    }
+    if let Some(last) = last_at.filter(|_| !by_admin) {
+        let ready = last.saturating_add(cooldown_ms);
+        if now < ready {
+            return Err(ActionRefusal::Cooldown {
+                retry_after_ms: ready - now,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::droplet::{Droplet, DropletAction};
+    use crate::domain::order::test_order;
+    use crate::domain::task::PendingAction;
+
+    const NOW: Millis = 1_000_000;
+    const COOLDOWN: Millis = 60_000;
+
+    fn active_with(droplet: DropletStatus) -> (Order, ProvisioningTask) {
+        let mut order = test_order("u");
+        order.status = OrderStatus::Active;
+        let mut task = ProvisioningTask::for_paid_order(&order, NOW);
+        task.droplet = Some(Droplet {
+            id: 7,
+            name: "vps-7".into(),
+            status: droplet,
+            tags: Vec::new(),
+            created_at: None,
+            ipv4_public: Some("203.0.113.7".into()),
+            ipv4_private: None,
+            ipv6_public: None,
+        });
+        (order, task)
+    }
+
+    fn ask(kind: ActionType) -> Request {
+        Request {
+            kind,
+            by_admin: false,
+            cooldown_ms: COOLDOWN,
+            now: NOW,
+        }
+    }
+
+    fn action(status: ActionState) -> CustomerAction {
+        CustomerAction {
+            id: Uuid::from_u128(9),
+            order_id: Uuid::from_u128(1),
+            kind: ActionType::Reboot,
+            image_id: None,
+            image_slug: None,
+            status,
+            requested_by: "user:u".into(),
+            created_at: NOW - 1,
+            started_at: None,
+            completed_at: None,
+            error_code: None,
+            error_message: None,
+            provider_action_id: None,
+            attempts: 0,
+            retry_at: None,
+        }
+    }
+
+    #[test]
+    fn each_type_fits_the_droplet_states_it_needs() {
+        use ActionType::*;
+        let (on, off) = (DropletStatus::Active, DropletStatus::Off);
+        for kind in [Reboot, PowerCycle, Shutdown, PowerOff] {
+            assert!(kind.fits(on) && !kind.fits(off), "{kind:?}");
+        }
+        assert!(PowerOn.fits(off) && !PowerOn.fits(on));
+        assert!(Rebuild.fits(on) && Rebuild.fits(off));
+        assert!(!Rebuild.fits(DropletStatus::New));
+        assert_eq!(Shutdown.target(), off);
+        assert_eq!(PowerCycle.target(), on);
+    }
+
+    #[test]
+    fn refusals_come_in_the_specs_order() {
+        let (mut order, mut task) = active_with(DropletStatus::Active);
+        order.status = OrderStatus::Suspended;
+        task.action = Some(PendingAction::new(DropletAction::PowerOff, NOW));
+        let open = action(ActionState::Running);
+        let refused = admit(
+            &ask(ActionType::PowerOn),
+            &order,
+            Some(&task),
+            Some(&open),
+            Some(NOW),
+        );
+        assert_eq!(
+            refused,
+            Err(ActionRefusal::NotActive {
+                current: OrderStatus::Suspended
+            })
+        );
+        order.status = OrderStatus::Active;
+        let refused = admit(
+            &ask(ActionType::PowerOn),
+            &order,
+            Some(&task),
+            Some(&open),
+            Some(NOW),
+        );
+        assert_eq!(
+            refused,
+            Err(ActionRefusal::InProgress {
+                action_id: Some(open.id)
+            })
+        );
+        let refused = admit(
+            &ask(ActionType::PowerOn),
+            &order,
+            Some(&task),
+            None,
+            Some(NOW),
+        );
+        assert_eq!(refused, Err(ActionRefusal::InProgress { action_id: None }));
+        task.action = None;
+        let refused = admit(
+            &ask(ActionType::PowerOn),
+            &order,
+            Some(&task),
+            None,
+            Some(NOW),
+        );
+        assert_eq!(
+            refused,
+            Err(ActionRefusal::DropletState {
+                droplet: DropletStatus::Active
+            })
+        );
+        let refused = admit(
+            &ask(ActionType::Reboot),
+            &order,
+            Some(&task),
+            None,
+            Some(NOW - 1_000),
+        );
+        assert_eq!(
+            refused,
+            Err(ActionRefusal::Cooldown {
+                retry_after_ms: COOLDOWN - 1_000
+            })
+        );
+        let done = action(ActionState::Completed);
+        let admin = Request {
+            by_admin: true,
+            ..ask(ActionType::Reboot)
+        };
+        assert_eq!(
+            admit(&admin, &order, Some(&task), Some(&done), Some(NOW)),
+            Ok(())
+        );
+        let later = admit(
+            &ask(ActionType::Reboot),
+            &order,
+            Some(&task),
+            Some(&done),
+            Some(NOW - COOLDOWN),
+        );
+        assert_eq!(later, Ok(()));
+    }
+}
