@@ -86,6 +86,36 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
             None,
         ),
         E::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE", None),
+        E::ActionNeedsActive { .. }
+        | E::ActionInProgress { .. }
+        | E::DropletStateConflict { .. }
+        | E::ActionCooldown { .. } => action_refusal(e),
+    }
+}
+
+/// A customer action refused by SPEC §14's rules.
+fn action_refusal(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
+    match e {
+        AppError::ActionNeedsActive { current } => (
+            StatusCode::CONFLICT,
+            "ORDER_STATUS_CONFLICT",
+            Some(json!({ "currentStatus": current.as_str(), "requestedStatus": null })),
+        ),
+        AppError::ActionInProgress { action_id } => (
+            StatusCode::CONFLICT,
+            "ACTION_IN_PROGRESS",
+            Some(json!({ "actionId": action_id })),
+        ),
+        AppError::DropletStateConflict { droplet_status } => (
+            StatusCode::CONFLICT,
+            "DROPLET_STATE_CONFLICT",
+            Some(json!({ "dropletStatus": droplet_status })),
+        ),
+        _ => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "ACTION_COOLDOWN",
+            Some(json!({ "retryAfter": e.retry_after_secs() })),
+        ),
     }
 }
 

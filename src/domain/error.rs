@@ -117,6 +117,18 @@ pub enum AppError {
     IdempotencyKeysExhausted { limit: u64, retry_after_secs: u64 },
     #[error("no DigitalOcean account has this name")]
     AccountNotFound,
+    /// SPEC §14: only an ACTIVE server takes customer actions (answered as
+    /// ORDER_STATUS_CONFLICT with `requestedStatus` null).
+    #[error("only an ACTIVE server takes actions; this order is {current}")]
+    ActionNeedsActive { current: OrderStatus },
+    /// SPEC §14: a lifecycle droplet action or another customer action is
+    /// open (`action_id` names the customer one).
+    #[error("another action on this server is still in progress")]
+    ActionInProgress { action_id: Option<String> },
+    #[error("the server is {droplet_status}; this action needs another state")]
+    DropletStateConflict { droplet_status: String },
+    #[error("one action per server every cooldown; try again in {retry_after_secs} s")]
+    ActionCooldown { retry_after_secs: u64 },
 }
 
 impl AppError {
@@ -161,8 +173,31 @@ impl AppError {
             | AppError::TooManyFailures { retry_after_secs }
             | AppError::IdempotencyKeysExhausted {
                 retry_after_secs, ..
-            } => Some(*retry_after_secs),
+            }
+            | AppError::ActionCooldown { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
+        }
+    }
+}
+
+impl From<super::customer_action::ActionRefusal> for AppError {
+    fn from(refusal: super::customer_action::ActionRefusal) -> AppError {
+        use super::customer_action::ActionRefusal as R;
+        match refusal {
+            R::NotActive { current } => AppError::ActionNeedsActive { current },
+            R::InProgress { action_id } => AppError::ActionInProgress {
+                action_id: action_id.map(|id| id.to_string()),
+            },
+            R::DropletState { droplet } => AppError::DropletStateConflict {
+                droplet_status: droplet.as_str().to_string(),
+            },
+            R::Cooldown { retry_after_ms } => AppError::ActionCooldown {
+                // Rounded up: a client that waits what it is told is let in.
+                retry_after_secs: u64::try_from(retry_after_ms)
+                    .unwrap_or(1)
+                    .div_ceil(1000)
+                    .max(1),
+            },
         }
     }
 }
