@@ -19,9 +19,10 @@ pub use error::ConfigError;
 pub use load::{Note, NoteLevel};
 pub use quick_repair::{QuickRepair, DEFAULT_CACHE_MB};
 pub use sections::{
-    AdminConfig, AuthConfig, BackupConfig, CatalogConfig, CatalogSource, CloudConfig,
-    CloudProvider, DigitalOceanConfig, IdempotencyConfig, JwtAlgorithm, LifecycleConfig, LogConfig,
-    LogFormat, ProvisioningConfig, SandboxConfig, ServerConfig, StorageConfig,
+    ActionsConfig, AdminConfig, AuthConfig, BackupConfig, CatalogConfig, CatalogSource,
+    CloudConfig, CloudProvider, DigitalOceanConfig, IdempotencyConfig, JwtAlgorithm,
+    LifecycleConfig, LogConfig, LogFormat, ProvisioningConfig, SandboxConfig, ServerConfig,
+    StorageConfig,
 };
 pub use validate::validate_cron;
 
@@ -38,6 +39,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub cloud: CloudConfig,
     pub provisioning: ProvisioningConfig,
+    pub actions: ActionsConfig,
     pub lifecycle: LifecycleConfig,
     pub webhooks: crate::webhooks::config::WebhooksConfig,
     pub idempotency: IdempotencyConfig,

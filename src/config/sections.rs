@@ -243,6 +243,25 @@ impl Default for ProvisioningConfig {
     }
 }
 
+/// Customers' own actions on their servers (SPEC §14).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsConfig {
+    /// At most one customer action per order this often (admins skip it).
+    pub cooldown_seconds: u64,
+    /// Failed attempts before an action is `failed` with the reason.
+    pub max_attempts: u32,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        ActionsConfig {
+            cooldown_seconds: 60,
+            max_attempts: 10,
+        }
+    }
+}
+
 /// After ACTIVE (SPEC §9): automatic expiry and the reminders before it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

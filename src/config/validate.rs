@@ -181,6 +181,9 @@ impl Config {
                 "must be at least 1000 (the reconciler's schedule counts whole seconds)",
             );
         }
+        if self.actions.max_attempts == 0 {
+            return invalid("actions.max_attempts", "must be at least 1");
+        }
         if self.provisioning.max_attempts == 0 {
             return invalid("provisioning.max_attempts", "must be at least 1");
         }
