@@ -75,21 +75,30 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
             "RATE_LIMIT_EXCEEDED",
             Some(json!({ "retryAfter": e.retry_after_secs() })),
         ),
-        E::Internal(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_SERVER_ERROR",
-            None,
-        ),
-        E::CatalogUnavailable(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "CATALOG_SERVICE_UNAVAILABLE",
-            None,
-        ),
-        E::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE", None),
+        E::Internal(_) | E::CatalogUnavailable(_) | E::StorageUnavailable(_) => server_side(e),
         E::ActionNeedsActive { .. }
         | E::ActionInProgress { .. }
         | E::DropletStateConflict { .. }
         | E::ActionCooldown { .. } => action_refusal(e),
+    }
+}
+
+/// A failure on the server's side: the caller can only try again later.
+fn server_side(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
+    match e {
+        AppError::CatalogUnavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "CATALOG_SERVICE_UNAVAILABLE",
+            None,
+        ),
+        AppError::StorageUnavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE", None)
+        }
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_SERVER_ERROR",
+            None,
+        ),
     }
 }
 

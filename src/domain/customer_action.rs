@@ -247,7 +247,13 @@ mod tests {
                 current: OrderStatus::Suspended
             })
         );
-        order.status = OrderStatus::Active;
+    }
+
+    #[test]
+    fn in_progress_then_droplet_state_then_cooldown() {
+        let (order, mut task) = active_with(DropletStatus::Active);
+        task.action = Some(PendingAction::new(DropletAction::PowerOff, NOW));
+        let open = action(ActionState::Running);
         let refused = admit(
             &ask(ActionType::PowerOn),
             &order,
