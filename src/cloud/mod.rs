@@ -9,6 +9,7 @@ pub mod sandbox;
 
 use std::time::Duration;
 
+use crate::domain::customer_action::ActionType;
 use crate::domain::droplet::Droplet;
 use crate::domain::time::Millis;
 
@@ -63,6 +64,14 @@ impl PowerAction {
             "power_off" => Some(PowerAction::Off),
             "power_on" => Some(PowerAction::On),
             _ => None,
+        }
+    }
+
+    /// The same action as a customer may ask for it (SPEC §14).
+    pub fn kind(self) -> ActionType {
+        match self {
+            PowerAction::Off => ActionType::PowerOff,
+            PowerAction::On => ActionType::PowerOn,
         }
     }
 }
@@ -142,10 +151,20 @@ pub trait Cloud: Send + Sync {
         &self,
         droplet_id: u64,
     ) -> Result<Option<(u64, ActionStatus)>, CloudError>;
-    /// Starts `action` on the droplet and returns the action's id. Refusals
-    /// such as a locked droplet, a pending event or "already powered off" are
-    /// `Rejected` (422) and change nothing.
-    fn power(&self, droplet_id: u64, action: PowerAction) -> Result<u64, CloudError>;
+    /// Starts `kind` on the droplet (a rebuild onto the image with provider
+    /// slug `image`) and returns the action's id. Refusals such as a locked
+    /// droplet, a pending event or "already powered off" are `Rejected` (422)
+    /// and change nothing.
+    fn act(
+        &self,
+        droplet_id: u64,
+        kind: ActionType,
+        image: Option<&str>,
+    ) -> Result<u64, CloudError>;
+    /// The lifecycle's power actions (SPEC §9) are actions like any other.
+    fn power(&self, droplet_id: u64, action: PowerAction) -> Result<u64, CloudError> {
+        self.act(droplet_id, action.kind(), None)
+    }
     /// The droplet's [`RECENT_ACTIONS`] most recent actions, newest first (by
     /// action id, which providers hand out in increasing order). After a crash
     /// the reconciler finds an action it already sent here instead of sending

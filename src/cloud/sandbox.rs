@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use super::{
     check_delete_tag, AccountInfo, ActionInfo, ActionStatus, Cloud, CloudError, Created,
-    DropletSpec, PowerAction, RECENT_ACTIONS,
+    DropletSpec, RECENT_ACTIONS,
 };
+use crate::domain::customer_action::ActionType;
 use crate::domain::droplet::{Droplet, DropletStatus};
 use saved::{load, write_private, Saved};
 
@@ -27,7 +28,7 @@ const FIRST_ACTION_ID: u64 = 900_000_001;
 
 #[derive(Debug)]
 pub struct Sandbox {
-    /// How long a create, a power action and a delete by tag take to finish.
+    /// How long a create, a droplet action and a delete by tag take to finish.
     boot_delay: Duration,
     state: Mutex<State>,
     /// Where the droplets are kept between runs (`None`: memory only).
@@ -59,15 +60,16 @@ struct State {
 enum ActionRecord {
     /// Sandbox creates always report their action completed.
     Create,
-    Power {
+    Action {
         started_ms: Millis,
     },
 }
 
+/// A droplet action (power, reboot, rebuild, ...), as DigitalOcean lists it.
 #[derive(Debug, Clone, Copy)]
-struct PowerRecord {
+struct DropletActionRecord {
     id: u64,
-    action: PowerAction,
+    kind: ActionType,
     /// Wall-clock milliseconds, so progress carries over a restart.
     started_ms: Millis,
 }
@@ -79,8 +81,8 @@ struct Entry {
     /// Wall-clock milliseconds, so boot progress carries over a restart.
     created_ms: i64,
     action_id: u64,
-    /// Power actions, oldest first.
-    power: Vec<PowerRecord>,
+    /// Droplet actions, oldest first.
+    actions: Vec<DropletActionRecord>,
     /// When a delete by tag asked for it; it is gone `boot_delay` later.
     deleting_since_ms: Option<Millis>,
 }
@@ -187,7 +189,7 @@ impl Sandbox {
         now.saturating_sub(since) >= i64::try_from(self.boot_delay.as_millis()).unwrap_or(i64::MAX)
     }
 
-    fn power_status(&self, started_ms: Millis, now: Millis) -> ActionStatus {
+    fn action_status(&self, started_ms: Millis, now: Millis) -> ActionStatus {
         if self.done(started_ms, now) {
             ActionStatus::Completed
         } else {
@@ -204,38 +206,42 @@ impl Sandbox {
         droplet
     }
 
-    /// A booted droplet's status: what its last finished power action made it.
+    /// A booted droplet's status: what its last finished action made it.
     fn powered(&self, entry: &Entry, now: Millis) -> DropletStatus {
         entry
-            .power
+            .actions
             .iter()
             .rev()
             .find(|p| self.done(p.started_ms, now))
-            .map_or(DropletStatus::Active, |p| target(p.action))
+            .map_or(DropletStatus::Active, |p| p.kind.target())
     }
 
     /// DigitalOcean's refusals (422), so the sandbox exercises the same retry
     /// paths: nothing while another event runs or a delete is under way, and
     /// nothing that is already in effect.
-    fn check_power(
+    fn check_action(
         &self,
         entry: &Entry,
-        action: PowerAction,
+        kind: ActionType,
+        image: Option<&str>,
         now: Millis,
     ) -> Result<(), CloudError> {
         let busy = !self.done(entry.created_ms, now)
             || entry
-                .power
+                .actions
                 .last()
                 .is_some_and(|p| !self.done(p.started_ms, now));
+        let status = self.powered(entry, now);
         let message = if entry.deleting_since_ms.is_some() {
             "Droplet is currently locked."
         } else if busy {
             "Droplet already has a pending event."
-        } else if self.powered(entry, now) == target(action) {
-            match action {
-                PowerAction::Off => "Droplet is already powered off.",
-                PowerAction::On => "Droplet is already powered on.",
+        } else if kind == ActionType::Rebuild && image.is_none_or(str::is_empty) {
+            "You must specify an image."
+        } else if !kind.fits(status) {
+            match status {
+                DropletStatus::Off => "Droplet is already powered off.",
+                _ => "Droplet is already powered on.",
             }
         } else {
             return Ok(());
@@ -260,14 +266,6 @@ impl Sandbox {
             .get(&droplet_id)
             .ok_or(CloudError::NotFound)?;
         Ok(Some((entry.action_id, ActionStatus::Completed)))
-    }
-}
-
-/// The status a power action leads to.
-fn target(action: PowerAction) -> DropletStatus {
-    match action {
-        PowerAction::Off => DropletStatus::Off,
-        PowerAction::On => DropletStatus::Active,
     }
 }
 
@@ -345,7 +343,7 @@ impl Cloud for Sandbox {
             booted,
             created_ms,
             action_id,
-            power: Vec::new(),
+            actions: Vec::new(),
             deleting_since_ms: None,
         };
         state.droplets.insert(id, entry);
@@ -384,33 +382,39 @@ impl Cloud for Sandbox {
         let (state, now) = self.settled();
         match state.actions.get(&id) {
             Some(ActionRecord::Create) => Ok(ActionStatus::Completed),
-            Some(ActionRecord::Power { started_ms }) => Ok(self.power_status(*started_ms, now)),
+            Some(ActionRecord::Action { started_ms }) => Ok(self.action_status(*started_ms, now)),
             None => Err(CloudError::NotFound),
         }
     }
 
     /// The action is recorded in progress and finishes `boot_delay` later; the
-    /// droplet's status changes then (`off` / `active`).
-    fn power(&self, droplet_id: u64, action: PowerAction) -> Result<u64, CloudError> {
+    /// droplet's status changes then (`off` / `active`). A rebuild keeps the
+    /// droplet's addresses, as DigitalOcean's does.
+    fn act(
+        &self,
+        droplet_id: u64,
+        kind: ActionType,
+        image: Option<&str>,
+    ) -> Result<u64, CloudError> {
         let (mut state, now) = self.settled();
         let entry = state
             .droplets
             .get(&droplet_id)
             .ok_or(CloudError::NotFound)?;
-        self.check_power(entry, action, now)?;
+        self.check_action(entry, kind, image, now)?;
         let id = state.next_action_id;
         state.next_action_id += 1;
-        let record = PowerRecord {
+        let record = DropletActionRecord {
             id,
-            action,
+            kind,
             started_ms: now,
         };
         if let Some(entry) = state.droplets.get_mut(&droplet_id) {
-            entry.power.push(record);
+            entry.actions.push(record);
         }
         state
             .actions
-            .insert(id, ActionRecord::Power { started_ms: now });
+            .insert(id, ActionRecord::Action { started_ms: now });
         self.persist(&state);
         Ok(id)
     }
@@ -422,12 +426,12 @@ impl Cloud for Sandbox {
             .get(&droplet_id)
             .ok_or(CloudError::NotFound)?;
         let mut out: Vec<ActionInfo> = entry
-            .power
+            .actions
             .iter()
             .map(|p| ActionInfo {
                 id: p.id,
-                kind: p.action.as_str().to_string(),
-                status: self.power_status(p.started_ms, now),
+                kind: p.kind.as_str().to_string(),
+                status: self.action_status(p.started_ms, now),
                 started_at: Some(whole_seconds(p.started_ms)),
             })
             .collect();
@@ -466,6 +470,7 @@ impl Cloud for Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::PowerAction;
 
     fn spec(tags: &[&str]) -> DropletSpec {
         DropletSpec {
@@ -648,6 +653,53 @@ mod tests {
         assert_eq!(kinds, ["power_on", "power_off", "create"]);
         assert_eq!(cloud.power(42, PowerAction::Off), Err(CloudError::NotFound));
         assert_eq!(cloud.droplet_actions(42), Err(CloudError::NotFound));
+    }
+
+    #[test]
+    fn every_customer_action_type_takes_the_delay_and_leaves_its_state() {
+        let cloud = Sandbox::new(DELAY);
+        let id = cloud.create_droplet(&spec(&["vpsd"])).unwrap().droplet.id;
+        cloud.advance(PAST);
+        let ip = cloud.get_droplet(id).unwrap().ipv4_public;
+        let steps = [
+            (ActionType::Reboot, None, DropletStatus::Active),
+            (ActionType::PowerCycle, None, DropletStatus::Active),
+            (ActionType::Shutdown, None, DropletStatus::Off),
+            (
+                ActionType::Rebuild,
+                Some("debian-12-x64"),
+                DropletStatus::Active,
+            ),
+            (ActionType::PowerOff, None, DropletStatus::Off),
+            (
+                ActionType::Rebuild,
+                Some("debian-12-x64"),
+                DropletStatus::Active,
+            ),
+        ];
+        for (kind, image, after) in steps {
+            let action = cloud.act(id, kind, image).unwrap();
+            assert_eq!(cloud.get_action(action), Ok(ActionStatus::InProgress));
+            assert!(rejected(cloud.act(id, kind, image)).contains("pending event"));
+            cloud.advance(PAST);
+            assert_eq!(cloud.get_action(action), Ok(ActionStatus::Completed));
+            let droplet = cloud.get_droplet(id).unwrap();
+            assert_eq!((kind, droplet.status), (kind, after));
+            assert_eq!(droplet.ipv4_public, ip, "{kind} keeps the address");
+            let newest = &cloud.droplet_actions(id).unwrap()[0];
+            assert_eq!((newest.id, newest.kind.as_str()), (action, kind.as_str()));
+        }
+        assert!(rejected(cloud.act(id, ActionType::Rebuild, None)).contains("image"));
+        assert!(rejected(cloud.act(id, ActionType::PowerOn, None)).contains("already powered on"));
+        cloud.act(id, ActionType::PowerOff, None).unwrap();
+        cloud.advance(PAST);
+        for kind in [
+            ActionType::Reboot,
+            ActionType::PowerCycle,
+            ActionType::Shutdown,
+        ] {
+            assert!(rejected(cloud.act(id, kind, None)).contains("already powered off"));
+        }
     }
 
     #[test]

@@ -21,15 +21,16 @@ use std::time::Duration;
 pub use client::{reserve_for, DigitalOcean, RATE_LIMIT_RESERVE};
 use client::{Method, MAX_PAGES, PER_PAGE};
 use wire::{
-    action_status, create_body, power_body, recent_first, unparseable, AccountResponse,
+    action_body, action_status, create_body, recent_first, unparseable, AccountResponse,
     ActionListResponse, ActionResponse, CreateResponse, GetResponse, ListResponse,
     PostedActionResponse,
 };
 
 use super::{
     check_delete_tag, AccountInfo, ActionInfo, ActionStatus, Cloud, CloudError, Created,
-    DropletSpec, PowerAction, RECENT_ACTIONS,
+    DropletSpec, RECENT_ACTIONS,
 };
+use crate::domain::customer_action::ActionType;
 use crate::domain::droplet::Droplet;
 
 impl DigitalOcean {
@@ -201,15 +202,20 @@ impl Cloud for DigitalOcean {
         action_status(&parsed.action.status)
     }
 
-    fn power(&self, droplet_id: u64, action: PowerAction) -> Result<u64, CloudError> {
+    fn act(
+        &self,
+        droplet_id: u64,
+        kind: ActionType,
+        image: Option<&str>,
+    ) -> Result<u64, CloudError> {
         let path = format!("/droplets/{droplet_id}/actions");
-        let text = self.call(Method::Post, &path, &[], Some(&power_body(action)))?;
+        let text = self.call(Method::Post, &path, &[], Some(&action_body(kind, image)))?;
         let parsed: PostedActionResponse =
             serde_json::from_str(&text).map_err(|e| unparseable("droplet action", e))?;
         let action_id = parsed.action.id;
         tracing::debug!(
             droplet_id,
-            action = action.as_str(),
+            action = kind.as_str(),
             action_id,
             "droplet action accepted"
         );

@@ -4,9 +4,8 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::cloud::{
-    ActionInfo, ActionStatus, CloudError, DropletSpec, PowerAction, RECENT_ACTIONS,
-};
+use crate::cloud::{ActionInfo, ActionStatus, CloudError, DropletSpec, RECENT_ACTIONS};
+use crate::domain::customer_action::ActionType;
 use crate::domain::droplet::{Droplet, DropletStatus};
 use crate::domain::time::parse_rfc3339;
 
@@ -203,9 +202,12 @@ pub(super) fn create_body(spec: &DropletSpec) -> Value {
 }
 
 /// The request body per `droplet_actions.yml#/droplet_action`: power actions
-/// take nothing but their `type`.
-pub(super) fn power_body(action: PowerAction) -> Value {
-    json!({ "type": action.as_str() })
+/// take nothing but their `type`; a rebuild names its image by slug.
+pub(super) fn action_body(kind: ActionType, image: Option<&str>) -> Value {
+    match image {
+        Some(slug) => json!({ "type": kind.as_str(), "image": slug }),
+        None => json!({ "type": kind.as_str() }),
+    }
 }
 
 /// The most recent actions first, at most [`RECENT_ACTIONS`]. DigitalOcean
@@ -243,9 +245,19 @@ mod tests {
     }
 
     #[test]
-    fn power_body_is_only_the_type() {
-        assert_eq!(power_body(PowerAction::Off), json!({"type": "power_off"}));
-        assert_eq!(power_body(PowerAction::On), json!({"type": "power_on"}));
+    fn action_bodies_are_the_type_and_a_rebuilds_image() {
+        assert_eq!(
+            action_body(ActionType::PowerOff, None),
+            json!({"type": "power_off"})
+        );
+        assert_eq!(
+            action_body(ActionType::Reboot, None),
+            json!({"type": "reboot"})
+        );
+        assert_eq!(
+            action_body(ActionType::Rebuild, Some("ubuntu-24-04-x64")),
+            json!({"type": "rebuild", "image": "ubuntu-24-04-x64"})
+        );
     }
 
     #[test]

@@ -5,13 +5,13 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActionRecord, Entry, PowerRecord, State};
-use crate::cloud::PowerAction;
+use super::{ActionRecord, DropletActionRecord, Entry, State};
+use crate::domain::customer_action::ActionType;
 use crate::domain::droplet::{Droplet, DropletStatus};
 use crate::domain::time::{format_millis, parse_rfc3339};
 
 /// A droplet as written to the state file. The fields after `action_id` came
-/// with power actions and deletes by tag; they default when absent, so files
+/// with droplet actions and deletes by tag; they default when absent, so files
 /// from before still load, and older builds ignore them.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Saved {
@@ -34,7 +34,7 @@ pub(super) struct Saved {
 #[derive(Serialize, Deserialize)]
 struct SavedAction {
     id: u64,
-    /// `power_off` | `power_on`.
+    /// DigitalOcean's action type: `power_off`, `reboot`, `rebuild`, ...
     #[serde(rename = "type")]
     kind: String,
     started_ms: i64,
@@ -53,11 +53,11 @@ impl Saved {
             created_ms: e.created_ms,
             action_id: e.action_id,
             power_actions: e
-                .power
+                .actions
                 .iter()
                 .map(|p| SavedAction {
                     id: p.id,
-                    kind: p.action.as_str().to_string(),
+                    kind: p.kind.as_str().to_string(),
                     started_ms: p.started_ms,
                 })
                 .collect(),
@@ -67,13 +67,13 @@ impl Saved {
 
     pub(super) fn into_entry(self) -> Entry {
         let id = self.id;
-        let power = self
+        let actions = self
             .power_actions
             .into_iter()
-            .filter_map(|a| match PowerAction::parse(&a.kind) {
-                Some(action) => Some(PowerRecord {
+            .filter_map(|a| match ActionType::parse(&a.kind) {
+                Some(kind) => Some(DropletActionRecord {
                     id: a.id,
-                    action,
+                    kind,
                     started_ms: a.started_ms,
                 }),
                 None => {
@@ -95,7 +95,7 @@ impl Saved {
             },
             created_ms: self.created_ms,
             action_id: self.action_id,
-            power,
+            actions,
             deleting_since_ms: self.deleting_since_ms,
         }
     }
@@ -108,11 +108,11 @@ impl State {
             self.next_id = self.next_id.max(entry.booted.id + 1);
             self.next_action_id = self.next_action_id.max(entry.action_id + 1);
             self.actions.insert(entry.action_id, ActionRecord::Create);
-            for p in &entry.power {
+            for p in &entry.actions {
                 self.next_action_id = self.next_action_id.max(p.id + 1);
                 let started_ms = p.started_ms;
                 self.actions
-                    .insert(p.id, ActionRecord::Power { started_ms });
+                    .insert(p.id, ActionRecord::Action { started_ms });
             }
             self.droplets.insert(entry.booted.id, entry);
         }
