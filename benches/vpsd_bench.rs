@@ -165,6 +165,7 @@ fn sweep_settings() -> vpsd::provision::Settings {
         poll_interval: Duration::from_secs(5),
         capacity_wait: Duration::from_secs(86_400),
         account_refresh: Duration::from_secs(300),
+        action_max_attempts: 10,
     }
 }
 

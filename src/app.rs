@@ -342,6 +342,7 @@ fn provisioner_settings(config: &Config) -> provision::Settings {
         poll_interval: Duration::from_millis(config.provisioning.poll_interval_ms),
         capacity_wait: Duration::from_secs(config.cloud.digitalocean.capacity_wait_seconds),
         account_refresh: Duration::from_secs(config.cloud.digitalocean.account_refresh_seconds),
+        action_max_attempts: config.actions.max_attempts,
     }
 }
 

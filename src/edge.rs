@@ -205,6 +205,7 @@ where
                 method,
                 path: &head.path,
                 id: vars.id.unwrap_or(""),
+                item: vars.action.unwrap_or(""),
                 query: &head.query,
                 headers: &head.headers,
             };

@@ -12,6 +12,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::domain::customer_action::{CustomerAction, ACTION_FAILED};
 use crate::domain::task::{ProvisioningError, ProvisioningTask};
 use crate::domain::time::format_millis;
 use crate::domain::{HistoryEntry, OrderItem, Pricing, Renewal};
@@ -53,6 +54,70 @@ pub struct OrderJson<'a> {
     /// Admin detail only: every renewal and expiry change, however many are shown.
     #[serde(skip_serializing_if = "Option::is_none")]
     renewals_total: Option<usize>,
+    /// Admin detail only: the newest customer actions
+    /// (`service::actions::ACTIONS_SHOWN`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actions: Option<Vec<ActionJson<'a>>>,
+}
+
+/// A customer action (SPEC §14).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionJson<'a> {
+    id: String,
+    order_id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    image_id: Option<&'a str>,
+    status: &'static str,
+    requested_by: &'a str,
+    created_at: String,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+    error_code: Option<&'a str>,
+    error_message: Option<&'a str>,
+}
+
+/// What a customer reads for an action that failed: DigitalOcean's own
+/// message can name internal hosts, as with provisioning errors.
+const ACTION_FAILED_TEXT: &str =
+    "The server did not carry out the action. Our team has been notified; you may ask again.";
+
+pub fn action_for(view: View, a: &CustomerAction) -> ActionJson<'_> {
+    let failed = a.error_code.as_deref() == Some(ACTION_FAILED);
+    ActionJson {
+        id: a.id.to_string(),
+        order_id: a.order_id.to_string(),
+        kind: a.kind.as_str(),
+        image_id: a.image.as_ref().map(|i| i.id.as_str()),
+        status: a.status.as_str(),
+        requested_by: &a.requested_by,
+        created_at: format_millis(a.created_at),
+        started_at: a.started_at.map(format_millis),
+        completed_at: a.completed_at.map(format_millis),
+        error_code: a.error_code.as_deref(),
+        error_message: match view {
+            View::Customer if failed => Some(ACTION_FAILED_TEXT),
+            _ => a.error_message.as_deref(),
+        },
+    }
+}
+
+/// The admin detail: the operator view with its history and its newest
+/// customer actions.
+pub fn admin_detail<'a>(
+    record: &'a OrderRecord,
+    history: &'a [HistoryEntry],
+    actions: &'a [CustomerAction],
+) -> OrderJson<'a> {
+    let mut json = order(record, Some(history));
+    json.actions = Some(
+        actions
+            .iter()
+            .map(|a| action_for(View::Operator, a))
+            .collect(),
+    );
+    json
 }
 
 /// How many renewals the admin detail lists: an order changed a thousand
@@ -233,6 +298,7 @@ pub fn order_for<'a>(
         status_history: history.map(|rows| rows.iter().map(history_row).collect()),
         renewals: history.map(|_| newest_renewals(&o.term.renewals)),
         renewals_total: history.map(|_| o.term.renewals.len()),
+        actions: None,
     }
 }
 

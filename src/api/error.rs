@@ -31,9 +31,11 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
         E::ApiKeyInvalid => (StatusCode::UNAUTHORIZED, "API_KEY_INVALID", None),
         E::ApiKeyNotConfigured => (StatusCode::UNAUTHORIZED, "API_KEY_NOT_CONFIGURED", None),
         E::OrderAccessDenied => (StatusCode::FORBIDDEN, "ORDER_ACCESS_DENIED", None),
-        E::OrderNotFound | E::NotFound | E::DeliveryNotFound | E::AccountNotFound => {
-            (StatusCode::NOT_FOUND, not_found_code(e), None)
-        }
+        E::OrderNotFound
+        | E::NotFound
+        | E::DeliveryNotFound
+        | E::AccountNotFound
+        | E::ActionNotFound => (StatusCode::NOT_FOUND, not_found_code(e), None),
         E::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", None),
         E::PaymentStatusConflict { current, requested } => (
             StatusCode::CONFLICT,
@@ -134,6 +136,7 @@ fn not_found_code(e: &AppError) -> &'static str {
         AppError::OrderNotFound => "ORDER_NOT_FOUND",
         AppError::DeliveryNotFound => "DELIVERY_NOT_FOUND",
         AppError::AccountNotFound => "ACCOUNT_NOT_FOUND",
+        AppError::ActionNotFound => "ACTION_NOT_FOUND",
         _ => "NOT_FOUND",
     }
 }

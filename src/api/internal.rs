@@ -15,11 +15,11 @@ pub async fn list(call: Call<'_>) -> Result<HttpResponse, AppError> {
     list_page(call.state, user, params).await
 }
 
-/// The order with its status history.
+/// The order with its status history and newest customer actions.
 pub async fn get(call: Call<'_>) -> Result<HttpResponse, AppError> {
     let id = request::order_id(call.id)?;
-    let (record, history) = call.state.orders.get_with_history(id).await?;
-    let body = json::data(json::order(&record, Some(&history)));
+    let (record, history, actions) = call.state.orders.admin_detail(id).await?;
+    let body = json::data(json::admin_detail(&record, &history, &actions));
     Ok(json_response(StatusCode::OK, body))
 }
 

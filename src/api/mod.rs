@@ -14,6 +14,7 @@ pub mod request;
 mod token_cache;
 
 pub(crate) mod accounts;
+pub(crate) mod actions;
 pub(crate) mod internal;
 pub(crate) mod ops;
 pub(crate) mod orders;
@@ -94,6 +95,8 @@ pub struct Call<'a> {
     pub path: &'a str,
     /// The route's `{id}` (or `{name}`) segment, unparsed (handlers validate it after the body).
     pub id: &'a str,
+    /// A second variable segment (`{actionId}`), unparsed; `""` elsewhere.
+    pub item: &'a str,
     pub query: &'a str,
     pub headers: &'a HeaderMap,
     /// Read for POSTs only, under the body limit.
@@ -150,6 +153,7 @@ pub(crate) struct Parts<'a> {
     pub method: &'a Method,
     pub path: &'a str,
     pub id: &'a str,
+    pub item: &'a str,
     pub query: &'a str,
     pub headers: &'a HeaderMap,
 }
@@ -183,6 +187,7 @@ where
         method: parts.method,
         path: parts.path,
         id: parts.id,
+        item: parts.item,
         query: parts.query,
         headers: parts.headers,
         body,

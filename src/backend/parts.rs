@@ -89,7 +89,8 @@ impl Backend {
                 config.server.order_rate_limit_per_minute,
                 config.idempotency.max_keys_per_user,
                 provisioner_wake.clone(),
-            ),
+            )
+            .with_action_cooldown(Duration::from_secs(config.actions.cooldown_seconds)),
             backups: Arc::new(BackupService::new(
                 store.clone(),
                 config.backup.dir.clone(),

@@ -65,15 +65,57 @@ impl ActionState {
     }
 }
 
+impl CustomerAction {
+    /// A new action as admitted: pending, nothing sent.
+    pub fn new(ask: ActionAsk, order_id: Uuid, no: u32, by: String, now: Millis) -> Self {
+        CustomerAction {
+            id: ask.id,
+            order_id,
+            no,
+            kind: ask.kind,
+            image: ask.image,
+            status: ActionState::Pending,
+            requested_by: by,
+            created_at: now,
+            started_at: None,
+            completed_at: None,
+            error_code: None,
+            error_message: None,
+            provider_action_id: None,
+            attempts: 0,
+            retry_at: None,
+        }
+    }
+
+    /// Ends the action as `status` (completed, failed or canceled); a failure
+    /// or cancellation says why.
+    pub fn end(&mut self, status: ActionState, why: Option<(&str, String)>, now: Millis) {
+        self.status = status;
+        self.completed_at = Some(now);
+        self.retry_at = None;
+        if let Some((code, message)) = why {
+            self.error_code = Some(code.to_string());
+            self.error_message = Some(message);
+        }
+    }
+}
+
+/// `errorCode` of an action the lifecycle canceled (a suspend or terminate).
+pub const CANCELED_BY_LIFECYCLE: &str = "CANCELED_BY_LIFECYCLE";
+/// `errorCode` of an action that failed every attempt or that DigitalOcean
+/// reported errored.
+pub const ACTION_FAILED: &str = "DROPLET_ACTION_FAILED";
+
 /// One customer action, as stored and shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerAction {
     pub id: Uuid,
     pub order_id: Uuid,
+    /// The order's actions are numbered from 0 in the order they were asked.
+    pub no: u32,
     pub kind: ActionType,
-    /// Rebuild only: the catalog image and its provider slug.
-    pub image_id: Option<String>,
-    pub image_slug: Option<String>,
+    /// Rebuild only: the catalog image, as the order will show it.
+    pub image: Option<ImageChoice>,
     pub status: ActionState,
     /// `user:{sub}` or `admin[:{id}]`, as in history rows.
     pub requested_by: String,
@@ -89,8 +131,27 @@ pub struct CustomerAction {
     pub retry_at: Option<Millis>,
 }
 
-/// Why a request is not admitted, in the order SPEC §14 checks.
+/// A catalog image a rebuild installs: what the order shows from then on,
+/// and the slug the provider knows it by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageChoice {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+}
+
+/// What the API asks the lifecycle for: an action of `kind` (a rebuild onto
+/// `image`), admitted under `cooldown_ms` unless an admin asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionAsk {
+    pub id: Uuid,
+    pub kind: ActionType,
+    pub image: Option<ImageChoice>,
+    pub cooldown_ms: Millis,
+}
+
+/// Why a request is not admitted, in the order SPEC §14 checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionRefusal {
     /// Only an ACTIVE server takes actions (a SUSPENDED one stays off).
     NotActive { current: OrderStatus },
@@ -113,15 +174,14 @@ pub struct Request {
     pub now: Millis,
 }
 
-/// Whether `request` may be asked of `order` now. `open` is the order's
-/// open customer action, if any; `last_at` when its last one was asked for.
+/// Whether `request` may be asked of `order` now. The task keeps the
+/// order's last customer action: open, or the one the cooldown counts from.
 pub fn admit(
     request: &Request,
     order: &Order,
     task: Option<&ProvisioningTask>,
-    open: Option<&CustomerAction>,
-    last_at: Option<Millis>,
 ) -> Result<(), ActionRefusal> {
+    let last = task.and_then(|t| t.customer_action.as_ref());
     let Request {
         kind,
         by_admin,
@@ -133,7 +193,7 @@ pub fn admit(
             current: order.status,
         });
     }
-    if let Some(open) = open.filter(|a| a.status.is_open()) {
+    if let Some(open) = last.filter(|a| a.status.is_open()) {
         return Err(ActionRefusal::InProgress {
             action_id: Some(open.id),
         });
@@ -147,8 +207,8 @@ pub fn admit(
     if !kind.fits(droplet) {
         return Err(ActionRefusal::DropletState { droplet });
     }
-    if let Some(last) = last_at.filter(|_| !by_admin) {
-        let ready = last.saturating_add(cooldown_ms);
+    if let Some(last) = last.filter(|_| !by_admin) {
+        let ready = last.created_at.saturating_add(cooldown_ms);
         if now < ready {
             return Err(ActionRefusal::Cooldown {
                 retry_after_ms: ready - now,
@@ -198,9 +258,9 @@ mod tests {
         CustomerAction {
             id: Uuid::from_u128(9),
             order_id: Uuid::from_u128(1),
+            no: 0,
             kind: ActionType::Reboot,
-            image_id: None,
-            image_slug: None,
+            image: None,
             status,
             requested_by: "user:u".into(),
             created_at: NOW - 1,
@@ -228,19 +288,23 @@ mod tests {
         assert_eq!(PowerCycle.target(), on);
     }
 
+    /// `task` with `last` as its last customer action, asked at `at`.
+    fn with_last(task: &ProvisioningTask, last: ActionState, at: Millis) -> ProvisioningTask {
+        let mut task = task.clone();
+        task.customer_action = Some(CustomerAction {
+            created_at: at,
+            ..action(last)
+        });
+        task
+    }
+
     #[test]
     fn refusals_come_in_the_specs_order() {
         let (mut order, mut task) = active_with(DropletStatus::Active);
         order.status = OrderStatus::Suspended;
         task.action = Some(PendingAction::new(DropletAction::PowerOff, NOW));
-        let open = action(ActionState::Running);
-        let refused = admit(
-            &ask(ActionType::PowerOn),
-            &order,
-            Some(&task),
-            Some(&open),
-            Some(NOW),
-        );
+        let task = with_last(&task, ActionState::Running, NOW);
+        let refused = admit(&ask(ActionType::PowerOn), &order, Some(&task));
         assert_eq!(
             refused,
             Err(ActionRefusal::NotActive {
@@ -253,71 +317,39 @@ mod tests {
     fn in_progress_then_droplet_state_then_cooldown() {
         let (order, mut task) = active_with(DropletStatus::Active);
         task.action = Some(PendingAction::new(DropletAction::PowerOff, NOW));
-        let open = action(ActionState::Running);
-        let refused = admit(
-            &ask(ActionType::PowerOn),
-            &order,
-            Some(&task),
-            Some(&open),
-            Some(NOW),
-        );
+        let running = with_last(&task, ActionState::Running, NOW);
+        let refused = admit(&ask(ActionType::PowerOn), &order, Some(&running));
+        let open_id = action(ActionState::Running).id;
         assert_eq!(
             refused,
             Err(ActionRefusal::InProgress {
-                action_id: Some(open.id)
+                action_id: Some(open_id)
             })
         );
-        let refused = admit(
-            &ask(ActionType::PowerOn),
-            &order,
-            Some(&task),
-            None,
-            Some(NOW),
-        );
+        let refused = admit(&ask(ActionType::PowerOn), &order, Some(&task));
         assert_eq!(refused, Err(ActionRefusal::InProgress { action_id: None }));
         task.action = None;
-        let refused = admit(
-            &ask(ActionType::PowerOn),
-            &order,
-            Some(&task),
-            None,
-            Some(NOW),
-        );
+        let refused = admit(&ask(ActionType::PowerOn), &order, Some(&task));
         assert_eq!(
             refused,
             Err(ActionRefusal::DropletState {
                 droplet: DropletStatus::Active
             })
         );
-        let refused = admit(
-            &ask(ActionType::Reboot),
-            &order,
-            Some(&task),
-            None,
-            Some(NOW - 1_000),
-        );
+        let recent = with_last(&task, ActionState::Completed, NOW - 1_000);
+        let refused = admit(&ask(ActionType::Reboot), &order, Some(&recent));
         assert_eq!(
             refused,
             Err(ActionRefusal::Cooldown {
                 retry_after_ms: COOLDOWN - 1_000
             })
         );
-        let done = action(ActionState::Completed);
         let admin = Request {
             by_admin: true,
             ..ask(ActionType::Reboot)
         };
-        assert_eq!(
-            admit(&admin, &order, Some(&task), Some(&done), Some(NOW)),
-            Ok(())
-        );
-        let later = admit(
-            &ask(ActionType::Reboot),
-            &order,
-            Some(&task),
-            Some(&done),
-            Some(NOW - COOLDOWN),
-        );
-        assert_eq!(later, Ok(()));
+        assert_eq!(admit(&admin, &order, Some(&recent)), Ok(()));
+        let old = with_last(&task, ActionState::Completed, NOW - COOLDOWN);
+        assert_eq!(admit(&ask(ActionType::Reboot), &order, Some(&old)), Ok(()));
     }
 }

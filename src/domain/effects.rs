@@ -3,22 +3,43 @@
 //! (a saved task) can announce something too, and that rule lives here so
 //! the store only asks and queues.
 
+use super::customer_action::ActionState;
 use super::lifecycle::{EventType, OutEvent};
 use super::task::ProvisioningTask;
 
 /// What saving `after` over the stored `before` announces: the droplet is
-/// gone (`order.droplet_deleted`) once a save confirms the delete `before` owed.
+/// gone (`order.droplet_deleted`) once a save confirms the delete `before`
+/// owed; a customer action open before ended (`order.action_completed` or
+/// `order.action_failed`, SPEC §14). A canceled action announces nothing:
+/// the status change that canceled it is the event.
 pub fn task_save_events(
     before: Option<&ProvisioningTask>,
     after: Option<&ProvisioningTask>,
 ) -> Vec<OutEvent> {
-    match (before, after) {
-        (Some(before), Some(after)) if after.confirms_delete(before) => vec![OutEvent {
-            kind: EventType::DropletDeleted,
-            seconds_left: None,
-        }],
-        _ => Vec::new(),
+    let (Some(before), Some(after)) = (before, after) else {
+        return Vec::new();
+    };
+    let mut events = Vec::new();
+    if after.confirms_delete(before) {
+        events.push(EventType::DropletDeleted);
     }
+    let was_open = before.open_customer_action().map(|a| a.id);
+    match &after.customer_action {
+        Some(a) if Some(a.id) == was_open && a.status == ActionState::Completed => {
+            events.push(EventType::ActionCompleted)
+        }
+        Some(a) if Some(a.id) == was_open && a.status == ActionState::Failed => {
+            events.push(EventType::ActionFailed)
+        }
+        _ => {}
+    }
+    events
+        .into_iter()
+        .map(|kind| OutEvent {
+            kind,
+            seconds_left: None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -129,6 +129,8 @@ pub enum AppError {
     DropletStateConflict { droplet_status: String },
     #[error("one action per server every cooldown; try again in {retry_after_secs} s")]
     ActionCooldown { retry_after_secs: u64 },
+    #[error("this order has no action with that id")]
+    ActionNotFound,
 }
 
 impl AppError {
@@ -150,7 +152,8 @@ impl AppError {
 impl AppError {
     /// Whether the same request would meet this answer again, so it is kept
     /// under an idempotency key and replayed. Transient failures (catalog or
-    /// storage trouble, an internal fault, a rate limit that passes) are not:
+    /// storage trouble, an internal fault, a rate limit that passes, a
+    /// customer action that waits for another or for its cooldown) are not:
     /// the client may retry those and must not be told the same thing for a day.
     pub fn is_replayable(&self) -> bool {
         !matches!(
@@ -161,6 +164,9 @@ impl AppError {
                 | AppError::RateLimited { .. }
                 | AppError::TooManyFailures { .. }
                 | AppError::IdempotencyKeysExhausted { .. }
+                | AppError::ActionInProgress { .. }
+                | AppError::DropletStateConflict { .. }
+                | AppError::ActionCooldown { .. }
         )
     }
 }
@@ -250,6 +256,7 @@ impl From<Rejection> for AppError {
             Rejection::Refused(Refused::Expired { expires_at }) => AppError::OrderExpired {
                 expires_at: super::time::format_millis(expires_at),
             },
+            Rejection::Refused(Refused::Action(refusal)) => AppError::from(refusal),
             Rejection::Refused(Refused::OutOfRange { field }) => {
                 AppError::invalid_fields(vec![FieldError::new(
                     field,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::customer_action::CustomerAction;
 use super::droplet::{Droplet, DropletAction, DropletStatus};
 use super::order::{Order, OrderStatus, ProvisioningStatus};
 use super::time::Millis;
@@ -46,6 +47,12 @@ pub struct ProvisioningTask {
     /// Since when no account could take the server (SPEC §13); `None` once
     /// placed. The wait ends in `NO_CAPACITY` after `capacity_wait_seconds`.
     pub capacity_wait_since: Option<Millis>,
+    /// The order's last customer action (SPEC §14): the one open, if any, or
+    /// the one the cooldown counts from. Every action is also kept in the
+    /// store's action list; this copy is what the reconciler works on.
+    pub customer_action: Option<CustomerAction>,
+    /// Customer actions asked so far: the next one's number.
+    pub actions_len: u32,
 }
 
 /// A droplet action the reconciler must bring into effect and confirm.
@@ -112,7 +119,20 @@ impl ProvisioningTask {
             action: None,
             do_account: None,
             capacity_wait_since: None,
+            customer_action: None,
+            actions_len: 0,
         }
+    }
+
+    /// The customer action the reconciler still has to bring into effect.
+    pub fn open_customer_action(&self) -> Option<&CustomerAction> {
+        self.customer_action.as_ref().filter(|a| a.status.is_open())
+    }
+
+    /// Whether the reconciler owes this task any droplet work: the
+    /// lifecycle's action or a customer's (its work list).
+    pub fn owes_droplet_work(&self) -> bool {
+        self.action.is_some() || self.open_customer_action().is_some()
     }
 
     /// The account a task written before accounts existed belongs to: the

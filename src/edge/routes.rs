@@ -7,7 +7,8 @@
 
 use warp::http::Method;
 
-use crate::http::api::{accounts, internal, ops, orders, paid_period, webhooks, Call};
+use crate::http::api::{accounts, actions as customer, internal, ops, orders, paid_period};
+use crate::http::api::{webhooks, Call};
 use crate::http::console::{actions, login, order, pages, Req};
 
 /// Who may call a route.
@@ -104,6 +105,49 @@ pub static ROUTES: &[Route] = &[
         POST,
         Access::User,
         handler!(orders::cancel),
+    ),
+    // Customer actions (SPEC §14).
+    route(
+        "/api/v1/orders/{id}/actions",
+        GET_POST,
+        Access::User,
+        handler!(customer::own),
+    ),
+    route(
+        "/api/v1/orders/{id}/actions/{actionId}",
+        GET,
+        Access::User,
+        handler!(customer::own_one),
+    ),
+    route(
+        "/api/v1/orders/{id}/reboot",
+        POST,
+        Access::User,
+        handler!(customer::reboot),
+    ),
+    route(
+        "/api/v1/orders/{id}/power-off",
+        POST,
+        Access::User,
+        handler!(customer::power_off),
+    ),
+    route(
+        "/api/v1/orders/{id}/power-on",
+        POST,
+        Access::User,
+        handler!(customer::power_on),
+    ),
+    route(
+        "/api/v1/internal/orders/{id}/actions",
+        GET_POST,
+        Access::Internal,
+        handler!(customer::admin),
+    ),
+    route(
+        "/api/v1/internal/orders/{id}/actions/{actionId}",
+        GET,
+        Access::Internal,
+        handler!(customer::admin_one),
     ),
     route(
         "/api/v1/internal/orders",
@@ -300,6 +344,7 @@ pub fn all_operations() -> Vec<(&'static str, Method)> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Vars<'p> {
     pub id: Option<&'p str>,
+    /// The console's `{action}`, or the API's `{actionId}`.
     pub action: Option<&'p str>,
 }
 
@@ -359,6 +404,9 @@ fn match_pattern<'p>(pattern: &str, path: &'p str) -> Option<Vars<'p>> {
                 vars.id = Some(segment)
             }
             (Some("{action}"), Some(segment)) => vars.action = Some(segment),
+            (Some("{actionId}"), Some(segment)) if !segment.is_empty() => {
+                vars.action = Some(segment)
+            }
             (Some(expected), Some(segment)) if expected == segment => {}
             _ => return None,
         }

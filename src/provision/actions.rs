@@ -35,7 +35,8 @@ enum Step {
 }
 
 impl Provisioner {
-    /// Takes every owed droplet action one step; returns how many were saved.
+    /// Takes every owed droplet action, and every open customer action
+    /// (`customer.rs`), one step; returns how many were saved.
     pub(super) fn actions_blocking(&self) -> usize {
         let records = match self.store.pending_actions() {
             Ok(records) => records,
@@ -55,6 +56,12 @@ impl Provisioner {
             };
             let account = task.do_account.as_deref();
             if account.is_some_and(|a| self.backing_off(a)) || self.held_for_token(&task) {
+                continue;
+            }
+            // The lifecycle's action first: while one is owed, no customer
+            // action is admitted, and one open before was canceled.
+            if task.action.is_none() {
+                saved += usize::from(self.step_customer(task));
                 continue;
             }
             if let Step::Save(task) = self.step_action(record, task) {

@@ -13,6 +13,7 @@
 //! back-off: a 429 or an outage on one never holds up another.
 
 mod actions;
+mod customer;
 mod enforce;
 mod place;
 mod sweep;
@@ -48,6 +49,8 @@ pub struct Settings {
     pub capacity_wait: Duration,
     /// How often each account's limit, status and droplet count are read.
     pub account_refresh: Duration,
+    /// Attempts a customer action gets before it is `failed` (SPEC §14).
+    pub action_max_attempts: u32,
 }
 
 /// Back-off of one account: a 429 or an outage is the account's, not a

@@ -101,6 +101,7 @@ impl World {
             poll_interval: Duration::from_millis(1),
             capacity_wait: Duration::from_secs(86_400),
             account_refresh: Duration::from_secs(300),
+            action_max_attempts: 10,
         };
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let provisioner = Provisioner::new(

@@ -2,6 +2,7 @@
 //! here, before and outside any write transaction; every change is one
 //! `store::WriteOp`.
 
+pub mod actions;
 pub mod backups;
 pub mod console;
 pub mod idempotency;

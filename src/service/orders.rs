@@ -2,6 +2,7 @@
 //! the blocking pool; changes go through the store's single writer.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -32,6 +33,9 @@ pub struct PaymentUpdate {
 
 pub use super::pricing::NewOrder;
 
+/// `actions.cooldown_seconds`' default.
+const DEFAULT_ACTION_COOLDOWN: Duration = Duration::from_secs(60);
+
 pub struct OrderService {
     store: StoreHandle,
     catalog: Arc<dyn Catalog>,
@@ -42,6 +46,8 @@ pub struct OrderService {
     in_flight: Arc<InFlight>,
     /// Wakes the provisioner as soon as a PAID commit leaves it work.
     provisioner: Arc<Notify>,
+    /// At most one customer action per order this often (SPEC §14).
+    action_cooldown: Duration,
 }
 
 impl OrderService {
@@ -62,7 +68,18 @@ impl OrderService {
             limiter: RateLimiter::new(rate_limit_per_minute),
             in_flight: Arc::new(InFlight::new(max_keys_per_user)),
             provisioner,
+            action_cooldown: DEFAULT_ACTION_COOLDOWN,
         }
+    }
+
+    /// `actions.cooldown_seconds` (default 60).
+    pub fn with_action_cooldown(mut self, cooldown: Duration) -> OrderService {
+        self.action_cooldown = cooldown;
+        self
+    }
+
+    pub(super) fn action_cooldown(&self) -> Duration {
+        self.action_cooldown
     }
 
     /// The store, for the console's read models next door; nothing above

@@ -83,7 +83,11 @@ fn resolve_plan(catalog: &dyn Catalog, id: &str) -> Result<(PlanInfo, String), A
 }
 
 /// The image, active and offered with the plan (an empty allow-list offers all).
-fn resolve_image(catalog: &dyn Catalog, plan: &PlanInfo, id: &str) -> Result<ImageInfo, AppError> {
+pub(super) fn resolve_image(
+    catalog: &dyn Catalog,
+    plan: &PlanInfo,
+    id: &str,
+) -> Result<ImageInfo, AppError> {
     let image = catalog
         .image(id)?
         .ok_or_else(|| AppError::InvalidImage(format!("image {id:?} does not exist")))?;

@@ -63,6 +63,10 @@ impl Record for Order {
     }
 }
 
+impl Record for crate::domain::customer_action::CustomerAction {
+    const VERSION: u8 = 1;
+}
+
 impl Record for HistoryEntry {
     const VERSION: u8 = 1;
 }
@@ -79,12 +83,13 @@ impl Record for IdempotencyRecord {
 }
 
 impl Record for ProvisioningTask {
-    const VERSION: u8 = 3;
+    const VERSION: u8 = 4;
 
     fn decode_legacy(version: u8, body: &[u8]) -> Result<Self, CodecError> {
         match version {
             1 => decode_body::<legacy::TaskV1>(body)?.migrate(),
             2 => Ok(decode_body::<legacy::TaskV2>(body)?.migrate()),
+            3 => Ok(decode_body::<legacy::TaskV3>(body)?.migrate()),
             other => Err(CodecError::UnknownVersion(other)),
         }
     }
@@ -298,6 +303,8 @@ pub(crate) mod legacy {
                 action: None,
                 do_account: None,
                 capacity_wait_since: None,
+                customer_action: None,
+                actions_len: 0,
                 id: self.id,
                 order_id: self.order_id,
                 status: self.status,
@@ -348,7 +355,7 @@ pub(crate) mod legacy {
         /// Every v2 task ran on the one account of its time, `default`,
         /// unless it was never started (see `account_before_fleets`).
         pub(super) fn migrate(self) -> ProvisioningTask {
-            let mut task = ProvisioningTask {
+            let mut task = TaskV3 {
                 id: self.id,
                 order_id: self.order_id,
                 status: self.status,
@@ -369,9 +376,65 @@ pub(crate) mod legacy {
                 action: self.action,
                 do_account: None,
                 capacity_wait_since: None,
-            };
+            }
+            .migrate();
             task.do_account = task.account_before_fleets();
             task
+        }
+    }
+
+    /// `ProvisioningTask` v3: as now, before customer actions (SPEC §14).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(super) struct TaskV3 {
+        pub id: Uuid,
+        pub order_id: Uuid,
+        pub status: ProvisioningStatus,
+        pub revision: u64,
+        pub attempts: u32,
+        pub do_region: String,
+        pub do_size: String,
+        pub do_image: String,
+        pub droplet: Option<Droplet>,
+        pub error_code: Option<ProvisioningError>,
+        pub error_message: Option<String>,
+        pub create_action_id: Option<u64>,
+        pub not_found_streak: u32,
+        pub started_at: Option<Millis>,
+        pub completed_at: Option<Millis>,
+        pub created_at: Millis,
+        pub updated_at: Millis,
+        pub action: Option<crate::domain::task::PendingAction>,
+        pub do_account: Option<String>,
+        pub capacity_wait_since: Option<Millis>,
+    }
+
+    impl TaskV3 {
+        /// No customer action was ever asked of a v3 task.
+        pub(super) fn migrate(self) -> ProvisioningTask {
+            ProvisioningTask {
+                id: self.id,
+                order_id: self.order_id,
+                status: self.status,
+                revision: self.revision,
+                attempts: self.attempts,
+                do_region: self.do_region,
+                do_size: self.do_size,
+                do_image: self.do_image,
+                droplet: self.droplet,
+                error_code: self.error_code,
+                error_message: self.error_message,
+                create_action_id: self.create_action_id,
+                not_found_streak: self.not_found_streak,
+                started_at: self.started_at,
+                completed_at: self.completed_at,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+                action: self.action,
+                do_account: self.do_account,
+                capacity_wait_since: self.capacity_wait_since,
+                customer_action: None,
+                actions_len: 0,
+            }
         }
     }
 }
@@ -468,6 +531,8 @@ mod tests {
             action: None,
             do_account: Some("default".into()),
             capacity_wait_since: None,
+            customer_action: None,
+            actions_len: 0,
             id: old.id,
             order_id: old.order_id,
             status: ProvisioningStatus::Failed,
@@ -535,6 +600,41 @@ mod tests {
             ..started.clone()
         };
         assert_eq!(as_v2(&pending).do_account, None);
+    }
+
+    #[test]
+    fn v3_tasks_read_with_no_customer_action() {
+        use super::legacy::TaskV3;
+        let mut now: ProvisioningTask = decode(&encode_v1(&v1_task())).unwrap();
+        now.capacity_wait_since = Some(1_700_000_000_000);
+        let t = now.clone();
+        let v3 = TaskV3 {
+            id: t.id,
+            order_id: t.order_id,
+            status: t.status,
+            revision: t.revision,
+            attempts: t.attempts,
+            do_region: t.do_region,
+            do_size: t.do_size,
+            do_image: t.do_image,
+            droplet: t.droplet,
+            error_code: t.error_code,
+            error_message: t.error_message,
+            create_action_id: t.create_action_id,
+            not_found_streak: t.not_found_streak,
+            started_at: t.started_at,
+            completed_at: t.completed_at,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            action: t.action,
+            do_account: t.do_account,
+            capacity_wait_since: t.capacity_wait_since,
+        };
+        let mut bytes = vec![3u8];
+        bytes.extend(bincode::serde::encode_to_vec(&v3, bincode::config::standard()).unwrap());
+        let read: ProvisioningTask = decode(&bytes).unwrap();
+        assert_eq!(read, now);
+        assert_eq!((read.customer_action, read.actions_len), (None, 0));
     }
 
     #[test]

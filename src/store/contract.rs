@@ -31,6 +31,7 @@ use super::idempotency::KeyUsage;
 use super::outbox::{DueDeliveries, OutboxStats};
 use super::views::ViewCache;
 use super::{IdempotencyRecord, Maintenance, OpResult, Store, StoreError, WriteOp};
+use crate::domain::customer_action::CustomerAction;
 use crate::domain::time::Millis;
 use crate::domain::webhook::{Delivery, DeliveryPage, DeliveryQuery};
 use crate::domain::{HistoryEntry, ListQuery, OrderRecord, OrderStatus, Page};
@@ -59,6 +60,15 @@ pub trait Orders: Send + Sync {
 
     /// The order's history rows in commit order (empty for an unknown order).
     fn history(&self, id: Uuid) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Up to `limit` of the order's customer actions, newest first, after
+    /// skipping `skip` (empty for an unknown order).
+    fn customer_actions(
+        &self,
+        id: Uuid,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<CustomerAction>, StoreError>;
 
     /// One page, newest first, with the total that matches the filter.
     fn list_orders(&self, query: &ListQuery) -> Result<Page, StoreError>;
@@ -162,6 +172,15 @@ impl Orders for Store {
 
     fn history(&self, id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
         Store::history(self, id)
+    }
+
+    fn customer_actions(
+        &self,
+        id: Uuid,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<CustomerAction>, StoreError> {
+        Store::customer_actions(self, id, skip, limit)
     }
 
     fn list_orders(&self, query: &ListQuery) -> Result<Page, StoreError> {

@@ -93,19 +93,25 @@ fn persist_order(t: &mut Tables<'_>, change: &Change) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Writes a task with its work-list entries (open tasks, pending actions).
+/// Writes a task with its work-list entries (open tasks, pending actions)
+/// and its last customer action's row in the order's action list.
 pub(super) fn write_task(t: &mut Tables<'_>, task: &ProvisioningTask) -> Result<(), StoreError> {
     let id = task.order_id.as_u128();
     t.tasks
         .insert(id, codec::encode(task).as_slice())
         .map_err(storage_err)?;
+    if let Some(action) = &task.customer_action {
+        t.customer_actions
+            .insert((id, action.no), codec::encode(action).as_slice())
+            .map_err(storage_err)?;
+    }
     t.touched.push(id);
     if task.is_open() {
         t.open_tasks.insert(id, ()).map_err(storage_err)?;
     } else {
         t.open_tasks.remove(id).map_err(storage_err)?;
     }
-    if task.action.is_some() {
+    if task.owes_droplet_work() {
         t.pending_actions.insert(id, ()).map_err(storage_err)?;
     } else {
         t.pending_actions.remove(id).map_err(storage_err)?;

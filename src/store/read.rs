@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::tables::{self, count_key, CountScope};
 use super::{codec, corrupt, storage_err, IdempotencyRecord, OrderRecord, Store, StoreError};
+use crate::domain::customer_action::CustomerAction;
 use crate::domain::task::ProvisioningTask;
 use crate::domain::{HistoryEntry, ListQuery, Order, OrderStatus, Page};
 
@@ -53,6 +54,30 @@ impl Store {
             .range((seq, 0)..=(seq, u32::MAX))
             .map_err(storage_err)?
         {
+            let (_, bytes) = entry.map_err(storage_err)?;
+            rows.push(codec::decode(bytes.value()).map_err(corrupt)?);
+        }
+        Ok(rows)
+    }
+
+    /// Up to `limit` of the order's customer actions, newest first, after
+    /// skipping `skip` (SPEC §14); the total is the task's `actions_len`.
+    pub fn customer_actions(
+        &self,
+        id: Uuid,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<CustomerAction>, StoreError> {
+        let txn = self.snapshot()?;
+        let table = txn
+            .open_table(tables::CUSTOMER_ACTIONS)
+            .map_err(storage_err)?;
+        let key = id.as_u128();
+        let mut rows = Vec::new();
+        let range = table
+            .range((key, 0)..=(key, u32::MAX))
+            .map_err(storage_err)?;
+        for entry in range.rev().skip(skip).take(limit) {
             let (_, bytes) = entry.map_err(storage_err)?;
             rows.push(codec::decode(bytes.value()).map_err(corrupt)?);
         }

@@ -14,7 +14,9 @@ use redb::TableDefinition;
 /// 4 replaced `orders_by_user_status` with `orders_by_user` (see [`BY_USER`]).
 /// 5 added [`IDEMPOTENCY_BY_SCOPE`] and the per-caller key counts (built from
 /// the stored keys when an older file opens).
-pub const SCHEMA_VERSION: u64 = 6;
+/// 6 added the per-account counts; 7 the customer actions ([`CUSTOMER_ACTIONS`],
+/// created empty when an older file opens).
+pub const SCHEMA_VERSION: u64 = 7;
 
 /// Count keys of [`CountScope::Account`] start with this.
 pub const ACCOUNT_COUNT_PREFIX: &str = "ac:";
@@ -74,8 +76,14 @@ pub const IDEMPOTENCY_BY_SCOPE: TableDefinition<(&str, i64, &str), ()> =
 /// must next look at them (a reminder, a suspension, a termination), so a
 /// sweep reads only what is due.
 pub const DUE: TableDefinition<(i64, u128), ()> = TableDefinition::new("orders_due");
-/// order ids whose task owes a droplet action (power off / on, delete).
+/// order ids whose task owes a droplet action (power off / on, delete) or
+/// holds an open customer action: the reconciler's droplet work list.
 pub const PENDING_ACTIONS: TableDefinition<u128, ()> = TableDefinition::new("pending_actions");
+/// (order id, action number) -> encoded `CustomerAction` (SPEC §14), every
+/// action an order was asked, so its list reads newest first by a reverse
+/// range. The task holds a copy of the last one; both are written together.
+pub const CUSTOMER_ACTIONS: TableDefinition<(u128, u32), &[u8]> =
+    TableDefinition::new("customer_actions");
 
 /// event id -> encoded outbox event (the order as the change left it). Kept
 /// while any of its deliveries is.
@@ -155,6 +163,7 @@ pub fn for_each<T: TableVisitor>(visitor: &mut T) -> Result<(), T::Error> {
     visitor.visit(IDEMPOTENCY_BY_SCOPE)?;
     visitor.visit(DUE)?;
     visitor.visit(PENDING_ACTIONS)?;
+    visitor.visit(CUSTOMER_ACTIONS)?;
     visitor.visit(EVENTS)?;
     visitor.visit(DELIVERIES)?;
     visitor.visit(DELIVERY_QUEUE)?;

@@ -26,6 +26,7 @@ pub(crate) struct Tables<'txn> {
     pub idempotency_by_scope: Table<'txn, (&'static str, i64, &'static str), ()>,
     pub due: Table<'txn, (i64, u128), ()>,
     pub pending_actions: Table<'txn, u128, ()>,
+    pub customer_actions: Table<'txn, (u128, u32), &'static [u8]>,
     pub events: Table<'txn, u128, &'static [u8]>,
     pub deliveries: Table<'txn, u128, &'static [u8]>,
     pub delivery_queue: Table<'txn, (&'static str, u64), u128>,
@@ -64,6 +65,9 @@ impl<'txn> Tables<'txn> {
             due: txn.open_table(tables::DUE).map_err(storage_err)?,
             pending_actions: txn
                 .open_table(tables::PENDING_ACTIONS)
+                .map_err(storage_err)?,
+            customer_actions: txn
+                .open_table(tables::CUSTOMER_ACTIONS)
                 .map_err(storage_err)?,
             events: txn.open_table(tables::EVENTS).map_err(storage_err)?,
             deliveries: txn.open_table(tables::DELIVERIES).map_err(storage_err)?,

@@ -301,6 +301,23 @@ struct Data<'a> {
     order: crate::json::OrderJson<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seconds_left: Option<i64>,
+    /// `order.action_completed` / `order.action_failed` only (SPEC §14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<crate::json::ActionJson<'a>>,
+}
+
+/// The action an action event is about: the task's last one, as the save
+/// that ended it left it.
+fn action_of(event: &OutboxEvent) -> Option<crate::json::ActionJson<'_>> {
+    use crate::domain::lifecycle::EventType;
+    if !matches!(
+        event.kind,
+        EventType::ActionCompleted | EventType::ActionFailed
+    ) {
+        return None;
+    }
+    let action = event.record.task.as_ref()?.customer_action.as_ref()?;
+    Some(crate::json::action_for(crate::json::View::Operator, action))
 }
 
 /// The signed body: deterministic, so every attempt sends the same bytes.
@@ -311,6 +328,7 @@ pub fn body(event: &OutboxEvent) -> Vec<u8> {
         data: Data {
             order: crate::json::order_for_event(&event.record),
             seconds_left: event.seconds_left,
+            action: action_of(event),
         },
     };
     serde_json::to_vec(&body).unwrap_or_default()

@@ -8,6 +8,7 @@
 //! `fields` (the field reader every body uses), `new_order`, `commands` (the
 //! lifecycle bodies), `query` (path id and list filters), `headers`.
 
+mod actions;
 mod commands;
 mod fields;
 mod headers;
@@ -15,6 +16,7 @@ mod json_body;
 mod new_order;
 mod query;
 
+pub use actions::{action_id, customer_action, page_params};
 pub use commands::{
     admin_termination, cancel_reason, expiry_change, no_input, payment_status, renewal,
 };

@@ -4,6 +4,7 @@
 
 use crate::domain::new_id;
 
+use crate::domain::customer_action::{ActionState, CANCELED_BY_LIFECYCLE};
 use crate::domain::droplet::DropletAction;
 use crate::domain::expiry::{self, Policy};
 use crate::domain::order::{Actor, HistoryEntry, HistoryStatus, Order, OrderStatus, MAX_FREE_TEXT};
@@ -49,6 +50,8 @@ crate::domain::wire::wire_enum!(
         Expiring => "order.expiring",
         Terminated => "order.terminated",
         DropletDeleted => "order.droplet_deleted",
+        ActionCompleted => "order.action_completed",
+        ActionFailed => "order.action_failed",
     }
 );
 
@@ -211,10 +214,21 @@ impl<'a> Draft<'a> {
     }
 
     /// Owes `action` on the order's droplet, replacing any action still owed
-    /// (the newest status decides what the droplet must be).
+    /// (the newest status decides what the droplet must be). The lifecycle
+    /// wins over the customer (SPEC §14): an open customer action is
+    /// canceled, so nothing it asked for runs after this status change.
     pub fn owe(&mut self, action: DropletAction) {
         let now = self.now;
+        let status = self.order.status;
         if let Some(task) = self.task_mut() {
+            if let Some(open) = task.customer_action.as_mut().filter(|a| a.status.is_open()) {
+                let why = format!("canceled: the order became {}", status.as_str());
+                open.end(
+                    ActionState::Canceled,
+                    Some((CANCELED_BY_LIFECYCLE, why)),
+                    now,
+                );
+            }
             task.action = Some(PendingAction::new(action, now));
             task.revision += 1;
             task.updated_at = now;

@@ -12,6 +12,7 @@
 //! `draft` builds a change row by row. README "Adding a lifecycle command".
 
 mod cancel;
+mod customer;
 mod draft;
 mod payment;
 mod provisioning;
@@ -79,6 +80,10 @@ pub enum Command {
     SetExpiry { at: Millis, reason: Option<String> },
     /// System: whatever is due now (reminders, expiry enforcement).
     Tick,
+    /// The owner or an admin asks for a droplet action (SPEC §14).
+    RequestAction(super::customer_action::ActionAsk),
+    /// System: a rebuild completed; the order shows its image from now on.
+    Rebuilt(super::customer_action::ImageChoice),
 }
 
 /// One event's rule, kept in the file of its command: where the event is
@@ -205,6 +210,8 @@ pub enum Refused {
     OutOfRange {
         field: &'static str,
     },
+    /// A customer action is not admitted now (SPEC §14).
+    Action(super::customer_action::ActionRefusal),
 }
 
 /// The status every accepted payment event starts from: the table allows PAID
@@ -247,7 +254,8 @@ fn allow(d: &Draft<'_>, event: Event) -> Result<Outcome, Refused> {
 }
 
 /// Each command to its event and to the file that applies it. `Tick` is not
-/// gated by the table: it decides from the order's own state what is due.
+/// gated by the table: it decides from the order's own state what is due;
+/// nor are customer actions, which change no status (`customer`).
 fn apply(d: &mut Draft<'_>, command: Command) -> Result<(), Refused> {
     match command {
         Command::Pay { notes } => payment::pay(d, allow(d, Event::Paid)?, notes),
@@ -286,6 +294,8 @@ fn apply(d: &mut Draft<'_>, command: Command) -> Result<(), Refused> {
             return renew::set_expiry(d, at, reason);
         }
         Command::Tick => tick::tick(d),
+        Command::RequestAction(ask) => return customer::request(d, ask),
+        Command::Rebuilt(image) => customer::rebuilt(d, image),
     }
     Ok(())
 }

@@ -23,7 +23,73 @@ fn commands(now: Millis) -> Vec<Command> {
         .flat_map(|event| event.rule().samples(now))
         .collect();
     all.push(Command::Tick);
+    all.extend(action_asks());
     all
+}
+
+/// One customer action of every type (SPEC §14), without a cooldown so the
+/// sequences reach every rule.
+fn action_asks() -> Vec<Command> {
+    use crate::domain::customer_action::{ActionAsk, ActionType, ImageChoice};
+    ActionType::ALL
+        .iter()
+        .map(|&kind| {
+            Command::RequestAction(ActionAsk {
+                id: crate::domain::new_id(),
+                kind,
+                image: (kind == ActionType::Rebuild).then(|| ImageChoice {
+                    id: "debian-12".into(),
+                    name: "Debian 12".into(),
+                    slug: "debian-12-x64".into(),
+                }),
+                cooldown_ms: 0,
+            })
+        })
+        .collect()
+}
+
+/// What the provisioner would observe and do between commands: an ACTIVE
+/// order's droplet is seen running (or as a power action left it), and an
+/// open customer action is carried out (`toggle`: its droplet state).
+fn observe(record: &mut OrderRecord, now: Millis) {
+    use crate::domain::customer_action::ActionState;
+    let status = record.order.status;
+    let Some(task) = record.task.as_mut() else {
+        return;
+    };
+    if status == OrderStatus::Active && task.droplet.is_none() {
+        task.droplet = Some(crate::domain::droplet::Droplet {
+            id: 7,
+            name: "vps-7".into(),
+            status: crate::domain::droplet::DropletStatus::Active,
+            tags: Vec::new(),
+            created_at: None,
+            ipv4_public: Some("203.0.113.7".into()),
+            ipv4_private: None,
+            ipv6_public: None,
+        });
+    }
+    if let Some(action) = task.customer_action.as_mut().filter(|a| a.status.is_open()) {
+        if let Some(droplet) = task.droplet.as_mut() {
+            droplet.status = action.kind.target();
+        }
+        action.end(ActionState::Completed, None, now);
+    }
+}
+
+/// The lifecycle wins (SPEC §14): an open customer action exists only on an
+/// ACTIVE order with no lifecycle droplet action owed.
+fn assert_customer_action_allowed(record: &OrderRecord) -> Result<(), TestCaseError> {
+    if let Some(task) = &record.task {
+        if task.open_customer_action().is_some() {
+            prop_assert_eq!(record.order.status, OrderStatus::Active);
+            prop_assert!(
+                task.action.is_none(),
+                "a customer action beside a lifecycle one"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The first sample of `event`, for tests that need one of its commands.
@@ -108,14 +174,17 @@ fn policies() -> impl Strategy<Value = Policy> {
 proptest! {
     #[test]
     fn any_command_sequence_keeps_the_invariants(
-        steps in proptest::collection::vec((any::<proptest::sample::Index>(), 0i64..40), 0..50),
+        steps in proptest::collection::vec((any::<proptest::sample::Index>(), 0i64..40, any::<bool>()), 0..50),
         policy in policies(),
     ) {
         let (mut record, mut history) = new_record();
         let mut ever_paid = false;
         let mut now: Millis = 1;
-        for (pick, days) in steps {
+        for (pick, days, carry_out) in steps {
             now += days * DAY / 4;
+            if carry_out {
+                observe(&mut record, now);
+            }
             let before = record.order.clone();
             let command = pick.get(&commands(now)).clone();
             let paying = matches!(command, Command::Pay { .. });
@@ -124,6 +193,7 @@ proptest! {
                 Command::Terminate { reason: TerminationReason::UserDeleted, .. }
             );
             let renewing = matches!(command, Command::Renew(_));
+            let asking = matches!(command, Command::RequestAction(_));
             match decide(&record, command, &Actor::System, now, &policy) {
                 Ok(change) => {
                     if before.status.is_terminal() {
@@ -153,7 +223,9 @@ proptest! {
                     prop_assert_eq!(field, "periods");
                     prop_assert!(renewing);
                 }
+                Err(Refused::Action(_)) => prop_assert!(asking),
             }
+            assert_customer_action_allowed(&record)?;
             let in_range = record.order.term.expires_at.is_none_or(crate::domain::time::in_range);
             prop_assert!(in_range, "expiresAt left the representable range");
             let o = &record.order;

@@ -415,7 +415,7 @@ fn check_tasks(
         if task.is_open() {
             open.insert(id);
         }
-        if task.action.is_some() {
+        if task.owes_droplet_work() {
             owing.insert(id);
         }
         total += 1;
@@ -428,7 +428,7 @@ fn check_tasks(
     }
     if pending != owing {
         return Err(inconsistent(
-            "pending_actions does not match the tasks that owe a droplet action".into(),
+            "pending_actions does not match the tasks that owe droplet work".into(),
         ));
     }
     let mut listed = BTreeSet::new();
