@@ -10,15 +10,22 @@
 //!   "links": {"pages": {first, prev, next, last}}, "meta": {"total": n}}` (`per_page`
 //!   defaults to 20 and is clamped to 200, like DigitalOcean; ordered by id)
 //! - `DELETE /v2/droplets/{id}` -> 204 or 404
-//! - `GET /v2/droplets/{id}/actions?per_page=P&page=N` -> 200 `{"actions": [<power actions,
-//!   newest first>.., <the create action>], "links": {}, "meta": {"total": n}}` or 404
+//! - `GET /v2/droplets/{id}/actions?per_page=P&page=N` -> 200 `{"actions": [<posted
+//!   actions, newest first>.., <the create action>], "links": {}, "meta": {"total": n}}`
+//!   or 404
 //! - `GET /v2/actions/{id}` -> 200 `{"action": {id, status, type, ..}}` or 404
-//! - `POST /v2/droplets/{id}/actions` `{"type": "power_off" | "power_on"}` -> 201
+//! - `POST /v2/droplets/{id}/actions` `{"type": "power_off" | "shutdown" | "power_on" |
+//!   "reboot" | "power_cycle"}` or `{"type": "rebuild", "image": "<slug>"}` -> 201
 //!   `{"action": {.."status": "in-progress"..}}`; after [`FakeDo::set_action_delay`]
-//!   (default 0) the action is `completed` and the droplet `off` / `active`. 422 while
-//!   another power action runs ([`PENDING_EVENT_MESSAGE`]), while the droplet is being
-//!   deleted ([`DROPLET_LOCKED_MESSAGE`]) and when already in effect ("Droplet is already
-//!   powered off."); other action types 422; unknown droplet 404.
+//!   (default 0) the action is `completed` and the droplet `off` (power_off, shutdown)
+//!   or `active` (the others); a rebuild then also carries its image (`"image":
+//!   {"slug": ..}`). 422, nothing changed: while another action runs
+//!   ([`PENDING_EVENT_MESSAGE`]); while the droplet is being deleted
+//!   ([`DROPLET_LOCKED_MESSAGE`]); power_off, shutdown, reboot or power_cycle when `off`
+//!   ([`ALREADY_OFF_MESSAGE`]) and power_on when `active` ([`ALREADY_ON_MESSAGE`]) —
+//!   stricter than DigitalOcean about reboot and power_cycle, so an action vpsd should not
+//!   have sent shows; a rebuild without an image ([`IMAGE_REQUIRED_MESSAGE`]); other
+//!   types. Unknown droplet 404.
 //! - `DELETE /v2/droplets?tag_name=T` -> 204 (also when nothing carries T); the droplets
 //!   are still listed, `locked`, until the action delay has passed.
 //! - `GET /v2/account` -> 200 `{"account": {..}}`
@@ -48,10 +55,14 @@
 //! fake.hold_creates(true);      // creates take effect but their answers wait ...
 //! fake.release_creates();       // ... until released (or the fake is dropped)
 //! let ids = fake.seed_droplets(10_000, "vpsd");                      // sweep benchmark
-//! fake.set_action_delay(Duration::from_millis(300)); // power actions, deletes by tag
+//! fake.set_action_delay(Duration::from_millis(300)); // droplet actions, deletes by tag
 //! fake.lock_next_droplet_actions(2);         // next 2 action POSTs: 422 locked
 //! fake.fail_next_deletes_by_tag(Fault::ServerError, 1);
-//! fake.power_requests(id, "power_off");      // RequestCount { received, accepted }
+//! fake.action_requests(id, "reboot");        // RequestCount { received, accepted }
+//! fake.action_requests_total("rebuild");     // over every droplet
+//! fake.power_requests(id, "power_off");      // the same as action_requests
+//! fake.droplet_status(id);                   // Some("off"), as a GET would say now
+//! fake.droplet_image(id);                    // Some("ubuntu-24-04-x64"), the slug
 //! fake.delete_by_tag_requests("vpsd-order-..");
 //! assert_eq!(fake.count("POST", "/v2/droplets"), 1);
 //! ```
@@ -77,7 +88,7 @@ use warp::{Filter, Reply};
 #[path = "fake_do_actions.rs"]
 mod actions;
 pub use actions::RequestCount;
-use actions::{delete_by_tag, post_action, FakePowerAction};
+use actions::{delete_by_tag, post_action, FakeAction};
 
 /// The token [`FakeDo::start`] accepts.
 pub const DEFAULT_TOKEN: &str = "test-token";
@@ -94,9 +105,16 @@ const SINGLE_ACCOUNT_LIMIT: u64 = 100_000;
 pub const DROPLET_LOCKED_MESSAGE: &str = "Droplet is currently locked";
 /// The 422 message for an action while another one is still running.
 pub const PENDING_EVENT_MESSAGE: &str = "Droplet already has a pending event.";
-/// Power actions get ids from here on, above every create action's, so a
+/// DigitalOcean's 422 message for power_off, shutdown, reboot or power_cycle
+/// on a droplet that is off.
+pub const ALREADY_OFF_MESSAGE: &str = "Droplet is already powered off.";
+/// DigitalOcean's 422 message for power_on on a droplet that is active.
+pub const ALREADY_ON_MESSAGE: &str = "Droplet is already powered on.";
+/// The 422 message for a rebuild without an image.
+pub const IMAGE_REQUIRED_MESSAGE: &str = "You must specify an image.";
+/// Posted actions get ids from here on, above every create action's, so a
 /// droplet's actions sort by id in the order they were started.
-const FIRST_POWER_ACTION_ID: u64 = 3_000_000_001;
+const FIRST_POSTED_ACTION_ID: u64 = 3_000_000_001;
 
 /// How one droplet evolves. Build with [`DropletScript::new`] and the builder
 /// methods; the defaults are: `new` on the first observation, `active` with a
@@ -232,6 +250,7 @@ struct FakeDroplet {
     name: String,
     region: String,
     size: String,
+    /// The image slug: the create's, then each completed rebuild's.
     image: String,
     tags: Vec<String>,
     ipv6: bool,
@@ -242,9 +261,9 @@ struct FakeDroplet {
     gets_404_left: u32,
     /// Set by [`FakeDo::set_droplet_status`]; wins over the script.
     forced_status: Option<String>,
-    /// Power actions on it (ids into `State::power_actions`), oldest first.
-    power_action_ids: Vec<u64>,
-    /// The power action still in progress, if any.
+    /// Actions posted for it (ids into `State::posted_actions`), oldest first.
+    posted_action_ids: Vec<u64>,
+    /// The posted action still in progress, if any.
     pending_action: Option<u64>,
     /// Set by a delete by tag; the droplet is gone once this instant passes.
     deleting_until: Option<Instant>,
@@ -419,14 +438,14 @@ struct State {
     /// the current window ends.
     rate_window: Option<(Duration, SystemTime)>,
     requests: Vec<RecordedRequest>,
-    /// How long power actions and deletes by tag take ([`FakeDo::set_action_delay`]).
+    /// How long posted actions and deletes by tag take ([`FakeDo::set_action_delay`]).
     action_delay: Duration,
-    next_power_action_id: u64,
-    power_actions: BTreeMap<u64, FakePowerAction>,
-    /// Power actions in progress and droplets being deleted, settled lazily.
+    next_posted_action_id: u64,
+    posted_actions: BTreeMap<u64, FakeAction>,
+    /// Posted actions in progress and droplets being deleted, settled lazily.
     pending_actions: Vec<u64>,
     pending_deletes: Vec<u64>,
-    power_counts: HashMap<(u64, String), RequestCount>,
+    action_counts: HashMap<(u64, String), RequestCount>,
     delete_counts: HashMap<String, RequestCount>,
 }
 
@@ -491,7 +510,7 @@ impl State {
             script,
             observations: 0,
             forced_status: None,
-            power_action_ids: Vec::new(),
+            posted_action_ids: Vec::new(),
             pending_action: None,
             deleting_until: None,
         };
@@ -508,7 +527,7 @@ struct Shared {
 }
 
 impl Shared {
-    /// The state with every power action and delete whose delay has passed
+    /// The state with every posted action and delete whose delay has passed
     /// applied, so the fake needs no timer and every reader sees the same time.
     fn lock(&self) -> MutexGuard<'_, State> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -568,11 +587,11 @@ impl FakeDo {
                 rate_window: None,
                 requests: Vec::new(),
                 action_delay: Duration::ZERO,
-                next_power_action_id: FIRST_POWER_ACTION_ID,
-                power_actions: BTreeMap::new(),
+                next_posted_action_id: FIRST_POSTED_ACTION_ID,
+                posted_actions: BTreeMap::new(),
                 pending_actions: Vec::new(),
                 pending_deletes: Vec::new(),
-                power_counts: HashMap::new(),
+                action_counts: HashMap::new(),
                 delete_counts: HashMap::new(),
             }),
             addr,
@@ -1264,7 +1283,7 @@ fn delete_droplet(state: &mut State, id: Option<u64>) -> Decision {
     }
 }
 
-/// Newest first: the droplet's power actions, then its create action.
+/// Newest first: the droplet's posted actions, then its create action.
 /// `per_page` (default 20, at most 200) and `page` as DigitalOcean takes them.
 fn droplet_actions(state: &State, id: Option<u64>, query: &str) -> Decision {
     let Some(d) = id.and_then(|id| state.droplets.get(&id)) else {
@@ -1280,11 +1299,11 @@ fn droplet_actions(state: &State, id: Option<u64>, query: &str) -> Decision {
     };
     let (per_page, page) = (number("per_page", 20).min(200), number("page", 1));
     let mut all: Vec<Value> = d
-        .power_action_ids
+        .posted_action_ids
         .iter()
         .rev()
-        .filter_map(|a| state.power_actions.get(a))
-        .map(FakePowerAction::to_json)
+        .filter_map(|a| state.posted_actions.get(a))
+        .map(FakeAction::to_json)
         .collect();
     all.push(d.action_json());
     let total = all.len();
@@ -1315,7 +1334,7 @@ fn droplet_actions(state: &State, id: Option<u64>, query: &str) -> Decision {
 
 /// Actions outlive their droplet, as on DigitalOcean.
 fn get_action(state: &State, id: Option<u64>) -> Decision {
-    if let Some(a) = id.and_then(|aid| state.power_actions.get(&aid)) {
+    if let Some(a) = id.and_then(|aid| state.posted_actions.get(&aid)) {
         return Decision::json(200, json!({"action": a.to_json()}));
     }
     let droplet = id.and_then(|aid| {

@@ -1,6 +1,7 @@
 //! The actions half of the DigitalOcean fake ([`super`]): actions posted to
-//! `/v2/droplets/{id}/actions`, deletes by tag, and the counters and accessors
-//! the tests read them with. A child module so it shares the fake's private
+//! `/v2/droplets/{id}/actions` (SPEC §9's power actions, §14's customer
+//! actions), deletes by tag, and the counters and accessors the tests read
+//! them with. A child module so it shares the fake's private
 //! state without widening it.
 
 use std::time::{Duration, Instant};
@@ -9,7 +10,8 @@ use serde_json::{json, Value};
 
 use super::{
     droplet_actions, now_rfc3339, parse_query, After, Decision, FakeDo, Fault, State,
-    DROPLET_LOCKED_MESSAGE, PENDING_EVENT_MESSAGE,
+    ALREADY_OFF_MESSAGE, ALREADY_ON_MESSAGE, DROPLET_LOCKED_MESSAGE, IMAGE_REQUIRED_MESSAGE,
+    PENDING_EVENT_MESSAGE,
 };
 
 /// How many requests of one kind the fake saw: `received` counts every one
@@ -23,19 +25,33 @@ pub struct RequestCount {
     pub accepted: usize,
 }
 
+/// The action types vpsd sends (SPEC §9 and §14); DigitalOcean has more, and
+/// the fake refuses those so that vpsd sending one shows up as a failure.
+const ACTION_TYPES: [&str; 6] = [
+    "power_off",
+    "shutdown",
+    "power_on",
+    "reboot",
+    "power_cycle",
+    "rebuild",
+];
+
 #[derive(Debug, Clone)]
-pub(super) struct FakePowerAction {
+pub(super) struct FakeAction {
     id: u64,
     droplet_id: u64,
-    /// `power_off` | `power_on`.
+    /// One of [`ACTION_TYPES`].
     kind: &'static str,
+    /// The image slug a rebuild installs when it completes, not before:
+    /// DigitalOcean's droplet shows the old image while the rebuild runs.
+    image: Option<String>,
     region: String,
     started_at: String,
     done_at: Instant,
     completed_at: Option<String>,
 }
 
-impl FakePowerAction {
+impl FakeAction {
     pub(super) fn to_json(&self) -> Value {
         let status = if self.completed_at.is_some() {
             "completed"
@@ -51,18 +67,30 @@ impl FakePowerAction {
     }
 }
 
-/// The droplet status a power action leads to.
-fn power_target(kind: &str) -> &'static str {
-    if kind == "power_off" {
-        "off"
-    } else {
-        "active"
+/// The droplet status an action leaves behind once completed: a rebuild
+/// boots the new image, so it ends `active` even from `off`.
+fn action_target(kind: &str) -> &'static str {
+    match kind {
+        "power_off" | "shutdown" => "off",
+        _ => "active",
+    }
+}
+
+/// Why DigitalOcean would refuse `kind` on a droplet in `status`. Reboot and
+/// power_cycle on an `off` droplet are refused although DigitalOcean may take
+/// them: SPEC §14 has vpsd check the state first, and a test should see it if
+/// vpsd did not. Other statuses (`new`, `archive`) refuse nothing, as before.
+fn state_refusal(kind: &str, status: &str) -> Option<&'static str> {
+    match (kind, status) {
+        ("power_off" | "shutdown" | "reboot" | "power_cycle", "off") => Some(ALREADY_OFF_MESSAGE),
+        ("power_on", "active") => Some(ALREADY_ON_MESSAGE),
+        _ => None,
     }
 }
 
 impl State {
-    /// Completes power actions (the droplet's status changes then) and removes
-    /// deleted droplets whose delay has passed.
+    /// Completes due actions (the droplet's status, and for a rebuild its
+    /// image, change then) and removes deleted droplets whose delay has passed.
     pub(super) fn settle(&mut self, now: Instant) {
         if self.pending_actions.is_empty() && self.pending_deletes.is_empty() {
             return;
@@ -71,18 +99,21 @@ impl State {
             .pending_actions
             .iter()
             .copied()
-            .filter(|a| self.power_actions.get(a).is_none_or(|a| a.done_at <= now))
+            .filter(|a| self.posted_actions.get(a).is_none_or(|a| a.done_at <= now))
             .collect();
         self.pending_actions.retain(|a| !due.contains(a));
         for aid in due {
-            let Some(action) = self.power_actions.get_mut(&aid) else {
+            let Some(action) = self.posted_actions.get_mut(&aid) else {
                 continue;
             };
             action.completed_at = Some(now_rfc3339());
-            let (did, target) = (action.droplet_id, power_target(action.kind));
+            let (did, target) = (action.droplet_id, action_target(action.kind));
             if let Some(d) = self.droplets.get_mut(&did) {
                 d.forced_status = Some(target.to_string());
                 d.pending_action = None;
+                if let Some(image) = &action.image {
+                    d.image = image.clone();
+                }
             }
         }
         let gone: Vec<u64> = self
@@ -121,7 +152,7 @@ impl State {
                     .ok()
                     .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string))
                     .unwrap_or_default();
-                self.power_counts.entry((id, kind)).or_default()
+                self.action_counts.entry((id, kind)).or_default()
             }
             ("DELETE", ["v2", "droplets"]) => {
                 let tag = parse_query(query).remove("tag_name").unwrap_or_default();
@@ -134,24 +165,34 @@ impl State {
     }
 }
 
-/// `POST /v2/droplets/{id}/actions` for `power_off` / `power_on`: 201 with the
-/// action `in-progress`; it completes (and the droplet turns `off` / `active`)
-/// after the action delay. Refused with 422 like DigitalOcean while another
-/// power action runs or a delete is under way, and when already in effect.
+/// `POST /v2/droplets/{id}/actions` for every [`ACTION_TYPES`] entry: 201
+/// with the action `in-progress`; it completes after the action delay (see
+/// [`State::settle`]). Refused with 422 like DigitalOcean, nothing changed,
+/// while a delete is under way or another action runs, and when the droplet's
+/// status does not fit ([`state_refusal`]).
 pub(super) fn post_action(state: &mut State, id: Option<u64>, body: &str) -> Decision {
-    let kind = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string));
-    let kind: &'static str = match kind.as_deref() {
-        Some("power_off") => "power_off",
-        Some("power_on") => "power_on",
-        Some(other) => {
-            let message = format!("fake: action type {other:?} is not supported");
-            return Decision::error(422, "unprocessable_entity", &message);
-        }
+    let request = serde_json::from_str::<Value>(body).unwrap_or(Value::Null);
+    let kind = match request.get("type").and_then(Value::as_str) {
+        Some(kind) => match ACTION_TYPES.iter().find(|t| **t == kind) {
+            Some(known) => *known,
+            None => {
+                let message = format!("fake: action type {kind:?} is not supported");
+                return Decision::error(422, "unprocessable_entity", &message);
+            }
+        },
         None => return Decision::error(422, "unprocessable_entity", "type is required."),
     };
-    let action_id = state.next_power_action_id;
+    // DigitalOcean also takes an image id; vpsd sends slugs (SPEC §14), so
+    // anything else is treated as missing.
+    let image = request
+        .get("image")
+        .and_then(Value::as_str)
+        .filter(|slug| !slug.is_empty())
+        .map(str::to_string);
+    if kind == "rebuild" && image.is_none() {
+        return Decision::error(422, "unprocessable_entity", IMAGE_REQUIRED_MESSAGE);
+    }
+    let action_id = state.next_posted_action_id;
     let done_at = Instant::now() + state.action_delay;
     let Some(d) = id.and_then(|id| state.droplets.get_mut(&id)) else {
         return Decision::not_found();
@@ -160,32 +201,27 @@ pub(super) fn post_action(state: &mut State, id: Option<u64>, body: &str) -> Dec
         Some(DROPLET_LOCKED_MESSAGE)
     } else if d.pending_action.is_some() {
         Some(PENDING_EVENT_MESSAGE)
-    } else if d.status() == power_target(kind) {
-        Some(if kind == "power_off" {
-            "Droplet is already powered off."
-        } else {
-            "Droplet is already powered on."
-        })
     } else {
-        None
+        state_refusal(kind, &d.status())
     };
     if let Some(message) = refusal {
         return Decision::error(422, "unprocessable_entity", message);
     }
     d.pending_action = Some(action_id);
-    d.power_action_ids.push(action_id);
-    let action = FakePowerAction {
+    d.posted_action_ids.push(action_id);
+    let action = FakeAction {
         id: action_id,
         droplet_id: d.id,
         kind,
+        image: image.filter(|_| kind == "rebuild"),
         region: d.region.clone(),
         started_at: now_rfc3339(),
         done_at,
         completed_at: None,
     };
     let answer = json!({"action": action.to_json()});
-    state.next_power_action_id += 1;
-    state.power_actions.insert(action_id, action);
+    state.next_posted_action_id += 1;
+    state.posted_actions.insert(action_id, action);
     state.pending_actions.push(action_id);
     Decision::json(201, answer)
 }
@@ -220,21 +256,21 @@ pub(super) fn delete_by_tag(state: &mut State, query: &str) -> Decision {
 }
 
 impl FakeDo {
-    /// How long a power action stays `in-progress` (the droplet keeps its old
-    /// status meanwhile) and how long droplets deleted by tag keep being
+    /// How long a posted action stays `in-progress` (the droplet keeps its old
+    /// status and image meanwhile) and how long droplets deleted by tag keep being
     /// listed. Default zero: done by the next request. Applies to requests
     /// from then on.
     pub fn set_action_delay(&self, delay: Duration) {
         self.shared.lock().action_delay = delay;
     }
 
-    /// The next `times` power action POSTs (any droplet) answer with `fault`
+    /// The next `times` action POSTs (any droplet, any type) answer with `fault`
     /// and, for 422/500/429, change nothing.
     pub fn fail_next_droplet_actions(&self, fault: Fault, times: usize) {
         self.inject_matching(fault, times, Some("POST"), "/v2/droplets/");
     }
 
-    /// The next `times` power action POSTs answer 422 [`DROPLET_LOCKED_MESSAGE`].
+    /// The next `times` action POSTs answer 422 [`DROPLET_LOCKED_MESSAGE`].
     pub fn lock_next_droplet_actions(&self, times: usize) {
         self.fail_next_droplet_actions(Fault::locked(), times);
     }
@@ -249,24 +285,49 @@ impl FakeDo {
         self.fail_next_deletes_by_tag(Fault::locked(), times);
     }
 
-    /// `power_off` / `power_on` (`kind`) requests for one droplet.
-    pub fn power_requests(&self, droplet_id: u64, kind: &str) -> RequestCount {
+    /// `POST /v2/droplets/{droplet_id}/actions` requests of type `kind`;
+    /// `accepted` counts the actions that took effect (see [`RequestCount`]).
+    pub fn action_requests(&self, droplet_id: u64, kind: &str) -> RequestCount {
         let state = self.shared.lock();
         let key = (droplet_id, kind.to_string());
-        state.power_counts.get(&key).copied().unwrap_or_default()
+        state.action_counts.get(&key).copied().unwrap_or_default()
     }
 
-    /// `power_off` / `power_on` (`kind`) requests over all droplets.
-    pub fn power_requests_total(&self, kind: &str) -> RequestCount {
+    /// [`FakeDo::action_requests`] summed over every droplet.
+    pub fn action_requests_total(&self, kind: &str) -> RequestCount {
         let state = self.shared.lock();
         let mut total = RequestCount::default();
-        for ((_, k), c) in &state.power_counts {
+        for ((_, k), c) in &state.action_counts {
             if k == kind {
                 total.received += c.received;
                 total.accepted += c.accepted;
             }
         }
         total
+    }
+
+    /// The name the §9 tests were written with: [`FakeDo::action_requests`].
+    pub fn power_requests(&self, droplet_id: u64, kind: &str) -> RequestCount {
+        self.action_requests(droplet_id, kind)
+    }
+
+    /// The name the §9 tests were written with: [`FakeDo::action_requests_total`].
+    pub fn power_requests_total(&self, kind: &str) -> RequestCount {
+        self.action_requests_total(kind)
+    }
+
+    /// The status `GET /v2/droplets/{id}` would answer now, due actions
+    /// completed, without counting as an observation; `None` once deleted.
+    pub fn droplet_status(&self, droplet_id: u64) -> Option<String> {
+        let state = self.shared.lock();
+        state.droplets.get(&droplet_id).map(|d| d.status())
+    }
+
+    /// The droplet's image slug (`"image": {"slug": ..}`): the create's, or
+    /// the last completed rebuild's; `None` once deleted.
+    pub fn droplet_image(&self, droplet_id: u64) -> Option<String> {
+        let state = self.shared.lock();
+        state.droplets.get(&droplet_id).map(|d| d.image.clone())
     }
 
     /// `DELETE /v2/droplets?tag_name={tag}` requests.
