@@ -316,8 +316,10 @@ impl FakeDo {
         self.action_requests_total(kind)
     }
 
-    /// The status `GET /v2/droplets/{id}` would answer now, due actions
-    /// completed, without counting as an observation; `None` once deleted.
+    /// The droplet's status now, due actions completed: what the next action
+    /// POST is judged by and a GET answers. Not itself an observation, so a
+    /// scripted droplet never observed still reads `new` here, where the
+    /// first GET (which counts) may already say `active`. `None` once deleted.
     pub fn droplet_status(&self, droplet_id: u64) -> Option<String> {
         let state = self.shared.lock();
         state.droplets.get(&droplet_id).map(|d| d.status())
@@ -355,5 +357,235 @@ impl FakeDo {
             .droplets
             .get(&droplet_id)
             .is_some_and(|d| d.deleting_until.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fake's own contract for the action types, so the §14 tests can
+    //! trust what it says about state, images and counts.
+
+    use std::time::{Duration, Instant};
+
+    use serde_json::{json, Value};
+
+    // One path for the rest of the fake: a bench that compiles this module
+    // without the #[test] functions would flag their imports as unused.
+    use super::super::{self as fake_do, DropletScript, FakeDo, RequestCount};
+
+    const SEED_IMAGE: &str = "ubuntu-24-04-x64";
+
+    /// Status and JSON body; status 0 when the fake dropped the connection.
+    fn call(fake: &FakeDo, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let url = format!("{}{path}", fake.url());
+        let auth = format!("Bearer {}", fake_do::DEFAULT_TOKEN);
+        let response = match (method, body) {
+            ("POST", Some(body)) => agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_json(body),
+            ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
+            _ => agent.get(&url).header("Authorization", &auth).call(),
+        };
+        match response {
+            Ok(mut r) => {
+                let status = r.status().as_u16();
+                (status, r.body_mut().read_json().unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    fn act(fake: &FakeDo, id: u64, body: Value) -> (u16, Value) {
+        call(
+            fake,
+            "POST",
+            &format!("/v2/droplets/{id}/actions"),
+            Some(body),
+        )
+    }
+
+    /// Status and the refusal's message, for asserting 422s in one line.
+    fn refusal(fake: &FakeDo, id: u64, body: Value) -> (u16, String) {
+        let (status, answer) = act(fake, id, body);
+        (status, answer["message"].as_str().unwrap_or("").to_string())
+    }
+
+    fn kind(kind: &str) -> Value {
+        json!({"type": kind})
+    }
+
+    fn rebuild(image: &str) -> Value {
+        json!({"type": "rebuild", "image": image})
+    }
+
+    fn unprocessable(message: &str) -> (u16, String) {
+        (422, message.to_string())
+    }
+
+    /// A droplet that reads `active` (observed once, as vpsd would have).
+    fn active_droplet(fake: &FakeDo) -> u64 {
+        let id = fake.seed_droplet("web-1", &["vpsd"], DropletScript::new().active_after(0));
+        assert_eq!(
+            call(fake, "GET", &format!("/v2/droplets/{id}"), None).0,
+            200
+        );
+        assert_eq!(fake.droplet_status(id).as_deref(), Some("active"));
+        id
+    }
+
+    fn count(received: usize, accepted: usize) -> RequestCount {
+        RequestCount { received, accepted }
+    }
+
+    fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn every_action_type_ends_in_its_state_and_is_listed_newest_first() {
+        let fake = FakeDo::start();
+        let id = active_droplet(&fake);
+        // Each step is legal from the state the one before left.
+        let steps = [
+            (kind("shutdown"), "off"),
+            (kind("power_on"), "active"),
+            (kind("reboot"), "active"),
+            (kind("power_cycle"), "active"),
+            (kind("power_off"), "off"),
+            (rebuild("debian-12-x64"), "active"),
+            (rebuild("rockylinux-9-x64"), "active"),
+        ];
+        for (body, state) in &steps {
+            let (status, answer) = act(&fake, id, body.clone());
+            assert_eq!(status, 201, "{body} -> {answer}");
+            assert_eq!(answer["action"]["type"], body["type"]);
+            assert_eq!(answer["action"]["status"], "in-progress");
+            assert_eq!(fake.droplet_status(id).as_deref(), Some(*state), "{body}");
+        }
+        assert_eq!(fake.droplet_image(id).as_deref(), Some("rockylinux-9-x64"));
+        let (_, got) = call(&fake, "GET", &format!("/v2/droplets/{id}"), None);
+        assert_eq!(got["droplet"]["image"]["slug"], "rockylinux-9-x64");
+        assert_eq!(got["droplet"]["status"], "active");
+        let (_, listed) = call(&fake, "GET", "/v2/droplets?tag_name=vpsd", None);
+        assert_eq!(listed["droplets"][0]["image"]["slug"], "rockylinux-9-x64");
+
+        let actions = fake.droplet_actions(id);
+        let types: Vec<&str> = actions.iter().filter_map(|a| a["type"].as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "rebuild",
+                "rebuild",
+                "power_off",
+                "power_cycle",
+                "reboot",
+                "power_on",
+                "shutdown",
+                "create"
+            ]
+        );
+        assert!(actions.iter().all(|a| a["status"] == "completed"));
+        assert!(actions.iter().all(|a| a["started_at"].is_string()));
+        let ids: Vec<u64> = actions.iter().filter_map(|a| a["id"].as_u64()).collect();
+        assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+        for t in ["shutdown", "power_on", "reboot", "power_cycle", "power_off"] {
+            assert_eq!(fake.action_requests(id, t), count(1, 1), "{t}");
+        }
+        assert_eq!(fake.action_requests(id, "rebuild"), count(2, 2));
+        assert_eq!(fake.power_requests(id, "power_off"), count(1, 1));
+    }
+
+    #[test]
+    fn actions_the_state_does_not_fit_are_refused_and_change_nothing() {
+        let fake = FakeDo::start();
+        let id = active_droplet(&fake);
+        let on = unprocessable(fake_do::ALREADY_ON_MESSAGE);
+        assert_eq!(refusal(&fake, id, kind("power_on")), on);
+        assert_eq!(act(&fake, id, kind("power_off")).0, 201);
+        assert_eq!(fake.droplet_status(id).as_deref(), Some("off"));
+        let off = unprocessable(fake_do::ALREADY_OFF_MESSAGE);
+        for t in ["power_off", "shutdown", "reboot", "power_cycle"] {
+            assert_eq!(refusal(&fake, id, kind(t)), off, "{t}");
+        }
+        let no_image = unprocessable(fake_do::IMAGE_REQUIRED_MESSAGE);
+        assert_eq!(refusal(&fake, id, kind("rebuild")), no_image);
+        assert_eq!(refusal(&fake, id, rebuild("")), no_image);
+        let by_id = json!({"type": "rebuild", "image": 12345});
+        assert_eq!(refusal(&fake, id, by_id), no_image);
+        let (status, message) = refusal(&fake, id, kind("enable_backups"));
+        assert_eq!(status, 422);
+        assert!(message.contains("not supported"), "{message}");
+        assert_eq!(refusal(&fake, id, json!({})).0, 422);
+        assert_eq!(act(&fake, 1, kind("reboot")).0, 404);
+
+        assert_eq!(fake.droplet_status(id).as_deref(), Some("off"));
+        assert_eq!(fake.droplet_image(id).as_deref(), Some(SEED_IMAGE));
+        assert_eq!(fake.droplet_actions(id).len(), 2, "power_off and create");
+        assert_eq!(fake.action_requests(id, "power_off"), count(2, 1));
+        assert_eq!(fake.action_requests(id, "power_on"), count(1, 0));
+        assert_eq!(fake.action_requests(id, "reboot"), count(1, 0));
+        assert_eq!(fake.action_requests(id, "rebuild"), count(3, 0));
+        assert_eq!(fake.action_requests_total("reboot"), count(2, 0));
+    }
+
+    #[test]
+    fn a_running_action_or_delete_refuses_others_and_a_rebuild_changes_the_image_on_completion() {
+        let fake = FakeDo::start();
+        // Long enough that "still running" holds between statements on a busy machine.
+        fake.set_action_delay(Duration::from_secs(2));
+        let id = active_droplet(&fake);
+        let (status, answer) = act(&fake, id, rebuild("debian-12-x64"));
+        assert_eq!(status, 201);
+        let action = answer["action"]["id"].as_u64().expect("action id");
+        let (_, got) = call(&fake, "GET", &format!("/v2/droplets/{id}"), None);
+        assert_eq!(got["droplet"]["locked"], true);
+        assert_eq!(got["droplet"]["image"]["slug"], SEED_IMAGE);
+        let pending = unprocessable(fake_do::PENDING_EVENT_MESSAGE);
+        assert_eq!(refusal(&fake, id, kind("reboot")), pending);
+        assert_eq!(fake.droplet_actions(id)[0]["status"], "in-progress");
+
+        wait_until("the rebuild to complete", || {
+            call(&fake, "GET", &format!("/v2/actions/{action}"), None).1["action"]["status"]
+                == "completed"
+        });
+        assert_eq!(fake.droplet_image(id).as_deref(), Some("debian-12-x64"));
+        assert_eq!(fake.droplet_status(id).as_deref(), Some("active"));
+        assert_eq!(fake.action_requests(id, "reboot"), count(1, 0));
+
+        assert_eq!(
+            call(&fake, "DELETE", "/v2/droplets?tag_name=vpsd", None).0,
+            204
+        );
+        let locked = unprocessable(fake_do::DROPLET_LOCKED_MESSAGE);
+        assert_eq!(refusal(&fake, id, kind("power_off")), locked);
+        assert_eq!(fake.action_requests(id, "power_off"), count(1, 0));
+        assert_eq!(fake.droplet_status(id).as_deref(), Some("active"));
+    }
+
+    #[test]
+    fn accepted_counts_the_actions_that_took_effect_even_unanswered() {
+        let fake = FakeDo::start();
+        let id = active_droplet(&fake);
+        fake.fail_next_droplet_actions(fake_do::Fault::ServerError, 1);
+        assert_eq!(act(&fake, id, kind("reboot")).0, 500);
+        fake.fail_next_droplet_actions(fake_do::Fault::DropConnection, 1);
+        assert_eq!(act(&fake, id, kind("reboot")).0, 0);
+        assert_eq!(fake.action_requests(id, "reboot"), count(2, 1));
+        assert_eq!(fake.droplet_actions(id)[0]["type"], "reboot");
+        fake.lock_next_droplet_actions(1);
+        let locked = unprocessable(fake_do::DROPLET_LOCKED_MESSAGE);
+        assert_eq!(refusal(&fake, id, rebuild("debian-12-x64")), locked);
+        assert_eq!(fake.action_requests_total("rebuild"), count(1, 0));
+        assert_eq!(fake.droplet_image(id).as_deref(), Some(SEED_IMAGE));
     }
 }
