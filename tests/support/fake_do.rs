@@ -23,7 +23,7 @@
 //!   ([`PENDING_EVENT_MESSAGE`]); while the droplet is being deleted
 //!   ([`DROPLET_LOCKED_MESSAGE`]); power_off, shutdown, reboot or power_cycle when `off`
 //!   ([`ALREADY_OFF_MESSAGE`]) and power_on when `active` ([`ALREADY_ON_MESSAGE`]) —
-//!   stricter than DigitalOcean about reboot and power_cycle, so an action vpsd should not
+//!   strict on purpose for reboot and power_cycle, so an action vpsd should not
 //!   have sent shows; a rebuild without an image ([`IMAGE_REQUIRED_MESSAGE`]); other
 //!   types. Unknown droplet 404.
 //! - `DELETE /v2/droplets?tag_name=T` -> 204 (also when nothing carries T); the droplets
