@@ -10,15 +10,22 @@
 //!   "links": {"pages": {first, prev, next, last}}, "meta": {"total": n}}` (`per_page`
 //!   defaults to 20 and is clamped to 200, like DigitalOcean; ordered by id)
 //! - `DELETE /v2/droplets/{id}` -> 204 or 404
-//! - `GET /v2/droplets/{id}/actions?per_page=P&page=N` -> 200 `{"actions": [<power actions,
-//!   newest first>.., <the create action>], "links": {}, "meta": {"total": n}}` or 404
+//! - `GET /v2/droplets/{id}/actions?per_page=P&page=N` -> 200 `{"actions": [<posted
+//!   actions, newest first>.., <the create action>], "links": {}, "meta": {"total": n}}`
+//!   or 404
 //! - `GET /v2/actions/{id}` -> 200 `{"action": {id, status, type, ..}}` or 404
-//! - `POST /v2/droplets/{id}/actions` `{"type": "power_off" | "power_on"}` -> 201
+//! - `POST /v2/droplets/{id}/actions` `{"type": "power_off" | "shutdown" | "power_on" |
+//!   "reboot" | "power_cycle"}` or `{"type": "rebuild", "image": "<slug>"}` -> 201
 //!   `{"action": {.."status": "in-progress"..}}`; after [`FakeDo::set_action_delay`]
-//!   (default 0) the action is `completed` and the droplet `off` / `active`. 422 while
-//!   another power action runs ([`PENDING_EVENT_MESSAGE`]), while the droplet is being
-//!   deleted ([`DROPLET_LOCKED_MESSAGE`]) and when already in effect ("Droplet is already
-//!   powered off."); other action types 422; unknown droplet 404.
+//!   (default 0) the action is `completed` and the droplet `off` (power_off, shutdown)
+//!   or `active` (the others); a rebuild then also carries its image (`"image":
+//!   {"slug": ..}`). 422, nothing changed: while another action runs
+//!   ([`PENDING_EVENT_MESSAGE`]); while the droplet is being deleted
+//!   ([`DROPLET_LOCKED_MESSAGE`]); power_off, shutdown, reboot or power_cycle when `off`
+//!   ([`ALREADY_OFF_MESSAGE`]) and power_on when `active` ([`ALREADY_ON_MESSAGE`]) —
+//!   strict on purpose for reboot and power_cycle, so an action vpsd should not
+//!   have sent shows; a rebuild without an image ([`IMAGE_REQUIRED_MESSAGE`]); other
+//!   types. Unknown droplet 404.
 //! - `DELETE /v2/droplets?tag_name=T` -> 204 (also when nothing carries T); the droplets
 //!   are still listed, `locked`, until the action delay has passed.
 //! - `GET /v2/account` -> 200 `{"account": {..}}`
@@ -48,10 +55,14 @@
 //! fake.hold_creates(true);      // creates take effect but their answers wait ...
 //! fake.release_creates();       // ... until released (or the fake is dropped)
 //! let ids = fake.seed_droplets(10_000, "vpsd");                      // sweep benchmark
-//! fake.set_action_delay(Duration::from_millis(300)); // power actions, deletes by tag
+//! fake.set_action_delay(Duration::from_millis(300)); // droplet actions, deletes by tag
 //! fake.lock_next_droplet_actions(2);         // next 2 action POSTs: 422 locked
 //! fake.fail_next_deletes_by_tag(Fault::ServerError, 1);
-//! fake.power_requests(id, "power_off");      // RequestCount { received, accepted }
+//! fake.action_requests(id, "reboot");        // RequestCount { received, accepted }
+//! fake.action_requests_total("rebuild");     // over every droplet
+//! fake.power_requests(id, "power_off");      // the same as action_requests
+//! fake.droplet_status(id);                   // Some("off"), as a GET would say now
+//! fake.droplet_image(id);                    // Some("ubuntu-24-04-x64"), the slug
 //! fake.delete_by_tag_requests("vpsd-order-..");
 //! assert_eq!(fake.count("POST", "/v2/droplets"), 1);
 //! ```
@@ -74,6 +85,11 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+#[path = "fake_do_actions.rs"]
+mod actions;
+pub use actions::RequestCount;
+use actions::{delete_by_tag, post_action, FakeAction};
+
 /// The token [`FakeDo::start`] accepts.
 pub const DEFAULT_TOKEN: &str = "test-token";
 /// DigitalOcean's message when the account's droplet limit is reached.
@@ -89,9 +105,16 @@ const SINGLE_ACCOUNT_LIMIT: u64 = 100_000;
 pub const DROPLET_LOCKED_MESSAGE: &str = "Droplet is currently locked";
 /// The 422 message for an action while another one is still running.
 pub const PENDING_EVENT_MESSAGE: &str = "Droplet already has a pending event.";
-/// Power actions get ids from here on, above every create action's, so a
+/// DigitalOcean's 422 message for power_off, shutdown, reboot or power_cycle
+/// on a droplet that is off.
+pub const ALREADY_OFF_MESSAGE: &str = "Droplet is already powered off.";
+/// DigitalOcean's 422 message for power_on on a droplet that is active.
+pub const ALREADY_ON_MESSAGE: &str = "Droplet is already powered on.";
+/// The 422 message for a rebuild without an image.
+pub const IMAGE_REQUIRED_MESSAGE: &str = "You must specify an image.";
+/// Posted actions get ids from here on, above every create action's, so a
 /// droplet's actions sort by id in the order they were started.
-const FIRST_POWER_ACTION_ID: u64 = 3_000_000_001;
+const FIRST_POSTED_ACTION_ID: u64 = 3_000_000_001;
 
 /// How one droplet evolves. Build with [`DropletScript::new`] and the builder
 /// methods; the defaults are: `new` on the first observation, `active` with a
@@ -227,6 +250,7 @@ struct FakeDroplet {
     name: String,
     region: String,
     size: String,
+    /// The image slug: the create's, then each completed rebuild's.
     image: String,
     tags: Vec<String>,
     ipv6: bool,
@@ -237,9 +261,9 @@ struct FakeDroplet {
     gets_404_left: u32,
     /// Set by [`FakeDo::set_droplet_status`]; wins over the script.
     forced_status: Option<String>,
-    /// Power actions on it (ids into `State::power_actions`), oldest first.
-    power_action_ids: Vec<u64>,
-    /// The power action still in progress, if any.
+    /// Actions posted for it (ids into `State::posted_actions`), oldest first.
+    posted_action_ids: Vec<u64>,
+    /// The posted action still in progress, if any.
     pending_action: Option<u64>,
     /// Set by a delete by tag; the droplet is gone once this instant passes.
     deleting_until: Option<Instant>,
@@ -414,14 +438,14 @@ struct State {
     /// the current window ends.
     rate_window: Option<(Duration, SystemTime)>,
     requests: Vec<RecordedRequest>,
-    /// How long power actions and deletes by tag take ([`FakeDo::set_action_delay`]).
+    /// How long posted actions and deletes by tag take ([`FakeDo::set_action_delay`]).
     action_delay: Duration,
-    next_power_action_id: u64,
-    power_actions: BTreeMap<u64, FakePowerAction>,
-    /// Power actions in progress and droplets being deleted, settled lazily.
+    next_posted_action_id: u64,
+    posted_actions: BTreeMap<u64, FakeAction>,
+    /// Posted actions in progress and droplets being deleted, settled lazily.
     pending_actions: Vec<u64>,
     pending_deletes: Vec<u64>,
-    power_counts: HashMap<(u64, String), RequestCount>,
+    action_counts: HashMap<(u64, String), RequestCount>,
     delete_counts: HashMap<String, RequestCount>,
 }
 
@@ -486,7 +510,7 @@ impl State {
             script,
             observations: 0,
             forced_status: None,
-            power_action_ids: Vec::new(),
+            posted_action_ids: Vec::new(),
             pending_action: None,
             deleting_until: None,
         };
@@ -503,7 +527,7 @@ struct Shared {
 }
 
 impl Shared {
-    /// The state with every power action and delete whose delay has passed
+    /// The state with every posted action and delete whose delay has passed
     /// applied, so the fake needs no timer and every reader sees the same time.
     fn lock(&self) -> MutexGuard<'_, State> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -563,11 +587,11 @@ impl FakeDo {
                 rate_window: None,
                 requests: Vec::new(),
                 action_delay: Duration::ZERO,
-                next_power_action_id: FIRST_POWER_ACTION_ID,
-                power_actions: BTreeMap::new(),
+                next_posted_action_id: FIRST_POSTED_ACTION_ID,
+                posted_actions: BTreeMap::new(),
                 pending_actions: Vec::new(),
                 pending_deletes: Vec::new(),
-                power_counts: HashMap::new(),
+                action_counts: HashMap::new(),
                 delete_counts: HashMap::new(),
             }),
             addr,
@@ -1259,7 +1283,7 @@ fn delete_droplet(state: &mut State, id: Option<u64>) -> Decision {
     }
 }
 
-/// Newest first: the droplet's power actions, then its create action.
+/// Newest first: the droplet's posted actions, then its create action.
 /// `per_page` (default 20, at most 200) and `page` as DigitalOcean takes them.
 fn droplet_actions(state: &State, id: Option<u64>, query: &str) -> Decision {
     let Some(d) = id.and_then(|id| state.droplets.get(&id)) else {
@@ -1275,11 +1299,11 @@ fn droplet_actions(state: &State, id: Option<u64>, query: &str) -> Decision {
     };
     let (per_page, page) = (number("per_page", 20).min(200), number("page", 1));
     let mut all: Vec<Value> = d
-        .power_action_ids
+        .posted_action_ids
         .iter()
         .rev()
-        .filter_map(|a| state.power_actions.get(a))
-        .map(FakePowerAction::to_json)
+        .filter_map(|a| state.posted_actions.get(a))
+        .map(FakeAction::to_json)
         .collect();
     all.push(d.action_json());
     let total = all.len();
@@ -1310,7 +1334,7 @@ fn droplet_actions(state: &State, id: Option<u64>, query: &str) -> Decision {
 
 /// Actions outlive their droplet, as on DigitalOcean.
 fn get_action(state: &State, id: Option<u64>) -> Decision {
-    if let Some(a) = id.and_then(|aid| state.power_actions.get(&aid)) {
+    if let Some(a) = id.and_then(|aid| state.posted_actions.get(&aid)) {
         return Decision::json(200, json!({"action": a.to_json()}));
     }
     let droplet = id.and_then(|aid| {
@@ -1452,284 +1476,4 @@ fn list(state: &mut State, addr: SocketAddr, query: &str) -> Decision {
         200,
         json!({"droplets": droplets, "links": {"pages": pages}, "meta": {"total": total}}),
     )
-}
-
-// ----- power actions and deletes by tag (SPEC §9) -----
-
-/// How many requests of one kind the fake saw: `received` counts every one
-/// (faulted, refused or unauthenticated included); `accepted` those that took
-/// effect — answered 2xx, or taken in and then delayed or dropped by a
-/// [`Fault::Delay`] / [`Fault::DropConnection`], the "DigitalOcean did it but
-/// the client never heard" case exactly-once must survive.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RequestCount {
-    pub received: usize,
-    pub accepted: usize,
-}
-
-#[derive(Debug, Clone)]
-struct FakePowerAction {
-    id: u64,
-    droplet_id: u64,
-    /// `power_off` | `power_on`.
-    kind: &'static str,
-    region: String,
-    started_at: String,
-    done_at: Instant,
-    completed_at: Option<String>,
-}
-
-impl FakePowerAction {
-    fn to_json(&self) -> Value {
-        let status = if self.completed_at.is_some() {
-            "completed"
-        } else {
-            "in-progress"
-        };
-        json!({
-            "id": self.id, "status": status, "type": self.kind,
-            "started_at": self.started_at, "completed_at": self.completed_at,
-            "resource_id": self.droplet_id, "resource_type": "droplet",
-            "region_slug": self.region,
-        })
-    }
-}
-
-/// The droplet status a power action leads to.
-fn power_target(kind: &str) -> &'static str {
-    if kind == "power_off" {
-        "off"
-    } else {
-        "active"
-    }
-}
-
-impl State {
-    /// Completes power actions (the droplet's status changes then) and removes
-    /// deleted droplets whose delay has passed.
-    fn settle(&mut self, now: Instant) {
-        if self.pending_actions.is_empty() && self.pending_deletes.is_empty() {
-            return;
-        }
-        let due: Vec<u64> = self
-            .pending_actions
-            .iter()
-            .copied()
-            .filter(|a| self.power_actions.get(a).is_none_or(|a| a.done_at <= now))
-            .collect();
-        self.pending_actions.retain(|a| !due.contains(a));
-        for aid in due {
-            let Some(action) = self.power_actions.get_mut(&aid) else {
-                continue;
-            };
-            action.completed_at = Some(now_rfc3339());
-            let (did, target) = (action.droplet_id, power_target(action.kind));
-            if let Some(d) = self.droplets.get_mut(&did) {
-                d.forced_status = Some(target.to_string());
-                d.pending_action = None;
-            }
-        }
-        let gone: Vec<u64> = self
-            .pending_deletes
-            .iter()
-            .copied()
-            .filter(|id| {
-                self.droplets
-                    .get(id)
-                    .is_none_or(|d| d.deleting_until.is_none_or(|t| t <= now))
-            })
-            .collect();
-        self.pending_deletes.retain(|id| !gone.contains(id));
-        for id in gone {
-            if let Some(d) = self.droplets.remove(&id) {
-                self.deleted.insert(id, d);
-            }
-        }
-    }
-
-    /// Feeds the per-droplet and per-tag counters (see [`RequestCount`]).
-    fn count_request(&mut self, method: &str, path: &str, query: &str, body: &str, status: u16) {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let accepted = usize::from((200..300).contains(&status));
-        let count = match (method, segments.as_slice()) {
-            ("POST", ["v2", "droplets", d, "actions"]) => {
-                let Ok(id) = d.parse::<u64>() else { return };
-                let kind = serde_json::from_str::<Value>(body)
-                    .ok()
-                    .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string))
-                    .unwrap_or_default();
-                self.power_counts.entry((id, kind)).or_default()
-            }
-            ("DELETE", ["v2", "droplets"]) => {
-                let tag = parse_query(query).remove("tag_name").unwrap_or_default();
-                self.delete_counts.entry(tag).or_default()
-            }
-            _ => return,
-        };
-        count.received += 1;
-        count.accepted += accepted;
-    }
-}
-
-/// `POST /v2/droplets/{id}/actions` for `power_off` / `power_on`: 201 with the
-/// action `in-progress`; it completes (and the droplet turns `off` / `active`)
-/// after the action delay. Refused with 422 like DigitalOcean while another
-/// power action runs or a delete is under way, and when already in effect.
-fn post_action(state: &mut State, id: Option<u64>, body: &str) -> Decision {
-    let kind = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string));
-    let kind: &'static str = match kind.as_deref() {
-        Some("power_off") => "power_off",
-        Some("power_on") => "power_on",
-        Some(other) => {
-            let message = format!("fake: action type {other:?} is not supported");
-            return Decision::error(422, "unprocessable_entity", &message);
-        }
-        None => return Decision::error(422, "unprocessable_entity", "type is required."),
-    };
-    let action_id = state.next_power_action_id;
-    let done_at = Instant::now() + state.action_delay;
-    let Some(d) = id.and_then(|id| state.droplets.get_mut(&id)) else {
-        return Decision::not_found();
-    };
-    let refusal = if d.deleting_until.is_some() {
-        Some(DROPLET_LOCKED_MESSAGE)
-    } else if d.pending_action.is_some() {
-        Some(PENDING_EVENT_MESSAGE)
-    } else if d.status() == power_target(kind) {
-        Some(if kind == "power_off" {
-            "Droplet is already powered off."
-        } else {
-            "Droplet is already powered on."
-        })
-    } else {
-        None
-    };
-    if let Some(message) = refusal {
-        return Decision::error(422, "unprocessable_entity", message);
-    }
-    d.pending_action = Some(action_id);
-    d.power_action_ids.push(action_id);
-    let action = FakePowerAction {
-        id: action_id,
-        droplet_id: d.id,
-        kind,
-        region: d.region.clone(),
-        started_at: now_rfc3339(),
-        done_at,
-        completed_at: None,
-    };
-    let answer = json!({"action": action.to_json()});
-    state.next_power_action_id += 1;
-    state.power_actions.insert(action_id, action);
-    state.pending_actions.push(action_id);
-    Decision::json(201, answer)
-}
-
-/// `DELETE /v2/droplets?tag_name=T`: 204 (also when nothing carries `T`); the
-/// droplets are still listed until the action delay has passed.
-fn delete_by_tag(state: &mut State, query: &str) -> Decision {
-    let Some(tag) = parse_query(query)
-        .remove("tag_name")
-        .filter(|t| !t.is_empty())
-    else {
-        return Decision::error(400, "bad_request", "tag_name is required.");
-    };
-    let until = Instant::now() + state.action_delay;
-    let mut marked = Vec::new();
-    let caller = state.caller.clone();
-    let everyone = state.accounts.is_empty();
-    for d in state.droplets.values_mut() {
-        let seen = everyone || d.owner == caller;
-        if d.deleting_until.is_none() && d.tags.contains(&tag) && seen {
-            d.deleting_until = Some(until);
-            marked.push(d.id);
-        }
-    }
-    state.pending_deletes.extend(marked);
-    Decision {
-        status: 204,
-        body: None,
-        retry_after: None,
-        after: After::Answer,
-    }
-}
-
-impl FakeDo {
-    /// How long a power action stays `in-progress` (the droplet keeps its old
-    /// status meanwhile) and how long droplets deleted by tag keep being
-    /// listed. Default zero: done by the next request. Applies to requests
-    /// from then on.
-    pub fn set_action_delay(&self, delay: Duration) {
-        self.shared.lock().action_delay = delay;
-    }
-
-    /// The next `times` power action POSTs (any droplet) answer with `fault`
-    /// and, for 422/500/429, change nothing.
-    pub fn fail_next_droplet_actions(&self, fault: Fault, times: usize) {
-        self.inject_matching(fault, times, Some("POST"), "/v2/droplets/");
-    }
-
-    /// The next `times` power action POSTs answer 422 [`DROPLET_LOCKED_MESSAGE`].
-    pub fn lock_next_droplet_actions(&self, times: usize) {
-        self.fail_next_droplet_actions(Fault::locked(), times);
-    }
-
-    /// The next `times` `DELETE /v2/droplets?tag_name=` answer with `fault`.
-    pub fn fail_next_deletes_by_tag(&self, fault: Fault, times: usize) {
-        self.inject_matching(fault, times, Some("DELETE"), "/v2/droplets?");
-    }
-
-    /// The next `times` deletes by tag answer 422 [`DROPLET_LOCKED_MESSAGE`].
-    pub fn lock_next_deletes_by_tag(&self, times: usize) {
-        self.fail_next_deletes_by_tag(Fault::locked(), times);
-    }
-
-    /// `power_off` / `power_on` (`kind`) requests for one droplet.
-    pub fn power_requests(&self, droplet_id: u64, kind: &str) -> RequestCount {
-        let state = self.shared.lock();
-        let key = (droplet_id, kind.to_string());
-        state.power_counts.get(&key).copied().unwrap_or_default()
-    }
-
-    /// `power_off` / `power_on` (`kind`) requests over all droplets.
-    pub fn power_requests_total(&self, kind: &str) -> RequestCount {
-        let state = self.shared.lock();
-        let mut total = RequestCount::default();
-        for ((_, k), c) in &state.power_counts {
-            if k == kind {
-                total.received += c.received;
-                total.accepted += c.accepted;
-            }
-        }
-        total
-    }
-
-    /// `DELETE /v2/droplets?tag_name={tag}` requests.
-    pub fn delete_by_tag_requests(&self, tag: &str) -> RequestCount {
-        let state = self.shared.lock();
-        state.delete_counts.get(tag).copied().unwrap_or_default()
-    }
-
-    /// The droplet's actions as `GET /v2/droplets/{id}/actions` lists them
-    /// (newest first, create last), without recording a request; empty when
-    /// the droplet is gone.
-    pub fn droplet_actions(&self, droplet_id: u64) -> Vec<Value> {
-        let state = self.shared.lock();
-        match droplet_actions(&state, Some(droplet_id), "per_page=200").body {
-            Some(v) => v["actions"].as_array().cloned().unwrap_or_default(),
-            None => Vec::new(),
-        }
-    }
-
-    /// Whether a delete by tag has been accepted for the droplet and it is
-    /// still listed.
-    pub fn is_deleting(&self, droplet_id: u64) -> bool {
-        let state = self.shared.lock();
-        state
-            .droplets
-            .get(&droplet_id)
-            .is_some_and(|d| d.deleting_until.is_some())
-    }
 }
