@@ -73,7 +73,7 @@ impl Provisioner {
                 task.droplet = Some(droplet);
                 if let Some(image) = action.image.clone().filter(|_| is_rebuild(&action)) {
                     task.do_image.clone_from(&image.slug);
-                    commands.push(Command::Rebuilt(image));
+                    commands.push(Command::Rebuilt(Box::new(image)));
                 }
                 action.end(ActionState::Completed, None, now);
             }

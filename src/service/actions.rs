@@ -85,7 +85,7 @@ impl OrderService {
                             .unwrap_or(i64::MAX),
                     };
                     let owner = who.owner().map(str::to_string);
-                    let command = Command::RequestAction(ask);
+                    let command = Command::RequestAction(Box::new(ask));
                     svc.apply(id, command, who.actor(), owner, write.take())
                         .await
                 })

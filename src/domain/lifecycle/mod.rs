@@ -81,9 +81,9 @@ pub enum Command {
     /// System: whatever is due now (reminders, expiry enforcement).
     Tick,
     /// The owner or an admin asks for a droplet action (SPEC §14).
-    RequestAction(super::customer_action::ActionAsk),
+    RequestAction(Box<super::customer_action::ActionAsk>),
     /// System: a rebuild completed; the order shows its image from now on.
-    Rebuilt(super::customer_action::ImageChoice),
+    Rebuilt(Box<super::customer_action::ImageChoice>),
 }
 
 /// One event's rule, kept in the file of its command: where the event is
@@ -294,8 +294,8 @@ fn apply(d: &mut Draft<'_>, command: Command) -> Result<(), Refused> {
             return renew::set_expiry(d, at, reason);
         }
         Command::Tick => tick::tick(d),
-        Command::RequestAction(ask) => return customer::request(d, ask),
-        Command::Rebuilt(image) => customer::rebuilt(d, image),
+        Command::RequestAction(ask) => return customer::request(d, *ask),
+        Command::Rebuilt(image) => customer::rebuilt(d, *image),
     }
     Ok(())
 }

@@ -34,7 +34,7 @@ fn action_asks() -> Vec<Command> {
     ActionType::ALL
         .iter()
         .map(|&kind| {
-            Command::RequestAction(ActionAsk {
+            Command::RequestAction(Box::new(ActionAsk {
                 id: crate::domain::new_id(),
                 kind,
                 image: (kind == ActionType::Rebuild).then(|| ImageChoice {
@@ -43,7 +43,7 @@ fn action_asks() -> Vec<Command> {
                     slug: "debian-12-x64".into(),
                 }),
                 cooldown_ms: 0,
-            })
+            }))
         })
         .collect()
 }
