@@ -7,6 +7,7 @@ mod accounts;
 mod admin;
 mod auth;
 mod catalog_http;
+mod customer_actions;
 mod dropin;
 mod droplet_actions;
 mod droplet_lifecycle;
