@@ -837,3 +837,72 @@ fn sigkill_between_create_and_commit_on_a_second_account_still_makes_one_droplet
     );
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// The newest customer action of order `id` once it has ended.
+fn ended_action(http: &ureq::Agent, daemon: &Daemon, id: &str) -> serde_json::Value {
+    let url = daemon.url(&format!("/api/v1/internal/orders/{id}/actions?limit=1"));
+    wait_for(Duration::from_secs(30), || {
+        let newest = get(http, &url)["data"][0].clone();
+        let open = matches!(
+            newest["status"].as_str(),
+            Some("pending" | "running") | None
+        );
+        (!open).then_some(newest)
+    })
+    .expect("the customer action ended after the restart")
+}
+
+#[test]
+fn sigkill_after_a_customer_actions_202_or_after_digitalocean_took_it_acts_once() {
+    let fake = FakeDo::start();
+    fake.set_default_script(DropletScript::new().active_after(1).ip_after(1));
+    fake.set_action_delay(Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path());
+    support::use_fake_do(&mut config, &fake);
+    config.actions.cooldown_seconds = 0;
+    let http = agent();
+    let token = hs256_token(SECRET, json!({"sub": "alice", "exp": now_secs() + 600}));
+    let bearer = format!("Bearer {token}");
+
+    let daemon = Daemon::start(&config, dir.path());
+    let id = paid_order(&http, &daemon);
+    let order = active_after_restart(&http, &daemon, &id);
+    let droplet: u64 = order["data"]["provisioningTask"]["dropletId"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("droplet id");
+    let ask = |daemon: &Daemon, kind: &str| {
+        let url = daemon.url(&format!("/api/v1/orders/{id}/actions"));
+        let (status, body) = post(
+            &http,
+            &url,
+            ("Authorization", &bearer),
+            json!({"type": kind}),
+        );
+        assert_eq!(status, 202, "{body}");
+    };
+
+    // Killed right after the 202: the committed action survives and runs once.
+    ask(&daemon, "reboot");
+    daemon.kill9();
+    let daemon = Daemon::start(&config, dir.path());
+    assert_eq!(ended_action(&http, &daemon, &id)["status"], "completed");
+    assert_eq!(fake.action_requests(droplet, "reboot").accepted, 1);
+
+    // Killed after DigitalOcean took the action in, before vpsd heard back:
+    // found on the droplet after the restart, not sent again.
+    let actions_path = format!("/v2/droplets/{droplet}/actions");
+    let before = fake.count("POST", &actions_path);
+    fake.fail_next_droplet_actions(support::fake_do::Fault::Delay(Duration::from_secs(20)), 1);
+    ask(&daemon, "power_off");
+    assert!(fake.wait_for_count("POST", &actions_path, before + 1, Duration::from_secs(20)));
+    daemon.kill9();
+    let daemon = Daemon::start(&config, dir.path());
+    let ended = ended_action(&http, &daemon, &id);
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(fake.action_requests(droplet, "power_off").accepted, 1);
+    assert_eq!(fake.action_requests(droplet, "power_off").received, 1);
+    assert_eq!(fake.droplet_status(droplet).as_deref(), Some("off"));
+    assert_eq!(daemon.terminate(), Some(0));
+}
