@@ -32,4 +32,4 @@ pub use order::*;
 pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
-pub use record::{ListQuery, OrderRecord, Page};
+pub use record::{ListQuery, OrderRecord, Page, StatusSet};

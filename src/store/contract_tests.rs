@@ -14,7 +14,7 @@ use crate::domain::lifecycle::{self, Command};
 use crate::domain::order::test_order;
 use crate::domain::time::now_millis;
 use crate::domain::webhook::{EventFilter, Outbox, Route};
-use crate::domain::{Actor, HistoryStatus, ListQuery, OrderStatus};
+use crate::domain::{Actor, HistoryStatus, ListQuery, OrderStatus, StatusSet};
 
 /// An open, empty store and whatever keeps it alive (a temp dir, a database).
 pub(crate) struct Fixture {
@@ -52,7 +52,8 @@ macro_rules! contract_suite {
                 due_orders_follow_the_expiry,
                 status_counts_follow_every_change,
                 live_orders_are_counted_per_account,
-                async_and_blocking_writes_are_one_path
+                async_and_blocking_writes_are_one_path,
+                a_list_in_several_statuses_merges_them_newest_first
             );
         }
     };
@@ -171,6 +172,64 @@ fn a_created_order_reads_back_with_its_history_and_in_lists(open: Open) {
     assert_eq!(alices.items[0].order.id, id);
     assert!(storage.get_order(Uuid::new_v4()).expect("read").is_none());
     assert!(storage.history(Uuid::new_v4()).expect("read").is_empty());
+}
+
+/// `status=A,B` (SPEC §14): the orders in any of the statuses, newest first
+/// across them, paged, with the total of all of them, for everyone's list
+/// and for one user's.
+fn a_list_in_several_statuses_merges_them_newest_first(open: Open) {
+    let fixture = open(Rules::default());
+    let storage = fixture.storage.as_ref();
+    // Oldest first: alice paid, bob pending, alice canceled, bob paid, alice pending.
+    let a_paid = create(storage, "alice");
+    pay(storage, a_paid).expect("paid");
+    let b_pending = create(storage, "bob");
+    let a_canceled = create(storage, "alice");
+    apply(
+        storage,
+        a_canceled,
+        Command::Cancel { reason: None },
+        Actor::Admin(None),
+    )
+    .expect("canceled");
+    let b_paid = create(storage, "bob");
+    pay(storage, b_paid).expect("paid");
+    let a_pending = create(storage, "alice");
+    let set: StatusSet = [OrderStatus::PendingPayment, OrderStatus::Paid]
+        .into_iter()
+        .collect();
+    let ids = |query: &ListQuery| -> (Vec<Uuid>, u64) {
+        let page = storage.list_orders(query).expect("list");
+        (page.items.iter().map(|r| r.order.id).collect(), page.total)
+    };
+    let all = ListQuery {
+        status: Some(set),
+        ..everyone(10)
+    };
+    assert_eq!(ids(&all), (vec![a_pending, b_paid, b_pending, a_paid], 4));
+    let second = ListQuery {
+        page: 2,
+        limit: 3,
+        ..all.clone()
+    };
+    assert_eq!(ids(&second), (vec![a_paid], 4));
+    let past_the_end = ListQuery {
+        page: 3,
+        limit: 3,
+        ..all.clone()
+    };
+    assert_eq!(ids(&past_the_end), (vec![], 4));
+    let alices = ListQuery {
+        user: Some("alice".into()),
+        ..all.clone()
+    };
+    assert_eq!(ids(&alices), (vec![a_pending, a_paid], 2));
+    let every_status: StatusSet = OrderStatus::ALL.iter().copied().collect();
+    let everything = ListQuery {
+        status: Some(every_status),
+        ..everyone(10)
+    };
+    assert_eq!(ids(&everything).1, 5);
 }
 
 fn a_refused_command_changes_nothing(open: Open) {
