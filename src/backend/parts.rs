@@ -89,7 +89,8 @@ impl Backend {
                 config.server.order_rate_limit_per_minute,
                 config.idempotency.max_keys_per_user,
                 provisioner_wake.clone(),
-            ),
+            )
+            .with_timezone(config.console.zone().unwrap_or(chrono_tz::UTC)),
             backups: Arc::new(BackupService::new(
                 store.clone(),
                 config.backup.dir.clone(),

@@ -14,6 +14,7 @@ pub mod order;
 pub mod period;
 pub mod record;
 pub mod replay;
+pub mod stats;
 pub mod task;
 pub mod time;
 pub mod values;

@@ -42,6 +42,8 @@ pub struct OrderService {
     in_flight: Arc<InFlight>,
     /// Wakes the provisioner as soon as a PAID commit leaves it work.
     provisioner: Arc<Notify>,
+    /// Where "today" is for the stats (`console.timezone`, SPEC §14).
+    pub(super) timezone: chrono_tz::Tz,
 }
 
 impl OrderService {
@@ -62,7 +64,14 @@ impl OrderService {
             limiter: RateLimiter::new(rate_limit_per_minute),
             in_flight: Arc::new(InFlight::new(max_keys_per_user)),
             provisioner,
+            timezone: chrono_tz::UTC,
         }
+    }
+
+    /// "Today" in the stats is the calendar day in `zone` (default UTC).
+    pub fn with_timezone(mut self, zone: chrono_tz::Tz) -> OrderService {
+        self.timezone = zone;
+        self
     }
 
     /// The store, for the console's read models next door; nothing above

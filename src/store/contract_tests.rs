@@ -53,7 +53,8 @@ macro_rules! contract_suite {
                 status_counts_follow_every_change,
                 live_orders_are_counted_per_account,
                 async_and_blocking_writes_are_one_path,
-                a_list_in_several_statuses_merges_them_newest_first
+                a_list_in_several_statuses_merges_them_newest_first,
+                per_user_counts_and_orders_since_serve_the_stats
             );
         }
     };
@@ -230,6 +231,43 @@ fn a_list_in_several_statuses_merges_them_newest_first(open: Open) {
         ..everyone(10)
     };
     assert_eq!(ids(&everything).1, 5);
+}
+
+/// The reads behind SPEC §14's stats: one user's counts per status, and
+/// the orders created since an instant, newest first.
+fn per_user_counts_and_orders_since_serve_the_stats(open: Open) {
+    let fixture = open(Rules::default());
+    let storage = fixture.storage.as_ref();
+    let created_at = |owner: &str, at: i64| {
+        let mut order = test_order(owner);
+        order.created_at = at;
+        let change = lifecycle::create(order, &user(owner), at);
+        let op = WriteOp::Create {
+            change: Box::new(change),
+            coupon: None,
+            idempotency: None,
+        };
+        let done = storage.write_blocking(op).expect("storage answers");
+        done.expect("created").order.id
+    };
+    let old = created_at("alice", 1_000);
+    pay(storage, old).expect("paid");
+    let bobs = created_at("bob", 2_000);
+    let alices = created_at("alice", 2_500);
+    let since = 2_000;
+    let of = |user: &str, status: OrderStatus| {
+        let counts = storage.user_status_counts(user).expect("counts");
+        assert_eq!(counts.len(), OrderStatus::ALL.len());
+        counts.iter().find(|(s, _)| *s == status).map_or(0, |c| c.1)
+    };
+    assert_eq!(of("alice", OrderStatus::Paid), 1);
+    assert_eq!(of("alice", OrderStatus::PendingPayment), 1);
+    assert_eq!(of("bob", OrderStatus::PendingPayment), 1);
+    assert_eq!(of("carol", OrderStatus::PendingPayment), 0);
+    let recent = storage.orders_created_since(since).expect("since");
+    let ids: Vec<Uuid> = recent.iter().map(|r| r.order.id).collect();
+    assert_eq!(ids, vec![alices, bobs]);
+    assert_eq!(storage.orders_created_since(0).expect("all").len(), 3);
 }
 
 fn a_refused_command_changes_nothing(open: Open) {

@@ -262,6 +262,45 @@ impl Store {
         Ok(out)
     }
 
+    /// Number of `user`'s orders in each status, from the per-user counts.
+    pub fn user_status_counts(&self, user: &str) -> Result<Vec<(OrderStatus, u64)>, StoreError> {
+        let txn = self.snapshot()?;
+        let counts = txn.open_table(tables::COUNTS).map_err(storage_err)?;
+        let mut out = Vec::new();
+        for status in OrderStatus::ALL {
+            let n = counts
+                .get(count_key(CountScope::UserStatus(user, status.code())).as_str())
+                .map_err(storage_err)?
+                .map_or(0, |v| v.value());
+            out.push((*status, n));
+        }
+        Ok(out)
+    }
+
+    /// The orders created at or after `since`, newest first: the by-seq index
+    /// walked back until an older order, so the cost follows the orders since
+    /// then, not the file. Seq is commit order and `created_at` the clock at
+    /// creation; orders committed out of clock order by a few milliseconds
+    /// at the boundary may be left out.
+    pub fn orders_created_since(&self, since: i64) -> Result<Vec<OrderRecord>, StoreError> {
+        let txn = self.snapshot()?;
+        let by_seq = txn.open_table(tables::BY_SEQ).map_err(storage_err)?;
+        let orders = txn.open_table(tables::ORDERS).map_err(storage_err)?;
+        let tasks = txn.open_table(tables::TASKS).map_err(storage_err)?;
+        let mut out = Vec::new();
+        for entry in by_seq.iter().map_err(storage_err)?.rev() {
+            let (_, id) = entry.map_err(storage_err)?;
+            let Some(record) = read_record(&orders, &tasks, id.value())? else {
+                continue;
+            };
+            if record.order.created_at < since {
+                break;
+            }
+            out.push(record);
+        }
+        Ok(out)
+    }
+
     /// Live orders per DigitalOcean account (SPEC §13), by account name.
     pub fn account_usage(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let txn = self.snapshot()?;

@@ -16,7 +16,7 @@ mod new_order;
 mod query;
 
 pub use commands::{
-    admin_termination, cancel_reason, expiry_change, no_input, payment_status, renewal,
+    admin_termination, auto_renew, cancel_reason, expiry_change, no_input, payment_status, renewal,
 };
 pub use headers::{admin_id, fingerprint, idempotency_key};
 pub use json_body::{json_object, read_body};

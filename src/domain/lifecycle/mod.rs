@@ -8,9 +8,11 @@
 //! `mod.rs` holds the vocabulary, the registry of events and the dispatch;
 //! each command's [`Rule`] (its row of the transition table) and its effects
 //! live in one file of their own (`payment`, `cancel`, `provisioning`,
-//! `suspend`, `terminate`, `renew`; `tick` for what falls due by itself).
+//! `suspend`, `terminate`, `renew`; `tick` for what falls due by itself;
+//! `auto_renew` for the owner's stored wish, which moves nothing).
 //! `draft` builds a change row by row. README "Adding a lifecycle command".
 
+mod auto_renew;
 mod cancel;
 mod draft;
 mod payment;
@@ -79,6 +81,9 @@ pub enum Command {
     SetExpiry { at: Millis, reason: Option<String> },
     /// System: whatever is due now (reminders, expiry enforcement).
     Tick,
+    /// Owner: store the wish that the billing system renew by itself (SPEC
+    /// §14). Allowed in every status, so not in the table (see `auto_renew`).
+    SetAutoRenew { on: bool },
 }
 
 /// One event's rule, kept in the file of its command: where the event is
@@ -247,7 +252,8 @@ fn allow(d: &Draft<'_>, event: Event) -> Result<Outcome, Refused> {
 }
 
 /// Each command to its event and to the file that applies it. `Tick` is not
-/// gated by the table: it decides from the order's own state what is due.
+/// gated by the table: it decides from the order's own state what is due;
+/// nor is `SetAutoRenew`, which changes no status.
 fn apply(d: &mut Draft<'_>, command: Command) -> Result<(), Refused> {
     match command {
         Command::Pay { notes } => payment::pay(d, allow(d, Event::Paid)?, notes),
@@ -286,6 +292,7 @@ fn apply(d: &mut Draft<'_>, command: Command) -> Result<(), Refused> {
             return renew::set_expiry(d, at, reason);
         }
         Command::Tick => tick::tick(d),
+        Command::SetAutoRenew { on } => auto_renew::set(d, on),
     }
     Ok(())
 }
