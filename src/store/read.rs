@@ -351,7 +351,7 @@ fn page_in_statuses(
             newest.push((key.value().1, id.value()));
         }
     }
-    newest.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    newest.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.0));
     Ok(newest
         .into_iter()
         .skip(skip)
