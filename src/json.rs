@@ -46,6 +46,8 @@ pub struct OrderJson<'a> {
     suspend_reason: Option<&'static str>,
     terminated_at: Option<String>,
     termination_reason: Option<&'static str>,
+    /// The owner's wish for automatic renewal (SPEC §14); vpsd never charges.
+    auto_renew: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     status_history: Option<Vec<HistoryJson<'a>>>,
     /// Admin detail only: the [`RENEWALS_SHOWN`] newest, oldest of them first.
@@ -295,6 +297,7 @@ pub fn order_for<'a>(
         suspend_reason: o.term.suspend_reason.map(|r| r.as_str()),
         terminated_at: o.term.terminated_at.map(format_millis),
         termination_reason: o.term.termination_reason.map(|r| r.as_str()),
+        auto_renew: o.auto_renew,
         status_history: history.map(|rows| rows.iter().map(history_row).collect()),
         renewals: history.map(|_| newest_renewals(&o.term.renewals)),
         renewals_total: history.map(|_| o.term.renewals.len()),

@@ -20,6 +20,7 @@ pub(crate) mod ops;
 pub(crate) mod orders;
 pub(crate) mod paid_period;
 pub(crate) mod webhooks;
+pub(crate) mod webrana;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -99,7 +100,7 @@ pub struct Call<'a> {
     pub item: &'a str,
     pub query: &'a str,
     pub headers: &'a HeaderMap,
-    /// Read for POSTs only, under the body limit.
+    /// Read for POSTs and PATCHes only, under the body limit.
     pub body: Bytes,
     /// What the request is about, for error details (see [`error::Subject`]).
     pub subject: &'a error::Subject,
@@ -158,7 +159,7 @@ pub(crate) struct Parts<'a> {
     pub headers: &'a HeaderMap,
 }
 
-/// Reads a POST's body, then runs the handler for `caller`, whom the edge
+/// Reads a POST's or PATCH's body, then runs the handler for `caller`, whom the edge
 /// has authenticated already: the SPEC's precedence (401 before 413/400).
 pub(crate) async fn serve<S, B>(
     state: &ApiState,
@@ -171,7 +172,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf + Send,
 {
-    let body = if *parts.method == Method::POST {
+    let body = if *parts.method == Method::POST || *parts.method == Method::PATCH {
         match body.read(parts.headers, state.body_limit).await {
             Ok(bytes) => bytes,
             Err(BodyError::Refused(e)) => return Err(e),
@@ -307,7 +308,7 @@ pub(crate) fn cors_headers(state: &ApiState, request: &HeaderMap, response: &mut
     );
     headers.insert(
         "access-control-allow-methods",
-        HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
+        HeaderValue::from_static("GET, HEAD, POST, PATCH, OPTIONS"),
     );
 }
 

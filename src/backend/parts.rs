@@ -90,7 +90,8 @@ impl Backend {
                 config.idempotency.max_keys_per_user,
                 provisioner_wake.clone(),
             )
-            .with_action_cooldown(Duration::from_secs(config.actions.cooldown_seconds)),
+            .with_action_cooldown(Duration::from_secs(config.actions.cooldown_seconds))
+            .with_timezone(config.console.zone().unwrap_or(chrono_tz::UTC)),
             backups: Arc::new(BackupService::new(
                 store.clone(),
                 config.backup.dir.clone(),

@@ -20,7 +20,7 @@ pub use load::{Note, NoteLevel};
 pub use quick_repair::{QuickRepair, DEFAULT_CACHE_MB};
 pub use sections::{
     ActionsConfig, AdminConfig, AuthConfig, BackupConfig, CatalogConfig, CatalogSource,
-    CloudConfig, CloudProvider, DigitalOceanConfig, IdempotencyConfig, JwtAlgorithm,
+    CloudConfig, CloudProvider, ConsoleConfig, DigitalOceanConfig, IdempotencyConfig, JwtAlgorithm,
     LifecycleConfig, LogConfig, LogFormat, ProvisioningConfig, SandboxConfig, ServerConfig,
     StorageConfig,
 };
@@ -46,6 +46,7 @@ pub struct Config {
     pub backup: BackupConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
+    pub console: ConsoleConfig,
 }
 
 impl Config {

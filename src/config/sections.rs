@@ -262,6 +262,29 @@ impl Default for ActionsConfig {
     }
 }
 
+/// Where "today" is (SPEC §14): the calendar day of the internal stats.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// An IANA zone name (`UTC`, `Asia/Jakarta`); checked at start.
+    pub timezone: String,
+}
+
+impl ConsoleConfig {
+    /// The zone, or `None` when the name is not one (refused at start).
+    pub fn zone(&self) -> Option<chrono_tz::Tz> {
+        self.timezone.parse().ok()
+    }
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            timezone: "UTC".into(),
+        }
+    }
+}
+
 /// After ACTIVE (SPEC §9): automatic expiry and the reminders before it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

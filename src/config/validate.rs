@@ -37,6 +37,15 @@ impl Config {
         }
         self.validate_backup()?;
         self.validate_admin()?;
+        if self.console.zone().is_none() {
+            return invalid(
+                "console.timezone",
+                format!(
+                    "{:?} is not an IANA time zone name (e.g. UTC, Asia/Jakarta)",
+                    self.console.timezone
+                ),
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
                 "log.level",

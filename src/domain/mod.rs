@@ -14,6 +14,7 @@ pub mod order;
 pub mod period;
 pub mod record;
 pub mod replay;
+pub mod stats;
 pub mod task;
 pub mod time;
 pub mod values;
@@ -32,4 +33,4 @@ pub use order::*;
 pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
-pub use record::{ListQuery, OrderRecord, Page};
+pub use record::{ListQuery, OrderRecord, Page, StatusSet};

@@ -203,6 +203,9 @@ pub struct Order {
     pub history_len: u32,
     /// Everything after ACTIVE (SPEC §9).
     pub term: Term,
+    /// The customer's wish that the billing system renew this order by
+    /// itself (SPEC §14). Only stored and shown: vpsd never charges.
+    pub auto_renew: bool,
 }
 
 /// The paid period and what happened to it. All empty until ACTIVE.
@@ -404,6 +407,7 @@ pub(crate) fn test_order(user: &str) -> Order {
         updated_at: 1,
         history_len: 0,
         term: Term::default(),
+        auto_renew: false,
     }
 }
 

@@ -8,7 +8,7 @@
 use warp::http::Method;
 
 use crate::http::api::{accounts, actions as customer, internal, ops, orders, paid_period};
-use crate::http::api::{webhooks, Call};
+use crate::http::api::{webhooks, webrana, Call};
 use crate::http::console::{actions, login, order, pages, Req};
 
 /// Who may call a route.
@@ -75,6 +75,7 @@ macro_rules! page {
 const GET: &[Method] = &[Method::GET];
 const POST: &[Method] = &[Method::POST];
 const GET_POST: &[Method] = &[Method::GET, Method::POST];
+const PATCH: &[Method] = &[Method::PATCH];
 
 /// Every route, tried in order: the API's, then the console's (which exist
 /// only when the console is on). A route that takes two methods has one
@@ -94,6 +95,27 @@ pub static ROUTES: &[Route] = &[
         Access::User,
         handler!(orders::list_or_create),
     ),
+    // ---- Webrana UI extras (SPEC §14) ----
+    // Before `/orders/{id}`, which would otherwise take `stats` as an id.
+    route(
+        "/api/v1/orders/stats",
+        GET,
+        Access::User,
+        handler!(webrana::user_stats),
+    ),
+    route(
+        "/api/v1/orders/{id}/auto-renew",
+        PATCH,
+        Access::User,
+        handler!(webrana::auto_renew),
+    ),
+    route(
+        "/api/v1/internal/stats",
+        GET,
+        Access::Internal,
+        handler!(webrana::internal_stats),
+    ),
+    // ---- end of the Webrana UI extras ----
     route(
         "/api/v1/orders/{id}",
         GET,
@@ -444,6 +466,10 @@ mod tests {
         assert_eq!(pattern_of("/api/v2/orders"), None);
         assert_eq!(pattern_of("/"), None);
         assert_eq!(pattern_of("/metrics"), Some(("/metrics", None)));
+        assert_eq!(
+            pattern_of("/api/v1/orders/stats"),
+            Some(("/api/v1/orders/stats", None))
+        );
     }
 
     fn console_pattern_of(path: &str) -> Option<(&'static str, Vars<'_>)> {

@@ -157,7 +157,7 @@ impl Attention {
 fn attention_blocking(store: &StoreHandle, now: Millis) -> Result<Attention, AppError> {
     let failed = store.list_orders(&ListQuery {
         user: None,
-        status: Some(OrderStatus::Failed),
+        status: Some(OrderStatus::Failed.into()),
         expires_before: None,
         page: 1,
         limit: ATTENTION_ROWS as u32,

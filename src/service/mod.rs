@@ -12,6 +12,7 @@ pub mod paid_period;
 pub mod pricing;
 pub mod rate_limit;
 pub mod webhooks;
+pub mod webrana;
 
 pub use crate::domain::replay::Replay;
 pub use idempotency::{IdempotencyKey, Reply};

@@ -48,6 +48,8 @@ pub struct OrderService {
     provisioner: Arc<Notify>,
     /// At most one customer action per order this often (SPEC §14).
     action_cooldown: Duration,
+    /// Where "today" is for the stats (`console.timezone`, SPEC §14).
+    pub(super) timezone: chrono_tz::Tz,
 }
 
 impl OrderService {
@@ -69,6 +71,7 @@ impl OrderService {
             in_flight: Arc::new(InFlight::new(max_keys_per_user)),
             provisioner,
             action_cooldown: DEFAULT_ACTION_COOLDOWN,
+            timezone: chrono_tz::UTC,
         }
     }
 
@@ -80,6 +83,12 @@ impl OrderService {
 
     pub(super) fn action_cooldown(&self) -> Duration {
         self.action_cooldown
+    }
+
+    /// "Today" in the stats is the calendar day in `zone` (default UTC).
+    pub fn with_timezone(mut self, zone: chrono_tz::Tz) -> OrderService {
+        self.timezone = zone;
+        self
     }
 
     /// The store, for the console's read models next door; nothing above

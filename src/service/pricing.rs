@@ -188,6 +188,7 @@ fn build_order(
         updated_at: now,
         history_len: 0,
         term: crate::domain::Term::default(),
+        auto_renew: false,
     }
 }
 

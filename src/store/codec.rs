@@ -12,11 +12,12 @@
 //! status and provisioning error codes as their wire text (see
 //! [`crate::domain::wire`]).
 //!
-//! Versions: `HistoryEntry` 1; `Order` 2 (v1 had no `term`: an ACTIVE v1 order
+//! Versions: `HistoryEntry` 1; `Order` 3 (v1 had no `term`: an ACTIVE v1 order
 //! gets its period from its history when the file is opened, see
-//! `store::migrate`); `ProvisioningTask` 2 (v1 kept the
-//! droplet as flat fields and error codes as free text); `IdempotencyRecord` 2
-//! (v1 kept the rendered HTTP response, replayed as stored).
+//! `store::migrate`; v2 had no `auto_renew`, read as off); `ProvisioningTask` 2 (v1 kept the
+//! droplet as flat fields and error codes as free text); `IdempotencyRecord` 3
+//! (v1 kept the rendered HTTP response, replayed as stored; v2 embedded the
+//! order in its v2 layout).
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -53,11 +54,12 @@ pub trait Record: Serialize + DeserializeOwned {
 }
 
 impl Record for Order {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn decode_legacy(version: u8, body: &[u8]) -> Result<Self, CodecError> {
         match version {
             1 => Ok(decode_body::<legacy::OrderV1>(body)?.migrate()),
+            2 => Ok(decode_body::<legacy::OrderV2>(body)?.migrate()),
             other => Err(CodecError::UnknownVersion(other)),
         }
     }
@@ -72,11 +74,12 @@ impl Record for HistoryEntry {
 }
 
 impl Record for IdempotencyRecord {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn decode_legacy(version: u8, body: &[u8]) -> Result<Self, CodecError> {
         match version {
             1 => Ok(decode_body::<legacy::IdempotencyV1>(body)?.migrate()),
+            2 => Ok(decode_body::<legacy::IdempotencyV2>(body)?.migrate()),
             other => Err(CodecError::UnknownVersion(other)),
         }
     }
@@ -178,6 +181,100 @@ pub(crate) mod legacy {
                 updated_at: self.updated_at,
                 history_len: self.history_len,
                 term: crate::domain::Term::default(),
+                auto_renew: false,
+            }
+        }
+    }
+
+    /// `Order` v2: as now, before the customer's auto-renew wish was kept.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) struct OrderV2 {
+        pub id: Uuid,
+        pub seq: u64,
+        pub user_id: String,
+        pub status: crate::domain::OrderStatus,
+        pub plan_id: String,
+        pub plan_name: String,
+        pub image_id: String,
+        pub image_name: String,
+        pub duration: crate::domain::PlanDuration,
+        pub pricing: crate::domain::Pricing,
+        pub coupon_counted: bool,
+        pub items: Vec<crate::domain::OrderItem>,
+        pub droplet: crate::domain::DropletPlan,
+        pub paid_at: Option<Millis>,
+        pub created_at: Millis,
+        pub updated_at: Millis,
+        pub history_len: u32,
+        pub term: crate::domain::Term,
+    }
+
+    impl OrderV2 {
+        /// Nobody could ask for auto-renewal before v3: off.
+        pub(crate) fn migrate(self) -> crate::domain::Order {
+            crate::domain::Order {
+                id: self.id,
+                seq: self.seq,
+                user_id: self.user_id,
+                status: self.status,
+                plan_id: self.plan_id,
+                plan_name: self.plan_name,
+                image_id: self.image_id,
+                image_name: self.image_name,
+                duration: self.duration,
+                pricing: self.pricing,
+                coupon_counted: self.coupon_counted,
+                items: self.items,
+                droplet: self.droplet,
+                paid_at: self.paid_at,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+                history_len: self.history_len,
+                term: self.term,
+                auto_renew: false,
+            }
+        }
+    }
+
+    /// `IdempotencyRecord` v2: outcomes kept as data, the order in its v2
+    /// layout. Enum variants decode by index, so the order of these mirrors
+    /// `Replay`'s and `Result`'s.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) struct IdempotencyV2 {
+        pub fingerprint: [u8; 32],
+        pub outcome: ReplayV2,
+        pub expires_at: i64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) enum ReplayV2 {
+        Outcome(Box<Result<RecordV2, crate::error::AppError>>),
+        Legacy(crate::domain::replay::LegacyReply),
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) struct RecordV2 {
+        pub order: OrderV2,
+        /// Tasks of their time: v3, before customer actions.
+        pub task: Option<TaskV3>,
+    }
+
+    impl IdempotencyV2 {
+        pub(super) fn migrate(self) -> crate::backend::store::IdempotencyRecord {
+            use crate::domain::replay::Replay;
+            let outcome = match self.outcome {
+                ReplayV2::Outcome(outcome) => {
+                    Replay::Outcome(Box::new(outcome.map(|r| crate::domain::OrderRecord {
+                        order: r.order.migrate(),
+                        task: r.task.map(TaskV3::migrate),
+                    })))
+                }
+                ReplayV2::Legacy(reply) => Replay::Legacy(reply),
+            };
+            crate::backend::store::IdempotencyRecord {
+                fingerprint: self.fingerprint,
+                outcome,
+                expires_at: self.expires_at,
             }
         }
     }
@@ -385,7 +482,7 @@ pub(crate) mod legacy {
 
     /// `ProvisioningTask` v3: as now, before customer actions (SPEC §14).
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    pub(super) struct TaskV3 {
+    pub(crate) struct TaskV3 {
         pub id: Uuid,
         pub order_id: Uuid,
         pub status: ProvisioningStatus,
@@ -410,7 +507,7 @@ pub(crate) mod legacy {
 
     impl TaskV3 {
         /// No customer action was ever asked of a v3 task.
-        pub(super) fn migrate(self) -> ProvisioningTask {
+        pub(crate) fn migrate(self) -> ProvisioningTask {
             ProvisioningTask {
                 id: self.id,
                 order_id: self.order_id,
@@ -446,7 +543,7 @@ mod tests {
     use crate::domain::droplet::{Droplet, DropletStatus};
     use crate::domain::task::ProvisioningError;
     use crate::domain::ProvisioningStatus;
-    use crate::domain::{Actor, HistoryEntry, HistoryStatus, OrderStatus};
+    use crate::domain::{Actor, HistoryEntry, HistoryStatus, Order, OrderStatus};
     use proptest::prelude::*;
     use uuid::Uuid;
 
@@ -684,6 +781,98 @@ mod tests {
         );
         let again: crate::backend::store::IdempotencyRecord = decode(&encode(&record)).unwrap();
         assert_eq!(again, record);
+    }
+
+    /// `order` in the layout of `Order` v2, before `auto_renew`.
+    fn as_order_v2(o: &Order) -> super::legacy::OrderV2 {
+        let o = o.clone();
+        super::legacy::OrderV2 {
+            id: o.id,
+            seq: o.seq,
+            user_id: o.user_id,
+            status: o.status,
+            plan_id: o.plan_id,
+            plan_name: o.plan_name,
+            image_id: o.image_id,
+            image_name: o.image_name,
+            duration: o.duration,
+            pricing: o.pricing,
+            coupon_counted: o.coupon_counted,
+            items: o.items,
+            droplet: o.droplet,
+            paid_at: o.paid_at,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            history_len: o.history_len,
+            term: o.term,
+        }
+    }
+
+    fn with_version<T: serde::Serialize>(version: u8, value: &T) -> Vec<u8> {
+        let mut bytes = vec![version];
+        bytes.extend(bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap());
+        bytes
+    }
+
+    /// An order written before auto-renew reads with the wish off, and the
+    /// next write keeps the wish in the current layout.
+    #[test]
+    fn v2_orders_decode_with_auto_renew_off() {
+        let mut order = crate::domain::order::test_order("alice");
+        order.status = OrderStatus::Active;
+        order.paid_at = Some(5);
+        order.term.expires_at = Some(99);
+        let bytes = with_version(2, &as_order_v2(&order));
+        let back: Order = decode(&bytes).unwrap();
+        assert!(!back.auto_renew);
+        assert_eq!(back, order);
+
+        let on = Order {
+            auto_renew: true,
+            ..back
+        };
+        let rewritten = encode(&on);
+        assert_eq!(rewritten[0], Order::VERSION);
+        assert_eq!(decode::<Order>(&rewritten).unwrap(), on);
+        // A v2 body is one byte short of v3: mislabelled, it fails loudly.
+        let mut mislabelled = bytes.clone();
+        mislabelled[0] = Order::VERSION;
+        assert!(decode::<Order>(&mislabelled).is_err());
+    }
+
+    /// Idempotency records embed the order: a v2 record replays the order
+    /// it kept, read with auto-renew off, and a kept refusal as it was.
+    #[test]
+    fn v2_idempotency_records_replay_their_v2_order() {
+        use super::legacy::{IdempotencyV2, RecordV2, ReplayV2};
+        use crate::backend::store::{IdempotencyRecord, Replay};
+        let order = crate::domain::order::test_order("alice");
+        let kept = IdempotencyV2 {
+            fingerprint: [3; 32],
+            outcome: ReplayV2::Outcome(Box::new(Ok(RecordV2 {
+                order: as_order_v2(&order),
+                task: None,
+            }))),
+            expires_at: 77,
+        };
+        let record: IdempotencyRecord = decode(&with_version(2, &kept)).unwrap();
+        let expected = crate::domain::OrderRecord { order, task: None };
+        assert_eq!(record.outcome, Replay::Outcome(Box::new(Ok(expected))));
+        assert_eq!((record.fingerprint, record.expires_at), ([3; 32], 77));
+
+        let refused = IdempotencyV2 {
+            outcome: ReplayV2::Outcome(Box::new(Err(crate::error::AppError::OrderNotFound))),
+            ..kept
+        };
+        let record: IdempotencyRecord = decode(&with_version(2, &refused)).unwrap();
+        assert_eq!(
+            record.outcome,
+            Replay::Outcome(Box::new(Err(crate::error::AppError::OrderNotFound)))
+        );
+        assert_eq!(
+            decode::<IdempotencyRecord>(&encode(&record)).unwrap(),
+            record
+        );
     }
 
     #[test]

@@ -85,6 +85,11 @@ pub trait Orders: Send + Sync {
 
     /// The number of orders in every status.
     fn status_counts(&self) -> Result<Vec<(OrderStatus, u64)>, StoreError>;
+    /// The number of one user's orders in every status.
+    fn user_status_counts(&self, user: &str) -> Result<Vec<(OrderStatus, u64)>, StoreError>;
+    /// The orders created at or after `since`, newest first, at a cost that
+    /// follows them rather than all orders ("today" in stats, SPEC §14).
+    fn orders_created_since(&self, since: Millis) -> Result<Vec<OrderRecord>, StoreError>;
     /// Live orders per DigitalOcean account (SPEC §13: paid and not failed,
     /// canceled or terminated, or owing a droplet action), by account name;
     /// accounts with none are left out.
@@ -201,6 +206,14 @@ impl Orders for Store {
 
     fn status_counts(&self) -> Result<Vec<(OrderStatus, u64)>, StoreError> {
         Store::status_counts(self)
+    }
+
+    fn user_status_counts(&self, user: &str) -> Result<Vec<(OrderStatus, u64)>, StoreError> {
+        Store::user_status_counts(self, user)
+    }
+
+    fn orders_created_since(&self, since: Millis) -> Result<Vec<OrderRecord>, StoreError> {
+        Store::orders_created_since(self, since)
     }
 
     fn account_usage(&self) -> Result<Vec<(String, u64)>, StoreError> {

@@ -34,6 +34,12 @@ fn open_redb(rules: Rules) -> Fixture {
     }
 }
 
+mod webrana;
+use webrana::{
+    a_list_in_several_statuses_merges_them_newest_first,
+    per_user_counts_and_orders_since_serve_the_stats,
+};
+
 /// Instantiates every case for one backend.
 macro_rules! contract_suite {
     ($backend:ident, $open:path) => {
@@ -52,7 +58,9 @@ macro_rules! contract_suite {
                 due_orders_follow_the_expiry,
                 status_counts_follow_every_change,
                 live_orders_are_counted_per_account,
-                async_and_blocking_writes_are_one_path
+                async_and_blocking_writes_are_one_path,
+                a_list_in_several_statuses_merges_them_newest_first,
+                per_user_counts_and_orders_since_serve_the_stats
             );
         }
     };

@@ -338,7 +338,7 @@ mod tests {
         let mine = crate::domain::ListQuery {
             expires_before: None,
             user: Some(order.user_id.clone()),
-            status: Some(OrderStatus::Active),
+            status: Some(OrderStatus::Active.into()),
             page: 1,
             limit: 10,
         };

@@ -8,7 +8,7 @@ use super::tables::{self, count_key, CountScope};
 use super::{codec, corrupt, storage_err, IdempotencyRecord, OrderRecord, Store, StoreError};
 use crate::domain::customer_action::CustomerAction;
 use crate::domain::task::ProvisioningTask;
-use crate::domain::{HistoryEntry, ListQuery, Order, OrderStatus, Page};
+use crate::domain::{HistoryEntry, ListQuery, Order, OrderStatus, Page, StatusSet};
 
 /// Collects one page of order ids from an index range, newest first.
 macro_rules! page_ids {
@@ -100,22 +100,25 @@ impl Store {
                 total,
             });
         }
-        let ids = match (&q.user, q.status) {
+        let ids = match (&q.user, wanted(q)) {
             (None, None) => {
                 let t = txn.open_table(tables::BY_SEQ).map_err(storage_err)?;
                 page_ids!(t, 0..=u64::MAX, skip, take)
             }
-            (None, Some(s)) => {
-                let t = txn.open_table(tables::BY_STATUS).map_err(storage_err)?;
-                let c = s.code();
-                page_ids!(t, (c, 0)..=(c, u64::MAX), skip, take)
-            }
+            (None, Some(set)) => match set.single() {
+                Some(s) => {
+                    let t = txn.open_table(tables::BY_STATUS).map_err(storage_err)?;
+                    let c = s.code();
+                    page_ids!(t, (c, 0)..=(c, u64::MAX), skip, take)
+                }
+                None => page_in_statuses(&txn, set, skip, take)?,
+            },
             (Some(u), None) => {
                 let t = txn.open_table(tables::BY_USER).map_err(storage_err)?;
                 let u = u.as_str();
                 page_ids!(t, (u, 0)..=(u, u64::MAX), skip, take)
             }
-            (Some(u), Some(s)) => user_page_in_status(&txn, u, s, skip, take)?,
+            (Some(u), Some(set)) => user_page_in_statuses(&txn, u, set, skip, take)?,
         };
         self.page_of(&txn, ids, total)
     }
@@ -129,11 +132,14 @@ impl Store {
                 .map_err(storage_err)?
                 .map_or(0, |v| v.value()))
         };
-        match (&q.user, q.status) {
+        match (&q.user, wanted(q)) {
             (None, None) => count(CountScope::All),
-            (None, Some(s)) => count(CountScope::Status(s.code())),
-            (Some(u), Some(s)) => count(CountScope::UserStatus(u, s.code())),
-            (Some(u), None) => OrderStatus::ALL
+            (None, Some(set)) => set
+                .iter()
+                .map(|s| count(CountScope::Status(s.code())))
+                .sum(),
+            (Some(u), set) => set
+                .unwrap_or_else(|| OrderStatus::ALL.iter().copied().collect())
                 .iter()
                 .map(|s| count(CountScope::UserStatus(u, s.code())))
                 .sum(),
@@ -151,7 +157,7 @@ impl Store {
         let mut matches = Vec::new();
         for status in statuses
             .into_iter()
-            .filter(|s| q.status.is_none_or(|w| w == *s))
+            .filter(|s| q.status.is_none_or(|w| w.contains(*s)))
         {
             let c = status.code();
             for entry in by_status
@@ -281,6 +287,45 @@ impl Store {
         Ok(out)
     }
 
+    /// Number of `user`'s orders in each status, from the per-user counts.
+    pub fn user_status_counts(&self, user: &str) -> Result<Vec<(OrderStatus, u64)>, StoreError> {
+        let txn = self.snapshot()?;
+        let counts = txn.open_table(tables::COUNTS).map_err(storage_err)?;
+        let mut out = Vec::new();
+        for status in OrderStatus::ALL {
+            let n = counts
+                .get(count_key(CountScope::UserStatus(user, status.code())).as_str())
+                .map_err(storage_err)?
+                .map_or(0, |v| v.value());
+            out.push((*status, n));
+        }
+        Ok(out)
+    }
+
+    /// The orders created at or after `since`, newest first: the by-seq index
+    /// walked back until an older order, so the cost follows the orders since
+    /// then, not the file. Seq is commit order and `created_at` the clock at
+    /// creation; orders committed out of clock order by a few milliseconds
+    /// at the boundary may be left out.
+    pub fn orders_created_since(&self, since: i64) -> Result<Vec<OrderRecord>, StoreError> {
+        let txn = self.snapshot()?;
+        let by_seq = txn.open_table(tables::BY_SEQ).map_err(storage_err)?;
+        let orders = txn.open_table(tables::ORDERS).map_err(storage_err)?;
+        let tasks = txn.open_table(tables::TASKS).map_err(storage_err)?;
+        let mut out = Vec::new();
+        for entry in by_seq.iter().map_err(storage_err)?.rev() {
+            let (_, id) = entry.map_err(storage_err)?;
+            let Some(record) = read_record(&orders, &tasks, id.value())? else {
+                continue;
+            };
+            if record.order.created_at < since {
+                break;
+            }
+            out.push(record);
+        }
+        Ok(out)
+    }
+
     /// Live orders per DigitalOcean account (SPEC §13), by account name.
     pub fn account_usage(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let txn = self.snapshot()?;
@@ -300,20 +345,59 @@ impl Store {
     }
 }
 
-/// A user's orders in one status, newest first: the user's range filtered
+/// The status filter that narrows anything: a set of every status lists
+/// what no filter lists, through the cheaper unfiltered range.
+fn wanted(q: &ListQuery) -> Option<StatusSet> {
+    q.status.filter(|set| !set.is_all())
+}
+
+/// Orders in any of several statuses, newest first: each status's range
+/// gives at most `skip + take` of its newest (seq, id), and merging those by
+/// seq gives the page. Costs O(statuses x (offset + limit)), never a scan of
+/// the orders outside the statuses.
+fn page_in_statuses(
+    txn: &ReadTransaction,
+    set: StatusSet,
+    skip: usize,
+    take: usize,
+) -> Result<Vec<u128>, StoreError> {
+    let by_status = txn.open_table(tables::BY_STATUS).map_err(storage_err)?;
+    let reach = skip.saturating_add(take);
+    let mut newest: Vec<(u64, u128)> = Vec::new();
+    for status in set.iter() {
+        let c = status.code();
+        for entry in by_status
+            .range((c, 0)..=(c, u64::MAX))
+            .map_err(storage_err)?
+            .rev()
+            .take(reach)
+        {
+            let (key, id) = entry.map_err(storage_err)?;
+            newest.push((key.value().1, id.value()));
+        }
+    }
+    newest.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.0));
+    Ok(newest
+        .into_iter()
+        .skip(skip)
+        .take(take)
+        .map(|(_, id)| id)
+        .collect())
+}
+
+/// A user's orders in some statuses, newest first: the user's range filtered
 /// by the status index (see [`tables::BY_USER`] for why the status is not in
 /// the per-user key). Costs O(the user's orders up to the page), not
 /// O(page), which per-user order counts keep small.
-fn user_page_in_status(
+fn user_page_in_statuses(
     txn: &ReadTransaction,
     user: &str,
-    status: OrderStatus,
+    set: StatusSet,
     skip: usize,
     take: usize,
 ) -> Result<Vec<u128>, StoreError> {
     let by_user = txn.open_table(tables::BY_USER).map_err(storage_err)?;
     let by_status = txn.open_table(tables::BY_STATUS).map_err(storage_err)?;
-    let code = status.code();
     let mut ids = Vec::with_capacity(take);
     let mut skipped = 0;
     for entry in by_user
@@ -325,11 +409,19 @@ fn user_page_in_status(
             break;
         }
         let (key, id) = entry.map_err(storage_err)?;
-        let in_status = by_status
-            .get((code, key.value().1))
-            .map_err(storage_err)?
-            .is_some();
-        if !in_status {
+        let seq = key.value().1;
+        let mut in_set = false;
+        for status in set.iter() {
+            if by_status
+                .get((status.code(), seq))
+                .map_err(storage_err)?
+                .is_some()
+            {
+                in_set = true;
+                break;
+            }
+        }
+        if !in_set {
             continue;
         }
         if skipped < skip {
@@ -410,22 +502,27 @@ mod tests {
         #[test]
         fn a_users_pages_match_filtering_all_orders_newest_first(
             orders in proptest::collection::vec((0usize..3, 0u8..3), 0..40),
-            user in 0usize..3,
-            status in proptest::option::of(0u8..3),
+            // 3: everyone's orders (the admin list).
+            user in 0usize..4,
+            status in proptest::option::of(1u8..8),
             page in 1u32..5,
             limit in 1u32..7,
         ) {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(&dir.path().join("d.redb")).unwrap();
             let made = fill(&store, &orders);
-            let status = status.map(|s| [
+            // A bit per fate: every non-empty set of the three statuses.
+            let fates = [
                 OrderStatus::PendingPayment,
                 OrderStatus::Paid,
                 OrderStatus::Canceled,
-            ][usize::from(s)]);
+            ];
+            let status: Option<crate::domain::StatusSet> = status.map(|bits| {
+                (0..3).filter(|i| bits & (1 << i) != 0).map(|i| fates[i]).collect()
+            });
             let query = ListQuery {
                 expires_before: None,
-                user: Some(USERS[user].to_string()),
+                user: USERS.get(user).map(|u| u.to_string()),
                 status,
                 page,
                 limit,
@@ -433,7 +530,8 @@ mod tests {
             let listed = store.list_orders(&query).unwrap();
             let matching: Vec<u128> = made
                 .iter()
-                .filter(|(u, s, _)| *u == USERS[user] && status.is_none_or(|w| w == *s))
+                .filter(|(u, _, _)| USERS.get(user).is_none_or(|w| w == u))
+                .filter(|(_, s, _)| status.is_none_or(|w| w.contains(*s)))
                 .map(|m| m.2)
                 .collect();
             let expected: Vec<u128> = matching

@@ -27,4 +27,5 @@ mod probing;
 mod provisioning;
 mod v1_compat;
 mod webhooks;
+mod webrana;
 mod write_path;

@@ -93,6 +93,13 @@ pub fn renewal(map: &Map<String, Value>) -> Result<Renewing, AppError> {
     })
 }
 
+/// auto-renew body (SPEC §14): `{"autoRenew": true | false}`, nothing else.
+pub fn auto_renew(map: &Map<String, Value>) -> Result<bool, AppError> {
+    let mut f = Fields::new(map, &["autoRenew"]);
+    let on = f.boolean("autoRenew");
+    f.finish(|| on)
+}
+
 /// expiry body: `{"expiresAt": RFC 3339, "reason"?}`. An instant after
 /// 9999-12-31T23:59:59.999Z (reachable with a negative offset) has no
 /// four-digit year to render, so it is refused rather than stored.

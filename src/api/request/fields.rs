@@ -51,6 +51,21 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A required `true` / `false`; `null` counts as absent.
+    pub(super) fn boolean(&mut self, field: &str) -> Option<bool> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => {
+                self.fail(field, "is required");
+                None
+            }
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.fail(field, "must be true or false");
+                None
+            }
+        }
+    }
+
     /// A one-line string field of at most `max_len` characters.
     pub(super) fn text(&mut self, field: &str, required: bool, max_len: usize) -> Option<String> {
         self.parsed(field, required, |s| {

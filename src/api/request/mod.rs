@@ -18,7 +18,7 @@ mod query;
 
 pub use actions::{action_id, customer_action, page_params};
 pub use commands::{
-    admin_termination, cancel_reason, expiry_change, no_input, payment_status, renewal,
+    admin_termination, auto_renew, cancel_reason, expiry_change, no_input, payment_status, renewal,
 };
 pub use headers::{admin_id, fingerprint, idempotency_key};
 pub use json_body::{json_object, read_body};

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::domain::fleet::{is_account_name, ACCOUNT_NAME_RULE};
 use crate::domain::time::Millis;
 use crate::domain::webhook::{DeliveryQuery, DeliveryStatus};
-use crate::domain::OrderStatus;
+use crate::domain::{OrderStatus, StatusSet};
 use crate::error::{AppError, FieldError};
 
 /// A path id must be a UUID; anything else is 400 (never a lookup).
@@ -28,12 +28,13 @@ pub fn account_name(text: &str) -> Result<&str, AppError> {
     }
 }
 
-/// `page`, `limit`, `status` and (admin) `userId` from the query string.
+/// `page`, `limit`, `status` (one or several, comma-separated) and (admin)
+/// `userId` from the query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListParams {
     pub page: u32,
     pub limit: u32,
-    pub status: Option<OrderStatus>,
+    pub status: Option<StatusSet>,
     pub user_id: Option<String>,
     pub expires_before: Option<Millis>,
 }
@@ -59,11 +60,11 @@ pub fn list_params(query: &str, allow_user_filter: bool) -> Result<ListParams, A
                 Ok(l) if (1..=100).contains(&l) => params.limit = l,
                 _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 100")),
             },
-            "status" => match OrderStatus::parse(&value) {
-                Some(s) => params.status = Some(s),
+            "status" => match status_set(&value) {
+                Some(set) => params.status = Some(set),
                 None => errors.push(FieldError::new(
                     "status",
-                    "must be one of PENDING_PAYMENT, PAID, PROVISIONING, ACTIVE, FAILED, CANCELED, SUSPENDED, TERMINATED",
+                    "must be one or more of PENDING_PAYMENT, PAID, PROVISIONING, ACTIVE, FAILED, CANCELED, SUSPENDED, TERMINATED, separated by commas",
                 )),
             },
             "userId" if allow_user_filter => {
@@ -94,6 +95,15 @@ pub fn list_params(query: &str, allow_user_filter: bool) -> Result<ListParams, A
     } else {
         Err(AppError::invalid_fields(errors))
     }
+}
+
+/// `ACTIVE,SUSPENDED`: every name must be a status (one bad name refuses the
+/// whole filter rather than silently narrowing it); repeats are harmless.
+fn status_set(text: &str) -> Option<StatusSet> {
+    text.split(',')
+        .map(OrderStatus::parse)
+        .collect::<Option<Vec<_>>>()
+        .map(StatusSet::from_iter)
 }
 
 /// `status`, `orderId`, `page`, `limit` of the delivery list (API and
@@ -157,6 +167,13 @@ mod tests {
         assert!(list_params("limit=101", false).is_err());
         assert!(list_params("limit=-1", false).is_err());
         assert!(list_params("status=NOPE", false).is_err());
+        assert!(list_params("status=ACTIVE,NOPE", false).is_err());
+        assert!(list_params("status=ACTIVE,", false).is_err());
+        let both = list_params("status=SUSPENDED,ACTIVE,ACTIVE", false).unwrap();
+        let expected: StatusSet = [OrderStatus::Active, OrderStatus::Suspended]
+            .into_iter()
+            .collect();
+        assert_eq!(both.status, Some(expected));
         assert_eq!(
             list_params("status=PAID&page=2&limit=5", false)
                 .unwrap()

@@ -8,9 +8,11 @@
 //! `mod.rs` holds the vocabulary, the registry of events and the dispatch;
 //! each command's [`Rule`] (its row of the transition table) and its effects
 //! live in one file of their own (`payment`, `cancel`, `provisioning`,
-//! `suspend`, `terminate`, `renew`; `tick` for what falls due by itself).
+//! `suspend`, `terminate`, `renew`; `tick` for what falls due by itself;
+//! `auto_renew` for the owner's stored wish, which moves nothing).
 //! `draft` builds a change row by row. README "Adding a lifecycle command".
 
+mod auto_renew;
 mod cancel;
 mod customer;
 mod draft;
@@ -84,6 +86,9 @@ pub enum Command {
     RequestAction(Box<super::customer_action::ActionAsk>),
     /// System: a rebuild completed; the order shows its image from now on.
     Rebuilt(Box<super::customer_action::ImageChoice>),
+    /// Owner: store the wish that the billing system renew by itself (SPEC
+    /// §14). Allowed in every status, so not in the table (see `auto_renew`).
+    SetAutoRenew { on: bool },
 }
 
 /// One event's rule, kept in the file of its command: where the event is
@@ -255,7 +260,7 @@ fn allow(d: &Draft<'_>, event: Event) -> Result<Outcome, Refused> {
 
 /// Each command to its event and to the file that applies it. `Tick` is not
 /// gated by the table: it decides from the order's own state what is due;
-/// nor are customer actions, which change no status (`customer`).
+/// nor are customer actions and `SetAutoRenew`, which change no status.
 fn apply(d: &mut Draft<'_>, command: Command) -> Result<(), Refused> {
     match command {
         Command::Pay { notes } => payment::pay(d, allow(d, Event::Paid)?, notes),
@@ -296,6 +301,7 @@ fn apply(d: &mut Draft<'_>, command: Command) -> Result<(), Refused> {
         Command::Tick => tick::tick(d),
         Command::RequestAction(ask) => return customer::request(d, *ask),
         Command::Rebuilt(image) => customer::rebuilt(d, *image),
+        Command::SetAutoRenew { on } => auto_renew::set(d, on),
     }
     Ok(())
 }

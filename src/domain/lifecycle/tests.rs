@@ -15,8 +15,9 @@ pub(super) fn new_record() -> (OrderRecord, Vec<crate::domain::HistoryEntry>) {
     (record, change.history)
 }
 
-/// Every event's sample commands, from the rules themselves, and `Tick`: a
-/// new command is generated as soon as its rule is registered.
+/// Every event's sample commands, from the rules themselves, `Tick` and
+/// `SetAutoRenew`: a new command is generated as soon as its rule is
+/// registered.
 fn commands(now: Millis) -> Vec<Command> {
     let mut all: Vec<Command> = Event::ALL
         .iter()
@@ -24,6 +25,9 @@ fn commands(now: Millis) -> Vec<Command> {
         .collect();
     all.push(Command::Tick);
     all.extend(action_asks());
+    // Outside the table (no rule), so listed by hand: a wish moves nothing.
+    all.push(Command::SetAutoRenew { on: true });
+    all.push(Command::SetAutoRenew { on: false });
     all
 }
 
