@@ -20,6 +20,7 @@ use crate::domain::droplet::Droplet;
 use crate::domain::lifecycle::Command;
 use crate::domain::task::ProvisioningTask;
 use crate::domain::time::{now_millis, Millis};
+use crate::domain::OrderStatus;
 
 /// Back-off cap between failed attempts.
 const MAX_BACKOFF_MS: Millis = 10 * 60 * 1000;
@@ -162,9 +163,13 @@ impl Provisioner {
     /// it, and then nothing may be sent.
     fn still_open(&self, task: &ProvisioningTask, action: &CustomerAction) -> bool {
         match self.store.get_order(task.order_id) {
-            Ok(Some(record)) => record.task.is_some_and(|t| {
-                t.action.is_none() && t.open_customer_action().is_some_and(|a| a.id == action.id)
-            }),
+            Ok(Some(record)) => {
+                record.order.status == OrderStatus::Active
+                    && record.task.is_some_and(|t| {
+                        t.action.is_none()
+                            && t.open_customer_action().is_some_and(|a| a.id == action.id)
+                    })
+            }
             Ok(None) => false,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the order before sending a customer action");

@@ -19,6 +19,7 @@ use crate::backend::store::{Rules, Store, WriteOp};
 use crate::cloud::fleet::Fleet;
 use crate::cloud::sandbox::Sandbox;
 use crate::cloud::{Cloud, CloudError};
+use crate::domain::customer_action::{ActionAsk, ActionType, ImageChoice};
 use crate::domain::droplet::DropletStatus;
 use crate::domain::expiry::Policy;
 use crate::domain::lifecycle::{self, Command, Event};
@@ -43,6 +44,10 @@ enum Step {
     Sweep,
     /// The sandbox's clock moves on by this many milliseconds.
     Wait(u64),
+    /// The owner asks for a customer action (SPEC §14), no cooldown.
+    Customer(ActionType),
+    /// vpsd restarts: a new reconciler with nothing in memory.
+    Restart,
 }
 
 /// Events the rules allow from ACTIVE or SUSPENDED, with their sample counts.
@@ -68,7 +73,33 @@ fn step() -> impl Strategy<Value = Step> {
         .collect();
     steps.push((5, Just(Step::Sweep).boxed()));
     steps.push((4, (0u64..1_500).prop_map(Step::Wait).boxed()));
+    let kinds = proptest::sample::select(ActionType::ALL);
+    steps.push((6, kinds.prop_map(Step::Customer).boxed()));
+    steps.push((1, Just(Step::Restart).boxed()));
     proptest::strategy::Union::new_weighted(steps)
+}
+
+/// A reconciler on `store` and `sandbox`, as a (re)started daemon has it:
+/// nothing in memory from an earlier one.
+fn provisioner_on(store: &Store, sandbox: &Arc<Sandbox>) -> Arc<Provisioner> {
+    let settings = Settings {
+        max_attempts: 60,
+        destroy_failed_droplets: false,
+        ipv6: false,
+        // Back-off after a refused action is a few milliseconds of wall
+        // clock, so a refusal would not stall the run (it fails it below).
+        poll_interval: Duration::from_millis(1),
+        capacity_wait: Duration::from_secs(86_400),
+        account_refresh: Duration::from_secs(300),
+        action_max_attempts: 10,
+    };
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    Provisioner::new(
+        store.clone(),
+        Arc::new(Fleet::single(sandbox.clone())),
+        settings,
+        metrics,
+    )
 }
 
 /// A data file with one ACTIVE order whose droplet runs in the sandbox.
@@ -92,24 +123,7 @@ impl World {
         };
         let store = Store::open_with(&dir.path().join("vpsd.redb"), 1 << 20, rules).expect("store");
         let sandbox = Arc::new(Sandbox::new(ACTION));
-        let settings = Settings {
-            max_attempts: 60,
-            destroy_failed_droplets: false,
-            ipv6: false,
-            // Back-off after a refused action is a few milliseconds of wall
-            // clock, so a refusal would not stall the run (it fails it below).
-            poll_interval: Duration::from_millis(1),
-            capacity_wait: Duration::from_secs(86_400),
-            account_refresh: Duration::from_secs(300),
-            action_max_attempts: 10,
-        };
-        let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let provisioner = Provisioner::new(
-            store.clone(),
-            Arc::new(Fleet::single(sandbox.clone())),
-            settings,
-            metrics,
-        );
+        let provisioner = provisioner_on(&store, &sandbox);
         let user = Actor::User("u".into());
         let change = lifecycle::create(test_order("u"), &user, now_millis());
         let order = change.order.id;
@@ -139,11 +153,15 @@ impl World {
 
     /// An admin command; a refusal (wrong status, expired) is part of the game.
     fn apply(&self, command: Command) {
+        self.apply_as(command, Actor::Admin(None), None);
+    }
+
+    fn apply_as(&self, command: Command, actor: Actor, owner: Option<String>) {
         let op = WriteOp::Apply {
             order_id: self.order,
             command,
-            actor: Actor::Admin(None),
-            owner: None,
+            actor,
+            owner,
             idempotency: None,
         };
         if let Err(e) = self.store.write_blocking(op) {
@@ -158,7 +176,7 @@ impl World {
         }
     }
 
-    fn take(&self, step: &Step) {
+    fn take(&mut self, step: &Step) {
         let now = now_millis();
         match step {
             Step::Command { event, sample } => {
@@ -171,14 +189,86 @@ impl World {
                 self.provisioner.full_sweep();
             }
             Step::Wait(ms) => self.sandbox.advance(Duration::from_millis(*ms)),
+            Step::Customer(kind) => {
+                let ask = ActionAsk {
+                    id: crate::domain::new_id(),
+                    kind: *kind,
+                    image: (*kind == ActionType::Rebuild).then(|| ImageChoice {
+                        id: "debian-12".into(),
+                        name: "Debian 12".into(),
+                        slug: "debian-12-x64".into(),
+                    }),
+                    cooldown_ms: 0,
+                };
+                let owner = Some("u".to_string());
+                let command = Command::RequestAction(Box::new(ask));
+                self.apply_as(command, Actor::User("u".into()), owner);
+            }
+            Step::Restart => self.provisioner = provisioner_on(&self.store, &self.sandbox),
         }
+    }
+
+    /// The newest action id on the droplet (0 when it has none or is gone).
+    fn newest_action(&self, droplet: u64) -> u64 {
+        self.sandbox
+            .droplet_actions(droplet)
+            .ok()
+            .and_then(|a| a.first().map(|a| a.id))
+            .unwrap_or(0)
     }
 }
 
-/// What the droplet must end as for the order's last status.
-fn wanted(status: OrderStatus) -> DropletStatus {
+/// A customer action's kind that leaves the server running.
+fn powers_on(kind: &str) -> bool {
+    ActionType::parse(kind).is_some_and(|k| k.target() == DropletStatus::Active)
+}
+
+/// The lifecycle wins (SPEC §14): nothing a customer asked powers on a
+/// server after it was suspended or terminated (`since`: the newest action
+/// on the droplet then), no two actions ever run at once, and no customer
+/// action was sent into a refusal.
+fn customer_rules_hold(
+    world: &World,
+    droplet: u64,
+    since: Option<u64>,
+) -> Result<(), TestCaseError> {
+    let listed = world.sandbox.droplet_actions(droplet).unwrap_or_default();
+    let running = listed
+        .iter()
+        .filter(|a| a.status == crate::cloud::ActionStatus::InProgress)
+        .count();
+    prop_assert!(running <= 1, "two actions run at once: {listed:?}");
+    if let Some(mark) = since {
+        let late = listed.iter().find(|a| a.id > mark && powers_on(&a.kind));
+        prop_assert!(
+            late.is_none(),
+            "a customer action ran on a stopped server: {late:?}"
+        );
+    }
+    let record = world.record();
+    let last = record.task.and_then(|t| t.customer_action);
+    prop_assert!(
+        last.as_ref().is_none_or(|a| a.attempts == 0),
+        "a customer action was refused by the provider: {last:?}"
+    );
+    Ok(())
+}
+
+/// What the droplet must end as for the order's last status: running while
+/// ACTIVE, unless the customer's last completed action stopped it.
+/// `last_resumed`: when the order last became ACTIVE.
+fn wanted(record: &OrderRecord, last_resumed: crate::domain::time::Millis) -> DropletStatus {
+    use crate::domain::customer_action::ActionState;
+    let status = record.order.status;
+    let by_customer = record
+        .task
+        .as_ref()
+        .and_then(|t| t.customer_action.as_ref())
+        .filter(|a| a.status == ActionState::Completed)
+        .filter(|a| a.completed_at >= Some(last_resumed))
+        .map(|a| a.kind.target());
     match status {
-        OrderStatus::Active => DropletStatus::Active,
+        OrderStatus::Active => by_customer.unwrap_or(DropletStatus::Active),
         OrderStatus::Suspended => DropletStatus::Off,
         OrderStatus::Terminated => DropletStatus::Deleted,
         other => panic!("an ACTIVE order cannot become {other:?}"),
@@ -203,11 +293,19 @@ proptest! {
     fn the_droplet_ends_as_the_last_status_asked(
         steps in proptest::collection::vec(step(), 1..24),
     ) {
-        let world = World::with_active_order();
+        let mut world = World::with_active_order();
         let droplet = world.record().task.and_then(|t| t.droplet_id()).expect("a droplet");
+        let mut stopped_since = None;
         for step in &steps {
+            let before = world.newest_action(droplet);
             world.take(step);
+            let status = world.record().order.status;
+            stopped_since = match status {
+                OrderStatus::Active => None,
+                _ => stopped_since.or(Some(before)),
+            };
             no_refused_action(&world.record())?;
+            customer_rules_hold(&world, droplet, stopped_since)?;
         }
         // Settle: time passes and the reconciler runs until nothing is owed.
         let mut settled = false;
@@ -216,7 +314,7 @@ proptest! {
             world.provisioner.full_sweep();
             let record = world.record();
             no_refused_action(&record)?;
-            if record.task.as_ref().is_some_and(|t| t.action.is_none()) {
+            if record.task.as_ref().is_some_and(|t| !t.owes_droplet_work()) {
                 settled = true;
                 break;
             }
@@ -225,7 +323,14 @@ proptest! {
         // Anything still running on the droplet finishes before it is judged.
         world.sandbox.advance(ACTION);
         let record = world.record();
-        let want = wanted(record.order.status);
+        let history = world.store.history(world.order).expect("history");
+        let last_resumed = history
+            .iter()
+            .filter(|h| h.new_status == crate::domain::HistoryStatus::Active)
+            .map(|h| h.created_at)
+            .max()
+            .unwrap_or(0);
+        let want = wanted(&record, last_resumed);
         let seen = match world.sandbox.get_droplet(droplet) {
             Ok(d) => d.status,
             Err(CloudError::NotFound) => DropletStatus::Deleted,

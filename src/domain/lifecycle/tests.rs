@@ -614,3 +614,51 @@ fn default_history_text_is_v1s() {
     let paid = decide(&record, noted, &Actor::System, 5, &Policy::default()).unwrap();
     assert_eq!(paid.history[0].reason.as_deref(), Some("ref 42"));
 }
+
+/// An ACTIVE order whose droplet is seen running.
+fn active_and_observed() -> OrderRecord {
+    let mut record = active_record(2);
+    observe(&mut record, 3);
+    record
+}
+
+proptest! {
+    /// Customer actions under every lifecycle command an ACTIVE order can
+    /// meet: an action is open only on an ACTIVE order with no lifecycle
+    /// action owed, so a suspended or terminated server is never acted on.
+    #[test]
+    fn customer_actions_never_outlive_the_lifecycle(
+        steps in proptest::collection::vec((any::<proptest::sample::Index>(), any::<bool>()), 1..40),
+    ) {
+        let mut record = active_and_observed();
+        let policy = Policy::default();
+        let mut asks = action_asks();
+        asks.extend([
+            Command::Suspend { reason: None },
+            Command::Unsuspend { reason: None },
+            Command::Terminate { reason: TerminationReason::AdminTerminated, note: None },
+            Command::Tick,
+        ]);
+        let mut now = 10;
+        for (pick, carry_out) in steps {
+            now += 1_000;
+            if carry_out {
+                observe(&mut record, now);
+                // The reconciler confirms what the lifecycle owed.
+                if let Some(task) = record.task.as_mut() {
+                    if let Some(owed) = task.action.take() {
+                        if let Some(droplet) = task.droplet.as_mut() {
+                            droplet.status = owed.action.target();
+                        }
+                    }
+                }
+            }
+            let command = pick.get(&asks).clone();
+            // A refusal is part of the game.
+            if let Ok(change) = decide(&record, command, &Actor::User("u".into()), now, &policy) {
+                persist(&mut record, &change);
+            }
+            assert_customer_action_allowed(&record)?;
+        }
+    }
+}
