@@ -1298,3 +1298,47 @@ fn attention_lists_an_unhealthy_account_and_an_order_waiting_for_capacity() {
     assert!(accounts_page.text.contains("badge s-unauthorized"));
     assert!(!accounts_page.text.contains("tok-"), "no token on the page");
 }
+
+#[test]
+fn the_order_page_lists_server_actions_and_asks_for_one_like_the_api() {
+    let app = spawn_app_with(|_| {});
+    let id = app.active_order("u-server");
+    let mut b = Browser::new(&app);
+    b.login("alice");
+    let page = b.get(&format!("/admin/orders/{id}"));
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("Server actions"), "{}", page.text);
+    assert!(page.text.contains("No server actions yet."));
+    assert!(page.text.contains("Auto-renew"));
+    let form = format!("/admin/orders/{id}/server-action");
+    assert!(page.text.contains(&format!("action=\"{form}\"")));
+
+    let csrf = b.csrf();
+    let r = b.post(&form, &[("csrf", &csrf), ("type", "reboot")]);
+    assert_eq!(r.status, 303, "{}", r.text);
+    let list = app.get(&format!("/api/v1/internal/orders/{id}/actions"), Auth::Admin);
+    assert_eq!(list.data()[0]["type"], "reboot");
+    assert_eq!(list.data()[0]["requestedBy"], "admin:alice");
+    let page = b.get(&format!("/admin/orders/{id}?done=server-action"));
+    assert!(page.text.contains("The server action is queued"));
+    assert!(page.text.contains("Reboot"));
+
+    // Refused like the API: the reboot is still open.
+    let r = b.post(&form, &[("csrf", &csrf), ("type", "power_off")]);
+    let open = app.get(&format!("/api/v1/internal/orders/{id}/actions"), Auth::Admin);
+    if open.data()[0]["status"] == "completed" {
+        // The sandbox finished it already: a rebuild without an image is
+        // refused instead, naming the field.
+        let r = b.post(&form, &[("csrf", &csrf), ("type", "rebuild")]);
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.text.contains("imageId"), "{}", r.text);
+    } else {
+        assert_eq!(r.status, 409, "{}", r.text);
+    }
+    // Without the session's CSRF token nothing is asked.
+    let before = app.get(&format!("/api/v1/internal/orders/{id}/actions"), Auth::Admin);
+    let r = b.post(&form, &[("csrf", "0000"), ("type", "reboot")]);
+    assert_eq!(r.status, 403);
+    let after = app.get(&format!("/api/v1/internal/orders/{id}/actions"), Auth::Admin);
+    assert_eq!(before.body["meta"]["total"], after.body["meta"]["total"]);
+}

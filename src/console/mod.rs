@@ -24,6 +24,7 @@ pub(crate) mod login;
 pub(crate) mod order;
 pub(crate) mod pages;
 mod parts;
+pub(crate) mod server_actions;
 mod session;
 pub(crate) mod webhooks;
 

@@ -22,6 +22,7 @@ pub async fn order(req: &Req<'_>) -> HttpResponse {
         .find(|(k, _)| k == "done")
         .and_then(|(_, v)| match v.as_str() {
             "replay" => Some(super::webhooks::REPLAYED),
+            "server-action" => Some(super::server_actions::QUEUED),
             other => super::action_list::done_text(other),
         });
     let message = done.map(|t| notice("ok", t));
@@ -36,7 +37,7 @@ pub async fn order_page(
     message: Option<Markup>,
 ) -> HttpResponse {
     let session = req.session.as_ref();
-    let (record, history) = match req.api().orders.get_with_history(id).await {
+    let (record, history, actions) = match req.api().orders.admin_detail(id).await {
         Ok(found) => found,
         Err(AppError::OrderNotFound) => {
             return error_page(
@@ -60,6 +61,7 @@ pub async fn order_page(
         summary(&record),
         pricing(&record),
         task(&record),
+        super::server_actions::section(session_ref, &record, &actions),
         renewals(&record),
         super::webhooks::order_section(session_ref, o.id, &deliveries),
         timeline(&history),
@@ -84,6 +86,7 @@ fn summary(record: &OrderRecord) -> Markup {
                 dt { "User" } dd { a href=(user_link(&o.user_id)) { (o.user_id) } }
                 dt { "Plan" } dd { (o.plan_name) " (" (o.plan_id) "), " (o.duration.as_str()) }
                 dt { "Image" } dd { (o.image_name) " (" (o.image_id) ")" }
+                dt { "Auto-renew" } dd { @if o.auto_renew { "on (the customer's wish; vpsd never charges)" } @else { "off" } }
                 dt { "Region / hostname" } dd { (o.droplet.region) " / " (o.droplet.hostname) }
                 dt { "Created" } dd { (when(Some(o.created_at))) }
                 dt { "Paid" } dd { (when(o.paid_at)) }

@@ -295,6 +295,12 @@ pub static ROUTES: &[Route] = &[
         page!(order::order),
     ),
     route(
+        "/admin/orders/{id}/server-action",
+        POST,
+        Access::Console,
+        page!(crate::http::console::server_actions::submit),
+    ),
+    route(
         "/admin/orders/{id}/{action}",
         GET_POST,
         Access::Console,
