@@ -1316,7 +1316,10 @@ fn the_order_page_lists_server_actions_and_asks_for_one_like_the_api() {
     let csrf = b.csrf();
     let r = b.post(&form, &[("csrf", &csrf), ("type", "reboot")]);
     assert_eq!(r.status, 303, "{}", r.text);
-    let list = app.get(&format!("/api/v1/internal/orders/{id}/actions"), Auth::Admin);
+    let list = app.get(
+        &format!("/api/v1/internal/orders/{id}/actions"),
+        Auth::Admin,
+    );
     assert_eq!(list.data()[0]["type"], "reboot");
     assert_eq!(list.data()[0]["requestedBy"], "admin:alice");
     let page = b.get(&format!("/admin/orders/{id}?done=server-action"));
@@ -1325,7 +1328,10 @@ fn the_order_page_lists_server_actions_and_asks_for_one_like_the_api() {
 
     // Refused like the API: the reboot is still open.
     let r = b.post(&form, &[("csrf", &csrf), ("type", "power_off")]);
-    let open = app.get(&format!("/api/v1/internal/orders/{id}/actions"), Auth::Admin);
+    let open = app.get(
+        &format!("/api/v1/internal/orders/{id}/actions"),
+        Auth::Admin,
+    );
     if open.data()[0]["status"] == "completed" {
         // The sandbox finished it already: a rebuild without an image is
         // refused instead, naming the field.
@@ -1336,9 +1342,15 @@ fn the_order_page_lists_server_actions_and_asks_for_one_like_the_api() {
         assert_eq!(r.status, 409, "{}", r.text);
     }
     // Without the session's CSRF token nothing is asked.
-    let before = app.get(&format!("/api/v1/internal/orders/{id}/actions"), Auth::Admin);
+    let before = app.get(
+        &format!("/api/v1/internal/orders/{id}/actions"),
+        Auth::Admin,
+    );
     let r = b.post(&form, &[("csrf", "0000"), ("type", "reboot")]);
     assert_eq!(r.status, 403);
-    let after = app.get(&format!("/api/v1/internal/orders/{id}/actions"), Auth::Admin);
+    let after = app.get(
+        &format!("/api/v1/internal/orders/{id}/actions"),
+        Auth::Admin,
+    );
     assert_eq!(before.body["meta"]["total"], after.body["meta"]["total"]);
 }

@@ -590,3 +590,42 @@ fn a_token_in_a_webhook_url_reaches_the_receiver_but_no_row_or_log() {
         assert!(!line.contains("hook-t0ken-s3cret"), "token logged: {line}");
     }
 }
+
+#[test]
+fn a_customer_action_ending_is_announced_with_the_action() {
+    let hook = Receiver::start();
+    let app = spawn_app_with(|c| {
+        add_webhook(
+            c,
+            &hook.url(),
+            &["order.action_completed", "order.action_failed"],
+        );
+        c.actions.cooldown_seconds = 0;
+    });
+    let id = app.active_order("alice");
+    let r = app.post_json(
+        &format!("/api/v1/orders/{id}/actions"),
+        Auth::User("alice"),
+        &json!({"type": "rebuild", "imageId": "debian-12"}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let announced = crate::support::wait_for(WAIT, || {
+        app.sweep();
+        let got = hook.received();
+        (!got.is_empty()).then_some(got)
+    })
+    .expect("the rebuild's end is announced");
+    assert_eq!(announced.len(), 1, "only the ending is sent, once");
+    let event = &announced[0];
+    assert!(verifies(WEBHOOK_SECRET, event));
+    assert_eq!(event.event_type(), "order.action_completed");
+    let action = &event.body["data"]["action"];
+    assert_eq!(action["id"], r.data()["id"]);
+    assert_eq!(
+        (action["type"].as_str(), action["status"].as_str()),
+        (Some("rebuild"), Some("completed"))
+    );
+    assert_eq!(action["imageId"], "debian-12");
+    // The order in the event is as the rebuild left it.
+    assert_eq!(event.body["data"]["order"]["imageId"], "debian-12");
+}
