@@ -32,6 +32,20 @@ pub fn run(
     expect: u16,
     make: MakeRequest,
 ) -> LoadReport {
+    run_limited(addr, connections, warmup, duration, expect, make, u64::MAX)
+}
+
+/// [`run`] where each connection stops after `per_connection` requests (or
+/// at the end of `duration`); the rate is over the time the last one took.
+pub fn run_limited(
+    addr: SocketAddr,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    expect: u16,
+    make: MakeRequest,
+    per_connection: u64,
+) -> LoadReport {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -56,7 +70,7 @@ pub fn run(
                 let mut i = 0u64;
                 loop {
                     let sent = Instant::now();
-                    if sent >= end {
+                    if sent >= end || i >= per_connection {
                         break;
                     }
                     let request = make(conn, i);
@@ -91,6 +105,8 @@ pub fn run(
                 errors += e;
             }
         }
+        // Every connection has stopped: at the end, or after its last request.
+        let busy_until = Instant::now().min(end);
         all.sort();
         let pct = |p: f64| -> f64 {
             if all.is_empty() {
@@ -102,7 +118,11 @@ pub fn run(
         LoadReport {
             requests: all.len() as u64,
             errors,
-            per_second: all.len() as f64 / duration.as_secs_f64(),
+            per_second: all.len() as f64
+                / busy_until
+                    .saturating_duration_since(measure_from)
+                    .as_secs_f64()
+                    .max(1e-9),
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
         }

@@ -8,6 +8,8 @@
 //! The daemon under test is the real release binary in its own process; the
 //! load generator is in this process, on one thread.
 
+#[path = "parts/actions.rs"]
+mod actions;
 mod loadgen;
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -66,6 +68,9 @@ fn main() {
     }
     if run("webhooks") {
         bench_webhooks();
+    }
+    if run("actions") {
+        actions::bench_actions();
     }
 }
 
