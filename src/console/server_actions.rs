@@ -4,7 +4,7 @@
 
 use maud::{html, Markup};
 
-use super::layout::{badge, csrf, notice, when};
+use super::layout::{badge, csrf, when};
 use super::session::Session;
 use super::{redirect, HttpResponse, Req};
 use crate::domain::customer_action::{ActionType, CustomerAction};
@@ -110,7 +110,7 @@ pub async fn submit(req: &Req<'_>) -> HttpResponse {
         Err(e) => {
             let (status, _, _) = crate::http::api::error::classify(&e);
             let text = super::parts::sentence(&e, Some("ask for that server action"));
-            super::order::order_page(req, id, status, Some(notice("error", &text))).await
+            super::parts::error_page(req.session.as_ref(), status, "Server action refused", &text)
         }
     }
 }

@@ -18,7 +18,7 @@ pub(super) fn set(d: &mut Draft<'_>, on: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::new_record;
+    use super::super::test_support::new_record;
     use super::super::*;
 
     fn set_on(record: &OrderRecord, on: bool, now: Millis) -> Change {

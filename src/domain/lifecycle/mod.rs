@@ -331,6 +331,10 @@ pub fn create(mut order: Order, actor: &Actor, now: Millis) -> Change {
 }
 
 #[cfg(test)]
+mod customer_tests;
+#[cfg(test)]
 mod rule_tests;
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;

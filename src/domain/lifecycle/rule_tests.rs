@@ -1,7 +1,7 @@
 //! The registry's own checks: every rule's samples belong to its event, and
 //! conflicts report the requested status and kind they always reported.
 
-use super::tests::new_record;
+use super::test_support::new_record;
 use super::*;
 
 const DAY: Millis = 86_400_000;
