@@ -127,22 +127,16 @@ mod tests {
     }
 
     fn action(status: ActionState) -> CustomerAction {
-        CustomerAction {
+        let ask = ActionAsk {
             id: Uuid::from_u128(9),
-            order_id: Uuid::from_u128(1),
-            no: 0,
             kind: ActionType::Reboot,
             image: None,
+            cooldown_ms: COOLDOWN,
+        };
+        let order = Uuid::from_u128(1);
+        CustomerAction {
             status,
-            requested_by: "user:u".into(),
-            created_at: NOW - 1,
-            started_at: None,
-            completed_at: None,
-            error_code: None,
-            error_message: None,
-            provider_action_id: None,
-            attempts: 0,
-            retry_at: None,
+            ..CustomerAction::new(ask, order, 0, "user:u".into(), NOW - 1)
         }
     }
 
