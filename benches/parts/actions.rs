@@ -21,31 +21,37 @@ pub fn bench_actions() {
     );
     let mut rates = Vec::new();
     let mut p99s = Vec::new();
+    let mut ratios = Vec::new();
     for run in 0..RUNS {
-        let (report, refused) = accepted_under_load();
+        let (report, refused, orders) = accepted_under_load();
         let accepted = report.requests - report.errors;
         let rate = report.per_second * accepted as f64 / report.requests.max(1) as f64;
         println!(
-            "  run {}: {accepted} asks, {rate:.0} accepted (202) per second, p50 {:.2} ms, p99 {:.2} ms; {refused} answered otherwise",
+            "  run {}: {accepted} asks, {rate:.0} accepted (202) per second, p50 {:.2} ms, p99 {:.2} ms; {refused} answered otherwise | same daemon, POST /orders {:.0}/s: ratio {:.2}x",
             run + 1,
             report.p50_ms,
-            report.p99_ms
+            report.p99_ms,
+            orders.per_second,
+            rate / orders.per_second
         );
         rates.push(rate);
         p99s.push(report.p99_ms);
+        ratios.push(rate / orders.per_second);
     }
     println!(
-        "  median: {:.0} actions accepted per second, p99 {:.2} ms",
+        "  median: {:.0} actions accepted per second, p99 {:.2} ms; {:.2}x POST /orders on the same daemon",
         loadgen::median(rates),
-        loadgen::median(p99s)
+        loadgen::median(p99s),
+        loadgen::median(ratios)
     );
     let calls = calls_per_action();
     println!("  reconciler: {calls:.1} DigitalOcean calls per reboot, from request to completed (fake DO, 10 actions)");
 }
 
 /// ACTIVE orders for `CONNECTIONS` users, then every connection asks its
-/// orders for a reboot in turn; returns the load and the non-202 count.
-fn accepted_under_load() -> (loadgen::LoadReport, u64) {
+/// orders for a reboot in turn; returns the load, the non-202 count, and
+/// then POST /orders on the same daemon (the same-run baseline).
+fn accepted_under_load() -> (loadgen::LoadReport, u64, loadgen::LoadReport) {
     let dir = fresh_dir("actions");
     let data = dir.join("vpsd.redb");
     let mut config = config_for(&dir, &data);
@@ -82,10 +88,16 @@ fn accepted_under_load() -> (loadgen::LoadReport, u64) {
         make,
         ORDERS_PER_CONNECTION as u64,
     );
+    let orders = super::post_load_at(
+        daemon.addr,
+        CONNECTIONS,
+        Duration::from_secs(1),
+        Duration::from_secs(3),
+    );
     daemon.terminate();
     let _ = std::fs::remove_dir_all(&dir);
     let refused = report.errors;
-    (report, refused)
+    (report, refused, orders)
 }
 
 fn paid_order(http: &ureq::Agent, daemon: &Daemon, bearer: &str) -> String {
