@@ -409,3 +409,37 @@ fn an_idempotency_key_replays_the_same_action() {
     assert_eq!(list.body["meta"]["total"], 1);
     assert_eq!(fake.action_requests(droplet, "reboot").accepted, 1);
 }
+
+#[test]
+fn an_action_that_keeps_failing_is_failed_after_max_attempts_with_the_reason() {
+    let fake = ready();
+    let app = spawn_app_with(|c| {
+        crate::support::use_fake_do(c, &fake);
+        c.actions.cooldown_seconds = 0;
+        c.actions.max_attempts = 2;
+    });
+    let (id, droplet) = active_order(&app, "alice");
+    fake.lock_next_droplet_actions(10);
+    let r = app.post_empty(&format!("/api/v1/orders/{id}/reboot"), Auth::User("alice"));
+    assert_eq!(r.status, 202, "{}", r.text);
+    let action = r.data()["id"].as_str().unwrap_or_default().to_string();
+    let seen = settle(&app, "alice", &id, &action);
+    assert_eq!(seen["status"], "failed", "{seen}");
+    assert_eq!(seen["errorCode"], "DROPLET_ACTION_FAILED");
+    // The customer reads a fixed text; the operator reads DigitalOcean's.
+    let customer_text = seen["errorMessage"].as_str().unwrap_or("").to_string();
+    assert!(!customer_text.contains("locked"), "{customer_text}");
+    let admin = app.get(
+        &format!("/api/v1/internal/orders/{id}/actions/{action}"),
+        Auth::Admin,
+    );
+    let reason = admin.data()["errorMessage"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(reason.contains("locked"), "{}", admin.text);
+    let count = fake.action_requests(droplet, "reboot");
+    assert_eq!((count.received, count.accepted), (2, 0));
+    // The order itself is unharmed.
+    assert_eq!(app.admin_order(&id).data()["status"], "ACTIVE");
+}
