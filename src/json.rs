@@ -430,6 +430,10 @@ pub fn order_page_for(view: View, page: &Page, page_no: u32, limit: u32) -> Vec<
         .iter()
         .map(|r| order_for(view, r, None))
         .collect();
-    let meta = Meta::new(page_no, limit, page.total);
+    list(items, Meta::new(page_no, limit, page.total))
+}
+
+/// `{"data":[...],"meta":{...}}`: every list's envelope.
+pub fn list<T: Serialize>(items: Vec<T>, meta: Meta) -> Vec<u8> {
     serde_json::to_vec(&ListBody { data: items, meta }).unwrap_or_default()
 }

@@ -2,7 +2,6 @@
 //! the cooldown), its aliases `/reboot`, `/power-off`, `/power-on`, and
 //! `/internal/orders/{id}/actions` for admins (without it).
 
-use serde::Serialize;
 use warp::http::StatusCode;
 
 use super::json::{self, View};
@@ -55,11 +54,11 @@ async fn list_or_ask(call: Call<'_>, who: Requester, view: View) -> Result<HttpR
     }
     let id = request::order_id(call.id)?;
     let (page, limit) = request::page_params(call.query)?;
-    let owner = match &who {
-        Requester::Owner(sub) => Some(sub.as_str()),
-        Requester::Admin(_) => None,
-    };
-    let found = call.state.orders.actions(owner, id, page, limit).await?;
+    let found = call
+        .state
+        .orders
+        .actions(who.owner(), id, page, limit)
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         page_body(view, &found, page, limit),
@@ -118,20 +117,11 @@ async fn one(call: Call<'_>, owner: Option<&str>, view: View) -> Result<HttpResp
     Ok(json_response(StatusCode::OK, body))
 }
 
-#[derive(Serialize)]
-struct ListBody<T> {
-    data: Vec<T>,
-    meta: json::Meta,
-}
-
 fn page_body(view: View, found: &ActionPage, page: u32, limit: u32) -> Vec<u8> {
-    let body = ListBody {
-        data: found
-            .items
-            .iter()
-            .map(|a| json::action_for(view, a))
-            .collect(),
-        meta: json::Meta::new(page, limit, found.total),
-    };
-    serde_json::to_vec(&body).unwrap_or_default()
+    let items = found
+        .items
+        .iter()
+        .map(|a| json::action_for(view, a))
+        .collect();
+    json::list(items, json::Meta::new(page, limit, found.total))
 }

@@ -61,16 +61,7 @@ pub fn delivery_json(d: &Delivery) -> DeliveryJson {
     }
 }
 
-#[derive(Serialize)]
-struct ListBody {
-    data: Vec<DeliveryJson>,
-    meta: super::json::Meta,
-}
-
 fn page_json(page: &DeliveryPage, q: &DeliveryQuery) -> Vec<u8> {
-    let body = ListBody {
-        data: page.items.iter().map(delivery_json).collect(),
-        meta: super::json::Meta::new(q.page, q.limit, page.total),
-    };
-    serde_json::to_vec(&body).unwrap_or_default()
+    let items = page.items.iter().map(delivery_json).collect();
+    super::json::list(items, super::json::Meta::new(q.page, q.limit, page.total))
 }

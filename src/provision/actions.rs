@@ -197,7 +197,7 @@ impl Provisioner {
     }
 
     /// Failed actions wait one poll interval, doubling per failure.
-    fn retry_base_ms(&self) -> Millis {
+    pub(super) fn retry_base_ms(&self) -> Millis {
         Millis::try_from(self.settings.poll_interval.as_millis()).unwrap_or(Millis::MAX)
     }
 
@@ -246,15 +246,20 @@ fn confirm(task: &mut ProvisioningTask, status: DropletStatus, now: Millis) {
     task.updated_at = now;
 }
 
-/// Records a failed attempt and when to try again: `base` doubled per
-/// failure, capped.
+/// When the attempt after the `failures`th failure may go: `base` doubled
+/// per failure, capped. Customer actions (`customer.rs`) back off the same.
+pub(super) fn retry_after(now: Millis, base: Millis, failures: u32) -> Millis {
+    let step = base.saturating_mul(1 << failures.saturating_sub(1).min(8));
+    now.saturating_add(step.min(MAX_BACKOFF_MS))
+}
+
+/// Records a failed attempt and when to try again ([`retry_after`]).
 fn failed(task: &mut ProvisioningTask, e: &CloudError, now: Millis, base: Millis) {
     let Some(pending) = task.action.as_mut() else {
         return;
     };
     pending.failures = pending.failures.saturating_add(1);
-    let step = base.saturating_mul(1 << (pending.failures - 1).min(8));
-    pending.retry_at = Some(now.saturating_add(step.min(MAX_BACKOFF_MS)));
+    pending.retry_at = Some(retry_after(now, base, pending.failures));
     task.error_code = Some(ProvisioningError::DropletActionFailed);
     task.error_message = Some(format!("{} failed: {e}", pending.action.as_str()));
     task.updated_at = now;

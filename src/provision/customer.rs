@@ -22,8 +22,6 @@ use crate::domain::task::ProvisioningTask;
 use crate::domain::time::{now_millis, Millis};
 use crate::domain::OrderStatus;
 
-/// Back-off cap between failed attempts.
-const MAX_BACKOFF_MS: Millis = 10 * 60 * 1000;
 /// `errorCode` when the droplet is no longer in a state the action fits.
 const STATE_CHANGED: &str = "DROPLET_STATE_CONFLICT";
 
@@ -178,8 +176,8 @@ impl Provisioner {
         }
     }
 
-    /// Records a failed attempt: the next waits `poll_interval` doubled per
-    /// failure (capped); the last allowed one fails the action with why.
+    /// Records a failed attempt: the next waits as the lifecycle's actions
+    /// do (`actions::retry_after`); the last allowed one fails the action.
     fn attempt_failed(&self, action: &mut CustomerAction, e: &CloudError, now: Millis) {
         action.attempts = action.attempts.saturating_add(1);
         let why = format!("{} failed: {e}", action.kind);
@@ -187,9 +185,11 @@ impl Provisioner {
             action.end(ActionState::Failed, Some((ACTION_FAILED, why)), now);
             return;
         }
-        let base = Millis::try_from(self.settings.poll_interval.as_millis()).unwrap_or(Millis::MAX);
-        let step = base.saturating_mul(1 << (action.attempts - 1).min(8));
-        action.retry_at = Some(now.saturating_add(step.min(MAX_BACKOFF_MS)));
+        action.retry_at = Some(super::actions::retry_after(
+            now,
+            self.retry_base_ms(),
+            action.attempts,
+        ));
         action.error_message = Some(why);
     }
 

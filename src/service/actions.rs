@@ -47,7 +47,8 @@ impl Requester {
         }
     }
 
-    fn owner(&self) -> Option<&str> {
+    /// The user the order must belong to; `None` for an admin.
+    pub fn owner(&self) -> Option<&str> {
         match self {
             Requester::Owner(sub) => Some(sub),
             Requester::Admin(_) => None,

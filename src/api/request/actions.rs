@@ -1,5 +1,5 @@
-//! Customer action requests (SPEC §14): the body `{"type", "imageId"?}`, the
-//! action id in the path and the list's page.
+//! Customer action requests (SPEC §14): the body `{"type", "imageId"?}` and
+//! the action id in the path (the list's page is `query::page_params`).
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -45,30 +45,4 @@ pub fn customer_action(map: &Map<String, Value>) -> Result<ActionRequest, AppErr
 pub fn action_id(text: &str) -> Result<Uuid, AppError> {
     Uuid::try_parse(text)
         .map_err(|_| AppError::invalid_fields(vec![FieldError::new("actionId", "must be a UUID")]))
-}
-
-/// `page` (from 1) and `limit` (1-100, default 10) of an action list.
-pub fn page_params(query: &str) -> Result<(u32, u32), AppError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-        .map_err(|_| AppError::bad_request("the query string is malformed"))?;
-    let (mut page, mut limit) = (1, 10);
-    let mut errors = Vec::new();
-    for (key, value) in pairs {
-        match key.as_str() {
-            "page" => match value.parse::<u32>() {
-                Ok(p) if p >= 1 => page = p,
-                _ => errors.push(FieldError::new("page", "must be an integer of at least 1")),
-            },
-            "limit" => match value.parse::<u32>() {
-                Ok(l) if (1..=100).contains(&l) => limit = l,
-                _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 100")),
-            },
-            _ => {}
-        }
-    }
-    if errors.is_empty() {
-        Ok((page, limit))
-    } else {
-        Err(AppError::invalid_fields(errors))
-    }
 }

@@ -16,7 +16,7 @@ mod json_body;
 mod new_order;
 mod query;
 
-pub use actions::{action_id, customer_action, page_params};
+pub use actions::{action_id, customer_action};
 pub use commands::{
     admin_termination, auto_renew, cancel_reason, expiry_change, no_input, payment_status, renewal,
 };
@@ -24,5 +24,5 @@ pub use headers::{admin_id, fingerprint, idempotency_key};
 pub use json_body::{json_object, read_body};
 pub use new_order::new_order;
 pub use query::{
-    account_name, delivery_filters, delivery_query, list_params, order_id, ListParams,
+    account_name, delivery_filters, delivery_query, list_params, order_id, page_params, ListParams,
 };

@@ -52,14 +52,7 @@ pub fn list_params(query: &str, allow_user_filter: bool) -> Result<ListParams, A
     let mut errors = Vec::new();
     for (key, value) in pairs {
         match key.as_str() {
-            "page" => match value.parse::<u32>() {
-                Ok(p) if p >= 1 => params.page = p,
-                _ => errors.push(FieldError::new("page", "must be an integer of at least 1")),
-            },
-            "limit" => match value.parse::<u32>() {
-                Ok(l) if (1..=100).contains(&l) => params.limit = l,
-                _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 100")),
-            },
+            "page" | "limit" => paging(&key, &value, (&mut params.page, &mut params.limit), &mut errors),
             "status" => match status_set(&value) {
                 Some(set) => params.status = Some(set),
                 None => errors.push(FieldError::new(
@@ -138,19 +131,43 @@ pub fn delivery_filters<'a>(
                 Ok(id) => q.order_id = Some(id),
                 Err(_) => errors.push(FieldError::new("orderId", "must be a UUID")),
             },
-            "page" => match value.parse::<u32>() {
-                Ok(p) if p >= 1 => q.page = p,
-                _ => errors.push(FieldError::new("page", "must be an integer of at least 1")),
-            },
-            "limit" => match value.parse::<u32>() {
-                Ok(l) if (1..=100).contains(&l) => q.limit = l,
-                _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 100")),
-            },
+            "page" | "limit" => paging(key, value, (&mut q.page, &mut q.limit), &mut errors),
             _ => {}
         }
     }
     if errors.is_empty() {
         Ok(q)
+    } else {
+        Err(AppError::invalid_fields(errors))
+    }
+}
+
+/// `page` (1 or more) or `limit` (1-100) of any list into `into`; a bad
+/// value is a field error, every list's the same.
+fn paging(key: &str, value: &str, into: (&mut u32, &mut u32), errors: &mut Vec<FieldError>) {
+    let (page, limit) = into;
+    match (key, value.parse::<u32>()) {
+        ("page", Ok(p)) if p >= 1 => *page = p,
+        ("page", _) => errors.push(FieldError::new("page", "must be an integer of at least 1")),
+        (_, Ok(l)) if (1..=100).contains(&l) => *limit = l,
+        _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 100")),
+    }
+}
+
+/// `page` and `limit` of a list that takes no filter (an order's customer
+/// actions); unknown parameters are ignored as on the order lists.
+pub fn page_params(query: &str) -> Result<(u32, u32), AppError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|_| AppError::bad_request("the query string is malformed"))?;
+    let (mut page, mut limit) = (1, 10);
+    let mut errors = Vec::new();
+    for (key, value) in &pairs {
+        if key == "page" || key == "limit" {
+            paging(key, value, (&mut page, &mut limit), &mut errors);
+        }
+    }
+    if errors.is_empty() {
+        Ok((page, limit))
     } else {
         Err(AppError::invalid_fields(errors))
     }
