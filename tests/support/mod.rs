@@ -5,6 +5,7 @@
 
 pub mod fake_catalog;
 pub mod fake_do;
+pub mod pg;
 pub mod process;
 pub mod receiver;
 
