@@ -186,10 +186,17 @@ impl App {
         self.listener.local_addr()
     }
 
-    /// The store itself, for the tests' direct access.
+    /// The redb store itself (none on PostgreSQL), for the tests'
+    /// file-level access.
     #[cfg(feature = "testing")]
-    pub fn store(&self) -> &crate::backend::store::Store {
+    pub fn store(&self) -> Option<&crate::backend::store::Store> {
         self.backend.store()
+    }
+
+    /// The store behind the contract, whichever backend it is.
+    #[cfg(feature = "testing")]
+    pub fn store_handle(&self) -> crate::backend::store::StoreHandle {
+        self.backend.handle().clone()
     }
 
     /// The provisioner, so tests and benchmarks can run a sweep directly.

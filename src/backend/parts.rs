@@ -23,9 +23,10 @@ use crate::metrics::Metrics;
 /// all through the storage contract, like every service built on it.
 pub struct Backend {
     handle: StoreHandle,
-    /// The redb store itself, only for the tests' direct access.
+    /// The redb store itself (none on PostgreSQL), only for the tests'
+    /// direct access.
     #[cfg(feature = "testing")]
-    store: Store,
+    store: Option<Store>,
 }
 
 /// What the edge and the scheduler work with, all on one store.
@@ -71,7 +72,7 @@ impl Backend {
         Ok(Backend {
             handle: StoreHandle::from(store.clone()),
             #[cfg(feature = "testing")]
-            store,
+            store: Some(store),
         })
     }
 
@@ -167,10 +168,17 @@ impl Backend {
         let _ = tokio::task::spawn_blocking(move || closing.shutdown()).await;
     }
 
-    /// The store itself, for the tests' and benchmarks' direct access.
+    /// The redb store itself (none on PostgreSQL), for the tests' and
+    /// benchmarks' file-level access.
     #[cfg(feature = "testing")]
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// The store behind the contract, whichever backend it is.
+    #[cfg(feature = "testing")]
+    pub fn handle(&self) -> &StoreHandle {
+        &self.handle
     }
 }
 

@@ -21,8 +21,8 @@ pub use quick_repair::{QuickRepair, DEFAULT_CACHE_MB};
 pub use sections::{
     ActionsConfig, AdminConfig, AuthConfig, BackupConfig, CatalogConfig, CatalogSource,
     CloudConfig, CloudProvider, ConsoleConfig, DigitalOceanConfig, IdempotencyConfig, JwtAlgorithm,
-    LifecycleConfig, LogConfig, LogFormat, ProvisioningConfig, SandboxConfig, ServerConfig,
-    StorageConfig,
+    LifecycleConfig, LogConfig, LogFormat, PostgresConfig, ProvisioningConfig, SandboxConfig,
+    ServerConfig, StorageBackend, StorageConfig,
 };
 pub use validate::validate_cron;
 

@@ -71,6 +71,66 @@ pub struct StorageConfig {
     /// crash skips redb's repair, which walks the whole file (about 1 s per
     /// GB): see the store's `repair` module. Safe to switch between runs.
     pub quick_repair: super::QuickRepair,
+    /// Where orders live: the embedded redb file (`path`), or a PostgreSQL
+    /// database several instances share (SPEC §15).
+    pub backend: StorageBackend,
+    pub postgres: PostgresConfig,
+}
+
+/// The storage backend (SPEC §15).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// One embedded data file: the default, and plenty for most shops.
+    #[default]
+    Redb,
+    /// A PostgreSQL database shared by every instance of one shop.
+    Postgres,
+}
+
+impl StorageBackend {
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageBackend::Redb => "redb",
+            StorageBackend::Postgres => "postgres",
+        }
+    }
+}
+
+/// `storage.postgres`: used only when `storage.backend = "postgres"`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/database`; holds a password, so
+    /// it is never logged (see the `Debug` below).
+    #[serde(deserialize_with = "loose_string")]
+    pub url: Option<String>,
+    /// Connections for requests and the reconciler (one more is kept for
+    /// leadership).
+    pub pool_size: u32,
+    /// How soon another instance takes over background work after the one
+    /// doing it dies or loses the database.
+    pub takeover_seconds: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: None,
+            pool_size: 16,
+            takeover_seconds: 10,
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &self.url.as_ref().map(|_| "<set>"))
+            .field("pool_size", &self.pool_size)
+            .field("takeover_seconds", &self.takeover_seconds)
+            .finish()
+    }
 }
 
 impl Default for StorageConfig {
@@ -79,6 +139,8 @@ impl Default for StorageConfig {
             path: PathBuf::from("data/vpsd.redb"),
             cache_mb: super::DEFAULT_CACHE_MB,
             quick_repair: super::QuickRepair::WhenIdle,
+            backend: StorageBackend::Redb,
+            postgres: PostgresConfig::default(),
         }
     }
 }

@@ -55,6 +55,40 @@ impl Config {
         Ok(())
     }
 
+    /// `storage.postgres` is checked only when it is the backend: a redb
+    /// deployment with a stale URL in its file still starts.
+    fn validate_postgres(&self) -> Result<(), ConfigError> {
+        if self.storage.backend != super::StorageBackend::Postgres {
+            return Ok(());
+        }
+        let pg = &self.storage.postgres;
+        match pg.url.as_deref() {
+            None | Some("") => {
+                return invalid(
+                    "storage.postgres.url",
+                    "is required when storage.backend = \"postgres\"",
+                )
+            }
+            Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => {
+                return invalid(
+                    "storage.postgres.url",
+                    "must start with postgres:// or postgresql://",
+                )
+            }
+            Some(_) => {}
+        }
+        if !(1..=256).contains(&pg.pool_size) {
+            return invalid("storage.postgres.pool_size", "must be from 1 to 256");
+        }
+        if !(2..=3600).contains(&pg.takeover_seconds) {
+            return invalid(
+                "storage.postgres.takeover_seconds",
+                "must be from 2 to 3600",
+            );
+        }
+        Ok(())
+    }
+
     fn validate_server(&self) -> Result<(), ConfigError> {
         if self.server.bind.parse::<SocketAddr>().is_err() {
             return invalid(
@@ -68,6 +102,7 @@ impl Config {
         if self.storage.cache_mb == 0 || self.storage.cache_mb > 1 << 20 {
             return invalid("storage.cache_mb", "must be from 1 to 1048576");
         }
+        self.validate_postgres()?;
         if self.server.body_limit == 0 {
             return invalid("server.body_limit", "must be at least 1 byte");
         }

@@ -36,6 +36,10 @@ pub struct SnapshotInfo {
 /// is removed before any of these is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// The backend keeps its data elsewhere and has its own backups
+    /// (PostgreSQL: `pg_dump`, SPEC §15).
+    #[error("backups of the {backend} backend are made with its own tools (pg_dump), not by vpsd")]
+    NotSupported { backend: &'static str },
     /// The data file's handle is unavailable (being reopened after an I/O error).
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -155,6 +155,18 @@ pub trait Operations: Send + Sync {
 
     /// Finishes the queued writes and stops.
     fn shutdown(&self);
+
+    /// `redb` or `postgres`, as `/health` names it.
+    fn backend(&self) -> &'static str;
+
+    /// Whether this instance runs the background work (sweeps, enforcement,
+    /// droplet and customer actions, webhook delivery) right now. One
+    /// instance at a time does on a shared database (SPEC §15); an embedded
+    /// file has one instance, which always does.
+    fn leads(&self) -> bool;
+
+    /// Changes when [`Operations::leads`] may have changed.
+    fn leadership(&self) -> tokio::sync::watch::Receiver<bool>;
 }
 
 /// Everything the service needs from a backend, behind one handle.
@@ -292,5 +304,17 @@ impl Operations for Store {
 
     fn shutdown(&self) {
         Store::shutdown(self)
+    }
+
+    fn backend(&self) -> &'static str {
+        "redb"
+    }
+
+    fn leads(&self) -> bool {
+        true
+    }
+
+    fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        tokio::sync::watch::channel(true).1
     }
 }

@@ -131,7 +131,11 @@ pub fn try_start(config: Config, dir: Option<tempfile::TempDir>) -> Result<TestA
                 }
             };
             let addr = app.local_addr().expect("addr");
-            let _ = ready_tx.send(Ok((addr, app.store().clone(), app.provisioner().clone())));
+            let _ = ready_tx.send(Ok((
+                addr,
+                app.store().expect("a redb store").clone(),
+                app.provisioner().clone(),
+            )));
             let _ = app
                 .run(async move {
                     let _ = stop_rx.await;
