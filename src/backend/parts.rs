@@ -13,16 +13,20 @@ use super::service::backups::BackupService;
 use super::service::ops::OpsService;
 use super::service::webhooks::WebhookService;
 use super::service::OrderService;
+use super::store::pg::{PgSettings, PgStore};
 use super::store::{backup, Maintenance, OpenError, Rules, Store, StoreHandle};
 use crate::catalog::Catalog;
 use crate::cloud::fleet::Fleet;
-use crate::config::Config;
+use crate::config::{Config, StorageBackend};
 use crate::metrics::Metrics;
 
 /// The open data file: housekeeping, webhook senders and the final close,
 /// all through the storage contract, like every service built on it.
 pub struct Backend {
     handle: StoreHandle,
+    /// Changes when another instance on a shared database committed work
+    /// for the reconciler (SPEC §15); `None` on an embedded file.
+    reconciler_work: Option<tokio::sync::watch::Receiver<u64>>,
     /// The redb store itself (none on PostgreSQL), only for the tests'
     /// direct access.
     #[cfg(feature = "testing")]
@@ -55,13 +59,12 @@ impl Backend {
     /// backup folder is checked here too, so both copies of the data are
     /// private before serving.
     pub async fn open(config: &Config) -> Result<Backend, OpenError> {
+        if config.storage.backend == StorageBackend::Postgres {
+            return Backend::open_postgres(config).await;
+        }
         let path = config.storage.path.clone();
         let cache = usize::try_from(config.storage.cache_mb << 20).unwrap_or(usize::MAX);
-        let rules = Rules {
-            policy: config.lifecycle.policy(),
-            outbox: config.webhooks.outbox(),
-            quick_repair: config.storage.quick_repair,
-        };
+        let rules = rules_of(config);
         let backups = config.backup.dir.clone();
         let store = tokio::task::spawn_blocking(move || {
             backup::tighten_dir(&backups);
@@ -71,8 +74,30 @@ impl Backend {
         .map_err(|e| OpenError(format!("cannot open the data file: {e}")))??;
         Ok(Backend {
             handle: StoreHandle::from(store.clone()),
+            reconciler_work: None,
             #[cfg(feature = "testing")]
             store: Some(store),
+        })
+    }
+
+    /// Connects to the shared database (SPEC §15), off the async workers.
+    async fn open_postgres(config: &Config) -> Result<Backend, OpenError> {
+        let pg = &config.storage.postgres;
+        let settings = PgSettings {
+            url: pg.url.clone().unwrap_or_default(),
+            pool_size: pg.pool_size,
+            takeover: Duration::from_secs(pg.takeover_seconds),
+        };
+        let rules = rules_of(config);
+        let store = tokio::task::spawn_blocking(move || PgStore::open(&settings, rules))
+            .await
+            .map_err(|e| OpenError(format!("cannot open the database: {e}")))??;
+        tracing::info!(database = %store.shown(), "storage: PostgreSQL");
+        Ok(Backend {
+            reconciler_work: Some(store.reconciler_work()),
+            handle: Arc::new(store),
+            #[cfg(feature = "testing")]
+            store: None,
         })
     }
 
@@ -80,6 +105,9 @@ impl Backend {
     pub fn build(self, config: &Config, around: Surroundings) -> Parts {
         let store = &self.handle;
         let provisioner_wake = Arc::new(Notify::new());
+        if let Some(work) = self.reconciler_work.clone() {
+            relay_wakes(work, provisioner_wake.clone());
+        }
         let urls = config.webhooks.endpoints.iter().map(|e| e.url.clone());
         Parts {
             orders: OrderService::new(
@@ -143,11 +171,17 @@ impl Backend {
         metrics: Arc<Metrics>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let now = crate::domain::time::now_millis();
-        match self
-            .handle
-            .maintain(Maintenance::FailUnrouted { now })
-            .await
-        {
+        // Instances of one shop share their endpoints; the one running the
+        // background work speaks for them.
+        let unrouted = match self.handle.leads() {
+            true => {
+                self.handle
+                    .maintain(Maintenance::FailUnrouted { now })
+                    .await
+            }
+            false => Ok(0),
+        };
+        match unrouted {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 deliveries = n,
@@ -180,6 +214,24 @@ impl Backend {
     pub fn handle(&self) -> &StoreHandle {
         &self.handle
     }
+}
+
+fn rules_of(config: &Config) -> Rules {
+    Rules {
+        policy: config.lifecycle.policy(),
+        outbox: config.webhooks.outbox(),
+        quick_repair: config.storage.quick_repair,
+    }
+}
+
+/// Wakes this instance's reconciler when another instance committed work
+/// for it: only the leading instance acts on it (see `Provisioner`).
+fn relay_wakes(mut work: tokio::sync::watch::Receiver<u64>, wake: Arc<Notify>) {
+    tokio::spawn(async move {
+        while work.changed().await.is_ok() {
+            wake.notify_one();
+        }
+    });
 }
 
 async fn sweep_hourly(store: &StoreHandle, retention_ms: i64) {

@@ -234,6 +234,10 @@ pub enum Rejection {
     CouponLimit(CouponLimit),
     /// The task changed since the caller read it; re-read and decide again.
     StaleTask,
+    /// Another instance on the same database stored an outcome under this
+    /// idempotency key while this request ran (SPEC §15); nothing of this
+    /// request was written.
+    KeyInUse,
 }
 
 use super::lifecycle::Refused;
@@ -267,6 +271,7 @@ impl From<Rejection> for AppError {
                 reason: limit.reason().to_string(),
             },
             Rejection::StaleTask => AppError::Internal("stale provisioning task".into()),
+            Rejection::KeyInUse => AppError::IdempotencyKeyInUse,
         }
     }
 }

@@ -48,7 +48,7 @@ impl Provisioner {
         let mut saved = 0;
         let mut failing = 0;
         for record in &records {
-            if self.is_stopping() {
+            if self.standing_down() {
                 break;
             }
             let Some(task) = record.task.clone() else {
@@ -137,7 +137,7 @@ impl Provisioner {
         let silent = pending
             .sent_at
             .is_none_or(|at| now.saturating_sub(at) > RESEND_DELETE_AFTER_MS);
-        if !silent || self.is_stopping() {
+        if !silent || self.standing_down() {
             return Ok(Step::Wait);
         }
         cloud.delete_by_tag(&tag)?;
@@ -187,7 +187,7 @@ impl Provisioner {
             match actions.first().filter(|a| is_ours(a, power, &pending)) {
                 Some(newest) if pending.action_id == Some(newest.id) => return Ok(Step::Wait),
                 Some(newest) => pending.action_id = Some(newest.id),
-                None if self.is_stopping() => return Ok(Step::Wait),
+                None if self.standing_down() => return Ok(Step::Wait),
                 None => pending.action_id = Some(cloud.power(droplet_id, power)?),
             }
         }

@@ -139,7 +139,7 @@ impl Provisioner {
         listed: &[ActionInfo],
     ) -> Result<Progress, CloudError> {
         if listed.iter().any(|a| a.status == ActionStatus::InProgress)
-            || self.is_stopping()
+            || self.standing_down()
             || !self.still_open(task, action)
         {
             return Ok(Progress::Wait);

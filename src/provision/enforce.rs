@@ -53,7 +53,7 @@ impl Provisioner {
             }
             // A tick moves each order's due time past `now` (or drops it), so
             // the next read starts after these; a short read is the last.
-            if count < CHUNK || self.is_stopping() {
+            if count < CHUNK || self.standing_down() {
                 return changed;
             }
         }

@@ -143,7 +143,7 @@ impl Provisioner {
         let work = move || {
             let _working = me.working.blocking_lock();
             // Shutdown may have begun meanwhile and is about to close the store.
-            (!me.is_stopping()).then(|| me.full_sweep())
+            (!me.standing_down()).then(|| me.full_sweep())
         };
         let report = match tokio::task::spawn_blocking(work).await {
             Ok(report) => report,
@@ -184,8 +184,11 @@ impl Provisioner {
         }
     }
 
-    fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
+    /// Stopping, or no longer the instance that runs background work on a
+    /// shared database (SPEC §15): either way no create, power request or
+    /// delete starts, and a sweep under way returns at its next step.
+    fn standing_down(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst) || !self.store.leads()
     }
 
     /// Finished tasks by outcome: `SUCCESS` or an error code.

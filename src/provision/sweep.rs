@@ -65,7 +65,7 @@ impl Provisioner {
         let mut to_observe: BTreeMap<String, Vec<(OrderRecord, ProvisioningTask)>> =
             BTreeMap::new();
         for record in records {
-            if self.is_stopping() {
+            if self.standing_down() {
                 return report;
             }
             let Some(task) = record.task.clone() else {
@@ -212,7 +212,7 @@ impl Provisioner {
         let tag = order_tag(&order.id);
         let mut found = cloud.list_by_tag(&tag)?;
         self.cloud_ok(account);
-        if self.is_stopping() {
+        if self.standing_down() {
             return Ok(None);
         }
         found.sort_by_key(|d| d.id);
@@ -287,7 +287,7 @@ impl Provisioner {
         let mut finished = 0;
         let mut halted = false;
         for (_, mut task) in tasks {
-            if self.is_stopping() || halted {
+            if self.standing_down() || halted {
                 break;
             }
             let Some(id) = task.droplet_id() else {

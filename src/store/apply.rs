@@ -1,18 +1,20 @@
-//! Applying one queued operation to the tables of the open transaction. Each
-//! operation reads what the domain needs (the stored order and task, the
-//! coupon counters), asks the domain (`lifecycle::decide`, the coupon limit,
+//! Applying one queued operation inside an open transaction. Each operation
+//! reads what the domain needs (the stored order and task, the coupon
+//! counters), asks the domain (`lifecycle::decide`, the coupon limit,
 //! ownership, what an idempotency key keeps, what a task save announces) and
-//! writes the answer through [`persist`]. Every precondition is checked before
-//! the first write, so a refused operation leaves no trace and the rest of its
-//! batch still commits.
+//! writes the answer. Every precondition is checked before the first write,
+//! so a refused operation leaves no trace and the rest of its batch still
+//! commits.
+//!
+//! The deciding code is the same for every backend: it reads and writes
+//! through [`OrderTxn`], which the redb tables and a PostgreSQL transaction
+//! each implement, so "decided on the stored state, written by one path"
+//! holds whichever stores the rows.
 
-use super::outbox;
-use super::persist::{get_user_uses, load_order, load_task, persist, write_task};
-use super::tables::{self, CountScope};
-use super::txn::{bump, get_u64, Tables};
+use uuid::Uuid;
+
 use super::{
-    idempotency, storage_err, IdempotencyRecord, IdempotencyWrite, Maintenance, OpResult,
-    OrderRecord, Rules, StoreError, WriteOp,
+    IdempotencyRecord, IdempotencyWrite, OpResult, OrderRecord, Rules, StoreError, WriteOp,
 };
 use crate::domain::access::check_owner;
 use crate::domain::coupon::{CouponClaim, CouponUses};
@@ -23,11 +25,48 @@ use crate::domain::replay::kept_outcome;
 use crate::domain::task::ProvisioningTask;
 use crate::domain::time::{now_millis, Millis};
 use crate::domain::webhook::Outbox;
-use crate::domain::Actor;
+use crate::domain::{Actor, Order};
+
+/// What applying an operation reads and writes, inside one transaction of
+/// one backend. Reads see the transaction's own writes; on a shared
+/// database, [`OrderTxn::load_order`] also holds the order against other
+/// writers until the transaction ends.
+pub(crate) trait OrderTxn {
+    fn load_order(&mut self, id: Uuid) -> Result<Option<Order>, StoreError>;
+    fn load_task(&mut self, id: Uuid) -> Result<Option<ProvisioningTask>, StoreError>;
+    /// The coupon's redemptions so far, held until the transaction ends.
+    fn coupon_uses(&mut self, code: &str, user: &str) -> Result<CouponUses, StoreError>;
+    /// Counts one more redemption over `uses` (as just read).
+    fn count_coupon(&mut self, code: &str, user: &str, uses: CouponUses) -> Result<(), StoreError>;
+    /// The next order sequence: orders sort newest first by it.
+    fn next_order_seq(&mut self) -> Result<u64, StoreError>;
+    /// Writes a change: history rows, the order, the task it writes, the
+    /// coupon it releases, and whatever the backend indexes from them.
+    fn persist(&mut self, change: &Change) -> Result<(), StoreError>;
+    /// Writes a task no change came with.
+    fn write_task(&mut self, task: &ProvisioningTask) -> Result<(), StoreError>;
+    /// Queues the events of a committed change for their endpoints.
+    fn record_events(
+        &mut self,
+        outbox: &Outbox,
+        record: &OrderRecord,
+        events: &[OutEvent],
+        now: Millis,
+    ) -> Result<(), StoreError>;
+    /// Stores an outcome under its idempotency key. `Ok(false)`: another
+    /// instance holds the live key (a shared database only); the caller
+    /// refuses and the transaction must not commit.
+    fn put_idempotency(
+        &mut self,
+        scope: &str,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<bool, StoreError>;
+}
 
 /// One operation of a batch; a storage error fails the whole batch.
-pub(super) fn apply(
-    t: &mut Tables<'_>,
+pub(crate) fn apply(
+    t: &mut impl OrderTxn,
     op: WriteOp,
     rules: &Rules,
 ) -> Result<OpResult, StoreError> {
@@ -48,7 +87,7 @@ pub(super) fn apply(
             idempotency,
         } => {
             let target = Target {
-                id: order_id.as_u128(),
+                id: order_id,
                 owner: owner.as_deref(),
             };
             let result = apply_command(t, target, command, &actor, rules)?;
@@ -58,44 +97,10 @@ pub(super) fn apply(
     }
 }
 
-/// One housekeeping job; returns how many records it touched.
-pub(super) fn maintain(
-    t: &mut Tables<'_>,
-    work: Maintenance,
-    rules: &Rules,
-) -> Result<u64, StoreError> {
-    match work {
-        Maintenance::RecordAttempts(attempts) => {
-            let mut recorded = 0;
-            for attempt in attempts {
-                if outbox::record_attempt(t, &rules.outbox, attempt)?.is_some() {
-                    recorded += 1;
-                }
-            }
-            Ok(recorded)
-        }
-        Maintenance::ReplayDelivery { id, now } => {
-            let found = outbox::replay(t, id, now)?;
-            t.queued += usize::from(found);
-            Ok(u64::from(found))
-        }
-        Maintenance::PruneDelivered { before } => outbox::prune_delivered(t, before),
-        Maintenance::FailUnrouted { now } => outbox::fail_unrouted(t, &rules.outbox, now),
-        Maintenance::StoreResponse { scope, key, record } => {
-            idempotency::put(t, &scope, &key, &record)?;
-            Ok(1)
-        }
-        Maintenance::SweepIdempotency { now } => idempotency::sweep(t, now),
-        Maintenance::SweepIdempotencyScope { scope, now } => {
-            idempotency::sweep_scope(t, &scope, now)
-        }
-    }
-}
-
 /// Keeps the outcome under its idempotency key, in this transaction, when
 /// the domain says a repeat of the request would meet the same answer.
 fn finish(
-    t: &mut Tables<'_>,
+    t: &mut impl OrderTxn,
     result: OpResult,
     idempotency: Option<IdempotencyWrite>,
 ) -> Result<OpResult, StoreError> {
@@ -108,13 +113,15 @@ fn finish(
             outcome,
             expires_at: w.expires_at,
         };
-        idempotency::put(t, &w.scope, &w.key, &record)?;
+        if !t.put_idempotency(&w.scope, &w.key, &record)? {
+            return Ok(Err(Rejection::KeyInUse));
+        }
     }
     Ok(result)
 }
 
 fn create_order(
-    t: &mut Tables<'_>,
+    t: &mut impl OrderTxn,
     mut change: Change,
     coupon: Option<&CouponClaim>,
     outbox: &Outbox,
@@ -125,22 +132,8 @@ fn create_order(
         }
         change.order.coupon_counted = true;
     }
-    let seq = get_u64(&t.meta, tables::META_ORDER_SEQ)? + 1;
-    t.meta
-        .insert(tables::META_ORDER_SEQ, seq)
-        .map_err(storage_err)?;
-    change.order.seq = seq;
-    t.by_seq
-        .insert(seq, change.order.id.as_u128())
-        .map_err(storage_err)?;
-    t.by_user
-        .insert(
-            (change.order.user_id.as_str(), seq),
-            change.order.id.as_u128(),
-        )
-        .map_err(storage_err)?;
-    bump(t, CountScope::All, 1)?;
-    persist(t, &change)?;
+    change.order.seq = t.next_order_seq()?;
+    t.persist(&change)?;
     let record = OrderRecord {
         order: change.order,
         task: None,
@@ -153,40 +146,32 @@ fn create_order(
 /// counted in the order's own transaction, so limits hold under concurrent
 /// orders).
 fn claim_coupon(
-    t: &mut Tables<'_>,
+    t: &mut impl OrderTxn,
     claim: &CouponClaim,
     user: &str,
 ) -> Result<Result<(), CouponLimit>, StoreError> {
-    let uses = CouponUses {
-        global: get_u64(&t.coupon_uses, claim.code.as_str())?,
-        by_user: get_user_uses(t, &claim.code, user)?,
-    };
+    let uses = t.coupon_uses(&claim.code, user)?;
     if let Err(limit) = claim.admits(uses) {
         return Ok(Err(limit));
     }
-    t.coupon_uses
-        .insert(claim.code.as_str(), uses.global + 1)
-        .map_err(storage_err)?;
-    t.coupon_user_uses
-        .insert((claim.code.as_str(), user), uses.by_user + 1)
-        .map_err(storage_err)?;
+    t.count_coupon(&claim.code, user, uses)?;
     Ok(Ok(()))
 }
 
 /// The order a command is for, and the user it must belong to (user routes).
 struct Target<'a> {
-    id: u128,
+    id: Uuid,
     owner: Option<&'a str>,
 }
 
 fn apply_command(
-    t: &mut Tables<'_>,
+    t: &mut impl OrderTxn,
     target: Target<'_>,
     command: Command,
     actor: &Actor,
     rules: &Rules,
 ) -> Result<OpResult, StoreError> {
-    let Some(order) = load_order(t, target.id)? else {
+    let Some(order) = t.load_order(target.id)? else {
         return Ok(Err(Rejection::OrderNotFound));
     };
     if let Err(refused) = check_owner(&order, target.owner) {
@@ -194,13 +179,13 @@ fn apply_command(
     }
     let record = OrderRecord {
         order,
-        task: load_task(t, target.id)?,
+        task: t.load_task(target.id)?,
     };
     let change = match lifecycle::decide(&record, command, actor, now_millis(), &rules.policy) {
         Ok(change) => change,
         Err(refused) => return Ok(Err(Rejection::Refused(refused))),
     };
-    persist(t, &change)?;
+    t.persist(&change)?;
     let task = match change.task {
         TaskEffect::Write(task) => Some(*task),
         TaskEffect::Unchanged => record.task,
@@ -217,17 +202,17 @@ fn apply_command(
 /// still the one it read; then the system commands it implies, decided in
 /// order on the order as each leaves it.
 fn save_task(
-    t: &mut Tables<'_>,
+    t: &mut impl OrderTxn,
     mut task: ProvisioningTask,
     commands: Vec<Command>,
     rules: &Rules,
 ) -> Result<OpResult, StoreError> {
     let now = now_millis();
-    let id = task.order_id.as_u128();
-    let Some(order) = load_order(t, id)? else {
+    let id = task.order_id;
+    let Some(order) = t.load_order(id)? else {
         return Ok(Err(Rejection::OrderNotFound));
     };
-    let stored = load_task(t, id)?;
+    let stored = t.load_task(id)?;
     if stored.as_ref().map(|s| s.revision) != Some(task.revision) {
         return Ok(Err(Rejection::StaleTask));
     }
@@ -249,11 +234,11 @@ fn save_task(
     }
     match (changes.last_mut(), &record.task) {
         (Some(last), Some(task)) => last.task = TaskEffect::Write(Box::new(task.clone())),
-        (None, Some(task)) => write_task(t, task)?,
+        (None, Some(task)) => t.write_task(task)?,
         (_, None) => {}
     }
     for change in &changes {
-        persist(t, change)?;
+        t.persist(change)?;
     }
     // Each event carries the order as its change left it, and the task as
     // this save leaves it (the droplet's address for `order.active`).
@@ -292,7 +277,7 @@ fn decide_all(
 
 /// Queues the change's events for the endpoints that take them.
 fn announce(
-    t: &mut Tables<'_>,
+    t: &mut impl OrderTxn,
     outbox: &Outbox,
     record: &OrderRecord,
     events: &[OutEvent],
@@ -300,7 +285,5 @@ fn announce(
     if events.is_empty() || outbox.routes.is_empty() {
         return Ok(());
     }
-    let queued = outbox::record_events(t, outbox, record, events, now_millis())?;
-    t.queued += queued;
-    Ok(())
+    t.record_events(outbox, record, events, now_millis())
 }

@@ -16,7 +16,8 @@ use redb::Database;
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 
-use super::apply::{apply, maintain};
+use super::apply::apply;
+use super::redb_txn::maintain;
 use super::repair::QuickRepair;
 use super::txn::Tables;
 use super::views::ViewCache;

@@ -34,6 +34,26 @@ fn open_redb(rules: Rules) -> Fixture {
     }
 }
 
+/// The test cluster of `tests/support` (Debian's PostgreSQL, started as the
+/// `postgres` user in a temp dir), one per test binary.
+#[path = "../../tests/support/pg.rs"]
+#[allow(dead_code)]
+mod pg_cluster;
+
+fn open_postgres(rules: Rules) -> Fixture {
+    let url = pg_cluster::cluster().fresh_database();
+    let settings = super::pg::PgSettings {
+        url,
+        pool_size: 4,
+        takeover: std::time::Duration::from_secs(10),
+    };
+    let store = super::pg::PgStore::open(&settings, rules).expect("open the database");
+    Fixture {
+        storage: Arc::new(store),
+        _keep: Box::new(()),
+    }
+}
+
 mod webrana;
 use webrana::{
     a_list_in_several_statuses_merges_them_newest_first,
@@ -75,6 +95,7 @@ macro_rules! contract_suite {
 }
 
 contract_suite!(redb, super::open_redb);
+contract_suite!(postgres, super::open_postgres);
 
 fn user(name: &str) -> Actor {
     Actor::User(name.into())

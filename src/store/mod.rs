@@ -3,7 +3,7 @@
 //! queued operations into one durable transaction (group commit). The store
 //! persists; the domain decides (see [`writer`] for how the write path splits).
 
-mod apply;
+pub(crate) mod apply;
 pub mod backup;
 pub mod codec;
 mod commit;
@@ -14,7 +14,9 @@ pub mod idempotency;
 mod migrate;
 pub mod outbox;
 mod persist;
+pub mod pg;
 pub mod read;
+mod redb_txn;
 pub mod repair;
 pub mod tables;
 mod txn;

@@ -43,7 +43,7 @@ impl Record for StoredEvent {
 }
 
 impl StoredEvent {
-    fn from_event(e: &OutboxEvent) -> StoredEvent {
+    pub(crate) fn from_event(e: &OutboxEvent) -> StoredEvent {
         StoredEvent {
             id: e.id,
             kind: e.kind,

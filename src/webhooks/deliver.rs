@@ -123,7 +123,17 @@ fn sending_threads(sender: &Arc<Sender>, endpoint: &Arc<Endpoint>) -> std::sync:
 async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
     let pool = sending_threads(&sender, &endpoint);
     let mut queued = sender.store.queued_events();
+    let mut leadership = sender.store.leadership();
     loop {
+        // On a shared database only the leading instance sends (SPEC §15):
+        // two senders would deliver an event twice or out of order.
+        if !sender.store.leads() {
+            tokio::select! {
+                _ = leadership.changed() => {}
+                _ = tokio::time::sleep(IDLE_RECHECK) => {}
+            }
+            continue;
+        }
         // Marked seen before reading, so a commit after the read wakes us.
         queued.borrow_and_update();
         let now = now_millis();

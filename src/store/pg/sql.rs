@@ -1,0 +1,100 @@
+//! Every statement the store runs, prepared on each pooled connection when
+//! it opens (see [`super::conn`]).
+
+pub const ORDER_FOR_UPDATE: &str = "SELECT record FROM orders WHERE id = $1 FOR UPDATE";
+pub const TASK: &str = "SELECT record FROM tasks WHERE order_id = $1";
+pub const NEXT_ORDER_SEQ: &str = "SELECT nextval('vpsd_order_seq')";
+pub const NEXT_EVENT_SEQ: &str = "SELECT nextval('vpsd_event_seq')";
+pub const COUPON_ROW: &str =
+    "INSERT INTO coupon_uses (code, uses) VALUES ($1, 0) ON CONFLICT DO NOTHING";
+pub const COUPON_LOCK: &str = "SELECT uses FROM coupon_uses WHERE code = $1 FOR UPDATE";
+pub const COUPON_USER_ROW: &str =
+    "INSERT INTO coupon_user_uses (code, user_id, uses) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING";
+pub const COUPON_USER_LOCK: &str =
+    "SELECT uses FROM coupon_user_uses WHERE code = $1 AND user_id = $2 FOR UPDATE";
+pub const COUPON_SET: &str = "UPDATE coupon_uses SET uses = $2 WHERE code = $1";
+pub const COUPON_USER_SET: &str =
+    "UPDATE coupon_user_uses SET uses = $3 WHERE code = $1 AND user_id = $2";
+pub const COUPON_RELEASE: &str =
+    "UPDATE coupon_uses SET uses = GREATEST(uses - 1, 0) WHERE code = $1";
+pub const COUPON_USER_RELEASE: &str =
+    "UPDATE coupon_user_uses SET uses = GREATEST(uses - 1, 0) WHERE code = $1 AND user_id = $2";
+pub const HISTORY_ROW: &str = "INSERT INTO order_history \
+    (order_id, no, at, from_status, to_status, actor, reason, record) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+pub const ORDER_PUT: &str = "INSERT INTO orders \
+    (id, seq, user_id, status, plan_id, image_id, final_price, currency, coupon_code, \
+     created_at, created_ms, paid_at, expires_at, next_due_ms, live_account, record) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+    ON CONFLICT (id) DO UPDATE SET status = $4, image_id = $6, paid_at = $12, \
+     expires_at = $13, next_due_ms = $14, live_account = $15, record = $16";
+pub const ITEM_ROW: &str = "INSERT INTO order_items \
+    (order_id, no, id, item_type, reference_id, description, unit_price, quantity, total_price) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub const RENEWAL_ROW: &str = "INSERT INTO renewals \
+    (order_id, no, id, renewal_type, periods, amount, new_expiry, actor, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING";
+pub const TASK_PUT: &str = "INSERT INTO tasks \
+    (order_id, status, account, droplet_id, ipv4, revision, open, owes_work, updated_at, record) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+    ON CONFLICT (order_id) DO UPDATE SET status = $2, account = $3, droplet_id = $4, ipv4 = $5, \
+     revision = $6, open = $7, owes_work = $8, updated_at = $9, record = $10";
+pub const LIVE_ACCOUNT_SET: &str = "UPDATE orders SET live_account = $2 WHERE id = $1";
+pub const ACTION_PUT: &str = "INSERT INTO customer_actions \
+    (order_id, no, id, kind, status, requested_by, created_at, record) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+    ON CONFLICT (order_id, no) DO UPDATE SET status = $5, record = $8";
+/// Stores a key unless a live one holds it; no row back: it is held.
+pub const KEY_PUT: &str = "INSERT INTO idempotency_keys (scope, key, expires_ms, record) \
+    VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (scope, key) DO UPDATE SET expires_ms = $3, record = $4 \
+     WHERE idempotency_keys.expires_ms <= $5 \
+    RETURNING 1";
+pub const EVENT_PUT: &str =
+    "INSERT INTO webhook_events (id, order_id, kind, committed_at, record) \
+    VALUES ($1, $2, $3, $4, $5)";
+pub const DELIVERY_PUT: &str = "INSERT INTO webhook_deliveries \
+    (id, event_id, order_id, endpoint, event_seq, status, attempts, next_attempt_ms, created_ms, \
+     delivered_ms, record) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+    ON CONFLICT (id) DO UPDATE SET status = $6, attempts = $7, next_attempt_ms = $8, \
+     delivered_ms = $10, record = $11";
+
+pub const ORDER_WITH_TASK: &str = "SELECT o.record, t.record FROM orders o \
+    LEFT JOIN tasks t ON t.order_id = o.id WHERE o.id = $1";
+pub const HISTORY_OF: &str = "SELECT record FROM order_history WHERE order_id = $1 ORDER BY no";
+pub const ACTIONS_OF: &str = "SELECT record FROM customer_actions WHERE order_id = $1 \
+    ORDER BY no DESC OFFSET $2 LIMIT $3";
+pub const KEY_GET: &str = "SELECT record FROM idempotency_keys WHERE scope = $1 AND key = $2";
+pub const DELIVERY_GET: &str = "SELECT record FROM webhook_deliveries WHERE id = $1";
+
+/// Every statement above, prepared per connection.
+pub const ALL: &[&str] = &[
+    ORDER_FOR_UPDATE,
+    TASK,
+    NEXT_ORDER_SEQ,
+    NEXT_EVENT_SEQ,
+    COUPON_ROW,
+    COUPON_LOCK,
+    COUPON_USER_ROW,
+    COUPON_USER_LOCK,
+    COUPON_SET,
+    COUPON_USER_SET,
+    COUPON_RELEASE,
+    COUPON_USER_RELEASE,
+    HISTORY_ROW,
+    ORDER_PUT,
+    ITEM_ROW,
+    RENEWAL_ROW,
+    TASK_PUT,
+    LIVE_ACCOUNT_SET,
+    ACTION_PUT,
+    KEY_PUT,
+    EVENT_PUT,
+    DELIVERY_PUT,
+    ORDER_WITH_TASK,
+    HISTORY_OF,
+    ACTIONS_OF,
+    KEY_GET,
+    DELIVERY_GET,
+];

@@ -1,0 +1,374 @@
+//! The write path on PostgreSQL: each operation is one transaction on a
+//! pooled connection, decided by the same code as on redb
+//! ([`super::super::apply`]) through [`PgTxn`]. The order's row is locked
+//! (`FOR UPDATE`) before anything is decided, so two instances changing
+//! one order take turns and the second decides on what the first wrote;
+//! coupon rows are locked the same way, so limits hold across instances.
+
+use std::collections::HashMap;
+
+use postgres::{Statement, Transaction};
+use uuid::Uuid;
+
+use super::conn::{pg_err, stamp, statement};
+use super::outbox::queue_events;
+use super::sql;
+use crate::backend::store::apply::OrderTxn;
+use crate::backend::store::{codec, corrupt, IdempotencyRecord, StoreError};
+use crate::domain::coupon::CouponUses;
+use crate::domain::lifecycle::{Change, CouponEffect, OutEvent, TaskEffect};
+use crate::domain::task::ProvisioningTask;
+use crate::domain::time::{now_millis, Millis};
+use crate::domain::webhook::Outbox;
+use crate::domain::{Order, OrderRecord, OrderStatus};
+
+/// One operation's transaction and what it learnt on the way.
+pub struct PgTxn<'a, 'c> {
+    pub tx: &'a mut Transaction<'c>,
+    pub statements: &'a HashMap<&'static str, Statement>,
+    /// Tasks read or written in this transaction, so writing an order can
+    /// tell which account it lives on without reading its task again.
+    tasks: HashMap<Uuid, Option<ProvisioningTask>>,
+    /// Renewals each loaded order had, so only new ones get a row.
+    renewals: HashMap<Uuid, usize>,
+    /// Each loaded order's status, for the account a task alone moves it to.
+    statuses: HashMap<Uuid, OrderStatus>,
+    /// Deliveries queued: the commit tells the instance that sends them.
+    pub queued: usize,
+    /// Work for the reconciler was committed (an order paid, a task opened
+    /// or owing a droplet action): the commit wakes the leading instance.
+    pub wakes_reconciler: bool,
+}
+
+impl<'a, 'c> PgTxn<'a, 'c> {
+    pub fn new(
+        tx: &'a mut Transaction<'c>,
+        statements: &'a HashMap<&'static str, Statement>,
+    ) -> PgTxn<'a, 'c> {
+        PgTxn {
+            tx,
+            statements,
+            tasks: HashMap::new(),
+            renewals: HashMap::new(),
+            statuses: HashMap::new(),
+            queued: 0,
+            wakes_reconciler: false,
+        }
+    }
+
+    pub fn stmt(&self, sql: &'static str) -> Result<Statement, StoreError> {
+        statement(self.statements, sql)
+    }
+
+    /// The order's row first: its history, items and renewals refer to it.
+    fn write_order(&mut self, change: &Change, account: Option<&str>) -> Result<(), StoreError> {
+        let order = &change.order;
+        let first_row = order
+            .history_len
+            .saturating_sub(u32::try_from(change.history.len()).unwrap_or(u32::MAX));
+        let put = self.stmt(sql::ORDER_PUT)?;
+        self.tx
+            .execute(
+                &put,
+                &[
+                    &order.id,
+                    &(order.seq as i64),
+                    &order.user_id,
+                    &order.status.as_str(),
+                    &order.plan_id,
+                    &order.image_id,
+                    &(order.pricing.final_price as i64),
+                    &order.pricing.currency,
+                    &order.pricing.coupon_code,
+                    &stamp(order.created_at),
+                    &order.created_at,
+                    &order.paid_at.map(stamp),
+                    &order.term.expires_at.map(stamp),
+                    &order.term.next_due,
+                    &account,
+                    &codec::encode(order),
+                ],
+            )
+            .map_err(pg_err)?;
+        let history = self.stmt(sql::HISTORY_ROW)?;
+        for (no, row) in (first_row..).zip(&change.history) {
+            let from = row.previous_status.map(|s| s.as_str());
+            self.tx
+                .execute(
+                    &history,
+                    &[
+                        &order.id,
+                        &(no as i32),
+                        &stamp(row.created_at),
+                        &from,
+                        &row.new_status.as_str(),
+                        &row.actor.render(),
+                        &row.reason,
+                        &codec::encode(row),
+                    ],
+                )
+                .map_err(pg_err)?;
+        }
+        if change.previous_status.is_none() {
+            self.write_items(order)?;
+        }
+        self.write_renewals(order)
+    }
+
+    /// Items never change: written once, with the new order.
+    fn write_items(&mut self, order: &Order) -> Result<(), StoreError> {
+        let item = self.stmt(sql::ITEM_ROW)?;
+        for (no, it) in order.items.iter().enumerate() {
+            self.tx
+                .execute(
+                    &item,
+                    &[
+                        &order.id,
+                        &(no as i32),
+                        &it.id,
+                        &it.item_type.as_str(),
+                        &it.reference_id,
+                        &it.description,
+                        &(it.unit_price as i64),
+                        &(it.quantity as i32),
+                        &(it.total_price as i64),
+                    ],
+                )
+                .map_err(pg_err)?;
+        }
+        Ok(())
+    }
+
+    fn write_renewals(&mut self, order: &Order) -> Result<(), StoreError> {
+        let known = self.renewals.get(&order.id).copied().unwrap_or(0);
+        if order.term.renewals.len() <= known {
+            return Ok(());
+        }
+        let row = self.stmt(sql::RENEWAL_ROW)?;
+        for (no, r) in order.term.renewals.iter().enumerate().skip(known) {
+            self.tx
+                .execute(
+                    &row,
+                    &[
+                        &order.id,
+                        &(no as i32),
+                        &r.id,
+                        &r.renewal_type.as_str(),
+                        &(r.periods as i32),
+                        &(r.amount as i64),
+                        &stamp(r.new_expiry),
+                        &r.actor.render(),
+                        &stamp(r.created_at),
+                    ],
+                )
+                .map_err(pg_err)?;
+        }
+        self.renewals.insert(order.id, order.term.renewals.len());
+        Ok(())
+    }
+
+    fn release_coupon(&mut self, order: &Order) -> Result<(), StoreError> {
+        let Some(code) = order.pricing.coupon_code.as_deref() else {
+            return Ok(());
+        };
+        let global = self.stmt(sql::COUPON_RELEASE)?;
+        self.tx.execute(&global, &[&code]).map_err(pg_err)?;
+        let mine = self.stmt(sql::COUPON_USER_RELEASE)?;
+        self.tx
+            .execute(&mine, &[&code, &order.user_id])
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    fn put_task(&mut self, task: &ProvisioningTask) -> Result<(), StoreError> {
+        let stmt = self.stmt(sql::TASK_PUT)?;
+        let droplet = task.droplet.as_ref();
+        let (open, owes) = (task.is_open(), task.owes_droplet_work());
+        self.tx
+            .execute(
+                &stmt,
+                &[
+                    &task.order_id,
+                    &task.status.as_str(),
+                    &task.do_account,
+                    &droplet.map(|d| d.id as i64),
+                    &droplet.and_then(|d| d.ipv4_public.clone()),
+                    &(task.revision as i64),
+                    &open,
+                    &owes,
+                    &stamp(task.updated_at),
+                    &codec::encode(task),
+                ],
+            )
+            .map_err(pg_err)?;
+        if let Some(action) = &task.customer_action {
+            let put = self.stmt(sql::ACTION_PUT)?;
+            self.tx
+                .execute(
+                    &put,
+                    &[
+                        &task.order_id,
+                        &(action.no as i32),
+                        &action.id,
+                        &action.kind.as_str(),
+                        &action.status.as_str(),
+                        &action.requested_by,
+                        &stamp(action.created_at),
+                        &codec::encode(action),
+                    ],
+                )
+                .map_err(pg_err)?;
+        }
+        self.wakes_reconciler |= open || owes;
+        self.tasks.insert(task.order_id, Some(task.clone()));
+        Ok(())
+    }
+
+    fn query_u64(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let stmt = self.stmt(sql)?;
+        let row = self.tx.query_one(&stmt, params).map_err(pg_err)?;
+        let n: i64 = row.try_get(0).map_err(pg_err)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+impl OrderTxn for PgTxn<'_, '_> {
+    fn load_order(&mut self, id: Uuid) -> Result<Option<Order>, StoreError> {
+        let stmt = self.stmt(sql::ORDER_FOR_UPDATE)?;
+        let Some(row) = self.tx.query_opt(&stmt, &[&id]).map_err(pg_err)? else {
+            return Ok(None);
+        };
+        let bytes: &[u8] = row.try_get(0).map_err(pg_err)?;
+        let order: Order = codec::decode(bytes).map_err(corrupt)?;
+        self.renewals.insert(id, order.term.renewals.len());
+        self.statuses.insert(id, order.status);
+        Ok(Some(order))
+    }
+
+    fn load_task(&mut self, id: Uuid) -> Result<Option<ProvisioningTask>, StoreError> {
+        if let Some(known) = self.tasks.get(&id) {
+            return Ok(known.clone());
+        }
+        let stmt = self.stmt(sql::TASK)?;
+        let task = match self.tx.query_opt(&stmt, &[&id]).map_err(pg_err)? {
+            Some(row) => {
+                let bytes: &[u8] = row.try_get(0).map_err(pg_err)?;
+                Some(codec::decode::<ProvisioningTask>(bytes).map_err(corrupt)?)
+            }
+            None => None,
+        };
+        self.tasks.insert(id, task.clone());
+        Ok(task)
+    }
+
+    fn coupon_uses(&mut self, code: &str, user: &str) -> Result<CouponUses, StoreError> {
+        // The rows exist before they are locked: a lock on a row that is
+        // not there yet would hold nothing against a second first use.
+        let row = self.stmt(sql::COUPON_ROW)?;
+        self.tx.execute(&row, &[&code]).map_err(pg_err)?;
+        let user_row = self.stmt(sql::COUPON_USER_ROW)?;
+        self.tx
+            .execute(&user_row, &[&code, &user])
+            .map_err(pg_err)?;
+        Ok(CouponUses {
+            global: self.query_u64(sql::COUPON_LOCK, &[&code])?,
+            by_user: self.query_u64(sql::COUPON_USER_LOCK, &[&code, &user])?,
+        })
+    }
+
+    fn count_coupon(&mut self, code: &str, user: &str, uses: CouponUses) -> Result<(), StoreError> {
+        let global = self.stmt(sql::COUPON_SET)?;
+        self.tx
+            .execute(&global, &[&code, &((uses.global + 1) as i64)])
+            .map_err(pg_err)?;
+        let mine = self.stmt(sql::COUPON_USER_SET)?;
+        self.tx
+            .execute(&mine, &[&code, &user, &((uses.by_user + 1) as i64)])
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    fn next_order_seq(&mut self) -> Result<u64, StoreError> {
+        self.query_u64(sql::NEXT_ORDER_SEQ, &[])
+    }
+
+    fn persist(&mut self, change: &Change) -> Result<(), StoreError> {
+        let order = &change.order;
+        let written = match &change.task {
+            TaskEffect::Write(task) => Some(task.as_ref().clone()),
+            TaskEffect::Unchanged => None,
+        };
+        let task = match (&written, change.previous_status) {
+            (Some(task), _) => Some(task.clone()),
+            (None, Some(_)) => self.load_task(order.id)?,
+            (None, None) => None,
+        };
+        let account = task
+            .as_ref()
+            .and_then(|t| t.live_account(order.status))
+            .map(str::to_string);
+        self.write_order(change, account.as_deref())?;
+        if let Some(task) = &written {
+            self.put_task(task)?;
+        }
+        self.statuses.insert(order.id, order.status);
+        if change.previous_status != Some(order.status) && order.status == OrderStatus::Paid {
+            self.wakes_reconciler = true;
+        }
+        if change.coupon == CouponEffect::Release {
+            self.release_coupon(order)?;
+        }
+        Ok(())
+    }
+
+    fn write_task(&mut self, task: &ProvisioningTask) -> Result<(), StoreError> {
+        self.put_task(task)?;
+        // A task saved on its own can still move its order on or off an
+        // account (a droplet made, deleted).
+        let Some(status) = self.statuses.get(&task.order_id).copied() else {
+            return Ok(());
+        };
+        let stmt = self.stmt(sql::LIVE_ACCOUNT_SET)?;
+        self.tx
+            .execute(&stmt, &[&task.order_id, &task.live_account(status)])
+            .map_err(pg_err)?;
+        Ok(())
+    }
+    fn record_events(
+        &mut self,
+        outbox: &Outbox,
+        record: &OrderRecord,
+        events: &[OutEvent],
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.queued += queue_events(self, outbox, record, events, now)?;
+        Ok(())
+    }
+
+    fn put_idempotency(
+        &mut self,
+        scope: &str,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<bool, StoreError> {
+        let stmt = self.stmt(sql::KEY_PUT)?;
+        let stored = self
+            .tx
+            .query_opt(
+                &stmt,
+                &[
+                    &scope,
+                    &key,
+                    &record.expires_at,
+                    &codec::encode(record),
+                    &now_millis(),
+                ],
+            )
+            .map_err(pg_err)?;
+        Ok(stored.is_some())
+    }
+}
