@@ -11,6 +11,7 @@ mod outbox;
 mod read;
 pub mod schema;
 mod sql;
+mod txn;
 mod write;
 
 use std::path::Path;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::conn::{pg_err, stamp};
 use super::sql;
-use super::write::PgTxn;
+use super::txn::PgTxn;
 use crate::backend::store::outbox::{AttemptRecord, DueDeliveries, OutboxStats, StoredEvent};
 use crate::backend::store::{codec, corrupt, StoreError};
 use crate::domain::lifecycle::OutEvent;

@@ -5,14 +5,12 @@
 //! one order take turns and the second decides on what the first wrote;
 //! coupon rows are locked the same way, so limits hold across instances.
 
-use std::collections::HashMap;
-
-use postgres::{Statement, Transaction};
 use uuid::Uuid;
 
-use super::conn::{pg_err, stamp, statement};
+use super::conn::{pg_err, stamp};
 use super::outbox::queue_events;
 use super::sql;
+pub use super::txn::PgTxn;
 use crate::backend::store::apply::OrderTxn;
 use crate::backend::store::{codec, corrupt, IdempotencyRecord, StoreError};
 use crate::domain::coupon::CouponUses;
@@ -22,44 +20,7 @@ use crate::domain::time::{now_millis, Millis};
 use crate::domain::webhook::Outbox;
 use crate::domain::{Order, OrderRecord, OrderStatus};
 
-/// One operation's transaction and what it learnt on the way.
-pub struct PgTxn<'a, 'c> {
-    pub tx: &'a mut Transaction<'c>,
-    pub statements: &'a HashMap<&'static str, Statement>,
-    /// Tasks read or written in this transaction, so writing an order can
-    /// tell which account it lives on without reading its task again.
-    tasks: HashMap<Uuid, Option<ProvisioningTask>>,
-    /// Renewals each loaded order had, so only new ones get a row.
-    renewals: HashMap<Uuid, usize>,
-    /// Each loaded order's status, for the account a task alone moves it to.
-    statuses: HashMap<Uuid, OrderStatus>,
-    /// Deliveries queued: the commit tells the instance that sends them.
-    pub queued: usize,
-    /// Work for the reconciler was committed (an order paid, a task opened
-    /// or owing a droplet action): the commit wakes the leading instance.
-    pub wakes_reconciler: bool,
-}
-
-impl<'a, 'c> PgTxn<'a, 'c> {
-    pub fn new(
-        tx: &'a mut Transaction<'c>,
-        statements: &'a HashMap<&'static str, Statement>,
-    ) -> PgTxn<'a, 'c> {
-        PgTxn {
-            tx,
-            statements,
-            tasks: HashMap::new(),
-            renewals: HashMap::new(),
-            statuses: HashMap::new(),
-            queued: 0,
-            wakes_reconciler: false,
-        }
-    }
-
-    pub fn stmt(&self, sql: &'static str) -> Result<Statement, StoreError> {
-        statement(self.statements, sql)
-    }
-
+impl PgTxn<'_, '_> {
     /// The order's row first: its history, items and renewals refer to it.
     fn write_order(&mut self, change: &Change, account: Option<&str>) -> Result<(), StoreError> {
         let order = &change.order;
