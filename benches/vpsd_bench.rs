@@ -2,7 +2,7 @@
 //! the same run, three times, and the median is reported (see BENCHMARKS.md).
 //!
 //!   cargo bench --bench vpsd_bench -- all            # everything
-//!   cargo bench --bench vpsd_bench -- write|read|list|startup|backup|sweep|enforce|webhooks
+//!   cargo bench --bench vpsd_bench -- write|read|list|startup|backup|sweep|fleet|enforce|webhooks|actions|postgres
 //!   VPSD_BENCH_QUICK_REPAIR=true|false|when_idle cargo bench ...   # storage.quick_repair for every daemon
 //!
 //! The daemon under test is the real release binary in its own process; the
@@ -11,6 +11,8 @@
 #[path = "parts/actions.rs"]
 mod actions;
 mod loadgen;
+#[path = "parts/postgres.rs"]
+mod postgres;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -71,6 +73,9 @@ fn main() {
     }
     if run("actions") {
         actions::bench_actions();
+    }
+    if run("postgres") {
+        postgres::bench_postgres();
     }
 }
 
