@@ -24,6 +24,9 @@ use super::{
 
 /// The same body as `post_load_at`'s: every order with a coupon.
 const ORDER_BODY: &str = r#"{"planId":"vps-basic","imageId":"ubuntu-22-04","duration":"MONTHLY","couponCode":"HEMAT20"}"#;
+/// The same order without the coupon, whose uses every order with it counts.
+const NO_COUPON_BODY: &str =
+    r#"{"planId":"vps-basic","imageId":"ubuntu-22-04","duration":"MONTHLY"}"#;
 
 /// How often the backends' states are sampled during the measured POST.
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
@@ -147,7 +150,7 @@ impl Pair {
 }
 
 /// Per order committed during the one-instance POST load (warm-up included).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Costs {
     vpsd_us: f64,
     postgres_us: f64,
@@ -158,6 +161,9 @@ struct Costs {
     /// pg_stat_wal's wal_sync, wal_write and wal_bytes (kB), when the server
     /// has them (PostgreSQL 14 to 17).
     wal: Option<[f64; 3]>,
+    /// The same POST load without the coupon, on the same database (run
+    /// after the costs are taken).
+    no_coupon: Option<Load>,
 }
 
 impl Costs {
@@ -167,8 +173,11 @@ impl Costs {
             .map_or("pg_stat_wal n/a".to_string(), |[sync, write, kb]| {
                 format!("{sync:.2} WAL flushes (wal_sync), {write:.2} WAL writes, {kb:.1} kB WAL")
             });
+        let plain = self.no_coupon.map_or(String::new(), |l| {
+            format!("; the same POST without the coupon {}", l.describe())
+        });
         format!(
-            "CPU vpsd {:.0} us + postgres {:.0} us + load generator {:.0} us ({:.0}% of {} cores busy); {:.2} commits (xact_commit), {wal}",
+            "CPU vpsd {:.0} us + postgres {:.0} us + load generator {:.0} us ({:.0}% of {} cores busy); {:.2} commits (xact_commit), {wal}{plain}",
             self.vpsd_us,
             self.postgres_us,
             self.loadgen_us,
@@ -213,6 +222,12 @@ fn report(runs: &[Run]) {
         ratio(&|r| r.two.post.rps / r.one.post.rps),
         ratio(&|r| r.two.get.rps / r.one.get.rps),
     );
+    let plain = ratio(&|r| {
+        r.costs
+            .no_coupon
+            .map_or(f64::NAN, |l| r.one.post.rps / l.rps)
+    });
+    println!("  PG 1 vpsd POST with the coupon / without: {plain:.2}x");
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let get_ratio = ratio(&|r| r.one.get.rps / r.redb.get.rps);
     println!(
@@ -222,20 +237,15 @@ fn report(runs: &[Run]) {
         verdict(one.post.rps >= 1500.0 && one.post.p99_ms < 50.0),
         verdict(get_ratio >= 0.5)
     );
-    let wal = |i: usize| {
-        let v: Vec<f64> = runs
-            .iter()
-            .filter_map(|r| r.costs.wal.map(|w| w[i]))
-            .collect();
-        (!v.is_empty()).then(|| loadgen::median(v))
-    };
+    let wal = runs.iter().all(|r| r.costs.wal.is_some());
     let costs = Costs {
         vpsd_us: med(&|r| r.costs.vpsd_us),
         postgres_us: med(&|r| r.costs.postgres_us),
         loadgen_us: med(&|r| r.costs.loadgen_us),
         busy: med(&|r| r.costs.busy),
         commits: med(&|r| r.costs.commits),
-        wal: wal(0).zip(wal(1)).zip(wal(2)).map(|((s, w), b)| [s, w, b]),
+        wal: wal.then(|| [0, 1, 2].map(|i| med(&|r| r.costs.wal.map_or(0.0, |w| w[i])))),
+        no_coupon: Some(load(&|r| r.costs.no_coupon.expect("measured"))),
     };
     println!("  median PG, 1 vpsd, POST, per order: {}", costs.describe());
 }
@@ -268,22 +278,29 @@ fn redb_run() -> Pair {
     let daemon = Daemon::start(&config, &dir);
     let post = Load::of(&super::post_load_on(&daemon));
     daemon.terminate();
-    let get = get_own_orders(Daemon::start(&config, &dir));
+    let daemon = Daemon::start(&config, &dir);
+    let get = get_own_orders(&daemon);
+    daemon.terminate();
     let _ = std::fs::remove_dir_all(&dir);
     Pair { post, get }
 }
 
 /// One vpsd on a fresh database: POST with its costs measured, then GET
 /// from a vpsd started again on the database (the first one had to stop
-/// for the server's counters of its connections to be complete).
+/// for the server's counters of its connections to be complete), then
+/// POST without the coupon there.
 fn one_instance_run(pg: &PgCluster, stats: &mut Client) -> (Pair, Costs, HashMap<String, usize>) {
     let url = pg.fresh_database();
     let db = database_of(&url);
     let dir = fresh_dir("pg-one");
     let config = pg_config(&dir, &url);
     let daemon = Daemon::start(&config, &dir);
-    let (post, costs, waits) = measured_post(pg, stats, &db, daemon);
-    let get = get_own_orders(Daemon::start(&config, &dir));
+    let (post, mut costs, waits) = measured_post(pg, stats, &db, daemon);
+    let daemon = Daemon::start(&config, &dir);
+    let get = get_own_orders(&daemon);
+    let plain = post_users(daemon.addr, 0..CONNECTIONS, NO_COUPON_BODY);
+    costs.no_coupon = Some(Load::of(&plain));
+    daemon.terminate();
     let _ = std::fs::remove_dir_all(&dir);
     (Pair { post, get }, costs, waits)
 }
@@ -301,8 +318,8 @@ fn two_instance_run(pg: &PgCluster) -> Pair {
     let (a, b) = (daemons[0].addr, daemons[1].addr);
     let half = CONNECTIONS / 2;
     let (pa, pb) = at_once(
-        || post_users(a, 0..half),
-        || post_users(b, half..CONNECTIONS),
+        || post_users(a, 0..half, ORDER_BODY),
+        || post_users(b, half..CONNECTIONS, ORDER_BODY),
     );
     let post = Load::both(&pa, &pb);
     let ids = Arc::new(owned_ids(a, 0..CONNECTIONS));
@@ -366,14 +383,10 @@ fn bearers(users: Range<usize>) -> Vec<String> {
 }
 
 /// POST /orders, connection `n` as user `bench-{users.start + n}`.
-fn post_users(addr: SocketAddr, users: Range<usize>) -> loadgen::LoadReport {
+fn post_users(addr: SocketAddr, users: Range<usize>, body: &'static str) -> loadgen::LoadReport {
     let bearers = bearers(users.clone());
     let make: loadgen::MakeRequest = Arc::new(move |conn, _| {
-        loadgen::post_json(
-            "/api/v1/orders",
-            &[("Authorization", &bearers[conn])],
-            ORDER_BODY,
-        )
+        loadgen::post_json("/api/v1/orders", &[("Authorization", &bearers[conn])], body)
     });
     loadgen::run(addr, users.len(), WARMUP, MEASURE, 201, make)
 }
@@ -398,12 +411,10 @@ fn get_users(
 }
 
 /// GET at full load on `daemon`, each connection reading the orders its
-/// user took in the POST load; stops the daemon.
-fn get_own_orders(daemon: Daemon) -> Load {
+/// user took in the POST load.
+fn get_own_orders(daemon: &Daemon) -> Load {
     let ids = Arc::new(owned_ids(daemon.addr, 0..CONNECTIONS));
-    let get = Load::of(&get_users(daemon.addr, ids, 0..CONNECTIONS));
-    daemon.terminate();
-    get
+    Load::of(&get_users(daemon.addr, ids, 0..CONNECTIONS))
 }
 
 /// The newest 100 order ids of each user `bench-{u}`, from the API,
@@ -435,14 +446,9 @@ fn owned_ids(addr: SocketAddr, users: Range<usize>) -> Vec<Vec<String>> {
 
 // ---------------------------------------------------------------- where the time goes
 
-/// The server's counters for one database and its WAL.
-struct Counters {
-    commits: f64,
-    /// wal_sync, wal_write, wal_bytes.
-    wal: Option<[f64; 3]>,
-}
-
-fn counters(stats: &mut Client, db: &str) -> Counters {
+/// The server's counters: commits in database `db`; the cluster's WAL
+/// wal_sync, wal_write and wal_bytes in kB.
+fn counters(stats: &mut Client, db: &str) -> (f64, Option<[f64; 3]>) {
     let commits = stats
         .query_one(
             "SELECT xact_commit::float8 FROM pg_stat_database WHERE datname = $1",
@@ -454,12 +460,12 @@ fn counters(stats: &mut Client, db: &str) -> Counters {
     // pg_stat_io); without them the figure is left out, not guessed.
     let wal = stats
         .query_one(
-            "SELECT wal_sync::float8, wal_write::float8, wal_bytes::float8 FROM pg_stat_wal",
+            "SELECT wal_sync::float8, wal_write::float8, wal_bytes::float8 / 1024 FROM pg_stat_wal",
             &[],
         )
         .ok()
         .map(|row| [row.get(0), row.get(1), row.get(2)]);
-    Counters { commits, wal }
+    (commits, wal)
 }
 
 /// CPU seconds of the cluster's server processes so far: the postmaster and
@@ -503,7 +509,7 @@ fn measured_post(
 ) -> (Load, Costs, HashMap<String, usize>) {
     let (vpsd_pid, me) = (daemon.child.id(), std::process::id());
     let orders_before = order_rows(pg, db);
-    let before = counters(stats, db);
+    let (commits_before, wal_before) = counters(stats, db);
     let (pg_before, vpsd_before, me_before) =
         (cluster_cpu(pg), cpu_seconds(vpsd_pid), cpu_seconds(me));
     let began = Instant::now();
@@ -527,7 +533,7 @@ fn measured_post(
     })
     .expect("vpsd's connections end when it stops");
     let pg_cpu = cluster_cpu(pg) - pg_before;
-    let after = counters(stats, db);
+    let (commits_after, wal_after) = counters(stats, db);
     let orders = order_rows(pg, db) - orders_before;
     assert!(
         orders >= report.requests,
@@ -539,14 +545,11 @@ fn measured_post(
         postgres_us: per(pg_cpu) * 1e6,
         loadgen_us: per(me_cpu) * 1e6,
         busy: (vpsd_cpu + pg_cpu + me_cpu) / (elapsed * num_cores() as f64),
-        commits: per(after.commits - before.commits),
-        wal: before.wal.zip(after.wal).map(|(b, a)| {
-            [
-                per(a[0] - b[0]),
-                per(a[1] - b[1]),
-                per(a[2] - b[2]) / 1024.0,
-            ]
-        }),
+        commits: per(commits_after - commits_before),
+        wal: wal_before
+            .zip(wal_after)
+            .map(|(b, a)| [0, 1, 2].map(|i| per(a[i] - b[i]))),
+        no_coupon: None,
     };
     (post, costs, waits)
 }
