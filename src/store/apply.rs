@@ -34,10 +34,17 @@ use crate::domain::{Actor, Order};
 pub(crate) trait OrderTxn {
     fn load_order(&mut self, id: Uuid) -> Result<Option<Order>, StoreError>;
     fn load_task(&mut self, id: Uuid) -> Result<Option<ProvisioningTask>, StoreError>;
-    /// The coupon's redemptions so far, held until the transaction ends.
-    fn coupon_uses(&mut self, code: &str, user: &str) -> Result<CouponUses, StoreError>;
-    /// Counts one more redemption over `uses` (as just read).
-    fn count_coupon(&mut self, code: &str, user: &str, uses: CouponUses) -> Result<(), StoreError>;
+    /// The coupon's redemptions so far, held against other claims of it
+    /// until the transaction ends.
+    fn coupon_uses(&mut self, claim: &CouponClaim, user: &str) -> Result<CouponUses, StoreError>;
+    /// Counts one more redemption over `uses` (as just read). The new
+    /// order, persisted with `coupon_counted`, is counted with it.
+    fn count_coupon(
+        &mut self,
+        claim: &CouponClaim,
+        user: &str,
+        uses: CouponUses,
+    ) -> Result<(), StoreError>;
     /// The next order sequence: orders sort newest first by it.
     fn next_order_seq(&mut self) -> Result<u64, StoreError>;
     /// Writes a change: history rows, the order, the task it writes, the
@@ -150,11 +157,11 @@ fn claim_coupon(
     claim: &CouponClaim,
     user: &str,
 ) -> Result<Result<(), CouponLimit>, StoreError> {
-    let uses = t.coupon_uses(&claim.code, user)?;
+    let uses = t.coupon_uses(claim, user)?;
     if let Err(limit) = claim.admits(uses) {
         return Ok(Err(limit));
     }
-    t.count_coupon(&claim.code, user, uses)?;
+    t.count_coupon(claim, user, uses)?;
     Ok(Ok(()))
 }
 

@@ -9,7 +9,7 @@ use super::persist::{get_user_uses, load_order, load_task, persist, write_task};
 use super::tables::{self, CountScope};
 use super::txn::{bump, get_u64, Tables};
 use super::{idempotency, outbox, storage_err, IdempotencyRecord, Maintenance, Rules, StoreError};
-use crate::domain::coupon::CouponUses;
+use crate::domain::coupon::{CouponClaim, CouponUses};
 use crate::domain::lifecycle::{Change, OutEvent};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::time::Millis;
@@ -25,14 +25,20 @@ impl OrderTxn for Tables<'_> {
         load_task(self, id.as_u128())
     }
 
-    fn coupon_uses(&mut self, code: &str, user: &str) -> Result<CouponUses, StoreError> {
+    fn coupon_uses(&mut self, claim: &CouponClaim, user: &str) -> Result<CouponUses, StoreError> {
         Ok(CouponUses {
-            global: get_u64(&self.coupon_uses, code)?,
-            by_user: get_user_uses(self, code, user)?,
+            global: get_u64(&self.coupon_uses, &claim.code)?,
+            by_user: get_user_uses(self, &claim.code, user)?,
         })
     }
 
-    fn count_coupon(&mut self, code: &str, user: &str, uses: CouponUses) -> Result<(), StoreError> {
+    fn count_coupon(
+        &mut self,
+        claim: &CouponClaim,
+        user: &str,
+        uses: CouponUses,
+    ) -> Result<(), StoreError> {
+        let code = claim.code.as_str();
         self.coupon_uses
             .insert(code, uses.global + 1)
             .map_err(storage_err)?;

@@ -104,6 +104,10 @@ impl PgStore {
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(1))
+            // A check per checkout is a round trip per request; a closed
+            // connection is noticed by `has_broken`, and any other failure
+            // fails that request, not the next ones.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(Connector {

@@ -27,8 +27,6 @@ pub const TABLES: &[&str] = &[
     "tasks",
     "customer_actions",
     "idempotency_keys",
-    "coupon_uses",
-    "coupon_user_uses",
     "webhook_events",
     "webhook_deliveries",
 ];
@@ -50,6 +48,9 @@ CREATE TABLE orders (
     final_price  bigint NOT NULL,
     currency     text NOT NULL,
     coupon_code  text,
+    -- This order counts a redemption of coupon_code (released when an
+    -- unpaid order is canceled): the coupon's use count is these rows.
+    coupon_counted boolean NOT NULL,
     created_at   timestamptz NOT NULL,
     created_ms   bigint NOT NULL,
     paid_at      timestamptz,
@@ -63,6 +64,7 @@ CREATE INDEX orders_by_user ON orders (user_id, seq);
 CREATE INDEX orders_due ON orders (next_due_ms, id) WHERE next_due_ms IS NOT NULL;
 CREATE INDEX orders_by_account ON orders (live_account) WHERE live_account IS NOT NULL;
 CREATE INDEX orders_by_created ON orders (created_ms);
+CREATE INDEX orders_counting_coupon ON orders (coupon_code, user_id) WHERE coupon_counted;
 CREATE TABLE order_items (
     order_id     uuid NOT NULL REFERENCES orders (id),
     no           integer NOT NULL,
@@ -132,16 +134,6 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_by_expiry ON idempotency_keys (expires_ms);
 CREATE INDEX idempotency_by_scope ON idempotency_keys (scope, expires_ms);
-CREATE TABLE coupon_uses (
-    code text PRIMARY KEY,
-    uses bigint NOT NULL
-);
-CREATE TABLE coupon_user_uses (
-    code    text NOT NULL,
-    user_id text NOT NULL,
-    uses    bigint NOT NULL,
-    PRIMARY KEY (code, user_id)
-);
 CREATE TABLE webhook_events (
     id           uuid PRIMARY KEY,
     order_id     uuid NOT NULL,

@@ -5,29 +5,22 @@ pub const ORDER_FOR_UPDATE: &str = "SELECT record FROM orders WHERE id = $1 FOR 
 pub const TASK: &str = "SELECT record FROM tasks WHERE order_id = $1";
 pub const NEXT_ORDER_SEQ: &str = "SELECT nextval('vpsd_order_seq')";
 pub const NEXT_EVENT_SEQ: &str = "SELECT nextval('vpsd_event_seq')";
-pub const COUPON_ROW: &str =
-    "INSERT INTO coupon_uses (code, uses) VALUES ($1, 0) ON CONFLICT DO NOTHING";
-pub const COUPON_LOCK: &str = "SELECT uses FROM coupon_uses WHERE code = $1 FOR UPDATE";
-pub const COUPON_USER_ROW: &str =
-    "INSERT INTO coupon_user_uses (code, user_id, uses) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING";
-pub const COUPON_USER_LOCK: &str =
-    "SELECT uses FROM coupon_user_uses WHERE code = $1 AND user_id = $2 FOR UPDATE";
-pub const COUPON_SET: &str = "UPDATE coupon_uses SET uses = $2 WHERE code = $1";
-pub const COUPON_USER_SET: &str =
-    "UPDATE coupon_user_uses SET uses = $3 WHERE code = $1 AND user_id = $2";
-pub const COUPON_RELEASE: &str =
-    "UPDATE coupon_uses SET uses = GREATEST(uses - 1, 0) WHERE code = $1";
-pub const COUPON_USER_RELEASE: &str =
-    "UPDATE coupon_user_uses SET uses = GREATEST(uses - 1, 0) WHERE code = $1 AND user_id = $2";
+/// Claims of one coupon take turns (to the commit) on this lock.
+pub const COUPON_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('vpsd-coupon:' || $1, 0))";
+/// Redemptions of a coupon, all and one user's: the orders counting it.
+pub const COUPON_COUNT: &str = "SELECT count(*), count(*) FILTER (WHERE user_id = $2) \
+    FROM orders WHERE coupon_code = $1 AND coupon_counted";
 pub const HISTORY_ROW: &str = "INSERT INTO order_history \
     (order_id, no, at, from_status, to_status, actor, reason, record) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 pub const ORDER_PUT: &str = "INSERT INTO orders \
     (id, seq, user_id, status, plan_id, image_id, final_price, currency, coupon_code, \
-     created_at, created_ms, paid_at, expires_at, next_due_ms, live_account, record) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-    ON CONFLICT (id) DO UPDATE SET status = $4, image_id = $6, paid_at = $12, \
-     expires_at = $13, next_due_ms = $14, live_account = $15, record = $16";
+     coupon_counted, created_at, created_ms, paid_at, expires_at, next_due_ms, live_account, \
+     record) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+    ON CONFLICT (id) DO UPDATE SET status = $4, image_id = $6, coupon_counted = $10, \
+     paid_at = $13, expires_at = $14, next_due_ms = $15, live_account = $16, record = $17";
 pub const ITEM_ROW: &str = "INSERT INTO order_items \
     (order_id, no, id, item_type, reference_id, description, unit_price, quantity, total_price) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
@@ -74,14 +67,8 @@ pub const ALL: &[&str] = &[
     TASK,
     NEXT_ORDER_SEQ,
     NEXT_EVENT_SEQ,
-    COUPON_ROW,
     COUPON_LOCK,
-    COUPON_USER_ROW,
-    COUPON_USER_LOCK,
-    COUPON_SET,
-    COUPON_USER_SET,
-    COUPON_RELEASE,
-    COUPON_USER_RELEASE,
+    COUPON_COUNT,
     HISTORY_ROW,
     ORDER_PUT,
     ITEM_ROW,

@@ -13,8 +13,8 @@ use super::sql;
 pub use super::txn::PgTxn;
 use crate::backend::store::apply::OrderTxn;
 use crate::backend::store::{codec, corrupt, IdempotencyRecord, StoreError};
-use crate::domain::coupon::CouponUses;
-use crate::domain::lifecycle::{Change, CouponEffect, OutEvent, TaskEffect};
+use crate::domain::coupon::{CouponClaim, CouponUses};
+use crate::domain::lifecycle::{Change, OutEvent, TaskEffect};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::time::{now_millis, Millis};
 use crate::domain::webhook::Outbox;
@@ -41,6 +41,7 @@ impl PgTxn<'_, '_> {
                     &(order.pricing.final_price as i64),
                     &order.pricing.currency,
                     &order.pricing.coupon_code,
+                    &order.coupon_counted,
                     &stamp(order.created_at),
                     &order.created_at,
                     &order.paid_at.map(stamp),
@@ -125,19 +126,6 @@ impl PgTxn<'_, '_> {
                 .map_err(pg_err)?;
         }
         self.renewals.insert(order.id, order.term.renewals.len());
-        Ok(())
-    }
-
-    fn release_coupon(&mut self, order: &Order) -> Result<(), StoreError> {
-        let Some(code) = order.pricing.coupon_code.as_deref() else {
-            return Ok(());
-        };
-        let global = self.stmt(sql::COUPON_RELEASE)?;
-        self.tx.execute(&global, &[&code]).map_err(pg_err)?;
-        let mine = self.stmt(sql::COUPON_USER_RELEASE)?;
-        self.tx
-            .execute(&mine, &[&code, &order.user_id])
-            .map_err(pg_err)?;
         Ok(())
     }
 
@@ -226,30 +214,43 @@ impl OrderTxn for PgTxn<'_, '_> {
         Ok(task)
     }
 
-    fn coupon_uses(&mut self, code: &str, user: &str) -> Result<CouponUses, StoreError> {
-        // The rows exist before they are locked: a lock on a row that is
-        // not there yet would hold nothing against a second first use.
-        let row = self.stmt(sql::COUPON_ROW)?;
-        self.tx.execute(&row, &[&code]).map_err(pg_err)?;
-        let user_row = self.stmt(sql::COUPON_USER_ROW)?;
-        self.tx
-            .execute(&user_row, &[&code, &user])
+    /// On a shared database the count is the orders themselves (those
+    /// holding the code with `coupon_counted`), not a counter row: a row
+    /// every order with the coupon updated would make them take turns
+    /// through each commit's flush. A coupon with a limit takes turns on an
+    /// advisory lock of its code instead, held to the commit, so its count
+    /// is exact across instances; one without takes no lock at all.
+    fn coupon_uses(&mut self, claim: &CouponClaim, user: &str) -> Result<CouponUses, StoreError> {
+        if claim.max_uses.is_none() && claim.max_uses_per_user.is_none() {
+            return Ok(CouponUses {
+                global: 0,
+                by_user: 0,
+            });
+        }
+        let lock = self.stmt(sql::COUPON_LOCK)?;
+        self.tx.execute(&lock, &[&claim.code]).map_err(pg_err)?;
+        let count = self.stmt(sql::COUPON_COUNT)?;
+        let row = self
+            .tx
+            .query_one(&count, &[&claim.code, &user])
             .map_err(pg_err)?;
+        let (global, mine): (i64, i64) = (
+            row.try_get(0).map_err(pg_err)?,
+            row.try_get(1).map_err(pg_err)?,
+        );
         Ok(CouponUses {
-            global: self.query_u64(sql::COUPON_LOCK, &[&code])?,
-            by_user: self.query_u64(sql::COUPON_USER_LOCK, &[&code, &user])?,
+            global: u64::try_from(global).unwrap_or(0),
+            by_user: u64::try_from(mine).unwrap_or(0),
         })
     }
 
-    fn count_coupon(&mut self, code: &str, user: &str, uses: CouponUses) -> Result<(), StoreError> {
-        let global = self.stmt(sql::COUPON_SET)?;
-        self.tx
-            .execute(&global, &[&code, &((uses.global + 1) as i64)])
-            .map_err(pg_err)?;
-        let mine = self.stmt(sql::COUPON_USER_SET)?;
-        self.tx
-            .execute(&mine, &[&code, &user, &((uses.by_user + 1) as i64)])
-            .map_err(pg_err)?;
+    fn count_coupon(
+        &mut self,
+        _claim: &CouponClaim,
+        _user: &str,
+        _uses: CouponUses,
+    ) -> Result<(), StoreError> {
+        // The order written with `coupon_counted` is the count.
         Ok(())
     }
 
@@ -280,9 +281,8 @@ impl OrderTxn for PgTxn<'_, '_> {
         if change.previous_status != Some(order.status) && order.status == OrderStatus::Paid {
             self.wakes_reconciler = true;
         }
-        if change.coupon == CouponEffect::Release {
-            self.release_coupon(order)?;
-        }
+        // A released redemption is the order's `coupon_counted` turned off
+        // (`CouponEffect::Release`), written with the order above.
         Ok(())
     }
 
