@@ -39,8 +39,36 @@ pub async fn overview(req: &Req<'_>) -> HttpResponse {
             }
         }
         (chart_section(&data))
+        (instance_section(req))
     };
     html(StatusCode::OK, page("Overview", session, "/admin/", body))
+}
+
+/// What `/health` says of this instance: where its data lives and whether
+/// it is the one running background work (on PostgreSQL, one of several).
+fn instance_section(req: &Req<'_>) -> Markup {
+    let health = req.api().ops.health();
+    let storage = match health.backend {
+        "redb" => "redb (the embedded data file)",
+        "postgres" => "PostgreSQL (shared by every instance of this shop)",
+        other => other,
+    };
+    html! {
+        section aria-labelledby="instance-h" {
+            h2 #instance-h { "This instance" }
+            dl.facts {
+                dt { "Storage backend" }
+                dd data-backend=(health.backend) { (storage) }
+                dt { "Runs background work" }
+                dd data-background-work=(health.background_work) {
+                    @if health.background_work { "yes" } @else { "no" }
+                }
+            }
+            @if !health.background_work {
+                p.hint { "Another instance runs the sweeps, expiry enforcement, server actions and webhook delivery; this one serves requests and takes over if that one stops." }
+            }
+        }
+    }
 }
 
 /// The last 30 days: two bar charts and, folded away, their numbers.
