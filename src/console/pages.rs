@@ -401,6 +401,10 @@ async fn backups_page(req: &Req<'_>, status: StatusCode, message: Option<Markup>
     let Some(session_ref) = session else {
         return redirect("/admin/login");
     };
+    if let Some(backend) = req.api().backups.not_ours() {
+        let body = not_ours_body(backend, message);
+        return html(status, page("Backups", session, "/admin/backups", body));
+    }
     let dir = &req.console.backup_dir;
     let list = match read::snapshots(dir).await {
         Ok(list) => list,
@@ -434,6 +438,20 @@ async fn backups_page(req: &Req<'_>, status: StatusCode, message: Option<Markup>
         }
     };
     html(status, page("Backups", session, "/admin/backups", body))
+}
+
+/// The Backups page on a backend with its own backups: what to use instead,
+/// and no button that could only fail.
+fn not_ours_body(backend: &str, message: Option<Markup>) -> Markup {
+    html! {
+        h1 { "Backups" }
+        @if let Some(message) = message { (message) }
+        p.not-ours data-backend=(backend) {
+            "This shop keeps its data in PostgreSQL, so its backups are PostgreSQL's own, not vpsd's: "
+            code { "pg_dump -Fc" } " for a copy (restored with " code { "pg_restore" } " into an empty database), and a streaming replica for a standby. vpsd writes no snapshots here, and "
+            code { "vpsd backup" } " and " code { "POST /api/v1/internal/backups" } " refuse with NOT_SUPPORTED_ON_BACKEND."
+        }
+    }
 }
 
 /// "Take a snapshot now": the same service call as `POST /internal/backups`.
