@@ -33,7 +33,8 @@ enum Command {
     /// Print the effective configuration, secrets masked.
     Config,
     /// Copy the data file to FILE, consistently (the daemon must be stopped;
-    /// while it runs use POST /api/v1/internal/backups).
+    /// while it runs use POST /api/v1/internal/backups). Not on PostgreSQL:
+    /// back that up with pg_dump.
     Backup {
         /// Where to write the snapshot (must not exist).
         #[arg(long, value_name = "FILE")]
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
 }
 
 fn backup(config: &Config, to: &std::path::Path) -> ExitCode {
-    match vpsd::service::backups::backup_offline(&config.storage.path, to) {
+    match vpsd::service::backups::backup_offline(&config.storage, to) {
         Ok(info) => {
             println!("file: {}", info.path.display());
             println!("bytes: {}", info.bytes);

@@ -47,14 +47,19 @@ impl Page {
 }
 
 /// A cookie-keeping client that does not follow redirects.
-struct Browser<'a> {
-    app: &'a TestApp,
+struct Browser {
+    /// `http://host:port` of the daemon, in-process or a child process.
+    base: String,
     agent: ureq::Agent,
     cookies: BTreeMap<String, String>,
 }
 
-impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Browser<'a> {
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        Browser::at(app.url(""))
+    }
+
+    fn at(base: String) -> Browser {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -62,7 +67,7 @@ impl<'a> Browser<'a> {
             .build()
             .into();
         Browser {
-            app,
+            base,
             agent,
             cookies: BTreeMap::new(),
         }
@@ -71,7 +76,7 @@ impl<'a> Browser<'a> {
     fn send(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Page {
         let mut builder = ureq::http::Request::builder()
             .method(method)
-            .uri(self.app.url(path));
+            .uri(format!("{}{path}", self.base));
         if !self.cookies.is_empty() {
             let jar: Vec<String> = self
                 .cookies
@@ -726,6 +731,79 @@ fn backups_page_lists_snapshots_and_takes_one() {
         std::fs::read_dir(&app.config.backup.dir).unwrap().count(),
         1
     );
+}
+
+/// The Overview says what `/health` says of this instance (SPEC §15): on
+/// the embedded file, redb and background work done here.
+#[test]
+fn the_overview_names_the_backend_and_whether_this_instance_works_in_the_background() {
+    let app = spawn_app();
+    let mut b = Browser::new(&app);
+    b.login("alice");
+    let page = b.get("/admin/");
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("This instance"), "{}", page.text);
+    assert!(
+        page.text.contains(r#"data-backend="redb""#),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("redb (the embedded data file)"));
+    assert!(
+        page.text.contains(r#"data-background-work="true">yes<"#),
+        "{}",
+        page.text
+    );
+    // The Backups page on redb still offers the snapshot.
+    let backups = b.get("/admin/backups");
+    assert!(backups.text.contains("Take a snapshot now"));
+    assert!(!backups.text.contains("pg_dump"));
+}
+
+/// SPEC §15: on PostgreSQL the Backups page says backups are PostgreSQL's
+/// and offers no button; a form posted anyway is refused, nothing written.
+/// The real binary on a fresh database of the test cluster.
+#[test]
+fn on_postgres_the_backups_page_sends_the_operator_to_pg_dump() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = support::base_config(dir.path());
+    config.storage.backend = vpsd::config::StorageBackend::Postgres;
+    config.storage.postgres.url = Some(support::pg::cluster().fresh_database());
+    let daemon = support::process::Daemon::start(&config, dir.path());
+    let mut b = Browser::at(daemon.url(""));
+    b.login("alice");
+    let page = b.get("/admin/backups");
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains("This shop keeps its data in PostgreSQL"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("pg_dump -Fc") && page.text.contains("pg_restore"));
+    assert!(!page.text.contains("Take a snapshot now"), "{}", page.text);
+    assert!(!page.text.contains(r#"action="/admin/backups""#));
+    let csrf = b.csrf();
+    let refused = b.post("/admin/backups", &[("csrf", &csrf)]);
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(
+        refused.text.contains("Nothing was written."),
+        "{}",
+        refused.text
+    );
+    let written = std::fs::read_dir(&config.backup.dir).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "no snapshot on PostgreSQL");
+    // One instance alone takes the background work, once it holds leadership.
+    let overview = support::wait_for(Duration::from_secs(20), || {
+        let page = b.get("/admin/");
+        page.text
+            .contains(r#"data-background-work="true">yes<"#)
+            .then_some(page)
+    })
+    .expect("the only instance runs the background work");
+    assert!(overview.text.contains(r#"data-backend="postgres""#));
+    assert!(overview
+        .text
+        .contains("PostgreSQL (shared by every instance of this shop)"));
 }
 
 #[test]

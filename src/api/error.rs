@@ -78,6 +78,7 @@ pub fn classify(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
             Some(json!({ "retryAfter": e.retry_after_secs() })),
         ),
         E::Internal(_) | E::CatalogUnavailable(_) | E::StorageUnavailable(_) => server_side(e),
+        E::NotSupportedOnBackend { backend } => not_supported(backend),
         E::ActionNeedsActive { .. }
         | E::ActionInProgress { .. }
         | E::DropletStateConflict { .. }
@@ -102,6 +103,17 @@ fn server_side(e: &AppError) -> (StatusCode, &'static str, Option<Value>) {
             None,
         ),
     }
+}
+
+/// SPEC §15: the request is fine, but this deployment's storage does not do
+/// it (backups on PostgreSQL are PostgreSQL's): a conflict with how the
+/// server is set up, not a server fault, so 409 naming the backend.
+fn not_supported(backend: &str) -> (StatusCode, &'static str, Option<Value>) {
+    (
+        StatusCode::CONFLICT,
+        "NOT_SUPPORTED_ON_BACKEND",
+        Some(json!({ "backend": backend })),
+    )
 }
 
 /// A customer action refused by SPEC §14's rules.

@@ -24,6 +24,8 @@ pub async fn health(call: Call<'_>) -> Result<HttpResponse, AppError> {
         "storage": if health.storage_ok { "ok" } else { "unavailable" },
         "cloud": health.cloud,
         "catalog": health.catalog,
+        "backend": health.backend,
+        "backgroundWork": health.background_work,
     }));
     Ok(json_response(code, body))
 }

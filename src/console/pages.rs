@@ -39,8 +39,36 @@ pub async fn overview(req: &Req<'_>) -> HttpResponse {
             }
         }
         (chart_section(&data))
+        (instance_section(req))
     };
     html(StatusCode::OK, page("Overview", session, "/admin/", body))
+}
+
+/// What `/health` says of this instance: where its data lives and whether
+/// it is the one running background work (on PostgreSQL, one of several).
+fn instance_section(req: &Req<'_>) -> Markup {
+    let health = req.api().ops.health();
+    let storage = match health.backend {
+        "redb" => "redb (the embedded data file)",
+        "postgres" => "PostgreSQL (shared by every instance of this shop)",
+        other => other,
+    };
+    html! {
+        section aria-labelledby="instance-h" {
+            h2 #instance-h { "This instance" }
+            dl.facts {
+                dt { "Storage backend" }
+                dd data-backend=(health.backend) { (storage) }
+                dt { "Runs background work" }
+                dd data-background-work=(health.background_work) {
+                    @if health.background_work { "yes" } @else { "no" }
+                }
+            }
+            @if !health.background_work {
+                p.hint { "Another instance runs the sweeps, expiry enforcement, server actions and webhook delivery; this one serves requests and takes over if that one stops." }
+            }
+        }
+    }
 }
 
 /// The last 30 days: two bar charts and, folded away, their numbers.
@@ -373,6 +401,10 @@ async fn backups_page(req: &Req<'_>, status: StatusCode, message: Option<Markup>
     let Some(session_ref) = session else {
         return redirect("/admin/login");
     };
+    if let Some(backend) = req.api().backups.not_ours() {
+        let body = not_ours_body(backend, message);
+        return html(status, page("Backups", session, "/admin/backups", body));
+    }
     let dir = &req.console.backup_dir;
     let list = match read::snapshots(dir).await {
         Ok(list) => list,
@@ -406,6 +438,20 @@ async fn backups_page(req: &Req<'_>, status: StatusCode, message: Option<Markup>
         }
     };
     html(status, page("Backups", session, "/admin/backups", body))
+}
+
+/// The Backups page on a backend with its own backups: what to use instead,
+/// and no button that could only fail.
+fn not_ours_body(backend: &str, message: Option<Markup>) -> Markup {
+    html! {
+        h1 { "Backups" }
+        @if let Some(message) = message { (message) }
+        p.not-ours data-backend=(backend) {
+            "This shop keeps its data in PostgreSQL, so its backups are PostgreSQL's own, not vpsd's: "
+            code { "pg_dump -Fc" } " for a copy (restored with " code { "pg_restore" } " into an empty database), and a streaming replica for a standby. vpsd writes no snapshots here, and "
+            code { "vpsd backup" } " and " code { "POST /api/v1/internal/backups" } " refuse with NOT_SUPPORTED_ON_BACKEND."
+        }
+    }
 }
 
 /// "Take a snapshot now": the same service call as `POST /internal/backups`.

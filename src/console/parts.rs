@@ -100,6 +100,9 @@ pub fn sentence(e: &AppError, action: Option<&str>) -> String {
         AppError::StorageUnavailable(_) => {
             "The data file cannot be written right now; nothing was changed. Try again shortly.".into()
         }
+        AppError::NotSupportedOnBackend { .. } => format!(
+            "Cannot {attempt}: this shop's data is in PostgreSQL, whose backups are its own (pg_dump, replicas). Nothing was written."
+        ),
         AppError::CatalogUnavailable(_) => {
             "The catalog service is unavailable; try again later.".into()
         }

@@ -131,6 +131,22 @@ pub enum AppError {
     ActionCooldown { retry_after_secs: u64 },
     #[error("this order has no action with that id")]
     ActionNotFound,
+    /// SPEC §15: vpsd snapshots only its embedded redb file; a shared
+    /// database is backed up with the database's own tools. `backend` is
+    /// the store's name as `/health` gives it (`postgres`).
+    #[error(
+        "backups on the {backend} backend are {owner}'s own: use pg_dump (or a replica); vpsd backs up only an embedded redb data file",
+        owner = backend_title(backend)
+    )]
+    NotSupportedOnBackend { backend: String },
+}
+
+/// How an operator knows a backend by name (`postgres` is PostgreSQL).
+fn backend_title(backend: &str) -> &str {
+    match backend {
+        "postgres" => "PostgreSQL",
+        other => other,
+    }
 }
 
 impl AppError {

@@ -25,6 +25,11 @@ pub struct Health {
     pub cloud: &'static str,
     /// `embedded` or `http`.
     pub catalog: &'static str,
+    /// `redb` or `postgres` (SPEC §15).
+    pub backend: &'static str,
+    /// This instance runs the background work now: always on redb; on a
+    /// shared PostgreSQL database, the one instance holding leadership.
+    pub background_work: bool,
 }
 
 pub struct OpsService {
@@ -63,6 +68,8 @@ impl OpsService {
             storage_ok: self.store.probe(),
             cloud: self.fleet.provider(),
             catalog: self.catalog.source_name(),
+            backend: self.store.backend(),
+            background_work: self.store.leads(),
         }
     }
 

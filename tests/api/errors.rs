@@ -86,7 +86,7 @@ fn responses_carry_security_headers() {
     assert_eq!(r.status, 200);
     assert_eq!(
         r.body,
-        json!({"data": {"status": "ok", "version": env!("CARGO_PKG_VERSION"), "storage": "ok", "cloud": "sandbox", "catalog": "embedded"}})
+        json!({"data": {"status": "ok", "version": env!("CARGO_PKG_VERSION"), "storage": "ok", "cloud": "sandbox", "catalog": "embedded", "backend": "redb", "backgroundWork": true}})
     );
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(r.header("cache-control"), Some("no-store"));

@@ -23,6 +23,7 @@ mod orders;
 mod payment;
 mod per_address;
 mod persistence;
+mod pg_operations;
 mod probing;
 mod provisioning;
 mod v1_compat;

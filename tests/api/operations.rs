@@ -147,6 +147,45 @@ fn backup_response_and_file_permissions() {
     );
 }
 
+/// SPEC §15: `/health` names the backend and whether this instance runs the
+/// background work; the one process on an embedded file always does.
+#[test]
+fn health_names_the_embedded_backend_and_its_background_work() {
+    let app = spawn_app();
+    let r = app.get("/api/v1/health", Auth::None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.data()["backend"], "redb");
+    assert_eq!(r.data()["backgroundWork"], true);
+    // Every earlier field is still there, unchanged.
+    for (field, value) in [("status", "ok"), ("storage", "ok"), ("cloud", "sandbox")] {
+        assert_eq!(r.data()[field], value, "{}", r.text);
+    }
+    let doc = app.get("/api/v1/openapi.json", Auth::None).body;
+    let health = &doc["components"]["schemas"]["Health"];
+    for field in ["backend", "backgroundWork"] {
+        assert!(
+            health["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(field)),
+            "Health requires {field}"
+        );
+    }
+    // The refusal a PostgreSQL store gives (tests/api/pg_operations.rs) is
+    // documented where it can happen.
+    let codes = &doc["components"]["schemas"]["ErrorEnvelope"]["properties"]["error"]["properties"]
+        ["code"]["enum"];
+    assert!(codes
+        .as_array()
+        .unwrap()
+        .contains(&json!("NOT_SUPPORTED_ON_BACKEND")));
+    let refused = &doc["paths"]["/api/v1/internal/backups"]["post"]["responses"]["409"];
+    assert!(
+        refused.is_object(),
+        "POST /internal/backups documents its 409"
+    );
+}
+
 /// A backup folder that cannot be created is the operator's problem, not an
 /// unavailable data file: 500, with the path kept out of the answer.
 #[test]
@@ -492,7 +531,10 @@ fn as_json_schema(value: &mut serde_json::Value) {
 }
 
 /// A validator for `schema` (usually a `$ref`), resolved in the document's components.
-fn validator(doc: &serde_json::Value, schema: &serde_json::Value) -> jsonschema::Validator {
+pub(crate) fn validator(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+) -> jsonschema::Validator {
     let mut components = doc["components"].clone();
     as_json_schema(&mut components);
     let mut schema = schema.clone();
@@ -506,7 +548,7 @@ fn validator(doc: &serde_json::Value, schema: &serde_json::Value) -> jsonschema:
 }
 
 /// The schema the document declares for `method path` answering `status`.
-fn response_schema(
+pub(crate) fn response_schema(
     doc: &serde_json::Value,
     method: &str,
     path: &str,
@@ -528,7 +570,7 @@ fn request_schema(doc: &serde_json::Value, method: &str, path: &str) -> serde_js
     doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone()
 }
 
-fn assert_valid(v: &jsonschema::Validator, instance: &serde_json::Value, what: &str) {
+pub(crate) fn assert_valid(v: &jsonschema::Validator, instance: &serde_json::Value, what: &str) {
     let errors: Vec<String> = v
         .iter_errors(instance)
         .map(|e| format!("{} at {}", e, e.instance_path()))
