@@ -160,3 +160,77 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// How a `vpsd` run that was expected to stop on its own ended.
+#[derive(Debug)]
+pub struct Exited {
+    pub code: Option<i32>,
+    /// Everything it wrote to stderr (JSON log lines and any plain line).
+    pub stderr: String,
+}
+
+/// The binary [`Daemon`] runs (`VPSD_BIN` overrides it, as there).
+pub fn binary_path() -> std::path::PathBuf {
+    std::env::var_os("VPSD_BIN").map_or_else(
+        || env!("CARGO_BIN_EXE_vpsd").into(),
+        std::path::PathBuf::from,
+    )
+}
+
+/// Runs `vpsd serve` on `config` (written to `dir/vpsd.toml`) with JSON logs
+/// and waits for it to exit on its own, at most `within`. A daemon still
+/// running then is killed and reported as an error with what it wrote: a
+/// start-up that should have been refused must fail the test, never hang it.
+pub fn serve_until_exit(config: &Config, dir: &Path, within: Duration) -> Result<Exited, String> {
+    let path = write_config(config, dir);
+    let mut child = Command::new(binary_path())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .current_dir(dir)
+        .env_clear()
+        .env("VPSD_LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    // Read on a thread: a child blocked on a full pipe would never exit.
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + within;
+    let status = loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) => break Some(status),
+            None if std::time::Instant::now() >= deadline => break None,
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let text = reader.join().unwrap_or_default();
+    match status {
+        Some(status) => Ok(Exited {
+            code: status.code(),
+            stderr: text,
+        }),
+        None => Err(format!("vpsd still running after {within:?}: {text}")),
+    }
+}
+
+/// `GET /api/v1/health` of a daemon at `addr`: the `data` object, or Null
+/// when it does not answer (a killed instance).
+pub fn health(agent: &ureq::Agent, addr: SocketAddr) -> serde_json::Value {
+    let url = format!("http://{addr}/api/v1/health");
+    let Ok(mut response) = agent.get(&url).call() else {
+        return serde_json::Value::Null;
+    };
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&text)
+        .map(|v| v["data"].clone())
+        .unwrap_or_default()
+}
