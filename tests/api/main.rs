@@ -6,6 +6,7 @@ mod support;
 mod accounts;
 mod admin;
 mod auth;
+mod backups;
 mod catalog_http;
 mod customer_actions;
 mod dropin;
