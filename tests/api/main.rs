@@ -15,6 +15,7 @@ mod droplet_lifecycle;
 mod errors;
 mod faults;
 mod fleet;
+mod harness;
 mod hostile;
 mod idempotency;
 mod lifecycle;
