@@ -378,6 +378,11 @@ impl TestApp {
 
     /// Runs exactly one reconciler sweep now (after any running one).
     pub fn sweep(&self) -> vpsd::provision::SweepReport {
+        // Only the instance that leads the background work sweeps (SPEC §15).
+        // A redb app always does; on PostgreSQL a restarted app takes the
+        // lead once the stopped one's session has let it go.
+        let leads = wait_for(Duration::from_secs(30), || self.store.leads().then_some(()));
+        assert!(leads.is_some(), "this app never took the lead");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
