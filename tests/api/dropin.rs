@@ -334,6 +334,9 @@ fn customers_read_a_fixed_text_for_provisioning_errors_operators_read_digitaloce
 #[cfg(unix)]
 #[test]
 fn files_vpsd_writes_are_0600_and_directories_it_creates_0700() {
+    if crate::support::skip_on_postgres("modes of the redb file, its folders and its snapshots") {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path| {
         std::fs::metadata(p)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::fake_do::{DropletScript, FakeDo, Fault};
-use crate::support::{spawn_app_with, start, Auth};
+use crate::support::{skip_on_postgres, spawn_app_with, start, Auth};
 
 /// A small tmpfs mounted for the test, unmounted on drop. `None` where the
 /// machine does not allow mounting (then the injected-fault variant runs).
@@ -58,13 +58,19 @@ fn order_body() -> serde_json::Value {
 
 #[test]
 fn a_full_disk_is_503_with_nothing_half_written_and_recovers_when_space_returns() {
+    if skip_on_postgres("a full disk under the redb file, or the redb writer's injected fault") {
+        return;
+    }
     let Some(fs) = SmallFs::mount("3m") else {
         // No mount permission on this machine: the same contract, with the
         // failure injected into the writer instead of a real full disk.
         eprintln!("NOTE: cannot mount a tmpfs here; using an injected writer fault");
         let app = crate::support::spawn_app();
         app.create_order("alice");
-        app.store.writer().inject_commit_failures(1);
+        app.redb()
+            .expect("a redb store")
+            .writer()
+            .inject_commit_failures(1);
         let r = app.post_json("/api/v1/orders", Auth::User("alice"), &order_body());
         assert_eq!((r.status, r.code()), (503, "STORAGE_UNAVAILABLE"));
         assert_eq!(

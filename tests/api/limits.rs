@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{spawn_app, spawn_app_with, Auth, TestApp};
+use crate::support::{spawn_app, spawn_app_with, stored_bytes, Auth, TestApp};
 
 /// How long a test waits for something the daemon should do within a few
 /// hundred milliseconds; only reached when the limit does not hold.
@@ -276,18 +276,15 @@ fn unknown_keys_cannot_grow_responses_or_the_data_file() {
     let stored_size = serde_json::to_vec(&stored).unwrap().len();
     assert!(stored_size <= 16 * 1024, "stored {stored_size} bytes");
 
-    let path = &app.config.storage.path;
-    let before = std::fs::metadata(path).unwrap().len();
+    // The redb file, or the PostgreSQL database.
+    let before = stored_bytes(&app);
     for i in 1..=40 {
         let r = post(&format!("flood-{i}"));
         assert_eq!(r.status, 400);
     }
-    let grown = std::fs::metadata(path)
-        .unwrap()
-        .len()
-        .saturating_sub(before);
+    let grown = stored_bytes(&app).saturating_sub(before);
     // Unbounded, 40 of these stored about 6 MiB.
-    assert!(grown < 2 << 20, "the data file grew {grown} bytes");
+    assert!(grown < 2 << 20, "the stored data grew {grown} bytes");
 }
 
 /// Waits for the server to close `stream`; returns when it did, measured

@@ -1,6 +1,7 @@
-//! Orders, history and tasks survive a restart; the data file is exclusive.
+//! Orders, history and tasks survive a restart; the data file is exclusive;
+//! a newer schema, in a file or a database, is refused.
 
-use crate::support::{spawn_app, try_start, Auth};
+use crate::support::{on_postgres, skip_on_postgres, spawn_app, try_start, Auth};
 
 #[test]
 fn data_survives_a_restart() {
@@ -32,6 +33,9 @@ fn data_survives_a_restart() {
 
 #[test]
 fn a_data_file_in_use_is_refused() {
+    if skip_on_postgres("the redb file's lock; PostgreSQL takes several instances by design") {
+        return;
+    }
     let app = spawn_app();
     let err = try_start(app.config.clone(), None)
         .err()
@@ -41,6 +45,10 @@ fn a_data_file_in_use_is_refused() {
 
 #[test]
 fn a_newer_schema_is_refused() {
+    if on_postgres() {
+        a_newer_schema_in_the_database_is_refused();
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vpsd.redb");
     {
@@ -57,4 +65,37 @@ fn a_newer_schema_is_refused() {
     config.storage.path = path;
     let err = try_start(config, None).err().expect("refused");
     assert!(err.contains("schema version 99"), "{err}");
+}
+
+/// The same refusal on PostgreSQL: a database whose `vpsd_meta` names a
+/// schema newer than this binary's stops start-up with one line, and the
+/// start that was refused changed nothing.
+fn a_newer_schema_in_the_database_is_refused() {
+    let mut app = spawn_app();
+    app.create_order("alice");
+    let db = app.database().expect("a PostgreSQL database");
+    let config = app.config.clone();
+    let dir = app.dir.take();
+    drop(app);
+    let pg = crate::support::pg::cluster();
+    let updated = pg.psql(
+        &db,
+        "UPDATE vpsd_meta SET value = 99 WHERE key = 'schema_version' RETURNING key",
+    );
+    assert_eq!(
+        updated, "schema_version",
+        "vpsd_meta keeps the schema version"
+    );
+    let err = try_start(config, dir).err().expect("refused");
+    assert!(err.contains("schema version 99"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM orders"), "1");
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT value FROM vpsd_meta WHERE key = 'schema_version'"
+        ),
+        "99",
+        "left as found"
+    );
 }

@@ -1,8 +1,11 @@
 //! Test harness: the real daemon (`vpsd::App`) on 127.0.0.1:0 with a fresh data
-//! file in a temp dir, plus local fakes of the catalog-service and DigitalOcean.
-//! Tests are synchronous; each app runs on its own tokio runtime thread.
+//! file in a temp dir (or, under `VPSD_TEST_BACKEND=postgres`, a fresh
+//! PostgreSQL database: see `backend`), plus local fakes of the
+//! catalog-service and DigitalOcean. Tests are synchronous; each app runs on
+//! its own tokio runtime thread.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod fake_catalog;
 pub mod fake_do;
 pub mod pg;
@@ -16,13 +19,18 @@ use std::time::Duration;
 use serde_json::Value;
 use vpsd::config::{CloudProvider, Config, JwtAlgorithm};
 
+// Not every test binary that includes this harness uses them.
+#[allow(unused_imports)]
+pub use backend::{on_postgres, skip_on_postgres, stored_bytes, verify_stopped};
+
 /// Long enough for start-up's checks: 32+ bytes (HS256) and 16+ characters.
 pub const SECRET: &str = "test-secret-of-at-least-32-bytes!";
 pub const API_KEY: &str = "test-api-key-0123456789";
 
 /// The config every test starts from: HS256, the shipped embedded catalog, the
-/// sandbox cloud, a data file in `dir`. Background sweeps are slow so tests
-/// drive provisioning explicitly unless they opt in.
+/// sandbox cloud, a data file in `dir` (or a fresh PostgreSQL database, see
+/// `backend::choose`). Background sweeps are slow so tests drive provisioning
+/// explicitly unless they opt in.
 pub fn base_config(dir: &Path) -> Config {
     let mut c = Config::default();
     c.server.bind = "127.0.0.1:0".into();
@@ -36,6 +44,7 @@ pub fn base_config(dir: &Path) -> Config {
     c.cloud.digitalocean.regions = vec!["sgp1".into(), "nyc3".into()];
     c.backup.dir = dir.join("backups");
     c.server.shutdown_grace_ms = 5000;
+    backend::choose(&mut c);
     c
 }
 
@@ -88,7 +97,9 @@ pub struct TestApp {
     pub dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    pub store: vpsd::store::Store,
+    /// The store behind the contract, whichever backend this run tests.
+    pub store: vpsd::store::StoreHandle,
+    redb: Option<vpsd::store::Store>,
     pub provisioner: std::sync::Arc<vpsd::provision::Provisioner>,
     agent: ureq::Agent,
 }
@@ -113,6 +124,7 @@ pub fn try_start(config: Config, dir: Option<tempfile::TempDir>) -> Result<TestA
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let run_config = config.clone();
+    let wanted = config.storage.backend.name();
     let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -131,11 +143,18 @@ pub fn try_start(config: Config, dir: Option<tempfile::TempDir>) -> Result<TestA
                 }
             };
             let addr = app.local_addr().expect("addr");
-            let _ = ready_tx.send(Ok((
-                addr,
-                app.store().expect("a redb store").clone(),
-                app.provisioner().clone(),
-            )));
+            let handle = app.store_handle();
+            // The backend switch must really switch: a run meant for
+            // PostgreSQL that quietly opened a redb file would prove nothing.
+            if handle.backend() != wanted {
+                let _ = ready_tx.send(Err(format!(
+                    "the app runs on {}, the config asks for {wanted}",
+                    handle.backend()
+                )));
+                return;
+            }
+            let redb = app.store().cloned();
+            let _ = ready_tx.send(Ok((addr, handle, redb, app.provisioner().clone())));
             let _ = app
                 .run(async move {
                     let _ = stop_rx.await;
@@ -143,7 +162,7 @@ pub fn try_start(config: Config, dir: Option<tempfile::TempDir>) -> Result<TestA
                 .await;
         });
     });
-    let (addr, store, provisioner) = ready_rx
+    let (addr, store, redb, provisioner) = ready_rx
         .recv_timeout(Duration::from_secs(30))
         .map_err(|e| format!("app did not start: {e}"))??;
     Ok(TestApp {
@@ -153,6 +172,7 @@ pub fn try_start(config: Config, dir: Option<tempfile::TempDir>) -> Result<TestA
         stop: Some(stop),
         thread: Some(thread),
         store,
+        redb,
         provisioner,
         agent: agent(),
     })
@@ -213,6 +233,18 @@ pub enum Auth<'a> {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The redb store itself, for tests about the file (none on PostgreSQL).
+    pub fn redb(&self) -> Option<vpsd::store::Store> {
+        self.redb.clone()
+    }
+
+    /// The name of this app's PostgreSQL database (none on redb), for psql.
+    pub fn database(&self) -> Option<String> {
+        let url = self.config.storage.postgres.url.as_deref()?;
+        (self.config.storage.backend == vpsd::config::StorageBackend::Postgres)
+            .then(|| url.rsplit('/').next().unwrap_or_default().to_string())
     }
 
     pub fn token(&self, sub: &str) -> String {
@@ -346,6 +378,11 @@ impl TestApp {
 
     /// Runs exactly one reconciler sweep now (after any running one).
     pub fn sweep(&self) -> vpsd::provision::SweepReport {
+        // Only the instance that leads the background work sweeps (SPEC §15).
+        // A redb app always does; on PostgreSQL a restarted app takes the
+        // lead once the stopped one's session has let it go.
+        let leads = wait_for(Duration::from_secs(30), || self.store.leads().then_some(()));
+        assert!(leads.is_some(), "this app never took the lead");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
+/// Connections the cluster accepts (see `PgCluster::start`).
+pub const MAX_CONNECTIONS: u32 = 300;
+
 pub struct PgCluster {
     dir: PathBuf,
     bin: PathBuf,
@@ -101,8 +104,11 @@ impl PgCluster {
             ],
         );
         let port = free_port();
+        // The API suite runs a test per core at once, some with two apps,
+        // each with its own pool and a leadership connection: Debian's 100
+        // would run out on a machine with many cores.
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections={MAX_CONNECTIONS}",
             dir.path().display()
         );
         let log = dir.path().join("log").to_string_lossy().to_string();
