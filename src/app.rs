@@ -295,7 +295,12 @@ async fn schedule_housekeeping(
     backend: &Backend,
 ) -> Result<(), StartError> {
     let add_failed = scheduler_failed("schedule a job");
-    if let Some(schedule) = &config.backup.schedule {
+    if let Some(schedule) = config
+        .backup
+        .schedule
+        .as_ref()
+        .filter(|_| backups.takes_schedule())
+    {
         let service = backups.clone();
         let job = tokio_cron_scheduler::Job::new_async(schedule.as_str(), move |_, _| {
             let service = service.clone();

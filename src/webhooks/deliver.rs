@@ -120,18 +120,23 @@ fn sending_threads(sender: &Arc<Sender>, endpoint: &Arc<Endpoint>) -> std::sync:
     jobs
 }
 
+/// On a shared database only the leading instance sends (SPEC §15): two
+/// senders would deliver an event twice or out of order. Waits until the
+/// leadership may have changed.
+async fn until_leading(leadership: &mut tokio::sync::watch::Receiver<bool>) {
+    tokio::select! {
+        _ = leadership.changed() => {}
+        _ = tokio::time::sleep(IDLE_RECHECK) => {}
+    }
+}
+
 async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
     let pool = sending_threads(&sender, &endpoint);
     let mut queued = sender.store.queued_events();
     let mut leadership = sender.store.leadership();
     loop {
-        // On a shared database only the leading instance sends (SPEC §15):
-        // two senders would deliver an event twice or out of order.
         if !sender.store.leads() {
-            tokio::select! {
-                _ = leadership.changed() => {}
-                _ = tokio::time::sleep(IDLE_RECHECK) => {}
-            }
+            until_leading(&mut leadership).await;
             continue;
         }
         // Marked seen before reading, so a commit after the read wakes us.
