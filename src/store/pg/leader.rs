@@ -29,6 +29,8 @@ const LEADER_LOCK: i64 = 0x7670_7364_0000_0002;
 /// NOTIFY channels: deliveries queued, reconciler work committed.
 pub const EVENTS_CHANNEL: &str = "vpsd_events";
 pub const WORK_CHANNEL: &str = "vpsd_work";
+/// The longest the leadership thread waits without looking at `stopping`.
+const LISTEN_SLICE: Duration = Duration::from_millis(100);
 
 pub struct Leadership {
     leading: AtomicBool,
@@ -133,7 +135,9 @@ fn connect(config: &postgres::Config, takeover: Duration) -> Result<Client, post
     config
         .application_name("vpsd-leadership")
         .keepalives(true)
-        .keepalives_idle(takeover / 5)
+        // The kernel counts keepalive idle time in whole seconds; 0 is
+        // refused (EINVAL), which would keep the session from ever opening.
+        .keepalives_idle((takeover / 5).max(Duration::from_secs(1)))
         .tcp_user_timeout(takeover / 2);
     let mut client = config.connect(NoTls)?;
     let silent_ms = takeover.as_millis() * 3 / 4;
@@ -164,18 +168,28 @@ fn listen(
     leadership: &Leadership,
 ) -> Result<(), postgres::Error> {
     let deadline = std::time::Instant::now() + tick;
-    let mut notifications = client.notifications();
-    let mut heard = notifications.timeout_iter(tick);
-    // Each notification restarts the iterator's wait: a steady stream of
-    // them must not keep the session from its next check.
-    while std::time::Instant::now() < deadline {
-        let Some(note) = postgres::fallible_iterator::FallibleIterator::next(&mut heard)? else {
+    // Short waits, so a stopping instance lets the lock go within one of
+    // them; a steady stream of notifications must not keep the session
+    // from its next check either.
+    while std::time::Instant::now() < deadline && !leadership.stopping.load(Ordering::SeqCst) {
+        {
+            let mut notifications = client.notifications();
+            let mut heard = notifications.timeout_iter(tick.min(LISTEN_SLICE));
+            while let Some(note) = postgres::fallible_iterator::FallibleIterator::next(&mut heard)?
+            {
+                match note.channel() {
+                    EVENTS_CHANNEL => leadership.events.send_modify(|n| *n = n.wrapping_add(1)),
+                    WORK_CHANNEL => leadership.work.send_modify(|n| *n = n.wrapping_add(1)),
+                    _ => {}
+                }
+                if std::time::Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+        // A closed session answers "nothing" at once: the check says why.
+        if client.is_closed() {
             break;
-        };
-        match note.channel() {
-            EVENTS_CHANNEL => leadership.events.send_modify(|n| *n = n.wrapping_add(1)),
-            WORK_CHANNEL => leadership.work.send_modify(|n| *n = n.wrapping_add(1)),
-            _ => {}
         }
     }
     Ok(())

@@ -79,8 +79,8 @@ pub fn list(client: &mut Client, q: &ListQuery) -> Result<Page, StoreError> {
         Some(before) => {
             params.push(before);
             filters.push(format!(
-                "o.status IN ('ACTIVE', 'SUSPENDED') AND (o.record IS NOT NULL) \
-                 AND o.expires_at < to_timestamp(${} / 1000.0)",
+                "o.status IN ('ACTIVE', 'SUSPENDED') \
+                 AND o.expires_at < to_timestamp(${}::bigint / 1000.0)",
                 params.len()
             ));
             "o.expires_at, o.seq"
