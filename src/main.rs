@@ -1,4 +1,4 @@
-//! The `vpsd` command: serve (default), backup, verify, token, config.
+//! The `vpsd` command: serve (default), backup, verify, store copy, token, config.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,13 +46,36 @@ enum Command {
         /// The data file or snapshot to check.
         file: PathBuf,
     },
+    /// Move a store elsewhere (SPEC §15).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy a stopped daemon's data file (or a backup) into an empty
+    /// PostgreSQL database, in one transaction; prints what it copied.
+    Copy {
+        /// The data file or snapshot (only read; a running daemon's file is
+        /// refused).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// postgres://user:password@host:port/database
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // verify needs no configuration: it checks the file it is given.
-    if let Some(Command::Verify { file }) = &cli.command {
-        return verify(file);
+    // verify and store copy need no configuration: they work on what they
+    // are given.
+    match &cli.command {
+        Some(Command::Verify { file }) => return verify(file),
+        Some(Command::Store { command }) => return store(command),
+        _ => {}
     }
     let (config, notes) = match Config::load_with_notes(cli.config.as_deref()) {
         Ok(loaded) => loaded,
@@ -82,6 +105,7 @@ fn main() -> ExitCode {
         }
         Command::Backup { to } => backup(&config, &to),
         Command::Verify { file } => verify(&file),
+        Command::Store { command } => store(&command),
     }
 }
 
@@ -105,6 +129,28 @@ fn verify(file: &std::path::Path) -> ExitCode {
             println!("history: {}", report.history);
             println!("tasks: {}", report.tasks);
             println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(line) => fail(&line),
+    }
+}
+
+fn store(command: &StoreCommand) -> ExitCode {
+    let StoreCommand::Copy { from, to } = command;
+    match vpsd::service::store_tools::copy_file(from, to) {
+        Ok(report) => {
+            println!("copied {} into {}", from.display(), report.database);
+            println!("orders: {}", report.orders);
+            println!("history rows: {}", report.history);
+            println!("tasks: {}", report.tasks);
+            println!("customer actions: {}", report.actions);
+            println!("idempotency keys: {}", report.keys);
+            println!("coupons: {}", report.coupons);
+            println!("events: {}", report.events);
+            println!(
+                "deliveries: {} (pending: {})",
+                report.deliveries, report.pending
+            );
             ExitCode::SUCCESS
         }
         Err(line) => fail(&line),

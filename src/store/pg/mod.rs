@@ -6,6 +6,7 @@
 //! ([`leader`]).
 
 pub mod conn;
+pub mod copy;
 mod leader;
 mod outbox;
 mod read;
