@@ -42,8 +42,10 @@ enum Command {
     },
     /// Check a data file or backup: integrity, every table, every index entry,
     /// counts and history chains. Prints counts and `ok`, or names the problem.
+    /// Given a postgres:// URL, checks that database the same way and lists
+    /// every problem.
     Verify {
-        /// The data file or snapshot to check.
+        /// The data file or snapshot to check, or a postgres:// URL.
         file: PathBuf,
     },
     /// Move a store elsewhere (SPEC §15).
@@ -122,6 +124,10 @@ fn backup(config: &Config, to: &std::path::Path) -> ExitCode {
 }
 
 fn verify(file: &std::path::Path) -> ExitCode {
+    use vpsd::service::store_tools::is_database_url;
+    if let Some(url) = file.to_str().filter(|s| is_database_url(s)) {
+        return verify_database(url);
+    }
     match vpsd::service::backups::verify_file(file) {
         Ok(report) => {
             println!("orders: {}", report.orders);
@@ -133,6 +139,40 @@ fn verify(file: &std::path::Path) -> ExitCode {
         }
         Err(line) => fail(&line),
     }
+}
+
+/// `vpsd verify URL`: the counts, then `ok`, or every problem and a
+/// failing exit.
+fn verify_database(url: &str) -> ExitCode {
+    let report = match vpsd::service::store_tools::verify_database(url) {
+        Ok(report) => report,
+        Err(line) => return fail(&line),
+    };
+    println!("database: {}", report.database);
+    println!("orders: {}", report.orders);
+    println!("items: {}", report.items);
+    println!("history rows: {}", report.history);
+    println!("tasks: {}", report.tasks);
+    println!("customer actions: {}", report.actions);
+    println!("idempotency keys: {}", report.keys);
+    println!("coupons: {}", report.coupons);
+    println!("events: {}", report.events);
+    println!(
+        "deliveries: {} (pending: {})",
+        report.deliveries, report.pending
+    );
+    if report.is_clean() {
+        println!("ok");
+        return ExitCode::SUCCESS;
+    }
+    for problem in &report.problems {
+        println!("problem: {problem}");
+    }
+    let found = report.problems.len() as u64 + report.unlisted;
+    if report.unlisted > 0 {
+        println!("problem: ... and {} more", report.unlisted);
+    }
+    fail(&format!("verify {}: {found} problem(s)", report.database))
 }
 
 fn store(command: &StoreCommand) -> ExitCode {

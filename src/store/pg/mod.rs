@@ -13,6 +13,7 @@ mod read;
 pub mod schema;
 mod sql;
 mod txn;
+pub mod verify;
 mod write;
 
 use std::path::Path;
