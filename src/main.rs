@@ -1,4 +1,4 @@
-//! The `vpsd` command: serve (default), backup, verify, token, config.
+//! The `vpsd` command: serve (default), backup, verify, store copy, token, config.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,17 +42,42 @@ enum Command {
     },
     /// Check a data file or backup: integrity, every table, every index entry,
     /// counts and history chains. Prints counts and `ok`, or names the problem.
+    /// Given a postgres:// URL, checks that database the same way and lists
+    /// every problem.
     Verify {
-        /// The data file or snapshot to check.
+        /// The data file or snapshot to check, or a postgres:// URL.
         file: PathBuf,
+    },
+    /// Move a store elsewhere (SPEC §15).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy a stopped daemon's data file (or a backup) into an empty
+    /// PostgreSQL database, in one transaction; prints what it copied.
+    Copy {
+        /// The data file or snapshot (only read; a running daemon's file is
+        /// refused).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// postgres://user:password@host:port/database
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // verify needs no configuration: it checks the file it is given.
-    if let Some(Command::Verify { file }) = &cli.command {
-        return verify(file);
+    // verify and store copy need no configuration: they work on what they
+    // are given.
+    match &cli.command {
+        Some(Command::Verify { file }) => return verify(file),
+        Some(Command::Store { command }) => return store(command),
+        _ => {}
     }
     let (config, notes) = match Config::load_with_notes(cli.config.as_deref()) {
         Ok(loaded) => loaded,
@@ -82,6 +107,7 @@ fn main() -> ExitCode {
         }
         Command::Backup { to } => backup(&config, &to),
         Command::Verify { file } => verify(&file),
+        Command::Store { command } => store(&command),
     }
 }
 
@@ -98,6 +124,10 @@ fn backup(config: &Config, to: &std::path::Path) -> ExitCode {
 }
 
 fn verify(file: &std::path::Path) -> ExitCode {
+    use vpsd::service::store_tools::is_database_url;
+    if let Some(url) = file.to_str().filter(|s| is_database_url(s)) {
+        return verify_database(url);
+    }
     match vpsd::service::backups::verify_file(file) {
         Ok(report) => {
             println!("orders: {}", report.orders);
@@ -105,6 +135,62 @@ fn verify(file: &std::path::Path) -> ExitCode {
             println!("history: {}", report.history);
             println!("tasks: {}", report.tasks);
             println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(line) => fail(&line),
+    }
+}
+
+/// `vpsd verify URL`: the counts, then `ok`, or every problem and a
+/// failing exit.
+fn verify_database(url: &str) -> ExitCode {
+    let report = match vpsd::service::store_tools::verify_database(url) {
+        Ok(report) => report,
+        Err(line) => return fail(&line),
+    };
+    println!("database: {}", report.database);
+    println!("orders: {}", report.orders);
+    println!("items: {}", report.items);
+    println!("history rows: {}", report.history);
+    println!("tasks: {}", report.tasks);
+    println!("customer actions: {}", report.actions);
+    println!("idempotency keys: {}", report.keys);
+    println!("coupons: {}", report.coupons);
+    println!("events: {}", report.events);
+    println!(
+        "deliveries: {} (pending: {})",
+        report.deliveries, report.pending
+    );
+    if report.is_clean() {
+        println!("ok");
+        return ExitCode::SUCCESS;
+    }
+    for problem in &report.problems {
+        println!("problem: {problem}");
+    }
+    let found = report.problems.len() as u64 + report.unlisted;
+    if report.unlisted > 0 {
+        println!("problem: ... and {} more", report.unlisted);
+    }
+    fail(&format!("verify {}: {found} problem(s)", report.database))
+}
+
+fn store(command: &StoreCommand) -> ExitCode {
+    let StoreCommand::Copy { from, to } = command;
+    match vpsd::service::store_tools::copy_file(from, to) {
+        Ok(report) => {
+            println!("copied {} into {}", from.display(), report.database);
+            println!("orders: {}", report.orders);
+            println!("history rows: {}", report.history);
+            println!("tasks: {}", report.tasks);
+            println!("customer actions: {}", report.actions);
+            println!("idempotency keys: {}", report.keys);
+            println!("coupons: {}", report.coupons);
+            println!("events: {}", report.events);
+            println!(
+                "deliveries: {} (pending: {})",
+                report.deliveries, report.pending
+            );
             ExitCode::SUCCESS
         }
         Err(line) => fail(&line),

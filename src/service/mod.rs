@@ -11,6 +11,7 @@ pub mod orders;
 pub mod paid_period;
 pub mod pricing;
 pub mod rate_limit;
+pub mod store_tools;
 pub mod webhooks;
 pub mod webrana;
 

@@ -6,12 +6,14 @@
 //! ([`leader`]).
 
 pub mod conn;
+pub mod copy;
 mod leader;
 mod outbox;
 mod read;
 pub mod schema;
 mod sql;
 mod txn;
+pub mod verify;
 mod write;
 
 use std::path::Path;

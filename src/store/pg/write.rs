@@ -12,13 +12,15 @@ use super::outbox::queue_events;
 use super::sql;
 pub use super::txn::PgTxn;
 use crate::backend::store::apply::OrderTxn;
+use crate::backend::store::outbox::StoredEvent;
 use crate::backend::store::{codec, corrupt, IdempotencyRecord, StoreError};
 use crate::domain::coupon::{CouponClaim, CouponUses};
-use crate::domain::lifecycle::{Change, OutEvent, TaskEffect};
+use crate::domain::customer_action::CustomerAction;
+use crate::domain::lifecycle::{Change, CouponEffect, OutEvent, TaskEffect};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::time::{now_millis, Millis};
-use crate::domain::webhook::Outbox;
-use crate::domain::{Order, OrderRecord, OrderStatus};
+use crate::domain::webhook::{Outbox, OutboxEvent};
+use crate::domain::{HistoryEntry, Order, OrderRecord, OrderStatus};
 
 impl PgTxn<'_, '_> {
     /// The order's row first: its history, items and renewals refer to it.
@@ -331,5 +333,91 @@ impl OrderTxn for PgTxn<'_, '_> {
             )
             .map_err(pg_err)?;
         Ok(stored.is_some())
+    }
+}
+
+/// Copying a data file in (`vpsd store copy`, SPEC §15): each row goes
+/// through the same writers as the live path, so a copied order is stored
+/// exactly as one written here would be.
+impl PgTxn<'_, '_> {
+    /// One order as the file holds it: its record (same id and sequence),
+    /// items, renewals, every history row, its task and every customer
+    /// action. `history` must be rows `0..history_len`, in order.
+    pub fn copy_order(
+        &mut self,
+        record: &OrderRecord,
+        history: &[HistoryEntry],
+        actions: &[CustomerAction],
+    ) -> Result<(), StoreError> {
+        let order = &record.order;
+        // A change from nothing to the order with every row: the live path
+        // writes a new order's row, items and renewals from exactly this.
+        let change = Change {
+            order: order.clone(),
+            previous_status: None,
+            previous_due: None,
+            history: history.to_vec(),
+            task: TaskEffect::Unchanged,
+            coupon: CouponEffect::None,
+            events: Vec::new(),
+        };
+        let account = record
+            .task
+            .as_ref()
+            .and_then(|t| t.live_account(order.status));
+        self.write_order(&change, account)?;
+        let written = match &record.task {
+            Some(task) => {
+                self.put_task(task)?;
+                task.customer_action.as_ref().map(|a| a.no)
+            }
+            None => None,
+        };
+        // The task's copy of its last action was written with it.
+        for action in actions.iter().filter(|a| Some(a.no) != written) {
+            self.put_action(order.id, action)?;
+        }
+        Ok(())
+    }
+
+    /// One row of an order's customer actions (the statement `put_task`
+    /// writes the task's last action with).
+    fn put_action(&mut self, order_id: Uuid, action: &CustomerAction) -> Result<(), StoreError> {
+        let put = self.stmt(sql::ACTION_PUT)?;
+        self.tx
+            .execute(
+                &put,
+                &[
+                    &order_id,
+                    &(action.no as i32),
+                    &action.id,
+                    &action.kind.as_str(),
+                    &action.status.as_str(),
+                    &action.requested_by,
+                    &stamp(action.created_at),
+                    &codec::encode(action),
+                ],
+            )
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    /// An outbox event with the deliveries it lists (written after it, by
+    /// `outbox::put_delivery`).
+    pub fn copy_event(&mut self, event: &OutboxEvent) -> Result<(), StoreError> {
+        let put = self.stmt(sql::EVENT_PUT)?;
+        self.tx
+            .execute(
+                &put,
+                &[
+                    &event.id,
+                    &event.record.order.id,
+                    &event.kind.as_str(),
+                    &stamp(event.committed_at),
+                    &codec::encode(&StoredEvent::from_event(event)),
+                ],
+            )
+            .map_err(pg_err)?;
+        Ok(())
     }
 }
