@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::fake_do::{DropletScript, FakeDo};
-use support::process::{health, Daemon};
+use support::process::{health, trouble, Daemon};
 use support::receiver::{verifies, Receiver};
 use support::{add_webhook, WEBHOOK_SECRET};
 use support::{agent, base_config, hs256_token, now_secs, wait_for, API_KEY, SECRET};
@@ -107,19 +107,18 @@ fn outbox_quiet(daemon: &Daemon, hooks: &[Receiver]) -> bool {
 /// never both at any look.
 fn leader_of(daemons: [&Daemon; 2]) -> usize {
     let http = agent();
-    wait_for(Duration::from_secs(30), || {
-        let leads: Vec<Option<bool>> = daemons
-            .iter()
-            .map(|d| health(&http, d.addr)["backgroundWork"].as_bool())
-            .collect();
+    let mut last = Vec::new();
+    let found = wait_for(Duration::from_secs(30), || {
+        last = daemons.iter().map(|d| health(&http, d.addr)).collect();
+        let leads: Vec<Option<bool>> = last.iter().map(|h| h["backgroundWork"].as_bool()).collect();
         assert_ne!(leads, [Some(true), Some(true)], "both run background work");
         match leads[..] {
             [Some(true), Some(false)] => Some(0),
             [Some(false), Some(true)] => Some(1),
             _ => None,
         }
-    })
-    .expect("one instance runs the background work")
+    });
+    found.unwrap_or_else(|| panic!("no one instance runs the background work; /health: {last:?}"))
 }
 
 /// Orders with booting droplets, and one whose create DigitalOcean has
@@ -206,6 +205,7 @@ fn sigkill_of_the_working_instance_mid_provisioning_and_the_other_finishes() {
         .map(|id| order(&survivor, id)["status"].clone())
         .collect();
     assert!(all_active.is_some(), "not all ACTIVE: {statuses:?}");
+    eprintln!("takeover after {took_over:?}; every order ACTIVE {all_active:?} after the kill");
 
     one_droplet_each(&fake, &survivor, &ids);
     wait_for(Duration::from_secs(30), || {
@@ -213,7 +213,13 @@ fn sigkill_of_the_working_instance_mid_provisioning_and_the_other_finishes() {
     })
     .expect("the survivor delivered every event");
     every_event_once_in_commit_order(&survivor, &hooks, &ids, &url);
-    assert_eq!(survivor.terminate(), Some(0));
+    let (code, logs) = survivor.terminate_with_logs();
+    assert_eq!(
+        code,
+        Some(0),
+        "the survivor stops cleanly: {}",
+        trouble(&logs)
+    );
 }
 
 fn one_droplet_each(fake: &FakeDo, survivor: &Daemon, ids: &[String]) {

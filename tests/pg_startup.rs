@@ -11,7 +11,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::process::{serve_until_exit, Daemon, Exited};
+use support::process::{serve_until_exit, trouble, Daemon, Exited};
 use support::{agent, base_config, hs256_token, now_secs, API_KEY, SECRET};
 use vpsd::config::{Config, StorageBackend};
 
@@ -212,7 +212,8 @@ fn a_vpsd_database_with_an_order(url: &str) {
         .read_to_string()
         .unwrap_or_default();
     assert!(listed.contains("\"total\":1"), "{listed}");
-    assert_eq!(daemon.terminate(), Some(0));
+    let (code, logs) = daemon.terminate_with_logs();
+    assert_eq!(code, Some(0), "vpsd stops cleanly: {}", trouble(&logs));
 }
 
 #[test]

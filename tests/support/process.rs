@@ -234,3 +234,19 @@ pub fn health(agent: &ureq::Agent, addr: SocketAddr) -> serde_json::Value {
         .map(|v| v["data"].clone())
         .unwrap_or_default()
 }
+
+/// The lines of a daemon's log worth showing when a test fails: anything
+/// that is not a JSON log line at INFO or below (warnings, errors, a panic
+/// and its backtrace).
+pub fn trouble(lines: &[String]) -> String {
+    lines
+        .iter()
+        .filter(|line| {
+            let json = serde_json::from_str::<serde_json::Value>(line).ok();
+            let level = json.as_ref().and_then(|j| j["level"].as_str());
+            !matches!(level, Some("INFO" | "DEBUG" | "TRACE"))
+        })
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
