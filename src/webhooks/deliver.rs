@@ -130,6 +130,32 @@ async fn until_leading(leadership: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
+/// One job per sending thread, each sending its share in turn: a wake-up
+/// per thread, not per event. Returns where each share's records come back.
+fn hand_out(
+    pool: &std::sync::mpsc::Sender<Job>,
+    mut due: Vec<(Delivery, OutboxEvent)>,
+) -> Vec<tokio::sync::oneshot::Receiver<Vec<AttemptRecord>>> {
+    let share = due.len().div_ceil(CONCURRENCY);
+    let mut jobs = Vec::new();
+    while !due.is_empty() {
+        let rest = due.split_off(share.min(due.len()));
+        let mine = std::mem::replace(&mut due, rest);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |sender: &Sender, endpoint: &Endpoint| {
+            let records = mine
+                .iter()
+                .map(|(delivery, event)| attempt(sender, endpoint, delivery, event))
+                .collect::<Vec<_>>();
+            let _ = reply.send(records);
+        });
+        if pool.send(job).is_ok() {
+            jobs.push(answer);
+        }
+    }
+    jobs
+}
+
 async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
     let pool = sending_threads(&sender, &endpoint);
     let mut queued = sender.store.queued_events();
@@ -172,26 +198,7 @@ async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
             }
             continue;
         }
-        // One job per sending thread, each sending its share in turn: a
-        // wake-up per thread, not per event.
-        let share = due.due.len().div_ceil(CONCURRENCY);
-        let mut due = due.due;
-        let mut jobs = Vec::new();
-        while !due.is_empty() {
-            let rest = due.split_off(share.min(due.len()));
-            let mine = std::mem::replace(&mut due, rest);
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let job: Job = Box::new(move |sender: &Sender, endpoint: &Endpoint| {
-                let records = mine
-                    .iter()
-                    .map(|(delivery, event)| attempt(sender, endpoint, delivery, event))
-                    .collect::<Vec<_>>();
-                let _ = reply.send(records);
-            });
-            if pool.send(job).is_ok() {
-                jobs.push(answer);
-            }
-        }
+        let jobs = hand_out(&pool, due.due);
         // A share whose thread died is simply not recorded: it stays pending
         // and goes out again.
         let records: Vec<AttemptRecord> = futures_util::future::join_all(jobs)
