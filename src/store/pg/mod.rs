@@ -53,7 +53,8 @@ pub struct PgStore {
 }
 
 struct Inner {
-    pool: Pool,
+    /// Always `Some` until the store is dropped (see `Drop for Inner`).
+    pool: Option<Pool>,
     rules: Rules,
     views: ViewCache,
     events: watch::Receiver<u64>,
@@ -121,7 +122,7 @@ impl PgStore {
         leader::start(config, settings.takeover, leadership.clone());
         Ok(PgStore {
             inner: Arc::new(Inner {
-                pool,
+                pool: Some(pool),
                 rules,
                 views: ViewCache::off(),
                 events,
@@ -146,27 +147,46 @@ impl PgStore {
         query: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         off_runtime(|| {
-            let mut conn = self.inner.pool.get().map_err(pool_err)?;
+            let mut conn = self.inner.connection()?;
             query(&mut conn.client)
         })
     }
 }
 
 impl Drop for Inner {
-    /// The last handle gone: give the leadership up for another instance.
+    /// The last handle gone: give the leadership up for another instance,
+    /// and close the connections on a thread of their own. The last handle
+    /// may go on an async worker (a scheduler job cancelled at shutdown),
+    /// where closing a synchronous client would start a runtime inside the
+    /// runtime: a panic, and during that unwind a second one, an abort.
     fn drop(&mut self) {
         self.leadership.stop();
+        if let Some(pool) = self.pool.take() {
+            let closing = std::thread::Builder::new()
+                .name("vpsd-pool-close".into())
+                .spawn(move || drop(pool));
+            if let Ok(closing) = closing {
+                let _ = closing.join();
+            }
+        }
     }
 }
 
 impl Inner {
+    fn connection(&self) -> Result<r2d2::PooledConnection<Connector>, StoreError> {
+        match &self.pool {
+            Some(pool) => pool.get().map_err(pool_err),
+            None => Err(StoreError::Unavailable("the store is closed".into())),
+        }
+    }
+
     /// One operation, one transaction. A refusal commits what the domain
     /// kept (an idempotent refusal); a key another instance stored first
     /// rolls everything back.
     fn write_one(&self, op: WriteOp) -> Result<OpResult, StoreError> {
         // The reconciler's own saves wake nobody: it is the one awake.
         let from_reconciler = matches!(op, WriteOp::SaveTask { .. });
-        let mut conn = self.pool.get().map_err(pool_err)?;
+        let mut conn = self.connection()?;
         let (client, statements) = conn.split();
         let mut tx = client.transaction().map_err(pg_err)?;
         let mut t = PgTxn::new(&mut tx, statements);
@@ -181,7 +201,7 @@ impl Inner {
     }
 
     fn maintain_one(&self, work: Maintenance) -> Result<u64, StoreError> {
-        let mut conn = self.pool.get().map_err(pool_err)?;
+        let mut conn = self.connection()?;
         let (client, statements) = conn.split();
         let mut tx = client.transaction().map_err(pg_err)?;
         let mut t = PgTxn::new(&mut tx, statements);
