@@ -153,22 +153,7 @@ impl PgTxn<'_, '_> {
             )
             .map_err(pg_err)?;
         if let Some(action) = &task.customer_action {
-            let put = self.stmt(sql::ACTION_PUT)?;
-            self.tx
-                .execute(
-                    &put,
-                    &[
-                        &task.order_id,
-                        &(action.no as i32),
-                        &action.id,
-                        &action.kind.as_str(),
-                        &action.status.as_str(),
-                        &action.requested_by,
-                        &stamp(action.created_at),
-                        &codec::encode(action),
-                    ],
-                )
-                .map_err(pg_err)?;
+            self.put_action(task.order_id, action)?;
         }
         self.wakes_reconciler |= open || owes;
         self.tasks.insert(task.order_id, Some(task.clone()));
