@@ -11,19 +11,27 @@ pub const COUPON_LOCK: &str =
 /// Redemptions of a coupon, all and one user's: the orders counting it.
 pub const COUPON_COUNT: &str = "SELECT count(*), count(*) FILTER (WHERE user_id = $2) \
     FROM orders WHERE coupon_code = $1 AND coupon_counted";
-pub const HISTORY_ROW: &str = "INSERT INTO order_history \
-    (order_id, no, at, from_status, to_status, actor, reason, record) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-pub const ORDER_PUT: &str = "INSERT INTO orders \
+/// An order's row with its new history rows and, for a new order, its
+/// items, in one statement: each round trip inside a transaction is a
+/// wake-up of vpsd and of the server, and on a busy host those wake-ups are
+/// most of a change's cost. History and items come as arrays, one element
+/// per row (empty arrays write no rows); the foreign keys are checked at
+/// the statement's end, after the order's row is in.
+pub const ORDER_WRITE: &str = "WITH o AS (INSERT INTO orders \
     (id, seq, user_id, status, plan_id, image_id, final_price, currency, coupon_code, \
      coupon_counted, created_at, created_ms, paid_at, expires_at, next_due_ms, live_account, \
      record) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
     ON CONFLICT (id) DO UPDATE SET status = $4, image_id = $6, coupon_counted = $10, \
-     paid_at = $13, expires_at = $14, next_due_ms = $15, live_account = $16, record = $17";
-pub const ITEM_ROW: &str = "INSERT INTO order_items \
+     paid_at = $13, expires_at = $14, next_due_ms = $15, live_account = $16, record = $17), \
+    h AS (INSERT INTO order_history \
+    (order_id, no, at, from_status, to_status, actor, reason, record) \
+    SELECT $1::uuid, * FROM unnest($18::integer[], $19::timestamptz[], $20::text[], \
+     $21::text[], $22::text[], $23::text[], $24::bytea[])) \
+    INSERT INTO order_items \
     (order_id, no, id, item_type, reference_id, description, unit_price, quantity, total_price) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    SELECT $1::uuid, * FROM unnest($25::integer[], $26::uuid[], $27::text[], $28::text[], \
+     $29::text[], $30::bigint[], $31::integer[], $32::bigint[])";
 pub const RENEWAL_ROW: &str = "INSERT INTO renewals \
     (order_id, no, id, renewal_type, periods, amount, new_expiry, actor, created_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING";
@@ -69,9 +77,7 @@ pub const ALL: &[&str] = &[
     NEXT_EVENT_SEQ,
     COUPON_LOCK,
     COUPON_COUNT,
-    HISTORY_ROW,
-    ORDER_PUT,
-    ITEM_ROW,
+    ORDER_WRITE,
     RENEWAL_ROW,
     TASK_PUT,
     LIVE_ACCOUNT_SET,

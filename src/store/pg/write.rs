@@ -5,6 +5,8 @@
 //! one order take turns and the second decides on what the first wrote;
 //! coupon rows are locked the same way, so limits hold across instances.
 
+use std::time::SystemTime;
+
 use uuid::Uuid;
 
 use super::conn::{pg_err, stamp};
@@ -20,19 +22,27 @@ use crate::domain::lifecycle::{Change, CouponEffect, OutEvent, TaskEffect};
 use crate::domain::task::ProvisioningTask;
 use crate::domain::time::{now_millis, Millis};
 use crate::domain::webhook::{Outbox, OutboxEvent};
-use crate::domain::{HistoryEntry, Order, OrderRecord, OrderStatus};
+use crate::domain::{HistoryEntry, Order, OrderItem, OrderRecord, OrderStatus};
 
 impl PgTxn<'_, '_> {
-    /// The order's row first: its history, items and renewals refer to it.
+    /// The order's row, its new history rows and (new order) its items, in
+    /// one statement ([`sql::ORDER_WRITE`]); then its new renewals.
     fn write_order(&mut self, change: &Change, account: Option<&str>) -> Result<(), StoreError> {
         let order = &change.order;
         let first_row = order
             .history_len
             .saturating_sub(u32::try_from(change.history.len()).unwrap_or(u32::MAX));
-        let put = self.stmt(sql::ORDER_PUT)?;
+        let history = HistoryColumns::of(first_row, &change.history);
+        let no_items: &[OrderItem] = &[];
+        let items = ItemColumns::of(match change.previous_status {
+            // Items never change: written once, with the new order.
+            None => &order.items,
+            Some(_) => no_items,
+        });
+        let write = self.stmt(sql::ORDER_WRITE)?;
         self.tx
             .execute(
-                &put,
+                &write,
                 &[
                     &order.id,
                     &(order.seq as i64),
@@ -51,56 +61,25 @@ impl PgTxn<'_, '_> {
                     &order.term.next_due,
                     &account,
                     &codec::encode(order),
+                    &history.no,
+                    &history.at,
+                    &history.from,
+                    &history.to,
+                    &history.actor,
+                    &history.reason,
+                    &history.record,
+                    &items.no,
+                    &items.id,
+                    &items.kind,
+                    &items.reference,
+                    &items.description,
+                    &items.unit_price,
+                    &items.quantity,
+                    &items.total,
                 ],
             )
             .map_err(pg_err)?;
-        let history = self.stmt(sql::HISTORY_ROW)?;
-        for (no, row) in (first_row..).zip(&change.history) {
-            let from = row.previous_status.map(|s| s.as_str());
-            self.tx
-                .execute(
-                    &history,
-                    &[
-                        &order.id,
-                        &(no as i32),
-                        &stamp(row.created_at),
-                        &from,
-                        &row.new_status.as_str(),
-                        &row.actor.render(),
-                        &row.reason,
-                        &codec::encode(row),
-                    ],
-                )
-                .map_err(pg_err)?;
-        }
-        if change.previous_status.is_none() {
-            self.write_items(order)?;
-        }
         self.write_renewals(order)
-    }
-
-    /// Items never change: written once, with the new order.
-    fn write_items(&mut self, order: &Order) -> Result<(), StoreError> {
-        let item = self.stmt(sql::ITEM_ROW)?;
-        for (no, it) in order.items.iter().enumerate() {
-            self.tx
-                .execute(
-                    &item,
-                    &[
-                        &order.id,
-                        &(no as i32),
-                        &it.id,
-                        &it.item_type.as_str(),
-                        &it.reference_id,
-                        &it.description,
-                        &(it.unit_price as i64),
-                        &(it.quantity as i32),
-                        &(it.total_price as i64),
-                    ],
-                )
-                .map_err(pg_err)?;
-        }
-        Ok(())
     }
 
     fn write_renewals(&mut self, order: &Order) -> Result<(), StoreError> {
@@ -404,5 +383,61 @@ impl PgTxn<'_, '_> {
             )
             .map_err(pg_err)?;
         Ok(())
+    }
+}
+
+/// History rows as [`sql::ORDER_WRITE`] takes them: one array per column.
+struct HistoryColumns<'a> {
+    no: Vec<i32>,
+    at: Vec<SystemTime>,
+    from: Vec<Option<&'static str>>,
+    to: Vec<&'static str>,
+    actor: Vec<String>,
+    reason: Vec<Option<&'a str>>,
+    record: Vec<Vec<u8>>,
+}
+
+impl<'a> HistoryColumns<'a> {
+    /// `rows` numbered from `first`.
+    fn of(first: u32, rows: &'a [HistoryEntry]) -> Self {
+        HistoryColumns {
+            no: (first..).take(rows.len()).map(|no| no as i32).collect(),
+            at: rows.iter().map(|r| stamp(r.created_at)).collect(),
+            from: rows
+                .iter()
+                .map(|r| r.previous_status.map(|s| s.as_str()))
+                .collect(),
+            to: rows.iter().map(|r| r.new_status.as_str()).collect(),
+            actor: rows.iter().map(|r| r.actor.render()).collect(),
+            reason: rows.iter().map(|r| r.reason.as_deref()).collect(),
+            record: rows.iter().map(codec::encode).collect(),
+        }
+    }
+}
+
+/// Item rows as [`sql::ORDER_WRITE`] takes them: one array per column.
+struct ItemColumns<'a> {
+    no: Vec<i32>,
+    id: Vec<Uuid>,
+    kind: Vec<&'static str>,
+    reference: Vec<&'a str>,
+    description: Vec<&'a str>,
+    unit_price: Vec<i64>,
+    quantity: Vec<i32>,
+    total: Vec<i64>,
+}
+
+impl<'a> ItemColumns<'a> {
+    fn of(items: &'a [OrderItem]) -> Self {
+        ItemColumns {
+            no: (0..items.len()).map(|no| no as i32).collect(),
+            id: items.iter().map(|it| it.id).collect(),
+            kind: items.iter().map(|it| it.item_type.as_str()).collect(),
+            reference: items.iter().map(|it| it.reference_id.as_str()).collect(),
+            description: items.iter().map(|it| it.description.as_str()).collect(),
+            unit_price: items.iter().map(|it| it.unit_price as i64).collect(),
+            quantity: items.iter().map(|it| it.quantity as i32).collect(),
+            total: items.iter().map(|it| it.total_price as i64).collect(),
+        }
     }
 }
