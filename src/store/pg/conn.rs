@@ -28,7 +28,33 @@ pub fn statement(
         .ok_or_else(|| StoreError::Corrupt(format!("statement not prepared: {sql}")))
 }
 
+/// The pooled connection is used as its client where a query's text is
+/// built per call (lists, counts) and cannot be prepared ahead.
+impl std::ops::Deref for PgConn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for PgConn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
 impl PgConn {
+    /// Runs one of [`super::sql`]'s statements, prepared when the
+    /// connection opened: one round trip, where text costs two.
+    pub fn query_prepared(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, StoreError> {
+        let prepared = statement(&self.statements, sql)?;
+        self.client.query(&prepared, params).map_err(pg_err)
+    }
+
     /// The client and the statements, borrowed apart, so a transaction of
     /// the one can use the other.
     pub fn split(&mut self) -> (&mut Client, &HashMap<&'static str, Statement>) {

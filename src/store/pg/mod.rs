@@ -35,7 +35,7 @@ use crate::domain::error::Rejection;
 use crate::domain::time::Millis;
 use crate::domain::webhook::{Delivery, DeliveryPage, DeliveryQuery};
 use crate::domain::{HistoryEntry, ListQuery, OrderRecord, OrderStatus, Page};
-use conn::{off_runtime, pg_err, pool_err, Connector, Pool};
+use conn::{off_runtime, pg_err, pool_err, Connector, PgConn, Pool};
 use leader::Leadership;
 use write::PgTxn;
 
@@ -61,6 +61,9 @@ struct Inner {
     leadership: Arc<Leadership>,
     /// `user@host:port/database`, never the password.
     shown: String,
+    /// Writers queue here, first come first served, for one of the pool's
+    /// connections (see `Orders::write`).
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 /// The database a URL names, for messages: no password.
@@ -128,6 +131,7 @@ impl PgStore {
                 events,
                 leadership,
                 shown,
+                turns: Arc::new(tokio::sync::Semaphore::new(settings.pool_size as usize)),
             }),
         })
     }
@@ -144,11 +148,11 @@ impl PgStore {
 
     fn read<T: Send>(
         &self,
-        query: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError> + Send,
+        query: impl FnOnce(&mut PgConn) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         off_runtime(|| {
             let mut conn = self.inner.connection()?;
-            query(&mut conn.client)
+            query(&mut conn)
         })
     }
 }
@@ -281,9 +285,19 @@ impl Orders for PgStore {
     fn write(&self, op: WriteOp) -> Pending<'_, OpResult> {
         let inner = self.inner.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || inner.write_one(op))
+            let turn = inner
+                .turns
+                .clone()
+                .acquire_owned()
                 .await
-                .map_err(|e| StoreError::Unavailable(format!("write did not finish: {e}")))?
+                .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+            tokio::task::spawn_blocking(move || {
+                let written = inner.write_one(op);
+                drop(turn);
+                written
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("write did not finish: {e}")))?
         })
     }
 
@@ -337,7 +351,7 @@ impl Orders for PgStore {
     }
 
     fn account_usage(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(read::account_usage)
+        self.read(|c| read::account_usage(c))
     }
 
     fn views(&self) -> &ViewCache {
@@ -379,7 +393,7 @@ impl Deliveries for PgStore {
 
     fn delivery(&self, id: Uuid) -> Result<Option<Delivery>, StoreError> {
         self.read(|c| {
-            let rows = c.query(sql::DELIVERY_GET, &[&id]).map_err(pg_err)?;
+            let rows = c.query_prepared(sql::DELIVERY_GET, &[&id])?;
             rows.first()
                 .map(|r| outbox::decode_record(r, 0))
                 .transpose()

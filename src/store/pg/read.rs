@@ -6,7 +6,7 @@ use postgres::types::ToSql;
 use postgres::Client;
 use uuid::Uuid;
 
-use super::conn::pg_err;
+use super::conn::{pg_err, PgConn};
 use super::outbox::{decode_record, status_text};
 use super::sql;
 use crate::backend::store::{IdempotencyRecord, StoreError};
@@ -31,26 +31,24 @@ fn record_of(row: &postgres::Row) -> Result<OrderRecord, StoreError> {
 const RECORD_COLUMNS: &str =
     "SELECT o.record, t.record FROM orders o LEFT JOIN tasks t ON t.order_id = o.id";
 
-pub fn order(client: &mut Client, id: Uuid) -> Result<Option<OrderRecord>, StoreError> {
-    let rows = client.query(sql::ORDER_WITH_TASK, &[&id]).map_err(pg_err)?;
+pub fn order(conn: &mut PgConn, id: Uuid) -> Result<Option<OrderRecord>, StoreError> {
+    let rows = conn.query_prepared(sql::ORDER_WITH_TASK, &[&id])?;
     rows.first().map(record_of).transpose()
 }
 
-pub fn history(client: &mut Client, id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
-    let rows = client.query(sql::HISTORY_OF, &[&id]).map_err(pg_err)?;
+pub fn history(conn: &mut PgConn, id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
+    let rows = conn.query_prepared(sql::HISTORY_OF, &[&id])?;
     rows.iter().map(|r| decode_record(r, 0)).collect()
 }
 
 pub fn customer_actions(
-    client: &mut Client,
+    conn: &mut PgConn,
     id: Uuid,
     skip: usize,
     limit: usize,
 ) -> Result<Vec<CustomerAction>, StoreError> {
     let (skip, limit) = (as_i64(skip), as_i64(limit));
-    let rows = client
-        .query(sql::ACTIONS_OF, &[&id, &skip, &limit])
-        .map_err(pg_err)?;
+    let rows = conn.query_prepared(sql::ACTIONS_OF, &[&id, &skip, &limit])?;
     rows.iter().map(|r| decode_record(r, 0)).collect()
 }
 
@@ -192,13 +190,11 @@ pub fn account_usage(client: &mut Client) -> Result<Vec<(String, u64)>, StoreErr
 }
 
 pub fn idempotency(
-    client: &mut Client,
+    conn: &mut PgConn,
     scope: &str,
     key: &str,
 ) -> Result<Option<IdempotencyRecord>, StoreError> {
-    let rows = client
-        .query(sql::KEY_GET, &[&scope, &key])
-        .map_err(pg_err)?;
+    let rows = conn.query_prepared(sql::KEY_GET, &[&scope, &key])?;
     rows.first().map(|r| decode_record(r, 0)).transpose()
 }
 
