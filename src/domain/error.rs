@@ -254,6 +254,8 @@ pub enum Rejection {
     /// idempotency key while this request ran (SPEC §15); nothing of this
     /// request was written.
     KeyInUse,
+    /// An imported order's id is already stored (SPEC §16); nothing written.
+    AlreadyStored,
 }
 
 use super::lifecycle::Refused;
@@ -288,6 +290,9 @@ impl From<Rejection> for AppError {
             },
             Rejection::StaleTask => AppError::Internal("stale provisioning task".into()),
             Rejection::KeyInUse => AppError::IdempotencyKeyInUse,
+            // Only `vpsd import-v1` writes imports, and it reports this
+            // itself; no route can meet it.
+            Rejection::AlreadyStored => AppError::Internal("the order is already stored".into()),
         }
     }
 }

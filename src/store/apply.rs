@@ -101,7 +101,24 @@ pub(crate) fn apply(
             finish(t, result, idempotency)
         }
         WriteOp::SaveTask { task, commands } => save_task(t, *task, commands, rules),
+        WriteOp::Import { change } => import_order(t, *change),
     }
+}
+
+fn import_order(t: &mut impl OrderTxn, mut change: Change) -> Result<OpResult, StoreError> {
+    if t.load_order(change.order.id)?.is_some() {
+        return Ok(Err(Rejection::AlreadyStored));
+    }
+    change.order.seq = t.next_order_seq()?;
+    t.persist(&change)?;
+    let task = match change.task {
+        TaskEffect::Write(task) => Some(*task),
+        TaskEffect::Unchanged => None,
+    };
+    Ok(Ok(OrderRecord {
+        order: change.order,
+        task,
+    }))
 }
 
 /// Keeps the outcome under its idempotency key, in this transaction, when

@@ -120,6 +120,12 @@ pub enum WriteOp {
         task: Box<ProvisioningTask>,
         commands: Vec<Command>,
     },
+    /// An order brought over from another system whole (`vpsd import-v1`,
+    /// SPEC §16): its status, every history row and its task as they are,
+    /// announced to nobody and counting no coupon. Refused with
+    /// `AlreadyStored` when the id is taken, so a rerun or a second
+    /// importer never overwrites; `seq` is assigned by the writer.
+    Import { change: Box<Change> },
 }
 
 /// Housekeeping writes that touch no order.
