@@ -365,6 +365,29 @@ fn build_fleet(config: &Config, members: Vec<accounts::Member>) -> Arc<Fleet> {
     Arc::new(Fleet::new(accounts::provider(config), members))
 }
 
+/// `vpsd import-v1` (SPEC §16): the v1 database is reached first, so a
+/// wrong URL fails before the store is opened; then the configured store
+/// and catalog, as `serve` opens them. Each error is one line.
+pub fn import_v1(
+    config: &Config,
+    url: &str,
+    dry_run: bool,
+    progress: crate::backend::service::import_v1::Progress<'_>,
+) -> Result<crate::backend::service::import_v1::ImportReport, String> {
+    let mut source = crate::backend::service::import_v1::V1Source::connect(url)?;
+    let catalog = build_catalog(config).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let backend = runtime.block_on(Backend::open(config)).map_err(|e| e.0)?;
+    // Outside the runtime: the store's blocking calls run on this thread.
+    let report = backend.import_v1(&mut source, &*catalog, config, dry_run, progress);
+    runtime.block_on(backend.close());
+    report
+}
+
 fn build_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartError> {
     let c = &config.catalog;
     Ok(match c.source {

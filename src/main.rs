@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use vpsd::config::{Config, LogFormat, Note, NoteLevel};
 
+mod progress;
+
 #[derive(Parser)]
 #[command(name = "vpsd", version, about = "VPS order & provisioning daemon")]
 struct Cli {
@@ -47,6 +49,19 @@ enum Command {
     Verify {
         /// The data file or snapshot to check, or a postgres:// URL.
         file: PathBuf,
+    },
+    /// Import every order of the v1 order-service's PostgreSQL database into
+    /// the configured store (SPEC §16). The v1 database is only read; orders
+    /// already imported are skipped; rows that cannot be mapped are listed
+    /// with why, and their orders are not imported.
+    #[command(name = "import-v1")]
+    ImportV1 {
+        /// postgres://user:password@host:port/database of the v1 service.
+        #[arg(long, value_name = "URL")]
+        database_url: String,
+        /// Check and count everything, write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Move a store elsewhere (SPEC §15).
     Store {
@@ -108,7 +123,61 @@ fn main() -> ExitCode {
         Command::Backup { to } => backup(&config, &to),
         Command::Verify { file } => verify(&file),
         Command::Store { command } => store(&command),
+        Command::ImportV1 {
+            database_url,
+            dry_run,
+        } => import_v1(&config, &database_url, dry_run),
     }
+}
+
+/// Prints per status what was imported (or would be), then every order not
+/// imported with why. Fails only when nothing could be done; orders refused
+/// one by one are the operator's to read, the rest is imported.
+fn import_v1(config: &Config, url: &str, dry_run: bool) -> ExitCode {
+    let bar = progress::Bar::new();
+    let report = match vpsd::app::import_v1(config, url, dry_run, &|pass, done, total| {
+        bar.show(pass, done, total)
+    }) {
+        Ok(report) => report,
+        Err(line) => {
+            bar.finish();
+            return fail(&line);
+        }
+    };
+    bar.finish();
+    let verb = if report.dry_run {
+        "to import"
+    } else {
+        "imported"
+    };
+    for (status, n) in &report.by_status {
+        println!("{status}: {n}");
+    }
+    println!(
+        "{verb}: {} orders ({} history rows, {} items, {} tasks)",
+        report.imported(),
+        report.history_rows,
+        report.items,
+        report.tasks
+    );
+    println!("already in vpsd (skipped): {}", report.skipped);
+    println!(
+        "not imported: {}",
+        report.refused.len() + report.orphans.len()
+    );
+    for (id, why) in &report.refused {
+        println!("  order {id}: {why}");
+    }
+    for orphan in &report.orphans {
+        println!(
+            "  {} row {}: its order {} does not exist",
+            orphan.table, orphan.id, orphan.order_id
+        );
+    }
+    if report.dry_run {
+        println!("dry run: nothing written");
+    }
+    ExitCode::SUCCESS
 }
 
 fn backup(config: &Config, to: &std::path::Path) -> ExitCode {

@@ -10,6 +10,7 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use super::provision::{self, Provisioner};
 use super::service::backups::BackupService;
+use super::service::import_v1::{ImportReport, Importer, Progress, Settings, V1Source};
 use super::service::ops::OpsService;
 use super::service::webhooks::WebhookService;
 use super::service::OrderService;
@@ -194,6 +195,29 @@ impl Backend {
             tracing::info!(endpoints = senders.len(), "webhook delivery on");
         }
         senders
+    }
+
+    /// `vpsd import-v1` (SPEC §16) into this store: droplets v1 made are on
+    /// the account its one token is configured as (`default`).
+    pub fn import_v1(
+        &self,
+        source: &mut V1Source,
+        catalog: &dyn Catalog,
+        config: &Config,
+        dry_run: bool,
+        progress: Progress<'_>,
+    ) -> Result<ImportReport, String> {
+        let policy = config.lifecycle.policy();
+        let importer = Importer {
+            store: &self.handle,
+            catalog,
+            settings: Settings {
+                policy: &policy,
+                region: &config.cloud.digitalocean.default_region,
+                account: crate::domain::fleet::DEFAULT_ACCOUNT,
+            },
+        };
+        importer.run(source, dry_run, progress)
     }
 
     /// Finishes the queued writes and closes the data file.

@@ -6,6 +6,7 @@ pub mod actions;
 pub mod backups;
 pub mod console;
 pub mod idempotency;
+pub mod import_v1;
 pub mod ops;
 pub mod orders;
 pub mod paid_period;

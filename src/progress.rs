@@ -1,0 +1,36 @@
+//! Progress of the long commands on a terminal (SPEC §16): done/total, rate
+//! and time left on stderr. Not on a terminal nothing is drawn, so a script
+//! or a log gets the command's summary alone.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    pub fn new() -> Bar {
+        // stderr's draw target hides itself when stderr is not a terminal.
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {per_sec} {eta} left")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Bar { bar }
+    }
+
+    /// `done` of `total` in the step named `pass`.
+    pub fn show(&self, pass: &'static str, done: u64, total: u64) {
+        if self.bar.message() != pass {
+            self.bar.set_message(pass);
+            self.bar.reset();
+        }
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
