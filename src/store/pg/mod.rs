@@ -204,6 +204,24 @@ impl Inner {
         Ok(result)
     }
 
+    /// Imported orders (`vpsd import-v1`) in one transaction: one commit,
+    /// one WAL flush, for a page of whole orders. An import refused for a
+    /// taken id writes nothing, so the others still commit; any error
+    /// rolls the page back, and a rerun imports it.
+    fn write_imports(&self, ops: Vec<WriteOp>) -> Result<Vec<OpResult>, StoreError> {
+        let mut conn = self.connection()?;
+        let (client, statements) = conn.split();
+        let mut tx = client.transaction().map_err(pg_err)?;
+        let mut t = PgTxn::new(&mut tx, statements);
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            results.push(apply(&mut t, op, &self.rules)?);
+        }
+        let (queued, wakes) = (t.queued, t.wakes_reconciler);
+        self.commit(tx, queued, wakes)?;
+        Ok(results)
+    }
+
     fn maintain_one(&self, work: Maintenance) -> Result<u64, StoreError> {
         let mut conn = self.connection()?;
         let (client, statements) = conn.split();
@@ -302,6 +320,15 @@ impl Orders for PgStore {
     }
 
     fn write_all_blocking(&self, ops: Vec<WriteOp>) -> Vec<Result<OpResult, StoreError>> {
+        if ops.iter().all(|op| matches!(op, WriteOp::Import { .. })) {
+            let n = ops.len();
+            return match off_runtime(|| self.inner.write_imports(ops)) {
+                Ok(results) => results.into_iter().map(Ok).collect(),
+                Err(e) => (0..n)
+                    .map(|_| Err(StoreError::Unavailable(e.to_string())))
+                    .collect(),
+            };
+        }
         off_runtime(|| ops.into_iter().map(|op| self.inner.write_one(op)).collect())
     }
 
