@@ -28,43 +28,6 @@ fn database_of(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or_default()
 }
 
-/// The v1 order-service's schema as Prisma creates it: quoted enum types,
-/// camelCase fields mapped to snake_case columns, cascading foreign keys.
-const V1_SCHEMA: &str = r#"
-CREATE TYPE "OrderStatus" AS ENUM ('PENDING_PAYMENT', 'PAID', 'PROVISIONING', 'ACTIVE', 'FAILED', 'CANCELED');
-CREATE TYPE "PlanDuration" AS ENUM ('MONTHLY', 'QUARTERLY', 'SEMI_ANNUAL', 'ANNUAL');
-CREATE TYPE "ItemType" AS ENUM ('PLAN', 'IMAGE', 'ADDON');
-CREATE TYPE "ProvisioningStatus" AS ENUM ('PENDING', 'IN_PROGRESS', 'SUCCESS', 'FAILED');
-CREATE TABLE orders (
-  id uuid PRIMARY KEY, user_id text NOT NULL, plan_id text NOT NULL,
-  plan_name varchar(255) NOT NULL, image_id text NOT NULL, image_name varchar(255) NOT NULL,
-  duration "PlanDuration" NOT NULL, base_price integer NOT NULL,
-  promo_discount integer NOT NULL DEFAULT 0, coupon_code varchar(50),
-  coupon_discount integer NOT NULL DEFAULT 0, final_price integer NOT NULL,
-  currency varchar(3) NOT NULL DEFAULT 'IDR', status "OrderStatus" NOT NULL DEFAULT 'PENDING_PAYMENT',
-  created_at timestamptz(3) NOT NULL DEFAULT now(), updated_at timestamptz(3) NOT NULL,
-  paid_at timestamptz(3));
-CREATE TABLE order_items (
-  id uuid PRIMARY KEY, order_id uuid NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
-  item_type "ItemType" NOT NULL, reference_id text NOT NULL, description varchar(500) NOT NULL,
-  unit_price integer NOT NULL, quantity integer NOT NULL DEFAULT 1, total_price integer NOT NULL,
-  created_at timestamptz(3) NOT NULL DEFAULT now());
-CREATE TABLE provisioning_tasks (
-  id uuid PRIMARY KEY, order_id uuid NOT NULL UNIQUE REFERENCES orders (id) ON DELETE CASCADE,
-  status "ProvisioningStatus" NOT NULL DEFAULT 'PENDING',
-  do_region varchar(50), do_size varchar(100), do_image varchar(100),
-  droplet_id varchar(50), droplet_name varchar(255), ipv4_public varchar(45),
-  ipv4_private varchar(45), droplet_status varchar(50), droplet_tags text[] NOT NULL DEFAULT '{}',
-  droplet_created_at timestamptz(3), error_code varchar(100), error_message text,
-  attempts integer NOT NULL DEFAULT 0, started_at timestamptz(3), completed_at timestamptz(3),
-  created_at timestamptz(3) NOT NULL DEFAULT now(), updated_at timestamptz(3) NOT NULL);
-CREATE TABLE status_history (
-  id uuid PRIMARY KEY, order_id uuid NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
-  previous_status varchar(50) NOT NULL, new_status varchar(50) NOT NULL,
-  actor varchar(255) NOT NULL, reason text, metadata jsonb,
-  created_at timestamptz(3) NOT NULL DEFAULT now());
-"#;
-
 /// Order ids by v1 status (the last is a status a later v1 added).
 const PENDING: &str = "10000000-0000-4000-8000-000000000001";
 const CANCELED: &str = "10000000-0000-4000-8000-000000000002";
@@ -117,7 +80,7 @@ fn task_sql(id: &str, status: &str, droplet: Option<u64>, extra: &str) -> String
 fn seed_v1(fake: &FakeDo) -> (String, u64, u64) {
     let url = pg().fresh_database();
     let db = database_of(&url).to_string();
-    pg().psql(&db, V1_SCHEMA);
+    pg().psql(&db, support::v1::SCHEMA);
     let booting = fake.seed_droplet("vps-10000000", &["webrana"], DropletScript::new());
     let running = fake.seed_droplet("vps-10000000", &["webrana"], DropletScript::new());
     let t0 = "2026-11-02 10:15:30.123+00";
@@ -498,38 +461,12 @@ fn bad_input_is_one_line_and_writes_nothing() {
     );
 }
 
-/// A v1 database of `n` orders, each with two items and two history rows.
-fn bulk_v1(n: usize) -> String {
-    let url = pg().fresh_database();
-    let db = database_of(&url);
-    pg().psql(db, V1_SCHEMA);
-    pg().psql(
-        db,
-        &format!(
-            "INSERT INTO orders SELECT md5('o' || i)::uuid, 'user-' || (i % 97), 'vps-basic', \
-             'VPS Basic', 'ubuntu-22-04', 'Ubuntu 22.04', 'MONTHLY', 150000, 15000, NULL, 0, \
-             135000, 'IDR', 'CANCELED', timestamptz '2026-01-01' + i * interval '1 second', \
-             timestamptz '2026-01-01' + i * interval '1 second', NULL \
-             FROM generate_series(1, {n}) i;\
-             INSERT INTO order_items SELECT gen_random_uuid(), id, 'PLAN', 'vps-basic', 'VPS Basic', \
-             150000, 1, 150000, created_at FROM orders;\
-             INSERT INTO order_items SELECT gen_random_uuid(), id, 'IMAGE', 'ubuntu-22-04', 'Ubuntu', \
-             0, 1, 0, created_at FROM orders;\
-             INSERT INTO status_history SELECT gen_random_uuid(), id, '', 'PENDING_PAYMENT', \
-             'user:' || user_id, NULL, NULL, created_at FROM orders;\
-             INSERT INTO status_history SELECT gen_random_uuid(), id, 'PENDING_PAYMENT', 'CANCELED', \
-             'user:' || user_id, 'changed my mind', NULL, created_at + interval '5 minutes' FROM orders"
-        ),
-    );
-    url
-}
-
 /// Into PostgreSQL (SPEC §15) as the configured store: SIGKILL in the
 /// middle leaves whole orders only, and a rerun completes the import.
 #[test]
 fn an_interrupted_import_into_postgres_leaves_whole_orders_and_a_rerun_completes_it() {
     const N: u64 = 20_000;
-    let v1 = bulk_v1(N as usize);
+    let v1 = support::v1::bulk(N as usize);
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = base_config(dir.path());
     let store = pg().fresh_database();

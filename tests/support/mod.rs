@@ -11,6 +11,7 @@ pub mod fake_do;
 pub mod pg;
 pub mod process;
 pub mod receiver;
+pub mod v1;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
