@@ -1,9 +1,10 @@
-//! The `vpsd` command: serve (default), backup, verify, store copy, token, config.
+//! The `vpsd` command: serve (default), backup, verify, store copy, token, config,
+//! completions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use vpsd::config::{Config, LogFormat, Note, NoteLevel};
 
@@ -68,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, ...) to stdout.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,11 +93,12 @@ enum StoreCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // verify and store copy need no configuration: they work on what they
-    // are given.
+    // verify, store copy and completions need no configuration: they work
+    // on what they are given (a packager runs completions with no config).
     match &cli.command {
         Some(Command::Verify { file }) => return verify(file),
         Some(Command::Store { command }) => return store(command),
+        Some(Command::Completions { shell }) => return completions(*shell),
         _ => {}
     }
     let (config, notes) = match Config::load_with_notes(cli.config.as_deref()) {
@@ -127,6 +134,20 @@ fn main() -> ExitCode {
             database_url,
             dry_run,
         } => import_v1(&config, &database_url, dry_run),
+        Command::Completions { shell } => completions(shell),
+    }
+}
+
+/// The completion script for `shell`, from the same definition the binary
+/// parses with (the .deb ships these). Written in one piece, so a closed
+/// pipe is an error line rather than clap_complete's panic.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "vpsd", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("cannot write the completion script: {e}")),
     }
 }
 
