@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::fake_do::{DropletScript, FakeDo};
+use support::process::count;
 use support::{base_config, use_fake_do, Auth, TestApp};
 use vpsd::config::Config;
 
@@ -236,16 +237,6 @@ fn import(config: &Path, url: &str, extra: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn count(stdout: &str, name: &str) -> u64 {
-    let prefix = format!("{name}: ");
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no `{name}: N` line in:\n{stdout}"))
 }
 
 fn setup() -> (tempfile::TempDir, Config, FakeDo) {

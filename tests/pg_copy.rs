@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::fake_do::{DropletScript, FakeDo};
+use support::process::count;
 use support::receiver::{Answer, Receiver};
 use support::{add_webhook, base_config, use_fake_do, wait_for, TestApp};
 use vpsd::config::{Config, StorageBackend};
@@ -38,17 +39,6 @@ fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// The number after `name: ` on its own line of `stdout`.
-fn count(stdout: &str, name: &str) -> u64 {
-    let prefix = format!("{name}: ");
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no `{name}: N` line in:\n{stdout}"))
 }
 
 fn pg() -> &'static support::pg::PgCluster {

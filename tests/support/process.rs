@@ -250,3 +250,15 @@ pub fn trouble(lines: &[String]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The number after `name: ` on its own line of a command's `stdout`
+/// (the counts `store copy`, `verify` and `import-v1` print).
+pub fn count(stdout: &str, name: &str) -> u64 {
+    let prefix = format!("{name}: ");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `{name}: N` line in:\n{stdout}"))
+}
