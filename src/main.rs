@@ -155,17 +155,10 @@ fn completions(shell: clap_complete::Shell) -> ExitCode {
 /// imported with why. Fails only when nothing could be done; orders refused
 /// one by one are the operator's to read, the rest is imported.
 fn import_v1(config: &Config, url: &str, dry_run: bool) -> ExitCode {
-    let bar = progress::Bar::new();
-    let report = match vpsd::app::import_v1(config, url, dry_run, &|pass, done, total| {
-        bar.show(pass, done, total)
-    }) {
+    let report = match progress::shown(|p| vpsd::app::import_v1(config, url, dry_run, p)) {
         Ok(report) => report,
-        Err(line) => {
-            bar.finish();
-            return fail(&line);
-        }
+        Err(line) => return fail(&line),
     };
-    bar.finish();
     let verb = if report.dry_run {
         "to import"
     } else {
@@ -202,7 +195,7 @@ fn import_v1(config: &Config, url: &str, dry_run: bool) -> ExitCode {
 }
 
 fn backup(config: &Config, to: &std::path::Path) -> ExitCode {
-    match vpsd::service::backups::backup_offline(&config.storage, to) {
+    match progress::shown(|p| vpsd::service::backups::backup_offline(&config.storage, to, p)) {
         Ok(info) => {
             println!("file: {}", info.path.display());
             println!("bytes: {}", info.bytes);
@@ -218,7 +211,7 @@ fn verify(file: &std::path::Path) -> ExitCode {
     if let Some(url) = file.to_str().filter(|s| is_database_url(s)) {
         return verify_database(url);
     }
-    match vpsd::service::backups::verify_file(file) {
+    match progress::shown(|p| vpsd::service::backups::verify_file(file, p)) {
         Ok(report) => {
             println!("orders: {}", report.orders);
             println!("items: {}", report.items);
@@ -267,7 +260,7 @@ fn verify_database(url: &str) -> ExitCode {
 
 fn store(command: &StoreCommand) -> ExitCode {
     let StoreCommand::Copy { from, to } = command;
-    match vpsd::service::store_tools::copy_file(from, to) {
+    match progress::shown(|p| vpsd::service::store_tools::copy_file(from, to, p)) {
         Ok(report) => {
             println!("copied {} into {}", from.display(), report.database);
             println!("orders: {}", report.orders);

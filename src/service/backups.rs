@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::backend::store::backup::{self, BackupError};
 pub use crate::backend::store::backup::{SnapshotInfo, VerifyReport};
 use crate::backend::store::StoreHandle;
+pub use crate::backend::store::{no_progress, Progress};
 use crate::config::{StorageBackend, StorageConfig};
 use crate::error::AppError;
 use crate::metrics::Metrics;
@@ -137,7 +138,11 @@ impl BackupService {
 /// `vpsd backup`: a snapshot of the data file of a stopped daemon; the
 /// error is the one line the command prints. On PostgreSQL it refuses
 /// before touching anything: opening `storage.path` would create a file.
-pub fn backup_offline(storage: &StorageConfig, to: &Path) -> Result<SnapshotInfo, String> {
+pub fn backup_offline(
+    storage: &StorageConfig,
+    to: &Path,
+    progress: Progress<'_>,
+) -> Result<SnapshotInfo, String> {
     if storage.backend != StorageBackend::Redb {
         let refusal = AppError::NotSupportedOnBackend {
             backend: storage.backend.name().to_string(),
@@ -145,13 +150,14 @@ pub fn backup_offline(storage: &StorageConfig, to: &Path) -> Result<SnapshotInfo
         return Err(refusal.to_string());
     }
     let db = crate::backend::store::open_offline(&storage.path).map_err(|e| e.to_string())?;
-    backup::snapshot_to(&db, to).map_err(|e| format!("backup failed: {e}"))
+    backup::snapshot_showing(&db, to, progress).map_err(|e| format!("backup failed: {e}"))
 }
 
 /// `vpsd verify`: every record of a data file or snapshot decodes and every
 /// index points where it should.
-pub fn verify_file(file: &Path) -> Result<VerifyReport, String> {
-    backup::verify(file).map_err(|problem| format!("verify {}: {problem}", file.display()))
+pub fn verify_file(file: &Path, progress: Progress<'_>) -> Result<VerifyReport, String> {
+    backup::verify_showing(file, progress)
+        .map_err(|problem| format!("verify {}: {problem}", file.display()))
 }
 
 impl From<BackupError> for AppError {
@@ -222,7 +228,7 @@ mod tests {
             ..StorageConfig::default()
         };
         let to = dir.path().join("copy.redb");
-        let line = backup_offline(&storage, &to).expect_err("refused");
+        let line = backup_offline(&storage, &to, &no_progress).expect_err("refused");
         assert!(line.contains("pg_dump"), "{line}");
         assert!(!storage.path.exists() && !to.exists());
     }

@@ -14,8 +14,12 @@ pub fn is_database_url(arg: &str) -> bool {
 
 /// Copies a stopped daemon's data file (or a backup) into an empty
 /// PostgreSQL database, all or nothing.
-pub fn copy_file(from: &Path, to: &str) -> Result<CopyReport, String> {
-    crate::backend::store::pg::copy::copy(from, to).map_err(|e| e.0)
+pub fn copy_file(
+    from: &Path,
+    to: &str,
+    progress: crate::backend::store::Progress<'_>,
+) -> Result<CopyReport, String> {
+    crate::backend::store::pg::copy::copy(from, to, progress).map_err(|e| e.0)
 }
 
 /// Checks a PostgreSQL store; the problems found are in the report.

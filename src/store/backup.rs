@@ -20,7 +20,9 @@ use super::tables::{self, TableVisitor};
 use super::{create_private_file, StoreError};
 use crate::domain::time::{format_millis, now_millis, Millis};
 
-pub use verify::{verify, VerifyReport};
+#[cfg(any(test, feature = "testing"))]
+pub use verify::verify;
+pub use verify::{verify_showing, VerifyReport};
 
 /// A finished snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +126,16 @@ fn create_dir(dir: &Path) -> Result<(), BackupError> {
 
 /// Writes a consistent snapshot of `db` to `dest` (which must not exist).
 pub fn snapshot_to(db: &Database, dest: &Path) -> Result<SnapshotInfo, BackupError> {
+    snapshot_showing(db, dest, &super::no_progress)
+}
+
+/// [`snapshot_to`], telling `progress` how many of the file's rows (all
+/// tables) are copied.
+pub fn snapshot_showing(
+    db: &Database,
+    dest: &Path,
+    progress: super::Progress<'_>,
+) -> Result<SnapshotInfo, BackupError> {
     let dest = std::path::absolute(dest).map_err(|source| BackupError::Resolve {
         path: dest.to_path_buf(),
         source,
@@ -143,7 +155,7 @@ pub fn snapshot_to(db: &Database, dest: &Path) -> Result<SnapshotInfo, BackupErr
         .ok_or_else(|| bad("file name"))?;
     let partial = dir.join(format!(".{name}.partial"));
     let _ = std::fs::remove_file(&partial);
-    let result = write_snapshot(db, &partial).and_then(|orders| {
+    let result = write_snapshot(db, &partial, progress).and_then(|orders| {
         std::fs::rename(&partial, &dest).map_err(BackupError::Rename)?;
         sync_dir(dir);
         let bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
@@ -222,6 +234,28 @@ pub fn list_snapshots(dir: &Path) -> Result<Vec<PathBuf>, BackupError> {
 struct CopyTables<'a> {
     from: &'a redb::ReadTransaction,
     to: &'a redb::WriteTransaction,
+    progress: super::Progress<'a>,
+    done: u64,
+    total: u64,
+}
+
+/// Counts every table's rows: the whole a backup's progress is told of.
+struct SumRows<'a> {
+    from: &'a redb::ReadTransaction,
+    total: u64,
+}
+
+impl TableVisitor for SumRows<'_> {
+    type Error = BackupError;
+
+    fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        table: redb::TableDefinition<'static, K, V>,
+    ) -> Result<(), BackupError> {
+        let source = self.from.open_table(table).map_err(read_failed)?;
+        self.total += source.len().map_err(read_failed)?;
+        Ok(())
+    }
 }
 
 impl TableVisitor for CopyTables<'_> {
@@ -236,12 +270,21 @@ impl TableVisitor for CopyTables<'_> {
         for entry in source.iter().map_err(read_failed)? {
             let (k, v) = entry.map_err(read_failed)?;
             target.insert(k.value(), v.value()).map_err(write_failed)?;
+            self.done += 1;
+            if self.done.is_multiple_of(4096) {
+                (self.progress)("copying", self.done, self.total);
+            }
         }
+        (self.progress)("copying", self.done, self.total);
         Ok(())
     }
 }
 
-fn write_snapshot(db: &Database, path: &Path) -> Result<u64, BackupError> {
+fn write_snapshot(
+    db: &Database,
+    path: &Path,
+    progress: super::Progress<'_>,
+) -> Result<u64, BackupError> {
     create_private_file(path).map_err(|source| BackupError::CreateFile {
         path: path.to_path_buf(),
         source,
@@ -254,9 +297,17 @@ fn write_snapshot(db: &Database, path: &Path) -> Result<u64, BackupError> {
         .map_err(read_failed)?;
     let target = Database::builder().create(path).map_err(write_failed)?;
     let write = target.begin_write().map_err(write_failed)?;
+    let mut rows = SumRows {
+        from: &read,
+        total: 0,
+    };
+    tables::for_each(&mut rows)?;
     tables::for_each(&mut CopyTables {
         from: &read,
         to: &write,
+        progress,
+        done: 0,
+        total: rows.total,
     })?;
     write.commit().map_err(write_failed)?;
     drop(target);

@@ -64,6 +64,14 @@ impl From<StoreError> for AppError {
 /// behind the storage contract, never a particular one.
 pub type StoreHandle = Arc<dyn contract::Storage>;
 
+/// How far a long command is (`vpsd store copy`, `verify`, `backup`,
+/// `import-v1`): the step, how much of it is done, of how much. Only the
+/// terminal's progress bar listens; nothing depends on it.
+pub type Progress<'a> = &'a dyn Fn(&'static str, u64, u64);
+
+/// For the callers that show no progress (the API, the tests).
+pub fn no_progress(_step: &'static str, _done: u64, _total: u64) {}
+
 impl From<Store> for StoreHandle {
     fn from(store: Store) -> StoreHandle {
         Arc::new(store)

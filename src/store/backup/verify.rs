@@ -41,7 +41,20 @@ fn decode<T: codec::Record>(
 
 /// Opens a data file or snapshot (exclusively), runs redb's integrity check,
 /// and checks every table, record, index entry, count and history chain.
+/// The tests' way in: no progress to show.
+#[cfg(any(test, feature = "testing"))]
 pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
+    verify_showing(path, &super::super::no_progress)
+}
+
+/// The checks [`verify`] makes, in order; `progress` is told each one done.
+const STEPS: u64 = 10;
+
+/// [`verify`], telling `progress` how many of its checks are done.
+pub fn verify_showing(
+    path: &Path,
+    progress: super::super::Progress<'_>,
+) -> Result<VerifyReport, VerifyError> {
     let mut db = super::super::open_offline(path)?;
     match super::super::quietly(|| db.check_integrity()) {
         Ok(Ok(true)) => {}
@@ -56,9 +69,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
     };
     tables::for_each(&mut walk)?;
     let rows = walk.rows;
+    progress("checking", 1, STEPS);
     Ok(VerifyReport {
         rows,
-        ..check_contents(&txn)?
+        ..check_contents(&txn, progress)?
     })
 }
 
@@ -92,24 +106,37 @@ impl TableVisitor for CountRows<'_> {
     }
 }
 
-fn check_contents(txn: &ReadTransaction) -> Result<VerifyReport, VerifyError> {
+fn check_contents(
+    txn: &ReadTransaction,
+    progress: super::super::Progress<'_>,
+) -> Result<VerifyReport, VerifyError> {
+    let step = |n| progress("checking", n, STEPS);
     let (schema, last_seq) = check_schema(txn)?;
     let mut expected = Expected::from_orders(txn, last_seq)?;
+    step(2);
     check_order_indexes(txn, &expected.orders)?;
+    step(3);
     expected
         .counts
         .extend(super::verify_outbox::check_outbox(txn)?);
+    step(4);
     expected.counts.extend(check_idempotency(txn)?);
+    step(5);
     let (tasks, per_account) = check_tasks(txn, &expected.orders)?;
+    step(6);
     // Files older than schema 6 get their per-account counts when a daemon
     // opens (migrates) them.
     if schema >= 6 {
         expected.counts.extend(per_account);
     }
     check_counts(txn, &expected.counts)?;
+    step(7);
     check_coupon_counters(txn, &expected)?;
+    step(8);
     let history = check_history(txn, &expected.orders)?;
+    step(9);
     check_due(txn, &expected.orders)?;
+    step(STEPS);
     Ok(VerifyReport {
         orders: expected.orders.len() as u64,
         items: expected.items,

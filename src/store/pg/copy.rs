@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 
 use postgres::Transaction;
 use r2d2::ManageConnection;
-use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
 use uuid::Uuid;
 
 use super::conn::{Connector, PgConn};
@@ -66,7 +69,12 @@ struct Seqs {
 }
 
 /// Copies the data file at `from` into the (empty) database at `url`.
-pub fn copy(from: &Path, url: &str) -> Result<CopyReport, CopyError> {
+/// `progress` is told how many of the file's orders are copied.
+pub fn copy(
+    from: &Path,
+    url: &str,
+    progress: super::super::Progress<'_>,
+) -> Result<CopyReport, CopyError> {
     let config = parse_url(url)?;
     let shown = describe_url(&config);
     // The file first: a locked or damaged file stops the copy before the
@@ -88,11 +96,13 @@ pub fn copy(from: &Path, url: &str) -> Result<CopyReport, CopyError> {
         ..CopyReport::default()
     };
     let mut t = PgTxn::new(&mut tx, statements);
-    let seqs = source.copy_into(&mut t, &mut report).map_err(|e| {
-        CopyError(format!(
-            "copy into PostgreSQL {shown} failed, nothing was written: {e}"
-        ))
-    })?;
+    let seqs = source
+        .copy_into(&mut t, &mut report, progress)
+        .map_err(|e| {
+            CopyError(format!(
+                "copy into PostgreSQL {shown} failed, nothing was written: {e}"
+            ))
+        })?;
     drop(t);
     set_sequences(&mut tx, &seqs).map_err(fail)?;
     // An instance already running on this database learns of the pending
@@ -274,10 +284,15 @@ impl Source {
     }
 
     /// Everything, in the order the tables refer to each other.
-    fn copy_into(&self, t: &mut PgTxn<'_, '_>, report: &mut CopyReport) -> Result<Seqs, CopyError> {
+    fn copy_into(
+        &self,
+        t: &mut PgTxn<'_, '_>,
+        report: &mut CopyReport,
+        progress: super::super::Progress<'_>,
+    ) -> Result<Seqs, CopyError> {
         let mut counted = CouponCounts::default();
         let mut seqs = Seqs {
-            orders: self.copy_orders(t, report, &mut counted)?,
+            orders: self.copy_orders(t, report, &mut counted, progress)?,
             events: 0,
         };
         let meta = self.table(tables::META)?;
@@ -301,8 +316,10 @@ impl Source {
         t: &mut PgTxn<'_, '_>,
         report: &mut CopyReport,
         counted: &mut CouponCounts,
+        progress: super::super::Progress<'_>,
     ) -> Result<u64, CopyError> {
         let orders = self.table(tables::ORDERS)?;
+        let total = orders.len().map_err(|e| self.failed(e))?;
         let tasks = self.table(tables::TASKS)?;
         let history = self.table(tables::HISTORY)?;
         let actions = self.table(tables::CUSTOMER_ACTIONS)?;
@@ -342,6 +359,9 @@ impl Source {
             report.actions += asked.len() as u64;
             t.copy_order(&OrderRecord { order, task }, &rows, &asked)
                 .map_err(|e| CopyError(e.to_string()))?;
+            if report.orders.is_multiple_of(256) || report.orders == total {
+                progress("copying", report.orders, total);
+            }
         }
         Ok(last_seq)
     }
