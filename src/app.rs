@@ -376,6 +376,12 @@ pub fn import_v1(
 ) -> Result<crate::backend::service::import_v1::ImportReport, String> {
     let mut source = crate::backend::service::import_v1::V1Source::connect(url)?;
     let catalog = build_catalog(config).map_err(|e| e.to_string())?;
+    // A dry run creates no data file just to find it empty.
+    let no_file = config.storage.backend == crate::config::StorageBackend::Redb
+        && !config.storage.path.exists();
+    if dry_run && no_file {
+        return crate::backend::import_into(None, &mut source, &*catalog, config, true, progress);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -25,5 +25,5 @@ pub mod webhooks;
 
 mod parts;
 
-pub use parts::{Backend, Parts, Surroundings};
+pub use parts::{import_into, Backend, Parts, Surroundings};
 pub use store::OpenError;

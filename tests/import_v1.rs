@@ -265,6 +265,10 @@ fn every_v1_order_reads_back_and_resumes_and_a_rerun_imports_nothing() {
     assert!(ok, "dry run: {err}");
     assert_eq!(count(&dry, "to import"), 6, "{dry}");
     assert!(dry.contains("dry run: nothing written"), "{dry}");
+    assert!(
+        !config.storage.path.exists(),
+        "the dry run made no data file"
+    );
 
     let (ok, out, err) = import(&file, &url, &[]);
     assert!(ok, "import: {err}\n{out}");

@@ -207,17 +207,14 @@ impl Backend {
         dry_run: bool,
         progress: Progress<'_>,
     ) -> Result<ImportReport, String> {
-        let policy = config.lifecycle.policy();
-        let importer = Importer {
-            store: &self.handle,
+        import_into(
+            Some(&self.handle),
+            source,
             catalog,
-            settings: Settings {
-                policy: &policy,
-                region: &config.cloud.digitalocean.default_region,
-                account: crate::domain::fleet::DEFAULT_ACCOUNT,
-            },
-        };
-        importer.run(source, dry_run, progress)
+            config,
+            dry_run,
+            progress,
+        )
     }
 
     /// Finishes the queued writes and closes the data file.
@@ -271,4 +268,27 @@ async fn sweep_hourly(store: &StoreHandle, retention_ms: i64) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not prune webhook deliveries"),
     }
+}
+
+/// `vpsd import-v1` into `store`, or (a dry run before any data file
+/// exists) against no store at all.
+pub fn import_into(
+    store: Option<&StoreHandle>,
+    source: &mut V1Source,
+    catalog: &dyn Catalog,
+    config: &Config,
+    dry_run: bool,
+    progress: Progress<'_>,
+) -> Result<ImportReport, String> {
+    let policy = config.lifecycle.policy();
+    let importer = Importer {
+        store,
+        catalog,
+        settings: Settings {
+            policy: &policy,
+            region: &config.cloud.digitalocean.default_region,
+            account: crate::domain::fleet::DEFAULT_ACCOUNT,
+        },
+    };
+    importer.run(source, dry_run, progress)
 }

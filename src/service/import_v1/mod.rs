@@ -61,11 +61,12 @@ impl ImportReport {
     }
 }
 
-/// Reports how far a pass is: (pass name, orders done, orders in all).
-pub type Progress<'a> = &'a dyn Fn(&'static str, u64, u64);
+pub use crate::backend::store::Progress;
 
 pub struct Importer<'a> {
-    pub store: &'a StoreHandle,
+    /// `None` only for a dry run before any store exists: every order is
+    /// then new, and nothing is created just to be looked in.
+    pub store: Option<&'a StoreHandle>,
     pub catalog: &'a dyn Catalog,
     pub settings: Settings<'a>,
 }
@@ -115,7 +116,15 @@ impl Importer<'_> {
             ));
         }
         if !dry_run {
-            self.write_all(&mut snapshot, &mut slugs, &mut report, total, progress)?;
+            let store = self.store.ok_or("no store to import into")?;
+            self.write_all(
+                store,
+                &mut snapshot,
+                &mut slugs,
+                &mut report,
+                total,
+                progress,
+            )?;
         }
         Ok(report)
     }
@@ -125,6 +134,7 @@ impl Importer<'_> {
     /// some since the first pass.
     fn write_all(
         &self,
+        store: &StoreHandle,
         snapshot: &mut Snapshot<'_>,
         slugs: &mut SlugCache,
         report: &mut ImportReport,
@@ -148,7 +158,7 @@ impl Importer<'_> {
                     ops.push(WriteOp::Import { change });
                 }
             }
-            for (result, counted) in self.store.write_all_blocking(ops).into_iter().zip(written) {
+            for (result, counted) in store.write_all_blocking(ops).into_iter().zip(written) {
                 match result {
                     Ok(Ok(_)) => report.add(counted),
                     Ok(Err(Rejection::AlreadyStored)) => report.skipped += 1,
@@ -194,10 +204,12 @@ impl Importer<'_> {
             Ok(change) => change,
             Err(why) => return Ok(Standing::Refused(why)),
         };
-        let stored = self
-            .store
-            .get_order(v1.id)
-            .map_err(|e| format!("cannot read the store: {e}"))?;
+        let stored = match self.store {
+            Some(store) => store
+                .get_order(v1.id)
+                .map_err(|e| format!("cannot read the store: {e}"))?,
+            None => None,
+        };
         Ok(match stored {
             None => Standing::New(Box::new(change)),
             Some(record) if same_order(&record.order, &change.order) => Standing::Imported,
