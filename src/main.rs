@@ -227,7 +227,7 @@ fn verify(file: &std::path::Path) -> ExitCode {
 /// `vpsd verify URL`: the counts, then `ok`, or every problem and a
 /// failing exit.
 fn verify_database(url: &str) -> ExitCode {
-    let report = match vpsd::service::store_tools::verify_database(url) {
+    let report = match progress::shown(|p| vpsd::service::store_tools::verify_database(url, p)) {
         Ok(report) => report,
         Err(line) => return fail(&line),
     };

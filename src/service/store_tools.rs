@@ -23,6 +23,9 @@ pub fn copy_file(
 }
 
 /// Checks a PostgreSQL store; the problems found are in the report.
-pub fn verify_database(url: &str) -> Result<PgVerifyReport, String> {
-    crate::backend::store::pg::verify::verify(url).map_err(|e| e.0)
+pub fn verify_database(
+    url: &str,
+    progress: crate::backend::store::Progress<'_>,
+) -> Result<PgVerifyReport, String> {
+    crate::backend::store::pg::verify::verify(url, progress).map_err(|e| e.0)
 }

@@ -61,7 +61,10 @@ impl PgVerifyReport {
 /// Checks the database at `url`. `Err` is the one line saying why it could
 /// not be checked at all (unreachable, not vpsd's, newer); the problems of a
 /// database that could be read are in the report.
-pub fn verify(url: &str) -> Result<PgVerifyReport, OpenError> {
+pub fn verify(
+    url: &str,
+    progress: super::super::Progress<'_>,
+) -> Result<PgVerifyReport, OpenError> {
     let config = parse_url(url)?;
     let shown = describe_url(&config);
     let mut client = config.connect(NoTls).map_err(|e| {
@@ -85,7 +88,7 @@ pub fn verify(url: &str) -> Result<PgVerifyReport, OpenError> {
     check_schema(&mut tx, &shown)?;
     let mut checks = Checks::default();
     checks.report.database = shown.clone();
-    checks.run(&mut tx).map_err(unreadable)?;
+    checks.run(&mut tx, progress).map_err(unreadable)?;
     tx.commit().map_err(unreadable)?;
     Ok(checks.report)
 }
@@ -170,21 +173,37 @@ struct Checks {
 }
 
 impl Checks {
-    fn run(&mut self, tx: &mut Transaction<'_>) -> Result<(), postgres::Error> {
+    /// The checks in order; `progress` is told each one done (of 9).
+    fn run(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        progress: super::super::Progress<'_>,
+    ) -> Result<(), postgres::Error> {
+        let step = |n| progress("checking", n, 9);
         each_row(tx, rows::TASKS, |row| self.task_row(row))?;
+        step(1);
         each_row(tx, rows::ORDERS, |row| self.order_row(row))?;
+        step(2);
         self.listed_rows(tx, "order_items", |o| {
             o.items.iter().map(|i| i.id).collect()
         })?;
+        step(3);
         self.listed_rows(tx, "renewals", |o| {
             o.term.renewals.iter().map(|r| r.id).collect()
         })?;
+        step(4);
         self.history(tx)?;
+        step(5);
         self.actions(tx)?;
+        step(6);
         each_row(tx, rows::KEYS, |row| self.key_row(row))?;
+        step(7);
         self.outbox(tx)?;
+        step(8);
         self.report.coupons = self.coupons.len() as u64;
-        self.sequences(tx)
+        self.sequences(tx)?;
+        step(9);
+        Ok(())
     }
 
     fn problem(&mut self, text: String) {
