@@ -76,6 +76,8 @@ enum Standing {
     New(Box<Change>),
     Imported,
     Refused(String),
+    /// The store holds this id for a different order: stops the import.
+    Conflict(String),
 }
 
 impl Importer<'_> {
@@ -100,7 +102,7 @@ impl Importer<'_> {
                 match standing {
                     Standing::New(change) => count(&mut report, &v1, &change),
                     Standing::Imported => report.skipped += 1,
-                    Standing::Refused(why) if why.starts_with(CONFLICT) => conflicts.push(why),
+                    Standing::Conflict(which) => conflicts.push(which),
                     Standing::Refused(why) => report.refused.push((v1.id, why)),
                 }
                 counted += 1;
@@ -112,7 +114,7 @@ impl Importer<'_> {
             return Err(format!(
                 "nothing imported: the store holds {} order id(s) of the v1 database for other orders; first: {}",
                 conflicts.len(),
-                &first[CONFLICT.len()..]
+                first
             ));
         }
         if !dry_run {
@@ -213,17 +215,13 @@ impl Importer<'_> {
         Ok(match stored {
             None => Standing::New(Box::new(change)),
             Some(record) if same_order(&record.order, &change.order) => Standing::Imported,
-            Some(record) => Standing::Refused(format!(
-                "{CONFLICT}order {} (stored for user {:?}, v1 has user {:?})",
+            Some(record) => Standing::Conflict(format!(
+                "order {} (stored for user {:?}, v1 has user {:?})",
                 v1.id, record.order.user_id, v1.user_id
             )),
         })
     }
 }
-
-/// Marks a refusal that stops the whole import (an id taken by another
-/// order) rather than one order.
-const CONFLICT: &str = "conflict: ";
 
 /// An order an earlier run imported: same owner, creation and plan.
 fn same_order(stored: &Order, imported: &Order) -> bool {

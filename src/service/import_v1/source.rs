@@ -228,18 +228,14 @@ impl Snapshot<'_> {
     /// Items, history rows and tasks whose order is missing.
     pub fn orphans(&mut self) -> Result<Vec<Orphan>, String> {
         let mut found = Vec::new();
-        for (table, label) in [
-            ("order_items", "order_items"),
-            ("status_history", "status_history"),
-            ("provisioning_tasks", "provisioning_tasks"),
-        ] {
+        for table in ["order_items", "status_history", "provisioning_tasks"] {
             let sql = format!(
                 "SELECT c.id, c.order_id FROM {table} c \
                  WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = c.order_id) ORDER BY c.id"
             );
             for row in self.tx.query(sql.as_str(), &[]).map_err(read_err)? {
                 found.push(Orphan {
-                    table: label,
+                    table,
                     id: row.try_get(0).map_err(read_err)?,
                     order_id: row.try_get(1).map_err(read_err)?,
                 });
