@@ -2,7 +2,7 @@
 //! the same run, three times, and the median is reported (see BENCHMARKS.md).
 //!
 //!   cargo bench --bench vpsd_bench -- all            # everything
-//!   cargo bench --bench vpsd_bench -- write|read|list|startup|backup|sweep|fleet|enforce|webhooks|actions|postgres|import
+//!   cargo bench --bench vpsd_bench -- write|read|list|startup|backup|sweep|fleet|enforce|webhooks|actions|postgres|failover|import
 //!   VPSD_BENCH_QUICK_REPAIR=true|false|when_idle cargo bench ...   # storage.quick_repair for every daemon
 //!
 //! The daemon under test is the real release binary in its own process; the
@@ -10,6 +10,8 @@
 
 #[path = "parts/actions.rs"]
 mod actions;
+#[path = "parts/failover.rs"]
+mod failover;
 #[path = "parts/import.rs"]
 mod import;
 mod loadgen;
@@ -78,6 +80,9 @@ fn main() {
     }
     if run("postgres") {
         postgres::bench_postgres();
+    }
+    if run("failover") {
+        failover::bench_failover();
     }
     if run("import") {
         import::bench_import();
