@@ -1,7 +1,8 @@
 //! Delivery workers: one task per endpoint reads that endpoint's queue and
-//! sends what is due, a bounded number at a time, on blocking threads. Never
-//! on the request path nor the writer thread: a request only commits the
-//! event; a slow or dead endpoint holds its own worker and nobody else.
+//! sends what is due, a bounded number at a time, as futures on the runtime
+//! ([`super::client`]). Never on the request path nor the writer thread: a
+//! request only commits the event; a slow or dead endpoint holds its own
+//! worker and nobody else.
 //!
 //! Order: the queue hands out only the first pending delivery of each order,
 //! so one order's events reach an endpoint in commit order (a later event
@@ -12,8 +13,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 
+use super::client::{Signed, WebhookClient};
 use super::config::WebhooksConfig;
 use super::sign::{Signer, WebhookSecret};
 use crate::backend::store::outbox::AttemptRecord;
@@ -35,13 +38,11 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 const COALESCE: Duration = Duration::from_millis(20);
 /// After a storage error, before the next look.
 const STORAGE_PAUSE: Duration = Duration::from_secs(1);
-/// The most of an endpoint's answer read (and thrown away) to keep its
-/// connection; a longer answer costs that connection, nothing else.
-const ANSWER_READ: u64 = 64 << 10;
 
 /// One configured receiver, with what signs for it.
 struct Endpoint {
     url: String,
+    uri: hyper::Uri,
     /// Keyed once; never logged.
     signer: Signer,
 }
@@ -49,7 +50,7 @@ struct Endpoint {
 /// What every worker shares.
 struct Sender {
     store: StoreHandle,
-    agent: ureq::Agent,
+    client: WebhookClient,
     metrics: Arc<Metrics>,
     /// Failed attempts a round allows before the delivery is `failed`.
     retries: usize,
@@ -61,18 +62,19 @@ pub fn start(
     config: &WebhooksConfig,
     metrics: Arc<Metrics>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    // SPEC §10: a redirect is a failure (the shared config follows none).
-    let agent_config = crate::http_client::config(Duration::from_millis(config.timeout_ms))
-        // One kept-alive connection per sending thread: no new TCP (or TLS)
-        // handshake per event.
-        .max_idle_connections_per_host(CONCURRENCY)
-        .max_idle_connections(CONCURRENCY * config.endpoints.len().max(1))
-        .user_agent(concat!("vpsd/", env!("CARGO_PKG_VERSION")))
-        .build();
-    let agent = crate::http_client::agent(agent_config);
+    if config.endpoints.is_empty() {
+        return Vec::new();
+    }
+    let client = match WebhookClient::new(Duration::from_millis(config.timeout_ms), CONCURRENCY) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "webhooks cannot be sent; events stay queued");
+            return Vec::new();
+        }
+    };
     let sender = Arc::new(Sender {
         store: store.clone(),
-        agent,
+        client,
         metrics,
         retries: config.retry_schedule_seconds.len(),
     });
@@ -80,44 +82,17 @@ pub fn start(
         .endpoints
         .iter()
         .filter_map(|e| {
+            // Both were checked when the configuration was read.
             let secret = WebhookSecret::parse(&e.secret).ok()?;
+            let uri = e.url.parse::<hyper::Uri>().ok()?;
             let endpoint = Arc::new(Endpoint {
                 url: e.url.clone(),
+                uri,
                 signer: Signer::new(&secret),
             });
             Some(tokio::spawn(serve(sender.clone(), endpoint)))
         })
         .collect()
-}
-
-/// One attempt, run on an endpoint's own sending thread.
-type Job = Box<dyn FnOnce(&Sender, &Endpoint) + Send>;
-
-/// The endpoint's sending threads. Attempts block on the network for up to
-/// `webhooks.timeout_ms`; on threads of their own, a dead endpoint cannot use
-/// up the runtime's blocking pool that requests and the store rely on.
-fn sending_threads(sender: &Arc<Sender>, endpoint: &Arc<Endpoint>) -> std::sync::mpsc::Sender<Job> {
-    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-    let queue = Arc::new(std::sync::Mutex::new(queue));
-    for n in 0..CONCURRENCY {
-        let (queue, sender, endpoint) = (queue.clone(), sender.clone(), endpoint.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("vpsd-webhook-{n}"))
-            .spawn(move || loop {
-                let next = match queue.lock() {
-                    Ok(q) => q.recv(),
-                    Err(_) => return,
-                };
-                match next {
-                    Ok(job) => job(&sender, &endpoint),
-                    Err(_) => return,
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start a webhook sending thread");
-        }
-    }
-    jobs
 }
 
 /// On a shared database only the leading instance sends (SPEC §15): two
@@ -130,34 +105,7 @@ async fn until_leading(leadership: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// One job per sending thread, each sending its share in turn: a wake-up
-/// per thread, not per event. Returns where each share's records come back.
-fn hand_out(
-    pool: &std::sync::mpsc::Sender<Job>,
-    mut due: Vec<(Delivery, OutboxEvent)>,
-) -> Vec<tokio::sync::oneshot::Receiver<Vec<AttemptRecord>>> {
-    let share = due.len().div_ceil(CONCURRENCY);
-    let mut jobs = Vec::new();
-    while !due.is_empty() {
-        let rest = due.split_off(share.min(due.len()));
-        let mine = std::mem::replace(&mut due, rest);
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |sender: &Sender, endpoint: &Endpoint| {
-            let records = mine
-                .iter()
-                .map(|(delivery, event)| attempt(sender, endpoint, delivery, event))
-                .collect::<Vec<_>>();
-            let _ = reply.send(records);
-        });
-        if pool.send(job).is_ok() {
-            jobs.push(answer);
-        }
-    }
-    jobs
-}
-
 async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
-    let pool = sending_threads(&sender, &endpoint);
     let mut queued = sender.store.queued_events();
     let mut leadership = sender.store.leadership();
     loop {
@@ -198,15 +146,11 @@ async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
             }
             continue;
         }
-        let jobs = hand_out(&pool, due.due);
-        // A share whose thread died is simply not recorded: it stays pending
-        // and goes out again.
-        let records: Vec<AttemptRecord> = futures_util::future::join_all(jobs)
-            .await
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect();
+        let records: Vec<AttemptRecord> = futures_util::stream::iter(due.due)
+            .map(|(delivery, event)| attempt(&sender, &endpoint, delivery, event))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
         if let Err(e) = sender
             .store
             .maintain(Maintenance::RecordAttempts(records))
@@ -221,45 +165,24 @@ async fn serve(sender: Arc<Sender>, endpoint: Arc<Endpoint>) {
 }
 
 /// One POST, signed; its outcome as the outbox records it.
-fn attempt(
+async fn attempt(
     sender: &Sender,
     endpoint: &Endpoint,
-    delivery: &Delivery,
-    event: &OutboxEvent,
+    delivery: Delivery,
+    event: OutboxEvent,
 ) -> AttemptRecord {
-    let body = body(event);
+    let body = body(&event);
     let id = event.id.to_string();
     let timestamp = now_millis().div_euclid(1000).to_string();
     let signature = endpoint.signer.sign(&id, &timestamp, &body);
-    let response = sender
-        .agent
-        .post(&endpoint.url)
-        .header("content-type", "application/json")
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", &timestamp)
-        .header("webhook-signature", signature)
-        .send(&body[..]);
-    let outcome = match response {
-        Ok(mut r) => {
-            // Read to its end, a short answer lets the connection go back to
-            // the pool; left unread, the next event would connect anew.
-            let _ = r.body_mut().with_config().limit(ANSWER_READ).read_to_vec();
-            let status = r.status().as_u16();
-            if r.status().is_success() {
-                AttemptOutcome::Delivered { status }
-            } else {
-                AttemptOutcome::Refused {
-                    status: Some(status),
-                    error: format!("the endpoint answered HTTP {status}"),
-                }
-            }
-        }
-        Err(e) => AttemptOutcome::Refused {
-            status: None,
-            error: describe(&e),
-        },
+    let signed = Signed {
+        id,
+        timestamp,
+        signature,
+        body: body.into(),
     };
-    note(sender, endpoint, delivery, &outcome);
+    let outcome = sender.client.post(&endpoint.uri, signed).await;
+    note(sender, endpoint, &delivery, &outcome);
     AttemptRecord {
         delivery: delivery.id,
         attempts_before: delivery.attempts,
@@ -293,19 +216,6 @@ fn note(sender: &Sender, endpoint: &Endpoint, delivery: &Delivery, outcome: &Att
             error = %error,
             "webhook attempt failed"
         );
-    }
-}
-
-/// Our own words for a transport failure: ureq's text can carry the URL
-/// (and its credentials) or internal addresses.
-fn describe(e: &ureq::Error) -> String {
-    match e {
-        ureq::Error::Timeout(_) => "no response within webhooks.timeout_ms".into(),
-        ureq::Error::HostNotFound => "the endpoint's host does not resolve".into(),
-        ureq::Error::ConnectionFailed => "cannot connect to the endpoint".into(),
-        ureq::Error::Io(io) => format!("connection failed ({})", io.kind()),
-        ureq::Error::Tls(_) => "TLS failed".into(),
-        _ => "the request failed".into(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! written by the store in the transaction of their change (`store::outbox`);
 //! this module signs ([`sign`]) and sends them ([`deliver`]).
 
+pub mod client;
 pub mod config;
 pub mod deliver;
 pub mod sign;
