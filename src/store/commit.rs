@@ -331,7 +331,8 @@ fn commit_batch(
                 Work::Maintain(m) => Applied::Count(maintain(&mut t, m, rules).map_err(io)?),
             });
         }
-        (results, t.queued, t.touched)
+        let (queued, touched) = t.finish().map_err(io)?;
+        (results, queued, touched)
     };
     if take_injected_failure(faults) {
         // Dropping the transaction aborts it: the fault leaves nothing behind.

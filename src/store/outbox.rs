@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::codec::{self, Record};
 use super::tables::{self, count_key, CountScope};
-use super::txn::{bump, get_u64, Tables};
+use super::txn::{bump, Tables};
 use super::{corrupt, storage_err, Store, StoreError};
 use crate::domain::lifecycle::{EventType, OutEvent};
 use crate::domain::task::ProvisioningTask;
@@ -99,10 +99,7 @@ pub(crate) fn record_events(
         if urls.is_empty() {
             continue;
         }
-        let seq = get_u64(&t.meta, tables::META_EVENT_SEQ)? + 1;
-        t.meta
-            .insert(tables::META_EVENT_SEQ, seq)
-            .map_err(storage_err)?;
+        let seq = t.next_event_seq()?;
         let mut event = OutboxEvent::new(out.kind, out.seconds_left, record, now);
         for url in urls {
             let delivery = Delivery::new(&event, url, seq);
@@ -371,6 +368,11 @@ impl Store {
             .map_err(storage_err)?
             .take(QUEUE_SCAN_LIMIT)
         {
+            // A full pass is followed by another at once, so when the next
+            // delivery falls due matters only to a pass that found none.
+            if out.due.len() == max {
+                break;
+            }
             let (_, id) = entry.map_err(storage_err)?;
             let Some(bytes) = deliveries.get(id.value()).map_err(storage_err)? else {
                 return Err(corrupt("a queued delivery is missing"));
@@ -383,7 +385,7 @@ impl Store {
                 Some(at) if at > now => {
                     out.next_at = Some(out.next_at.map_or(at, |n: Millis| n.min(at)));
                 }
-                _ if out.due.len() < max => {
+                _ => {
                     let Some(bytes) = events.get(d.event_id.as_u128()).map_err(storage_err)? else {
                         return Err(corrupt("a delivery's event is missing"));
                     };
@@ -392,7 +394,6 @@ impl Store {
                         .into_event()?;
                     out.due.push((d, event));
                 }
-                _ => {}
             }
         }
         Ok(out)

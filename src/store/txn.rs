@@ -3,6 +3,8 @@
 //! idempotency bookkeeping all write through these; none of them imports
 //! another for it.
 
+use std::collections::HashMap;
+
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::tables::{self, count_key, CountScope};
@@ -37,6 +39,13 @@ pub(crate) struct Tables<'txn> {
     pub queued: usize,
     /// Orders whose record or task this transaction wrote.
     pub touched: Vec<u128>,
+    /// Counter changes, written once per key by [`Tables::finish`]: a batch
+    /// of orders or webhook attempts moves the same few counters many
+    /// times, and each move in the table is a lookup and an insert.
+    count_deltas: HashMap<String, i64>,
+    /// The outbox's event sequence as this transaction moved it, written
+    /// once by [`Tables::finish`].
+    event_seq: Option<u64>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -83,23 +92,55 @@ impl<'txn> Tables<'txn> {
             delivered_at: txn.open_table(tables::DELIVERED_AT).map_err(storage_err)?,
             queued: 0,
             touched: Vec::new(),
+            count_deltas: HashMap::new(),
+            event_seq: None,
         })
+    }
+
+    /// The next outbox event's sequence number.
+    pub(crate) fn next_event_seq(&mut self) -> Result<u64, StoreError> {
+        let last = match self.event_seq {
+            Some(seq) => seq,
+            None => get_u64(&self.meta, tables::META_EVENT_SEQ)?,
+        };
+        self.event_seq = Some(last + 1);
+        Ok(last + 1)
+    }
+
+    /// Writes what this transaction kept aside (counters, the event
+    /// sequence); the last step before the commit. Dropped without it, the
+    /// transaction must not commit.
+    pub(crate) fn finish(mut self) -> Result<(usize, Vec<u128>), StoreError> {
+        let deltas = std::mem::take(&mut self.count_deltas);
+        for (key, delta) in deltas {
+            if delta == 0 {
+                continue;
+            }
+            let next = get_u64(&self.counts, key.as_str())?.saturating_add_signed(delta);
+            if next == 0 {
+                self.counts.remove(key.as_str()).map_err(storage_err)?;
+            } else {
+                self.counts
+                    .insert(key.as_str(), next)
+                    .map_err(storage_err)?;
+            }
+        }
+        if let Some(seq) = self.event_seq {
+            self.meta
+                .insert(tables::META_EVENT_SEQ, seq)
+                .map_err(storage_err)?;
+        }
+        Ok((self.queued, self.touched))
     }
 }
 
+/// Moves a counter; the table sees it at [`Tables::finish`].
 pub(crate) fn bump(
     t: &mut Tables<'_>,
     scope: CountScope<'_>,
     delta: i64,
 ) -> Result<(), StoreError> {
-    let key = count_key(scope);
-    let current = get_u64(&t.counts, key.as_str())?;
-    let next = current.saturating_add_signed(delta);
-    if next == 0 {
-        t.counts.remove(key.as_str()).map_err(storage_err)?;
-    } else {
-        t.counts.insert(key.as_str(), next).map_err(storage_err)?;
-    }
+    *t.count_deltas.entry(count_key(scope)).or_default() += delta;
     Ok(())
 }
 
