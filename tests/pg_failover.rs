@@ -178,6 +178,11 @@ fn sigkill_of_the_working_instance_mid_provisioning_and_the_other_finishes() {
         _ => (b, a),
     };
     let ids = provisioning_in_flight(&fake, &leader, &survivor, &hooks);
+    assert_eq!(
+        sweeps(&survivor),
+        0,
+        "a follower's turns are not counted as reconciler sweeps"
+    );
 
     let killed_at = Instant::now();
     leader.kill9();
@@ -206,6 +211,11 @@ fn sigkill_of_the_working_instance_mid_provisioning_and_the_other_finishes() {
         .collect();
     assert!(all_active.is_some(), "not all ACTIVE: {statuses:?}");
     eprintln!("takeover after {took_over:?}; every order ACTIVE {all_active:?} after the kill");
+    // Once it leads, its sweeps run and are counted.
+    assert!(
+        sweeps(&survivor) > 0,
+        "the survivor swept after taking over"
+    );
 
     one_droplet_each(&fake, &survivor, &ids);
     wait_for(Duration::from_secs(30), || {
@@ -220,6 +230,20 @@ fn sigkill_of_the_working_instance_mid_provisioning_and_the_other_finishes() {
         "the survivor stops cleanly: {}",
         trouble(&logs)
     );
+}
+
+/// Reconciler sweeps the instance ran: its sweep histogram's count.
+fn sweeps(daemon: &Daemon) -> u64 {
+    let mut r = agent()
+        .get(daemon.url("/metrics"))
+        .header("X-API-Key", API_KEY)
+        .call()
+        .expect("GET /metrics");
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("vpsd_reconciler_sweep_duration_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn one_droplet_each(fake: &FakeDo, survivor: &Daemon, ids: &[String]) {

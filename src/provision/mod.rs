@@ -152,9 +152,13 @@ impl Provisioner {
                 None
             }
         };
-        self.metrics
-            .sweep_duration
-            .observe(started.elapsed().as_secs_f64());
+        // A follower's or a stopping instance's turn did nothing: counted,
+        // it would hide in the histogram which instance really sweeps.
+        if report.is_some() {
+            self.metrics
+                .sweep_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
         report
     }
 
@@ -252,12 +256,34 @@ pub async fn start(
         .add(job)
         .await
         .map_err(|e| format!("cannot schedule the reconciler: {e}"))?;
+    let mut leadership = Some(provisioner.store.leadership());
     Ok(tokio::spawn(async move {
         // Tasks survive restarts: sweep once at start-up.
         provisioner.sweep().await;
         loop {
-            wake.notified().await;
+            next_turn(&wake, &mut leadership).await;
             provisioner.sweep().await;
         }
     }))
+}
+
+/// Waits for a wake-up, or for this instance to take over the background
+/// work on a shared database (SPEC §15): the work a dead leader left should
+/// not wait for the next tick. A backend whose leadership never changes
+/// (the embedded file) closes the channel; then only wake-ups count.
+async fn next_turn(wake: &Notify, leadership: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    loop {
+        let Some(watch) = leadership.as_mut() else {
+            wake.notified().await;
+            return;
+        };
+        tokio::select! {
+            _ = wake.notified() => return,
+            changed = watch.changed() => match changed {
+                Ok(()) if *watch.borrow_and_update() => return,
+                Ok(()) => {}
+                Err(_) => *leadership = None,
+            },
+        }
+    }
 }
