@@ -46,6 +46,62 @@ pub fn run_limited(
     make: MakeRequest,
     per_connection: u64,
 ) -> LoadReport {
+    let load = Load {
+        connections,
+        warmup,
+        duration,
+        expect,
+        per_connection,
+        pace: None,
+    };
+    drive(addr, load, make)
+}
+
+/// [`run`] at `per_second` requests in all, spread evenly over the
+/// connections: a load the same as another run's rate, so the two runs'
+/// CPU per request compare work for work rather than batching at
+/// different rates. A slower server falls behind the schedule and runs
+/// closed-loop.
+pub fn run_paced(
+    addr: SocketAddr,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    expect: u16,
+    make: MakeRequest,
+    per_second: f64,
+) -> LoadReport {
+    let every = Duration::from_secs_f64(connections as f64 / per_second.max(1.0));
+    let load = Load {
+        connections,
+        warmup,
+        duration,
+        expect,
+        per_connection: u64::MAX,
+        pace: Some(every),
+    };
+    drive(addr, load, make)
+}
+
+struct Load {
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    expect: u16,
+    per_connection: u64,
+    /// Each connection's period between request starts, if paced.
+    pace: Option<Duration>,
+}
+
+fn drive(addr: SocketAddr, load: Load, make: MakeRequest) -> LoadReport {
+    let Load {
+        connections,
+        warmup,
+        duration,
+        expect,
+        per_connection,
+        pace,
+    } = load;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -68,7 +124,14 @@ pub fn run_limited(
                 let _ = stream.set_nodelay(true);
                 let mut buf = Vec::with_capacity(16 * 1024);
                 let mut i = 0u64;
+                // Connections start spread over one period, not in a burst.
+                let first =
+                    pace.map(|every| start + every.mul_f64(conn as f64 / connections as f64));
                 loop {
+                    if let (Some(first), Some(every)) = (first, pace) {
+                        let at = first + every.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+                        tokio::time::sleep_until(at.into()).await;
+                    }
                     let sent = Instant::now();
                     if sent >= end || i >= per_connection {
                         break;

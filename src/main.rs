@@ -294,6 +294,8 @@ const HTTP_CLIENT_CRATES: &[&str] = &[
     "webpki",
     "hyper",
     "hyper_util",
+    "hyper_rustls",
+    "tokio_rustls",
     "h2",
     "http",
 ];
