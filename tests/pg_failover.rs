@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::fake_do::{DropletScript, FakeDo};
-use support::process::{health, trouble, Daemon};
+use support::process::{health, leader_of, reconciler_sweeps, trouble, Daemon};
 use support::receiver::{verifies, Receiver};
 use support::{add_webhook, WEBHOOK_SECRET};
 use support::{agent, base_config, hs256_token, now_secs, wait_for, API_KEY, SECRET};
@@ -103,24 +103,6 @@ fn outbox_quiet(daemon: &Daemon, hooks: &[Receiver]) -> bool {
         && deliveries_total(daemon, "status=delivered&limit=1") == received as u64
 }
 
-/// Which of the two runs the background work, once exactly one says so;
-/// never both at any look.
-fn leader_of(daemons: [&Daemon; 2]) -> usize {
-    let http = agent();
-    let mut last = Vec::new();
-    let found = wait_for(Duration::from_secs(30), || {
-        last = daemons.iter().map(|d| health(&http, d.addr)).collect();
-        let leads: Vec<Option<bool>> = last.iter().map(|h| h["backgroundWork"].as_bool()).collect();
-        assert_ne!(leads, [Some(true), Some(true)], "both run background work");
-        match leads[..] {
-            [Some(true), Some(false)] => Some(0),
-            [Some(false), Some(true)] => Some(1),
-            _ => None,
-        }
-    });
-    found.unwrap_or_else(|| panic!("no one instance runs the background work; /health: {last:?}"))
-}
-
 /// Orders with booting droplets, and one whose create DigitalOcean has
 /// taken but not answered; returns their ids once the outbox is quiet.
 fn provisioning_in_flight(
@@ -173,13 +155,13 @@ fn sigkill_of_the_working_instance_mid_provisioning_and_the_other_finishes() {
         &instance_config(dir_b.path(), &url, &fake, &hooks),
         dir_b.path(),
     );
-    let (leader, survivor) = match leader_of([&a, &b]) {
+    let (leader, survivor) = match leader_of(&agent(), [&a, &b]) {
         0 => (a, b),
         _ => (b, a),
     };
     let ids = provisioning_in_flight(&fake, &leader, &survivor, &hooks);
     assert_eq!(
-        sweeps(&survivor),
+        reconciler_sweeps(&agent(), survivor.addr),
         0,
         "a follower's turns are not counted as reconciler sweeps"
     );
@@ -213,7 +195,7 @@ fn sigkill_of_the_working_instance_mid_provisioning_and_the_other_finishes() {
     eprintln!("takeover after {took_over:?}; every order ACTIVE {all_active:?} after the kill");
     // Once it leads, its sweeps run and are counted.
     assert!(
-        sweeps(&survivor) > 0,
+        reconciler_sweeps(&agent(), survivor.addr) > 0,
         "the survivor swept after taking over"
     );
 
@@ -230,20 +212,6 @@ fn sigkill_of_the_working_instance_mid_provisioning_and_the_other_finishes() {
         "the survivor stops cleanly: {}",
         trouble(&logs)
     );
-}
-
-/// Reconciler sweeps the instance ran: its sweep histogram's count.
-fn sweeps(daemon: &Daemon) -> u64 {
-    let mut r = agent()
-        .get(daemon.url("/metrics"))
-        .header("X-API-Key", API_KEY)
-        .call()
-        .expect("GET /metrics");
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("vpsd_reconciler_sweep_duration_seconds_count "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn one_droplet_each(fake: &FakeDo, survivor: &Daemon, ids: &[String]) {

@@ -9,7 +9,6 @@
 //! that ran (a follower's turn is not one; the part checks the count stays 0
 //! while the survivor follows). Median of 5.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::support::fake_do::{DropletScript, FakeDo};
 use super::support::pg::PgCluster;
-use super::support::process::{health, Daemon};
+use super::support::process::{health, leader_of, reconciler_sweeps, Daemon};
 use super::support::{self, agent, wait_for, API_KEY};
 use super::{config_for, fresh_dir, loadgen, token};
 
@@ -29,8 +28,6 @@ const POLL: Duration = Duration::from_millis(2);
 /// Observations the droplet answers `new`: it boots for the whole run, so
 /// the order stays PROVISIONING and every sweep observes it.
 const BOOTING_FOREVER: u32 = 1_000_000;
-/// The histogram's count: one per reconciler sweep (`Provisioner::run_one`).
-const SWEEPS: &str = "vpsd_reconciler_sweep_duration_seconds_count";
 
 /// One kill: seconds after it.
 struct Run {
@@ -128,7 +125,7 @@ fn failover_once(pg: &PgCluster) -> Run {
     // few milliseconds before), and each run would give the same figures.
     let hold = random_hold();
     std::thread::sleep(hold);
-    let count_at_kill = sweeps(&http, survivor.addr);
+    let count_at_kill = reconciler_sweeps(&http, survivor.addr);
     assert_eq!(
         count_at_kill, 0,
         "a follower's turns are not counted as sweeps"
@@ -157,22 +154,6 @@ fn random_hold() -> Duration {
         .build_hasher()
         .finish();
     Duration::from_millis(bits % 3000)
-}
-
-/// Which of the two runs the background work, once exactly one says so.
-fn leader_of(http: &ureq::Agent, daemons: [&Daemon; 2]) -> usize {
-    let mut last = Vec::new();
-    let found = wait_for(Duration::from_secs(30), || {
-        last = daemons.iter().map(|d| health(http, d.addr)).collect();
-        let leads: Vec<Option<bool>> = last.iter().map(|h| h["backgroundWork"].as_bool()).collect();
-        assert_ne!(leads, [Some(true), Some(true)], "both run background work");
-        match leads[..] {
-            [Some(true), Some(false)] => Some(0),
-            [Some(false), Some(true)] => Some(1),
-            _ => None,
-        }
-    });
-    found.unwrap_or_else(|| panic!("no one instance runs the background work; /health: {last:?}"))
 }
 
 /// A paid order on the leader, PROVISIONING with its droplet created and
@@ -205,7 +186,7 @@ fn provisioning_order(http: &ureq::Agent, fake: &FakeDo, leader: &Daemon) {
         // A by-id read of the droplet is an observation by a sweep after
         // the one that created it; the count shows a sweep has completed.
         let observed = fake.count("GET", "/v2/droplets/") >= 1;
-        (booting && observed && sweeps(http, leader.addr) >= 1).then_some(())
+        (booting && observed && reconciler_sweeps(http, leader.addr) >= 1).then_some(())
     })
     .unwrap_or_else(|| panic!("the leader never swept the booting order: {order}"));
     assert_eq!(fake.count("POST", "/v2/droplets"), 1, "one droplet created");
@@ -220,7 +201,7 @@ fn measure(http: &ureq::Agent, survivor: &Daemon, killed_at: Instant, before: u6
         if took_over.is_none() && health(http, survivor.addr)["backgroundWork"] == true {
             took_over = Some(killed_at.elapsed().as_secs_f64());
         }
-        let swept = sweeps(http, survivor.addr) > before;
+        let swept = reconciler_sweeps(http, survivor.addr) > before;
         (swept && took_over.is_some()).then(|| (took_over, killed_at.elapsed().as_secs_f64()))
     };
     let found = every_poll(limit, poll);
@@ -242,25 +223,6 @@ fn every_poll<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Optio
         }
         std::thread::sleep(POLL);
     }
-}
-
-/// The reconciler's sweeps so far: the histogram's count, summed over its
-/// series (it has no labels today).
-fn sweeps(http: &ureq::Agent, addr: SocketAddr) -> u64 {
-    let mut r = http
-        .get(format!("http://{addr}/metrics"))
-        .header("X-API-Key", API_KEY)
-        .call()
-        .expect("GET /metrics");
-    assert_eq!(r.status().as_u16(), 200, "GET /metrics");
-    let text = r.body_mut().read_to_string().expect("metrics text");
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(SWEEPS)
-                .is_some_and(|rest| rest.starts_with([' ', '{']))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 fn post(http: &ureq::Agent, url: &str, auth: (&str, &str), body: Value) -> Value {

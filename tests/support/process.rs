@@ -235,6 +235,38 @@ pub fn health(agent: &ureq::Agent, addr: SocketAddr) -> serde_json::Value {
         .unwrap_or_default()
 }
 
+/// Which of two instances on one database runs the background work (SPEC
+/// §15), once exactly one says so; never both at any look.
+pub fn leader_of(agent: &ureq::Agent, daemons: [&Daemon; 2]) -> usize {
+    let mut last = Vec::new();
+    let found = super::wait_for(Duration::from_secs(30), || {
+        last = daemons.iter().map(|d| health(agent, d.addr)).collect();
+        let leads: Vec<Option<bool>> = last.iter().map(|h| h["backgroundWork"].as_bool()).collect();
+        assert_ne!(leads, [Some(true), Some(true)], "both run background work");
+        match leads[..] {
+            [Some(true), Some(false)] => Some(0),
+            [Some(false), Some(true)] => Some(1),
+            _ => None,
+        }
+    });
+    found.unwrap_or_else(|| panic!("no one instance runs the background work; /health: {last:?}"))
+}
+
+/// The reconciler sweeps an instance ran: its sweep histogram's count.
+pub fn reconciler_sweeps(agent: &ureq::Agent, addr: SocketAddr) -> u64 {
+    let mut r = agent
+        .get(format!("http://{addr}/metrics"))
+        .header("X-API-Key", super::API_KEY)
+        .call()
+        .expect("GET /metrics");
+    assert_eq!(r.status().as_u16(), 200, "GET /metrics");
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("vpsd_reconciler_sweep_duration_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The lines of a daemon's log worth showing when a test fails: anything
 /// that is not a JSON log line at INFO or below (warnings, errors, a panic
 /// and its backtrace).
