@@ -1,12 +1,11 @@
-//! The outgoing HTTP clients' agent: webhook deliveries, DigitalOcean, the
-//! catalog-service.
+//! The outgoing ureq agent: DigitalOcean and the catalog-service (webhook
+//! deliveries have their own asynchronous client, `webhooks::client`).
 //!
 //! ureq resolves the host before it looks for a kept-alive connection, and
 //! its default resolver, when a timeout is set (ours always is), spawns a
 //! thread per lookup so the lookup can be abandoned. That was a thread created
-//! and torn down per call, even to an IP address over a pooled connection: for
-//! webhooks the largest cost of a delivery, and for an http catalog two or
-//! three per order. Here a lookup's answer is reused for a short while, so a
+//! and torn down per call, even to an IP address over a pooled connection:
+//! for an http catalog two or three per order. Here a lookup's answer is reused for a short while, so a
 //! busy host costs one lookup per [`REMEMBER`], not one per call.
 
 use std::collections::HashMap;

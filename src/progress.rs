@@ -37,7 +37,7 @@ impl Bar {
 
 /// Runs `work` with a bar it reports to; the bar is gone before `work`'s
 /// outcome is printed.
-pub fn shown<T>(work: impl FnOnce(&dyn Fn(&'static str, u64, u64)) -> T) -> T {
+pub fn shown<T>(work: impl FnOnce(vpsd::service::backups::Progress<'_>) -> T) -> T {
     let bar = Bar::new();
     let outcome = work(&|step, done, total| bar.show(step, done, total));
     bar.finish();

@@ -73,7 +73,7 @@ pub(crate) fn put(
         .map_err(storage_err)?
         .map(|old| codec::decode::<IdempotencyRecord>(old.value()).map(|r| r.expires_at));
     match replaced {
-        None => bump(t, CountScope::IdempotencyKeys(scope), 1)?,
+        None => bump(t, CountScope::IdempotencyKeys(scope), 1),
         Some(Ok(at)) => {
             t.idempotency_by_scope
                 .remove((scope, at, key))
@@ -168,7 +168,7 @@ fn remove(t: &mut Tables<'_>, scope: &str, key: &str, expires_at: i64) -> Result
         .map_err(storage_err)?
         .is_some()
     {
-        bump(t, CountScope::IdempotencyKeys(scope), -1)?;
+        bump(t, CountScope::IdempotencyKeys(scope), -1);
     }
     t.idempotency_expiry
         .remove((expires_at, scope, key))

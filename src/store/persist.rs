@@ -46,10 +46,10 @@ pub(super) fn persist(t: &mut Tables<'_>, change: &Change) -> Result<(), StoreEr
             .and_then(|task| task.live_account(order.status));
         if before != after {
             if let Some(name) = before {
-                bump(t, CountScope::Account(name), -1)?;
+                bump(t, CountScope::Account(name), -1);
             }
             if let Some(name) = after {
-                bump(t, CountScope::Account(name), 1)?;
+                bump(t, CountScope::Account(name), 1);
             }
         }
     }
@@ -134,8 +134,9 @@ fn index_status(
     } else {
         t.by_status.remove((code, seq)).map_err(storage_err)?;
     }
-    bump(t, CountScope::Status(code), delta)?;
-    bump(t, CountScope::UserStatus(user, code), delta)
+    bump(t, CountScope::Status(code), delta);
+    bump(t, CountScope::UserStatus(user, code), delta);
+    Ok(())
 }
 
 fn release_coupon(t: &mut Tables<'_>, order: &Order) -> Result<(), StoreError> {

@@ -64,7 +64,7 @@ impl OrderTxn for Tables<'_> {
             self.by_user
                 .insert((change.order.user_id.as_str(), seq), id)
                 .map_err(storage_err)?;
-            bump(self, CountScope::All, 1)?;
+            bump(self, CountScope::All, 1);
         }
         persist(self, change)
     }

@@ -135,13 +135,8 @@ impl<'txn> Tables<'txn> {
 }
 
 /// Moves a counter; the table sees it at [`Tables::finish`].
-pub(crate) fn bump(
-    t: &mut Tables<'_>,
-    scope: CountScope<'_>,
-    delta: i64,
-) -> Result<(), StoreError> {
+pub(crate) fn bump(t: &mut Tables<'_>, scope: CountScope<'_>, delta: i64) {
     *t.count_deltas.entry(count_key(scope)).or_default() += delta;
-    Ok(())
 }
 
 pub(crate) fn get_u64(table: &Table<'_, &'static str, u64>, key: &str) -> Result<u64, StoreError> {

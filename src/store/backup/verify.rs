@@ -39,18 +39,19 @@ fn decode<T: codec::Record>(
     })
 }
 
-/// Opens a data file or snapshot (exclusively), runs redb's integrity check,
-/// and checks every table, record, index entry, count and history chain.
-/// The tests' way in: no progress to show.
+/// [`verify_showing`] with no progress to show: the tests' way in.
 #[cfg(any(test, feature = "testing"))]
 pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
     verify_showing(path, &super::super::no_progress)
 }
 
-/// The checks [`verify`] makes, in order; `progress` is told each one done.
+/// The checks [`verify_showing`] makes, in order; `progress` is told each
+/// one done.
 const STEPS: u64 = 10;
 
-/// [`verify`], telling `progress` how many of its checks are done.
+/// Opens a data file or snapshot (exclusively), runs redb's integrity check,
+/// and checks every table, record, index entry, count and history chain,
+/// telling `progress` how many of its checks are done.
 pub fn verify_showing(
     path: &Path,
     progress: super::super::Progress<'_>,
